@@ -1,0 +1,120 @@
+/**
+ * A checked-out host. Subclass it to add your own setup/teardown and helpers, and pass the class
+ * as `hostClass`. Hosts talk to their machine through {@link Session}; checkin and extend go back
+ * through the Broker that made them.
+ * @module
+ */
+import type { HostRecord } from '../lib/records.js';
+import type { ExecOptions, Result } from './result.js';
+import type { Session } from './session.js';
+
+/** What a Host needs from the Broker that made it. */
+export interface HostOwner {
+  /** Opens (or reuses) the session for a record. */
+  sessionFor(record: HostRecord): Session;
+  /** Checks the host in (teardown, release, forget). */
+  checkin(host: Host): Promise<void>;
+  /** Extends the host's lease. */
+  extend(host: Host, options?: { lease?: string | number }): Promise<void>;
+  /** The current record of a host id (after extend, the lease changed). */
+  recordOf(id: string): Promise<HostRecord | undefined>;
+}
+
+/** What the Broker passes to a Host constructor. */
+export interface HostInit {
+  record: HostRecord;
+  owner: HostOwner;
+}
+
+/** Constructor type for `hostClass`. */
+export type HostClass<H extends Host = Host> = new (init: HostInit) => H;
+
+/** A host checked out from a provider. */
+export class Host implements AsyncDisposable {
+  #record: HostRecord;
+  readonly #owner: HostOwner;
+  #session: Session | undefined;
+  #disposal: Promise<void> | undefined;
+  /** @internal set by the Broker once teardown has run, so it never runs twice. */
+  tornDown = false;
+
+  constructor(init: HostInit) {
+    this.#record = init.record;
+    this.#owner = init.owner;
+  }
+
+  /** Inventory record id. */
+  get id(): string {
+    return this.#record.id;
+  }
+  /** Display name. */
+  get name(): string {
+    return this.#record.name;
+  }
+  /** Address the host is reached at. */
+  get hostname(): string {
+    return this.#record.hostname;
+  }
+  /** Provider that made the host. */
+  get provider(): string {
+    return this.#record.provider;
+  }
+  /** The inventory record (a copy as of checkout or the last refresh). */
+  get record(): HostRecord {
+    return this.#record;
+  }
+
+  /** The host's session, opened lazily on first use. */
+  get session(): Session {
+    this.#session ??= this.#owner.sessionFor(this.#record);
+    return this.#session;
+  }
+
+  /** Runs a command; a non-zero status is returned in the Result, not thrown. */
+  execute(command: string, options?: ExecOptions): Promise<Result> {
+    return this.session.run(command, options);
+  }
+
+  /** Runs after checkout, before the host is handed out. Override it. */
+  async setup(): Promise<void> {}
+
+  /** Runs before checkin. Override it. */
+  async teardown(): Promise<void> {}
+
+  /** Checks the host in: teardown, release, forget. Calling it again does nothing more. */
+  checkin(): Promise<void> {
+    this.#disposal ??= this.#owner.checkin(this);
+    return this.#disposal;
+  }
+
+  /** Extends the lease where the provider supports it. */
+  async extend(options?: { lease?: string | number }): Promise<void> {
+    await this.#owner.extend(this, options);
+    await this.refresh();
+  }
+
+  /** Re-reads the record from the inventory. */
+  async refresh(): Promise<HostRecord> {
+    const latest = await this.#owner.recordOf(this.id);
+    if (latest) this.#record = latest;
+    return this.#record;
+  }
+
+  /** Closes the session's connections (checkin does this too). */
+  async disconnect(): Promise<void> {
+    await this.#session?.close();
+  }
+
+  /** `await using host = ...` checks the host in: teardown, then release, on one code path. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.checkin();
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { ...this.#record };
+  }
+
+  toString(): string {
+    return `${this.name} (${this.hostname || this.id})`;
+  }
+}

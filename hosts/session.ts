@@ -1,0 +1,341 @@
+/**
+ * A `Session` is how a Host talks to its machine: run commands, move files, open a shell.
+ * Every operation is built on one primitive, {@link Transport.spawn}, so an SSH connection and a
+ * container engine's exec API give the same behaviour. Transports may add faster paths
+ * (`readFile`/`writeFile`) that the Session prefers.
+ * @module
+ */
+import { spawn as spawnLocal } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { PassThrough, Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CommandError, TimeoutError, UserInputError } from '../lib/errors.js';
+import { quote } from './quote.js';
+import type { ExecOptions, Result } from './result.js';
+
+/** A process running on a host. */
+export interface RemoteProcess {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** Resolves when the process ends. `status` is null when it was killed without a status. */
+  exit: Promise<{ status: number | null; signal?: string }>;
+  /** Ends the remote process (signal where the server allows, then close). */
+  kill(signal?: NodeJS.Signals): void;
+  /** Resizes the terminal of a process started with `pty`. */
+  resize?(rows: number, cols: number): void;
+}
+
+/** Options for {@link Transport.spawn}. */
+export interface SpawnOptions {
+  /** Allocate a pseudo-terminal (interactive shells). */
+  pty?: boolean | { rows?: number; cols?: number; term?: string };
+}
+
+/** What a session backend implements: start a shell command, and close. */
+export interface Transport {
+  /** Starts `command` with `/bin/sh -c` semantics on the host. */
+  spawn(command: string, options?: SpawnOptions): Promise<RemoteProcess>;
+  /** Starts the user's login shell (used by `shell()`); default is `spawn('exec "${SHELL:-/bin/sh}" -l', { pty })`. */
+  spawnShell?(options: SpawnOptions): Promise<RemoteProcess>;
+  /** Optional fast path for reading a whole file. */
+  readFile?(path: string): Promise<Buffer>;
+  /** Optional fast path for writing a whole file (creating parent directories). */
+  writeFile?(path: string, data: Buffer, mode?: number): Promise<void>;
+  /** Releases connections. Further use reconnects. */
+  close(): Promise<void>;
+  /** Human name of the peer, for messages. */
+  readonly label: string;
+}
+
+/** Options for {@link Session.write}. */
+export interface WriteOptions {
+  /** File mode, e.g. `0o600`. */
+  mode?: number;
+}
+
+/** A stream of lines from a remote file that is still growing. Stop it with `stop()`. */
+export interface Tail extends AsyncIterable<string> {
+  stop(): void;
+}
+
+/** Anything with a session: a Host, or a Session itself. */
+export interface HasSession {
+  readonly session: Session;
+}
+
+const CWD_MISSING = 'hostbroker: working directory does not exist: ';
+
+/** Runs commands and moves files on one host. */
+export class Session {
+  readonly transport: Transport;
+
+  constructor(transport: Transport) {
+    this.transport = transport;
+  }
+
+  /** Runs a command and collects its output. A non-zero status is returned, not thrown. */
+  async run(cmd: string, options: ExecOptions = {}): Promise<Result> {
+    const raw = await this.runRaw(cmd, options);
+    return { ...raw, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') };
+  }
+
+  /** Like {@link run} but keeps stdout and stderr as Buffers. */
+  async runRaw(
+    cmd: string,
+    options: ExecOptions = {},
+  ): Promise<Omit<Result, 'stdout' | 'stderr'> & { stdout: Buffer; stderr: Buffer }> {
+    const started = Date.now();
+    const full = wrapCommand(cmd, options);
+    const proc = await this.transport.spawn(full);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    proc.stdout.on('data', (d: Buffer) => out.push(d));
+    proc.stderr.on('data', (d: Buffer) => err.push(d));
+    feedInput(proc, options.input);
+
+    const exit = await this.waitFor(proc, cmd, options);
+    const stderr = Buffer.concat(err);
+    if (options.cwd !== undefined && exit.status === 125 && stderr.toString().startsWith(CWD_MISSING)) {
+      throw new UserInputError(
+        `cannot run \`${cmd}\` on ${this.transport.label}: the working directory ${options.cwd} does not exist; create it first or pass another cwd.`,
+      );
+    }
+    const status = exit.status ?? (exit.signal ? 128 + (signalNumber(exit.signal) ?? 0) : 255);
+    const result = { command: cmd, status, stdout: Buffer.concat(out), stderr, durationMs: Date.now() - started };
+    return exit.signal ? { ...result, signal: exit.signal } : result;
+  }
+
+  /** Reads a remote file. */
+  async read(remote: string): Promise<Buffer> {
+    if (this.transport.readFile) return this.transport.readFile(remote);
+    const r = await this.runRaw(`cat -- ${quote(remote)}`);
+    if (r.status !== 0) throw fileError('read', remote, this.transport.label, r);
+    return r.stdout;
+  }
+
+  /** Writes data (or a local file) to a remote path, creating parent directories. */
+  async write(data: string | Buffer | { localPath: string }, remote: string, options: WriteOptions = {}): Promise<void> {
+    if (this.transport.writeFile && !(typeof data === 'object' && 'localPath' in data)) {
+      return this.transport.writeFile(remote, Buffer.from(data), options.mode);
+    }
+    const input = typeof data === 'object' && 'localPath' in data ? createReadStream(data.localPath) : Buffer.from(data);
+    const dir = remote.includes('/') ? remote.slice(0, remote.lastIndexOf('/')) || '/' : '.';
+    const tmp = `${remote}.hb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const chmod = options.mode !== undefined ? ` && chmod ${options.mode.toString(8)} -- ${quote(tmp)}` : '';
+    const r = await this.runRaw(
+      `mkdir -p -- ${quote(dir)} && cat > ${quote(tmp)}${chmod} && mv -f -- ${quote(tmp)} ${quote(remote)} || { rm -f -- ${quote(tmp)}; exit 1; }`,
+      { input },
+    );
+    if (r.status !== 0) throw fileError('write', remote, this.transport.label, r);
+  }
+
+  /** Copies a local directory's contents into a remote directory (tar over the session). */
+  async upload(localDir: string, remoteDir: string): Promise<void> {
+    const tar = spawnLocal('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const localExit = exitOf(tar);
+    const r = await this.runRaw(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`, { input: tar.stdout! });
+    const code = await localExit;
+    if (code !== 0) throw new UserInputError(`cannot upload ${localDir}: local tar exited ${code}; check that the directory exists and is readable.`);
+    if (r.status !== 0) throw fileError('upload to', remoteDir, this.transport.label, r);
+  }
+
+  /** Copies a remote directory's contents into a local directory. */
+  async download(remoteDir: string, localDir: string): Promise<void> {
+    await mkdir(localDir, { recursive: true });
+    const proc = await this.transport.spawn(`tar -C ${quote(remoteDir)} -cf - .`);
+    proc.stdin.end();
+    const tar = spawnLocal('tar', ['-C', localDir, '-xf', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    proc.stderr.on('data', (d: Buffer) => err.push(d));
+    const localExit = exitOf(tar);
+    await pipeline(proc.stdout, tar.stdin!);
+    const [remote, local] = await Promise.all([proc.exit, localExit]);
+    if (remote.status !== 0) {
+      throw fileError('download', remoteDir, this.transport.label, {
+        command: 'tar',
+        status: remote.status ?? 255,
+        stdout: Buffer.alloc(0),
+        stderr: Buffer.concat(err),
+      });
+    }
+    if (local !== 0) throw new UserInputError(`cannot unpack ${remoteDir} into ${localDir}: local tar exited ${local}.`);
+  }
+
+  /** Downloads one remote file to a local path. */
+  async downloadFile(remote: string, localPath: string): Promise<void> {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(localPath, await this.read(remote));
+  }
+
+  /** Copies a file or directory from this host straight to another host's session. */
+  async copyTo(other: HasSession | Session, src: string, dest: string): Promise<void> {
+    const target = other instanceof Session ? other : other.session;
+    const isDir = (await this.run(`test -d ${quote(src)}`)).status === 0;
+    const producer = await this.transport.spawn(isDir ? `tar -C ${quote(src)} -cf - .` : `cat -- ${quote(src)}`);
+    producer.stdin.end();
+    const err: Buffer[] = [];
+    producer.stderr.on('data', (d: Buffer) => err.push(d));
+    const stream = new PassThrough();
+    producer.stdout.pipe(stream);
+    const consume = isDir
+      ? target.runRaw(`mkdir -p -- ${quote(dest)} && tar -C ${quote(dest)} -xf -`, { input: stream })
+      : target.runRaw(
+          `mkdir -p -- "$(dirname -- ${quote(dest)})" && cat > ${quote(dest)}`,
+          { input: stream },
+        );
+    const [exit, r] = await Promise.all([producer.exit, consume]);
+    if (exit.status !== 0) {
+      throw fileError('copy', src, this.transport.label, { command: 'copy', status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
+    }
+    if (r.status !== 0) throw fileError('copy to', dest, target.transport.label, r);
+  }
+
+  /** Opens an interactive shell with a pseudo-terminal. */
+  async shell(options: { rows?: number; cols?: number; term?: string } = {}): Promise<RemoteProcess> {
+    if (this.transport.spawnShell) return this.transport.spawnShell({ pty: options });
+    return this.transport.spawn('exec "${SHELL:-/bin/sh}" -l', { pty: options });
+  }
+
+  /** Follows a remote file, yielding lines as they are appended (like `tail -F`). */
+  tail(path: string, options: { fromStart?: boolean } = {}): Tail {
+    const procPromise = this.transport.spawn(`exec tail -n ${options.fromStart ? '+1' : '0'} -F -- ${quote(path)} 2>/dev/null`);
+    let proc: RemoteProcess | undefined;
+    let stopped = false;
+    const iterable = {
+      stop(): void {
+        stopped = true;
+        proc?.kill('TERM');
+      },
+      async *[Symbol.asyncIterator](): AsyncGenerator<string> {
+        proc = await procPromise;
+        proc.stdin.end();
+        if (stopped) {
+          proc.kill('TERM');
+          return;
+        }
+        let buffer = '';
+        try {
+          for await (const chunk of proc.stdout) {
+            buffer += String(chunk);
+            let nl: number;
+            while ((nl = buffer.indexOf('\n')) >= 0) {
+              yield buffer.slice(0, nl);
+              buffer = buffer.slice(nl + 1);
+            }
+            if (stopped) break;
+          }
+        } finally {
+          proc.kill('TERM');
+        }
+      },
+    };
+    return iterable;
+  }
+
+  /** Closes the transport's connections. */
+  async close(): Promise<void> {
+    await this.transport.close();
+  }
+
+  private waitFor(proc: RemoteProcess, cmd: string, options: ExecOptions): Promise<{ status: number | null; signal?: string }> {
+    if (options.timeout === undefined && options.signal === undefined) return proc.exit;
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (): void => {
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      const stop = (error: Error): void => {
+        finish();
+        proc.kill('KILL');
+        reject(error);
+      };
+      const onAbort = (): void =>
+        stop(new TimeoutError(`\`${cmd}\` on ${this.transport.label} was aborted`, 0, { cause: options.signal?.reason }));
+      if (options.timeout !== undefined) {
+        timer = setTimeout(
+          () =>
+            stop(
+              new TimeoutError(
+                `\`${cmd}\` on ${this.transport.label} did not finish within ${options.timeout} ms and was ended; raise \`timeout\` if it needs longer.`,
+                options.timeout!,
+              ),
+            ),
+          options.timeout,
+        );
+      }
+      if (options.signal?.aborted) return onAbort();
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      proc.exit.then(
+        (e) => {
+          finish();
+          resolve(e);
+        },
+        (e: unknown) => {
+          finish();
+          reject(e);
+        },
+      );
+    });
+  }
+}
+
+/** Adds env exports and a checked `cd` in front of a command. */
+export function wrapCommand(cmd: string, options: Pick<ExecOptions, 'env' | 'cwd'>): string {
+  let prefix = '';
+  for (const [k, v] of Object.entries(options.env ?? {})) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new UserInputError(`environment variable name ${JSON.stringify(k)} is not valid: use letters, digits and _.`);
+    prefix += `export ${k}=${quote(v)}; `;
+  }
+  if (options.cwd !== undefined) {
+    prefix += `cd -- ${quote(options.cwd)} 2>/dev/null || { printf '%s\\n' ${quote(CWD_MISSING + options.cwd)} >&2; exit 125; }; `;
+  }
+  return prefix ? `${prefix}${cmd}` : cmd;
+}
+
+function feedInput(proc: RemoteProcess, input: ExecOptions['input']): void {
+  if (input === undefined) {
+    proc.stdin.end();
+    return;
+  }
+  if (typeof input === 'string' || Buffer.isBuffer(input)) {
+    proc.stdin.end(input);
+    return;
+  }
+  const source = input instanceof Readable ? input : Readable.from(input as AsyncIterable<Buffer>);
+  pipeline(source, proc.stdin).catch(() => proc.stdin.destroy());
+}
+
+function exitOf(child: import('node:child_process').ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    child.on('error', () => resolve(127));
+    child.on('close', (code) => resolve(code ?? 255));
+  });
+}
+
+function fileError(
+  verb: string,
+  path: string,
+  label: string,
+  r: { command: string; status: number; stdout: Buffer | string; stderr: Buffer | string },
+): CommandError {
+  const stderr = r.stderr.toString().trim();
+  return new CommandError(`cannot ${verb} ${path} on ${label}: ${stderr || `exit status ${r.status}`}`, {
+    command: r.command,
+    status: r.status,
+    stdout: r.stdout.toString(),
+    stderr,
+  });
+}
+
+const SIGNALS: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, SEGV: 11, PIPE: 13, ALRM: 14, TERM: 15 };
+function signalNumber(name: string): number | undefined {
+  return SIGNALS[name.replace(/^SIG/, '')];
+}
+
+/** Whether a local path is a directory. */
+export async function isLocalDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}

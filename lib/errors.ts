@@ -1,0 +1,198 @@
+/**
+ * Every error hostbroker throws is a {@link BrokerError} subclass with a stable `code`.
+ * Messages say what was wrong and what to do; they never contain a secret.
+ * @module
+ */
+
+const MARKER = Symbol.for('hostbroker.error');
+
+/** Stable error codes, one per class. */
+export type BrokerErrorCode =
+  | 'BROKER'
+  | 'SETTINGS'
+  | 'USER_INPUT'
+  | 'PROVIDER'
+  | 'HOST_CONNECTION'
+  | 'TIMEOUT'
+  | 'INVENTORY'
+  | 'COMMAND'
+  | 'PARTIAL_FAILURE'
+  | 'MISSING_DEPENDENCY';
+
+/** Options every BrokerError accepts. */
+export interface BrokerErrorOptions {
+  cause?: unknown;
+}
+
+/** Base class of every error hostbroker throws. */
+export class BrokerError extends Error {
+  readonly code: BrokerErrorCode = 'BROKER';
+  /** Process exit status the CLI uses for this class of error. */
+  static readonly exitCode: number = 1;
+
+  constructor(message: string, options: BrokerErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    Object.defineProperty(this, MARKER, { value: true });
+  }
+
+  /** True for any hostbroker error, even one from another copy of the package. */
+  static isInstance(value: unknown): value is BrokerError {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[MARKER] === true;
+  }
+
+  /** A plain object for JSON output (no stack, no cause chain with possible secrets). */
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message };
+  }
+}
+
+/** `broker_settings.yaml`, `.env` or an environment override is invalid. */
+export class SettingsError extends BrokerError {
+  override readonly code = 'SETTINGS' as const;
+  static override readonly exitCode = 3;
+}
+
+/** A request, argument, nick, filter or args file given by the user is invalid. */
+export class UserInputError extends BrokerError {
+  override readonly code = 'USER_INPUT' as const;
+  static override readonly exitCode = 2;
+}
+
+/** A provider (or the service behind it) failed. */
+export class ProviderError extends BrokerError {
+  override readonly code = 'PROVIDER' as const;
+  static override readonly exitCode = 4;
+  readonly provider: string;
+  /** HTTP status or service error code, where the service gave one. */
+  readonly status: number | string | undefined;
+  /** Whether trying again may succeed (throttling, capacity, 5xx). */
+  readonly retryable: boolean;
+
+  constructor(
+    provider: string,
+    message: string,
+    options: BrokerErrorOptions & { status?: number | string; retryable?: boolean } = {},
+  ) {
+    super(`[${provider}] ${message}`, options);
+    this.provider = provider;
+    this.status = options.status;
+    this.retryable = options.retryable ?? false;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), provider: this.provider, status: this.status, retryable: this.retryable };
+  }
+}
+
+/** A host could not be reached, refused the login, or dropped the connection. */
+export class HostConnectionError extends BrokerError {
+  override readonly code = 'HOST_CONNECTION' as const;
+  static override readonly exitCode = 5;
+}
+
+/** An operation did not finish within its limit. */
+export class TimeoutError extends BrokerError {
+  override readonly code = 'TIMEOUT' as const;
+  static override readonly exitCode = 6;
+  /** The limit that was exceeded, in milliseconds. */
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number, options: BrokerErrorOptions = {}) {
+    super(message, options);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The inventory file is unreadable, invalid or locked for too long. */
+export class InventoryError extends BrokerError {
+  override readonly code = 'INVENTORY' as const;
+  static override readonly exitCode = 7;
+}
+
+/** A remote command exited non-zero where success was required. */
+export class CommandError extends BrokerError {
+  override readonly code = 'COMMAND' as const;
+  static override readonly exitCode = 8;
+  readonly command: string;
+  readonly status: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  constructor(
+    message: string,
+    result: { command: string; status: number; stdout: string; stderr: string },
+    options: BrokerErrorOptions = {},
+  ) {
+    super(message, options);
+    this.command = result.command;
+    this.status = result.status;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+  }
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), command: this.command, status: this.status, stdout: this.stdout, stderr: this.stderr };
+  }
+}
+
+/** One failure inside a many-host operation. */
+export interface FailureEntry {
+  /** What failed: a host name, record id, or "host #3". */
+  target: string;
+  error: Error;
+}
+
+/** A many-host operation (checkout, checkin, extend, deployment) had failures. */
+export class PartialFailureError extends BrokerError {
+  override readonly code = 'PARTIAL_FAILURE' as const;
+  static override readonly exitCode = 9;
+  readonly failures: FailureEntry[];
+  /** What did succeed (hosts kept under `onPartialFailure: 'keep'`, records released, ...). */
+  readonly succeeded: unknown[];
+  constructor(summary: string, failures: FailureEntry[], succeeded: unknown[] = []) {
+    super(`${summary}\n${failures.map((f) => `  - ${f.target}: ${f.error.message}`).join('\n')}`);
+    this.failures = failures;
+    this.succeeded = succeeded;
+  }
+  override toJSON(): Record<string, unknown> {
+    return {
+      ...super.toJSON(),
+      failures: this.failures.map((f) => ({
+        target: f.target,
+        error: BrokerError.isInstance(f.error) ? f.error.toJSON() : { name: f.error.name, message: f.error.message },
+      })),
+    };
+  }
+}
+
+/** An optional package a provider needs is not installed. */
+export class MissingDependencyError extends BrokerError {
+  override readonly code = 'MISSING_DEPENDENCY' as const;
+  static override readonly exitCode = 10;
+  readonly packageName: string;
+  constructor(packageName: string, neededFor: string, options: BrokerErrorOptions = {}) {
+    super(`${neededFor} needs the package \`${packageName}\`, which is not installed: run \`npm install ${packageName}\`.`, options);
+    this.packageName = packageName;
+  }
+}
+
+/** Loads an optional module lazily, turning "not found" into a {@link MissingDependencyError}. */
+export async function importOptional<T>(packageName: string, neededFor: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new MissingDependencyError(packageName, neededFor, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** The message of anything thrown, for error lists. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Wraps anything thrown into an Error so it can be listed. */
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

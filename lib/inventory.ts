@@ -1,0 +1,195 @@
+/**
+ * The local inventory: one JSON file in the broker directory, locked across processes with
+ * proper-lockfile, written atomically (temp file, fsync, rename), mode 0600, validated on read.
+ * A corrupted file is never overwritten: reads fail with an InventoryError naming the file and a
+ * backup, and the last good version is kept beside it as `inventory.json.bak`.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { InventoryError, UserInputError } from './errors.js';
+import { formatIssues } from './settings.js';
+import { type DeploymentRecord, type HostRecord, HostRecord as HostRecordSchema, InventoryFile } from './records.js';
+
+/** File name of the inventory in the broker directory. */
+export const INVENTORY_FILE = 'inventory.json';
+
+const EMPTY: InventoryFile = { version: 1, hosts: [], deployments: [] };
+
+/** Options for {@link Inventory}. */
+export interface InventoryOptions {
+  /** How long to wait for another process's lock before failing, in ms. */
+  lockWaitMs?: number;
+  /** A lock not refreshed for this long is considered stale (its process died). */
+  staleMs?: number;
+}
+
+/** The inventory of one broker directory. Safe to use from many processes at once. */
+export class Inventory {
+  readonly directory: string;
+  readonly path: string;
+  private readonly lockPath: string;
+  private readonly options: Required<InventoryOptions>;
+  /** Serializes this process's updates before taking the file lock. */
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(directory: string, options: InventoryOptions = {}) {
+    this.directory = directory;
+    this.path = join(directory, INVENTORY_FILE);
+    this.lockPath = join(directory, 'inventory.lock');
+    this.options = { lockWaitMs: options.lockWaitMs ?? 120_000, staleMs: options.staleMs ?? 15_000 };
+  }
+
+  /** Reads and validates the inventory (no lock needed: writes are atomic renames). */
+  async read(): Promise<InventoryFile> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return structuredClone(EMPTY);
+      throw new InventoryError(`cannot read the inventory ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
+    return this.parse(text);
+  }
+
+  /** All host records. */
+  async hosts(): Promise<HostRecord[]> {
+    return (await this.read()).hosts;
+  }
+
+  /** One record by id, or undefined. */
+  async get(id: string): Promise<HostRecord | undefined> {
+    return (await this.hosts()).find((h) => h.id === id);
+  }
+
+  /**
+   * Runs `change` on the current inventory under the cross-process lock and writes the result
+   * atomically. `change` mutates the object it is given; what it returns is returned.
+   */
+  update<T>(change: (data: InventoryFile) => T | Promise<T>): Promise<T> {
+    const run = this.chain.then(() => this.locked(change));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Adds a record (validated). */
+  async add(record: HostRecord): Promise<void> {
+    const valid = validateRecord(record);
+    await this.update((data) => {
+      if (data.hosts.some((h) => h.id === valid.id)) throw new InventoryError(`a record with id ${valid.id} is already in the inventory.`);
+      data.hosts.push(valid);
+    });
+  }
+
+  /** Changes fields of a record; returns the new record, or undefined when it is gone. */
+  async patch(id: string, fields: Partial<HostRecord>): Promise<HostRecord | undefined> {
+    return this.update((data) => {
+      const i = data.hosts.findIndex((h) => h.id === id);
+      if (i < 0) return undefined;
+      const next = validateRecord({ ...data.hosts[i]!, ...fields, id });
+      data.hosts[i] = next;
+      return next;
+    });
+  }
+
+  /** Removes records by id; returns how many were removed. */
+  async remove(ids: string | readonly string[]): Promise<number> {
+    const set = new Set(typeof ids === 'string' ? [ids] : ids);
+    return this.update((data) => {
+      const before = data.hosts.length;
+      data.hosts = data.hosts.filter((h) => !set.has(h.id));
+      return before - data.hosts.length;
+    });
+  }
+
+  /** Records or replaces a deployment. */
+  async putDeployment(deployment: DeploymentRecord): Promise<void> {
+    await this.update((data) => {
+      data.deployments = data.deployments.filter((d) => d.id !== deployment.id);
+      data.deployments.push(deployment);
+    });
+  }
+
+  private async locked<T>(change: (data: InventoryFile) => T | Promise<T>): Promise<T> {
+    await mkdir(this.directory, { recursive: true });
+    let release: () => Promise<void>;
+    try {
+      release = await lockfile.lock(this.directory, {
+        lockfilePath: this.lockPath,
+        stale: this.options.staleMs,
+        update: Math.max(1000, Math.floor(this.options.staleMs / 3)),
+        retries: { retries: Math.ceil(this.options.lockWaitMs / 250), minTimeout: 5, maxTimeout: 250, factor: 1.3, randomize: true },
+        realpath: false,
+      });
+    } catch (error) {
+      throw new InventoryError(
+        `the inventory ${this.path} stayed locked for ${Math.round(this.options.lockWaitMs / 1000)} s by another process; wait for it, or remove ${this.lockPath} if no hostbroker process is running.`,
+        { cause: error },
+      );
+    }
+    try {
+      const data = await this.read();
+      const before = JSON.stringify(data);
+      const result = await change(data);
+      const valid = InventoryFile.safeParse(data);
+      if (!valid.success) throw new InventoryError(`refusing to write an invalid inventory (${formatIssues(valid.error)}); nothing was changed.`);
+      const text = JSON.stringify(valid.data, null, 2) + '\n';
+      if (text !== JSON.stringify(JSON.parse(before), null, 2) + '\n') await this.write(text);
+      return result;
+    } finally {
+      await release().catch(() => undefined);
+    }
+  }
+
+  private async parse(text: string): Promise<InventoryFile> {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      return this.corrupt(`it is not valid JSON (${(error as Error).message})`);
+    }
+    const result = InventoryFile.safeParse(json);
+    if (!result.success) return this.corrupt(`it does not match the inventory format (${formatIssues(result.error)})`);
+    return result.data;
+  }
+
+  private async corrupt(why: string): Promise<never> {
+    const backup = `${this.path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    // Keep a copy of the broken file before anyone edits it.
+    await copyFile(this.path, backup).catch(() => undefined);
+    throw new InventoryError(
+      `the inventory ${this.path} is corrupted: ${why}. It was not changed; a copy is kept at ${backup}` +
+        `, and the last good version (if any) at ${this.path}.bak. Repair the file or restore the .bak copy, then run \`hostbroker inventory --sync\` to find hosts again.`,
+    );
+  }
+
+  private async write(text: string): Promise<void> {
+    const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const handle = await open(tmp, 'w', 0o600);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      if (await stat(this.path).catch(() => undefined)) await copyFile(this.path, `${this.path}.bak`);
+      await rename(tmp, this.path);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      throw new InventoryError(`cannot write the inventory ${this.path}: ${(error as Error).message}`, { cause: error });
+    }
+    const dir = await open(this.directory, 'r').catch(() => undefined);
+    await dir?.sync().catch(() => undefined);
+    await dir?.close();
+  }
+}
+
+/** Validates one record, with a message that names the field. */
+export function validateRecord(record: unknown): HostRecord {
+  const r = HostRecordSchema.safeParse(record);
+  if (!r.success) throw new UserInputError(`invalid inventory record: ${formatIssues(r.error)}`);
+  return r.data;
+}

@@ -1,0 +1,101 @@
+/**
+ * The shape of what the inventory stores. Records never hold a secret: connection details
+ * point at key files or environment variables, never at key material or passwords.
+ * @module
+ */
+import { z } from 'zod';
+
+/** Lifecycle of a host record. */
+export const HostState = z.enum(['provisioning', 'ready', 'releasing']);
+export type HostState = z.infer<typeof HostState>;
+
+/** How to reach a host over SSH. Secrets are referenced, never stored. */
+export const SshConnection = z.object({
+  kind: z.literal('ssh'),
+  host: z.string(),
+  port: z.number().int().positive().default(22),
+  username: z.string(),
+  /** Path of a private key file on this machine. */
+  privateKeyPath: z.string().optional(),
+  /** Name of an environment variable that holds the password. */
+  passwordEnv: z.string().optional(),
+  /** SHA256 fingerprint of the host key, recorded on first use. */
+  hostKey: z.string().optional(),
+});
+export type SshConnection = z.infer<typeof SshConnection>;
+
+/** The host is reached through its provider's own session (e.g. container exec). */
+export const ProviderConnection = z.object({
+  kind: z.literal('provider'),
+});
+export type ProviderConnection = z.infer<typeof ProviderConnection>;
+
+export const Connection = z.discriminatedUnion('kind', [SshConnection, ProviderConnection]);
+export type Connection = z.infer<typeof Connection>;
+
+/** What was asked for, so that `duplicate` and `sync` can ask again. Secrets are removed. */
+export const Recipe = z.object({
+  provider: z.string(),
+  instance: z.string().optional(),
+  nick: z.string().optional(),
+  args: z.record(z.string(), z.unknown()).default({}),
+});
+export type Recipe = z.infer<typeof Recipe>;
+
+/** One host in the inventory. */
+export const HostRecord = z.object({
+  /** Stable id, also the tag providers put on what they create. */
+  id: z.string().min(1),
+  name: z.string(),
+  /** Address the host is reached at; empty while provisioning. */
+  hostname: z.string().default(''),
+  provider: z.string(),
+  instance: z.string(),
+  state: HostState,
+  recipe: Recipe,
+  owner: z.string(),
+  /** Identity of the broker directory that created the host. */
+  brokerId: z.string(),
+  createdAt: z.string(),
+  /** ISO time the lease ends, when there is a lease. */
+  leaseExpires: z.string().optional(),
+  /** The provider's own id of the resource (container id, instance id, ...). */
+  providerId: z.string().optional(),
+  connection: Connection.optional(),
+  /** Provider-specific facts (no secrets). */
+  data: z.record(z.string(), z.unknown()).default({}),
+  /** Deployment this host belongs to (topologies). */
+  deployment: z.string().optional(),
+  /** Process that is checking the host out, so orphans of killed processes can be told apart. */
+  pid: z.number().int().optional(),
+  /** Machine the checkout process runs on. */
+  machine: z.string().optional(),
+  /** Set when a host is kept on purpose (e.g. its test failed). */
+  kept: z.object({ reason: z.string(), at: z.string() }).optional(),
+  /** Last release error, kept so a person can see why a checkin failed. */
+  lastError: z.string().optional(),
+});
+export type HostRecord = z.infer<typeof HostRecord>;
+/** A record as written by callers (defaults may be omitted). */
+export type HostRecordInput = z.input<typeof HostRecord>;
+
+/** A multi-host deployment made by `broker.up`. */
+export const DeploymentRecord = z.object({
+  id: z.string(),
+  name: z.string(),
+  createdAt: z.string(),
+  owner: z.string(),
+  /** The metadata it was made from (no secrets). */
+  metadata: z.unknown(),
+  /** Extra facts per host name (role, groups, domain, meta_*). */
+  hosts: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+});
+export type DeploymentRecord = z.infer<typeof DeploymentRecord>;
+
+/** The whole inventory file. */
+export const InventoryFile = z.object({
+  version: z.literal(1),
+  hosts: z.array(HostRecord),
+  deployments: z.array(DeploymentRecord).default([]),
+});
+export type InventoryFile = z.infer<typeof InventoryFile>;

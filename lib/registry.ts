@@ -1,0 +1,21 @@
+/**
+ * The built-in providers. Adding a provider means adding its folder under `providers/` and one
+ * line here (and one line in {@link ProviderArgs} for typed checkout arguments).
+ * Definitions are light (zod only); implementations load on first use.
+ * @module
+ */
+import type { z } from 'zod';
+import type { ProviderDefinition } from './provider.js';
+import { local } from '../providers/local/definition.js';
+
+/** Every built-in provider definition. */
+export const builtinProviders: readonly ProviderDefinition[] = [local];
+
+/**
+ * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
+ * its argument types. Custom providers can extend it by declaration merging:
+ * `declare module 'hostbroker' { interface ProviderArgs { mine: { size: number } } }`.
+ */
+export interface ProviderArgs {
+  local: z.input<typeof local.args>;
+}

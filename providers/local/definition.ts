@@ -1,0 +1,31 @@
+/**
+ * The `local` provider: each host is a fresh home directory on this machine, reached over a real
+ * SSH connection to an SSH server hostbroker runs for it on 127.0.0.1. Needs nothing but Node.
+ * @module
+ */
+import { z } from 'zod';
+import { defineProvider } from '../../lib/provider.js';
+
+export const LocalArgs = z.strictObject({
+  /** Name of the host; a random one when omitted. */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -').optional().describe('host name (random when omitted)'),
+  /** Files to create in the new home directory, path → content. */
+  files: z.record(z.string(), z.string()).optional().describe('files to create in the home directory: relative path → content'),
+});
+export type LocalArgs = z.output<typeof LocalArgs>;
+
+export const LocalInstance = z.strictObject({
+  /** Where host home directories are made; default `<broker directory>/local-hosts`. */
+  root: z.string().optional(),
+  /** Address the SSH servers listen on. */
+  listen: z.string().default('127.0.0.1'),
+});
+export type LocalInstance = z.output<typeof LocalInstance>;
+
+export const local = defineProvider({
+  name: 'local',
+  description: 'A fresh home directory on this machine behind its own SSH server on 127.0.0.1 (no engine or cloud needed).',
+  args: LocalArgs,
+  instance: LocalInstance,
+  load: async () => (await import('./provider.js')).default,
+});
