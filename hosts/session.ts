@@ -7,7 +7,7 @@
  */
 import { spawn as spawnLocal } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CommandError, TimeoutError, UserInputError } from '../lib/errors.js';
@@ -21,11 +21,14 @@ export interface RemoteProcess {
   stderr: Readable;
   /** Resolves when the process ends. `status` is null when it was killed without a status. */
   exit: Promise<{ status: number | null; signal?: string }>;
-  /** Ends the remote process (signal where the server allows, then close). */
-  kill(signal?: NodeJS.Signals): void;
+  /** Ends the remote process (signal where the server allows, then close). Default `KILL`. */
+  kill(signal?: RemoteSignal): void;
   /** Resizes the terminal of a process started with `pty`. */
   resize?(rows: number, cols: number): void;
 }
+
+/** Signals a session can send to a remote process (names as SSH sends them, without SIG). */
+export type RemoteSignal = 'TERM' | 'KILL' | 'INT' | 'HUP' | 'QUIT';
 
 /** Options for {@link Transport.spawn}. */
 export interface SpawnOptions {
@@ -333,9 +336,4 @@ function fileError(
 const SIGNALS: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, SEGV: 11, PIPE: 13, ALRM: 14, TERM: 15 };
 function signalNumber(name: string): number | undefined {
   return SIGNALS[name.replace(/^SIG/, '')];
-}
-
-/** Whether a local path is a directory. */
-export async function isLocalDirectory(path: string): Promise<boolean> {
-  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
 }

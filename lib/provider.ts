@@ -97,8 +97,53 @@ export interface ProviderDefinition<
   instance?: Instance;
   /** Actions for `broker.execute`, by name. */
   actions?: Record<string, ProviderActionDefinition>;
+  /**
+   * Maps one topology host (`broker.up`) to this provider's checkout arguments, using the
+   * provider's `provisioning` config (os → image, group → flavor/size, network). Without it,
+   * the topology passes `{ name }` plus the host's `args`.
+   */
+  fromTopology?(host: TopologyHost, provisioning: ProvisioningConfig): Record<string, unknown>;
   /** Loads the implementation (dynamic import). */
   load(): Promise<ProviderImplementation<z.output<Args>>>;
+}
+
+/** One host of a topology, as a provider's `fromTopology` sees it. */
+export interface TopologyHost {
+  name: string;
+  role?: string;
+  groups: string[];
+  os?: string;
+  size?: string;
+  network?: string;
+  domain?: string;
+  /** Provider-specific arguments given on the host in the metadata. */
+  args: Record<string, unknown>;
+}
+
+/** A provider's section of the provisioning config (mrack's provisioning-config.yaml). */
+export interface ProvisioningConfig {
+  /** os → image (AMI, Glance image, container image, base volume...). */
+  images?: Record<string, string>;
+  /** group → flavor/instance type/size; `default` when no group matches. */
+  flavors?: Record<string, string>;
+  /** network name → provider network id/name. */
+  networks?: Record<string, string>;
+  keypair?: string;
+  strategy?: 'abort' | 'retry';
+  max_retry?: number;
+  [key: string]: unknown;
+}
+
+/** Picks the flavor for a topology host: explicit size, then its groups, then `default`. */
+export function pickFlavor(host: TopologyHost, config: ProvisioningConfig): string | undefined {
+  if (host.size) return config.flavors?.[host.size] ?? host.size;
+  for (const g of host.groups) if (config.flavors?.[g]) return config.flavors[g];
+  return config.flavors?.default;
+}
+
+/** Picks the image for a topology host's `os`. */
+export function pickImage(host: TopologyHost, config: ProvisioningConfig): string | undefined {
+  return host.os ? (config.images?.[host.os] ?? host.os) : undefined;
 }
 
 /** The part of a provider that does the work. */
