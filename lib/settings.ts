@@ -175,7 +175,7 @@ export function resolveInstance(settings: Settings, provider: string, instance?:
   const section = settings.providers[provider] ?? {};
   const { instances, ...shared } = section;
   const all = instances ?? {};
-  if (instance !== undefined) {
+  if (instance !== undefined && !(instance === 'default' && Object.keys(all).length === 0)) {
     const chosen = all[instance];
     if (!chosen) {
       const known = Object.keys(all);

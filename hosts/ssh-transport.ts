@@ -1,0 +1,343 @@
+/**
+ * The SSH transport: a small pool of ssh2 connections to one host. It connects lazily, retries
+ * until SSH answers (bounded, with backoff, so a booting VM can be waited for), turns Nagle off,
+ * sends keepalives, opens more connections when channels run short (OpenSSH allows 10 per
+ * connection and frees them late), and reconnects after a drop.
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
+import { HostConnectionError, TimeoutError, UserInputError, importOptional, messageOf } from '../lib/errors.js';
+import type { SshConnection } from '../lib/records.js';
+import type { RemoteProcess, RemoteSignal, SpawnOptions, Transport } from './session.js';
+
+/** Tuning and credentials for {@link SshTransport}. */
+export interface SshTransportOptions {
+  connection: SshConnection;
+  /** Limit for one connection attempt, ms. */
+  connectTimeout?: number;
+  /** Keep retrying until SSH answers for this long, ms (0: one attempt). */
+  readyTimeout?: number;
+  keepaliveInterval?: number;
+  keepaliveCountMax?: number;
+  channelsPerConnection?: number;
+  maxConnections?: number;
+  /** Key file used when the connection names none. */
+  defaultPrivateKeyPath?: string;
+  /** Password env var used when the connection names none. */
+  defaultPasswordEnv?: string;
+  /** `record`: check against `connection.hostKey` and report a new key; `ignore`: never check. */
+  hostKeyPolicy?: 'record' | 'ignore';
+  /** Called with the SHA256 fingerprint the first time a host key is seen (to record it). */
+  onHostKey?: (fingerprint: string) => void | Promise<void>;
+  /** Label for messages. */
+  label?: string;
+}
+
+interface PooledConnection {
+  client: Client;
+  active: number;
+  closed: boolean;
+  /** Processes whose exit is pending on this connection: rejected if it drops. */
+  pending: Set<(error: Error) => void>;
+}
+
+type SshModule = typeof import('ssh2');
+let ssh2Module: Promise<SshModule> | undefined;
+function loadSsh2(): Promise<SshModule> {
+  ssh2Module ??= importOptional('ssh2', 'SSH sessions', () => import('ssh2'));
+  return ssh2Module;
+}
+
+/** OpenSSH-style fingerprint of a raw host key: `SHA256:base64`. */
+export function fingerprint(key: Buffer): string {
+  return 'SHA256:' + createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
+}
+
+/** SSH to one host. */
+export class SshTransport implements Transport {
+  readonly label: string;
+  private readonly options: Required<Omit<SshTransportOptions, 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'onHostKey' | 'label'>> &
+    Pick<SshTransportOptions, 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'onHostKey'>;
+  private readonly pool: PooledConnection[] = [];
+  private opening = 0;
+  private readonly waiters: Array<() => void> = [];
+  private knownHostKey: string | undefined;
+  /** A first successful login means later attempts need not wait for a boot. */
+  private everConnected = false;
+  /** The last failed connect, shared with callers queued behind it so a dead host fails fast. */
+  private lastFailure: { error: unknown; at: number } | undefined;
+
+  constructor(options: SshTransportOptions) {
+    this.options = {
+      connectTimeout: 10_000,
+      readyTimeout: 0,
+      keepaliveInterval: 15_000,
+      keepaliveCountMax: 3,
+      channelsPerConnection: 5,
+      maxConnections: 8,
+      hostKeyPolicy: 'record',
+      ...options,
+    };
+    this.knownHostKey = options.connection.hostKey;
+    const c = options.connection;
+    this.label = options.label ?? `${c.username}@${c.host}:${c.port}`;
+  }
+
+  async spawn(command: string, options: SpawnOptions = {}): Promise<RemoteProcess> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.acquire();
+      try {
+        const channel = await openChannel(conn.client, command, options);
+        return this.track(conn, channel, command);
+      } catch (error) {
+        this.releaseSlot(conn);
+        // sshd frees channel slots late: a refused channel is retried on another connection.
+        if (/open failure|Channel open/i.test(messageOf(error)) && attempt < 20 && !conn.closed) {
+          await sleep(10 + attempt * 10);
+          continue;
+        }
+        if (conn.closed && attempt < 2) continue;
+        throw new HostConnectionError(`cannot start \`${command}\` on ${this.label}: ${messageOf(error)}`, { cause: error });
+      }
+    }
+  }
+
+  /** Connects now (waiting for SSH up to `readyTimeout`) without running anything. */
+  async ready(): Promise<void> {
+    const conn = await this.acquire();
+    this.releaseSlot(conn);
+  }
+
+  async close(): Promise<void> {
+    const all = this.pool.splice(0);
+    for (const c of all) {
+      c.closed = true;
+      c.client.end();
+    }
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  private track(conn: PooledConnection, channel: ClientChannel, command: string): RemoteProcess {
+    let status: number | null = null;
+    let signal: string | undefined;
+    let fail: (error: Error) => void = () => undefined;
+    const exit = new Promise<{ status: number | null; signal?: string }>((resolve, reject) => {
+      fail = (error) => reject(new HostConnectionError(`the connection to ${this.label} dropped while \`${command}\` ran: ${error.message}`, { cause: error }));
+      conn.pending.add(fail);
+      channel.on('exit', (code: number | null, signalName?: string) => {
+        status = code;
+        if (signalName) signal = signalName;
+      });
+      channel.on('close', () => {
+        conn.pending.delete(fail);
+        this.releaseSlot(conn);
+        resolve(signal ? { status, signal } : { status });
+      });
+    });
+    exit.catch(() => undefined);
+    return {
+      stdin: channel,
+      stdout: channel,
+      stderr: channel.stderr,
+      exit,
+      kill: (sig: RemoteSignal = 'KILL') => {
+        try {
+          channel.signal(sig);
+        } catch {
+          // Older servers refuse signals; closing the channel still ends the wait.
+        }
+        channel.close();
+      },
+      resize: (rows, cols) => channel.setWindow(rows, cols, 0, 0),
+    };
+  }
+
+  private async acquire(): Promise<PooledConnection> {
+    for (;;) {
+      const free = this.pool.find((c) => !c.closed && c.active < this.options.channelsPerConnection);
+      if (free) {
+        free.active++;
+        return free;
+      }
+      if (this.pool.length === 0 && this.opening === 0 && this.lastFailure && Date.now() - this.lastFailure.at < 1000) {
+        throw this.lastFailure.error;
+      }
+      // The first connection opens alone (it may have to wait for a boot); then up to the limit.
+      const canOpen = (this.pool.length > 0 || this.opening === 0) && this.pool.length + this.opening < this.options.maxConnections;
+      if (canOpen) {
+        this.opening++;
+        try {
+          const conn = await this.open();
+          this.lastFailure = undefined;
+          this.pool.push(conn);
+          conn.active++;
+          return conn;
+        } catch (error) {
+          this.lastFailure = { error, at: Date.now() };
+          throw error;
+        } finally {
+          this.opening--;
+          this.wake();
+        }
+      }
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  private releaseSlot(conn: PooledConnection): void {
+    conn.active = Math.max(0, conn.active - 1);
+    this.wake();
+  }
+
+  private wake(): void {
+    this.waiters.shift()?.();
+  }
+
+  private async open(): Promise<PooledConnection> {
+    const { Client } = await loadSsh2();
+    const deadline = Date.now() + (this.everConnected ? 0 : this.options.readyTimeout);
+    let delay = 200;
+    let authFailures = 0;
+    for (;;) {
+      try {
+        const client = await this.connectOnce(Client);
+        this.everConnected = true;
+        const conn: PooledConnection = { client, active: 0, closed: false, pending: new Set() };
+        const drop = (error?: Error) => {
+          if (conn.closed && !error) return;
+          conn.closed = true;
+          const i = this.pool.indexOf(conn);
+          if (i >= 0) this.pool.splice(i, 1);
+          const why = error ?? new Error('connection closed');
+          for (const fail of conn.pending) fail(why);
+          conn.pending.clear();
+          this.wake();
+        };
+        client.on('error', (e: Error) => drop(e));
+        client.on('close', () => drop());
+        return conn;
+      } catch (error) {
+        const msg = messageOf(error);
+        if (error instanceof UserInputError || /host key/i.test(msg)) throw error;
+        if (/authentication/i.test(msg) && ++authFailures >= 3) {
+          throw new HostConnectionError(`${this.label} refused the login: ${msg}. Check the username and key/password for this host.`, { cause: error });
+        }
+        if (Date.now() + delay > deadline) {
+          const waited = this.options.readyTimeout && !this.everConnected ? ` (kept trying for ${Math.round(this.options.readyTimeout / 1000)} s)` : '';
+          throw new HostConnectionError(`cannot connect to ${this.label}${waited}: ${msg}. Check that the host is up and SSH listens there.`, { cause: error });
+        }
+        await sleep(delay);
+        delay = Math.min(delay * 1.6, 3000);
+      }
+    }
+  }
+
+  private connectOnce(ClientClass: SshModule['Client']): Promise<Client> {
+    const c = this.options.connection;
+    return new Promise((resolve, reject) => {
+      const socket: Socket = netConnect({ host: c.host, port: c.port });
+      socket.setNoDelay(true);
+      const client = new ClientClass();
+      let hostKeyError: Error | undefined;
+      const timer = setTimeout(() => {
+        socket.destroy();
+        client.end();
+        reject(new TimeoutError(`no SSH answer from ${this.label} within ${this.options.connectTimeout} ms`, this.options.connectTimeout));
+      }, this.options.connectTimeout);
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(hostKeyError ?? error);
+      };
+      socket.once('error', fail);
+      client.once('error', fail);
+      client.once('ready', () => {
+        clearTimeout(timer);
+        socket.off('error', fail);
+        client.off('error', fail);
+        resolve(client);
+      });
+      const config: ConnectConfig = {
+        sock: socket,
+        username: c.username,
+        keepaliveInterval: this.options.keepaliveInterval,
+        keepaliveCountMax: this.options.keepaliveCountMax,
+        readyTimeout: this.options.connectTimeout,
+        hostVerifier: (key: Buffer) => {
+          if (this.options.hostKeyPolicy === 'ignore') return true;
+          const seen = fingerprint(key);
+          if (this.knownHostKey && this.knownHostKey !== seen) {
+            hostKeyError = new HostConnectionError(
+              `the host key of ${this.label} changed (recorded ${this.knownHostKey}, now ${seen}). If the host was rebuilt on purpose, set ssh.hostKeyPolicy: ignore or check it in and out again; otherwise someone may be intercepting the connection.`,
+            );
+            return false;
+          }
+          if (!this.knownHostKey) {
+            this.knownHostKey = seen;
+            void Promise.resolve(this.options.onHostKey?.(seen)).catch(() => undefined);
+          }
+          return true;
+        },
+        ...this.credentials(),
+      };
+      try {
+        client.connect(config);
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+  }
+
+  private credentials(): Partial<ConnectConfig> {
+    const c = this.options.connection;
+    const keyPath = c.privateKeyPath ?? (c.passwordEnv ? undefined : this.options.defaultPrivateKeyPath);
+    const passwordEnv = c.passwordEnv ?? this.options.defaultPasswordEnv;
+    const out: Partial<ConnectConfig> = {};
+    if (keyPath) {
+      try {
+        out.privateKey = readFileSync(keyPath);
+      } catch (error) {
+        throw new UserInputError(`cannot read the private key ${keyPath} for ${this.label}: ${messageOf(error)}.`, { cause: error });
+      }
+    }
+    if (passwordEnv) {
+      const password = process.env[passwordEnv];
+      if (password === undefined) throw new UserInputError(`the password for ${this.label} should be in the environment variable ${passwordEnv}, which is not set.`);
+      out.password = password;
+    }
+    if (!out.privateKey && !out.password) {
+      if (process.env.SSH_AUTH_SOCK) out.agent = process.env.SSH_AUTH_SOCK;
+      for (const name of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
+        try {
+          out.privateKey = readFileSync(join(homedir(), '.ssh', name));
+          break;
+        } catch {
+          // try the next default key
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function openChannel(client: Client, command: string, options: SpawnOptions): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    const pty = options.pty ? { term: 'xterm-256color', rows: 24, cols: 80, ...(options.pty === true ? {} : options.pty) } : undefined;
+    const cb = (err: Error | undefined, channel: ClientChannel) => (err ? reject(err) : resolve(channel));
+    try {
+      if (pty) client.exec(command, { pty }, cb);
+      else client.exec(command, cb);
+    } catch (error) {
+      reject(error as Error);
+    }
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,776 @@
+/**
+ * The Broker: resolves requests, records intent in the inventory, asks providers for hosts,
+ * builds Host objects, and checks them in again. Data flows one way:
+ * Broker → provider → Host → Session.
+ * @module
+ */
+import { homedir, hostname as machineHostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Host, type HostClass, type HostOwner } from '../hosts/host.js';
+import { HostGroup } from '../hosts/host-group.js';
+import { Session, type Transport } from '../hosts/session.js';
+import { SshTransport } from '../hosts/ssh-transport.js';
+import { mapSettled, withDeadline } from './concurrency.js';
+import {
+  BrokerError,
+  HostConnectionError,
+  PartialFailureError,
+  ProviderError,
+  UserInputError,
+  asError,
+  type FailureEntry,
+} from './errors.js';
+import { applyFilter, type Filter } from './filter.js';
+import { brokerIdOf, defaultOwner, isProcessAlive, newRecordId, shortId } from './identity.js';
+import { Inventory } from './inventory.js';
+import { createLogger, safeLogger, type Logger } from './logger.js';
+import type { DiscoveredHost, ProviderContext, ProviderDefinition, ProviderImplementation, ProvisionedHost } from './provider.js';
+import type { HostRecord } from './records.js';
+import { builtinProviders, type ProviderArgs } from './registry.js';
+import { describeArgs, mergeRequest, validateArgs, validateInstance, type ArgumentDoc } from './requests.js';
+import { redact } from './secrets.js';
+import { loadSettings, resolveInstance, toMs, type Duration, type Settings, type SettingsInput } from './settings.js';
+
+/** Options for `new Broker()`. */
+export interface BrokerOptions<H extends Host = Host> {
+  /** Where settings and the inventory live. Default `$BROKER_DIRECTORY`, else `~/.broker`. */
+  directory?: string;
+  /** Settings given in code; merged over `broker_settings.yaml`. */
+  settings?: SettingsInput;
+  /** Class of the hosts checkout returns. */
+  hostClass?: HostClass<H>;
+  /** Where log lines go (secrets are scrubbed first). */
+  logger?: Logger;
+  /** Providers beyond the built-in ones (or replacing one by name). */
+  providers?: readonly ProviderDefinition[];
+  /** Called as multi-host work progresses (the CLI draws a progress line from it). */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** Progress of a multi-host operation. */
+export interface ProgressEvent {
+  operation: 'checkout' | 'checkin' | 'extend' | 'sync';
+  /** How many are done (succeeded or failed). */
+  done: number;
+  total: number;
+  /** The host this event is about. */
+  host?: string;
+  /** What happened to it. */
+  outcome?: 'ok' | 'failed';
+}
+
+/** Options every checkout takes, whatever the provider. */
+export interface CheckoutOptions<H extends Host = Host> {
+  /** How many hosts; with a count, checkout returns a HostGroup. */
+  count?: number;
+  /** Settings instance of the provider to use. */
+  instance?: string;
+  hostClass?: HostClass<H>;
+  /** JSON or YAML file whose top-level keys become arguments. */
+  argsFile?: string;
+  /** Lease length (providers with leases), e.g. `4h`. */
+  lease?: Duration;
+  /** Limit for each host's checkout, e.g. `10m`. */
+  timeout?: Duration;
+  /** Hosts provisioned at once. */
+  concurrency?: number;
+  /** `abort` (default): one failure releases every host and throws. `keep`: return what succeeded. */
+  onPartialFailure?: 'abort' | 'keep';
+  /** Bundles (settings `bundles:`) applied after provisioning, before `setup()`. */
+  bundles?: string[];
+  /** Values for templated bundle scripts. */
+  bundleVars?: Record<string, string>;
+  /** Wait until SSH logins work before handing hosts out (default true). */
+  waitForSsh?: boolean;
+  /** @internal deployment id (topologies). */
+  deployment?: string;
+}
+
+/** `{ provider, ...args }` for each known provider. */
+export type ProviderRequest = { [P in keyof ProviderArgs]: { provider: P; nick?: string } & ProviderArgs[P] }[keyof ProviderArgs];
+/** `{ nick }`, optionally with arguments that override the nick's. */
+export type NickRequest = { nick: string; provider?: undefined } & Record<string, unknown>;
+/** What `broker.checkout` takes. */
+export type CheckoutRequest<H extends Host = Host> = (ProviderRequest | NickRequest) & CheckoutOptions<H>;
+
+/** What `checkin`, `extend` and `duplicate` act on. */
+export type HostTarget = Host | Iterable<Host | HostRecord | string> | HostRecord | string | { all: true; filter?: Filter<HostRecord> } | { filter: Filter<HostRecord> };
+
+/** Options for {@link Broker.checkin}. */
+export interface CheckinOptions {
+  /** Hosts released at once. */
+  concurrency?: number;
+  /** Release only when this JUnit XML file reports no failures or errors; else keep the hosts. */
+  ifTestsPassed?: string;
+}
+
+/** Result of {@link Broker.sync}. */
+export interface SyncResult {
+  added: HostRecord[];
+  updated: HostRecord[];
+  removed: HostRecord[];
+}
+
+/** What `broker.providers()` tells about one provider. */
+export interface ProviderInfo {
+  name: string;
+  description: string;
+  arguments: ArgumentDoc[];
+  actions: Record<string, { description: string; arguments: ArgumentDoc[] }>;
+  instances: string[];
+}
+
+/** A request for a provider action that creates no host. */
+export type ExecuteRequest = { provider: string; action: string; instance?: string } & Record<string, unknown>;
+
+/** Checks hosts out of providers and keeps track of them. */
+export class Broker<H extends Host = Host> implements AsyncDisposable {
+  readonly directory: string;
+  readonly settings: Settings;
+  readonly inventoryFile: Inventory;
+  readonly logger: Logger;
+  readonly brokerId: string;
+  readonly owner: string;
+  private readonly hostClass: HostClass<H>;
+  private readonly definitions = new Map<string, ProviderDefinition>();
+  private readonly implementations = new Map<string, Promise<ProviderImplementation>>();
+  private readonly held = new Map<string, Host>();
+  private readonly sessions = new Map<string, Session>();
+  private readonly onProgress: ((event: ProgressEvent) => void) | undefined;
+  private readonly hostOwner: HostOwner;
+
+  constructor(options: BrokerOptions<H> = {}) {
+    this.directory = resolve(options.directory ?? process.env.BROKER_DIRECTORY ?? join(homedir(), '.broker'));
+    for (const d of [...builtinProviders, ...(options.providers ?? [])]) this.definitions.set(d.name, d);
+    this.settings = loadSettings(this.directory, { overrides: options.settings ?? {}, providerNames: [...this.definitions.keys()] });
+    this.logger = options.logger ? safeLogger(options.logger) : createLogger(this.settings.logLevel);
+    this.inventoryFile = new Inventory(this.directory);
+    this.brokerId = brokerIdOf(this.directory);
+    this.owner = this.settings.owner ?? defaultOwner();
+    this.hostClass = options.hostClass ?? (Host as unknown as HostClass<H>);
+    this.onProgress = options.onProgress;
+    this.hostOwner = {
+      sessionFor: (record) => this.sessionFor(record),
+      checkin: (host) => this.releaseHosts([host]),
+      extend: (host, opts) => this.extend(host, opts),
+      recordOf: (id) => this.inventoryFile.get(id),
+    };
+  }
+
+  // ---------------------------------------------------------------- checkout
+
+  /** Checks out hosts. Without `count`: one Host; with `count`: a HostGroup. */
+  checkout<T extends Host = H>(request: CheckoutRequest<T> & { count: number }): Promise<HostGroup<T>>;
+  checkout<T extends Host = H>(request: CheckoutRequest<T> & { count?: undefined }): Promise<T>;
+  checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>>;
+  async checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
+    if (request === null || typeof request !== 'object') throw new UserInputError('checkout needs a request object, e.g. { provider: "local" } or { nick: "rhel9" }.');
+    const req = request as Record<string, unknown> & CheckoutOptions<T>;
+    const { provider, args: rawArgs, nick } = mergeRequest(req, this.settings);
+    const definition = this.definition(provider);
+    const args = validateArgs(definition, rawArgs);
+    const count = req.count;
+    if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new UserInputError(`count must be a whole number of at least 1, not ${JSON.stringify(count)}.`);
+    const ctx = this.context(definition, req.instance);
+    const impl = await this.implementation(provider);
+    const policy = req.onPartialFailure ?? this.settings.checkout.onPartialFailure;
+    const n = count ?? 1;
+    const leaseMs = req.lease !== undefined ? toMs(req.lease) : this.settings.checkout.lease !== undefined ? toMs(this.settings.checkout.lease) : undefined;
+    const timeoutMs = toMs(req.timeout ?? this.settings.checkout.timeout);
+    const bundles = [...this.settings.checkout.bundles, ...(req.bundles ?? [])];
+
+    const records = Array.from({ length: n }, (_, i) => this.intentRecord(provider, ctx.instance, args, nick, i, n, leaseMs, req.deployment));
+    await this.inventoryFile.update((data) => {
+      data.hosts.push(...records);
+    });
+    this.logger.info(`checking out ${n} host(s) from ${provider}`, { instance: ctx.instance, ids: records.map((r) => r.id) });
+
+    let done = 0;
+    const settled = await mapSettled(records, req.concurrency ?? this.settings.checkout.concurrency, async (record, index) => {
+      try {
+        const host = await this.provisionOne<T>(impl, definition, ctx, args, record, index, n, timeoutMs, req, bundles);
+        this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: host.name, outcome: 'ok' });
+        return host;
+      } catch (error) {
+        this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: record.name, outcome: 'failed' });
+        throw error;
+      }
+    });
+
+    const hosts = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failures: FailureEntry[] = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: records[i]!.name, error: asError(s.reason) }] : []));
+    if (failures.length && (policy === 'abort' || hosts.length === 0)) {
+      const released = await this.releaseHosts(hosts).then(
+        () => undefined,
+        (error: unknown) => asError(error),
+      );
+      if (released) failures.push({ target: 'releasing the hosts that did succeed', error: released });
+      if (count === undefined && failures.length === 1) throw failures[0]!.error;
+      throw new PartialFailureError(`checkout of ${n} host(s) from ${provider} failed for ${settled.length - hosts.length}; ${hosts.length ? `the ${hosts.length} that succeeded were released` : 'none succeeded'}:`, failures);
+    }
+    if (failures.length) this.logger.warn(`${failures.length} of ${n} hosts failed; keeping the ${hosts.length} that succeeded`, { failures: failures.map((f) => `${f.target}: ${f.error.message}`) });
+    if (count === undefined) return hosts[0]!;
+    return HostGroup.fromHosts(hosts, failures);
+  }
+
+  private intentRecord(provider: string, instance: string, args: Record<string, unknown>, nick: string | undefined, index: number, count: number, leaseMs: number | undefined, deployment: string | undefined): HostRecord {
+    const id = newRecordId();
+    const given = typeof args.name === 'string' ? args.name : undefined;
+    const name = given ? (count > 1 ? `${given}-${index}` : given) : `${provider}-${shortId()}`;
+    const record: HostRecord = {
+      id,
+      name,
+      hostname: '',
+      provider,
+      instance,
+      state: 'provisioning',
+      recipe: { provider, instance, args: redact(args, 'drop'), ...(nick ? { nick } : {}) },
+      owner: this.owner,
+      brokerId: this.brokerId,
+      createdAt: new Date().toISOString(),
+      data: {},
+      pid: process.pid,
+      machine: machineHostname(),
+    };
+    if (leaseMs !== undefined) record.leaseExpires = new Date(Date.now() + leaseMs).toISOString();
+    if (deployment) record.deployment = deployment;
+    return record;
+  }
+
+  private async provisionOne<T extends Host>(
+    impl: ProviderImplementation,
+    definition: ProviderDefinition,
+    baseCtx: ProviderContext,
+    args: Record<string, unknown>,
+    record: HostRecord,
+    index: number,
+    count: number,
+    timeoutMs: number,
+    req: CheckoutOptions<T>,
+    bundles: string[],
+  ): Promise<T> {
+    const controller = new AbortController();
+    const ctx: ProviderContext = { ...baseCtx, signal: controller.signal };
+    const work = impl.checkout(args, { record, index, count }, ctx);
+    let provisioned: ProvisionedHost;
+    try {
+      provisioned = await withDeadline(work, timeoutMs, `checkout of ${record.name} from ${definition.name}`, controller);
+    } catch (error) {
+      // Let a provider that ignores the abort finish before releasing, so nothing is left behind.
+      await withDeadline(work, 30_000, 'abandoned checkout').catch(() => undefined);
+      await this.releaseFailed(impl, ctx, record, error);
+      throw wrapProviderError(definition.name, error);
+    }
+    let ready: HostRecord | undefined;
+    try {
+      ready = await this.inventoryFile.patch(record.id, {
+        hostname: provisioned.hostname,
+        name: provisioned.name ?? record.name,
+        connection: provisioned.connection,
+        data: redact(provisioned.data ?? {}, 'drop'),
+        state: 'ready',
+        ...(provisioned.providerId ? { providerId: provisioned.providerId } : {}),
+        ...(provisioned.leaseExpires ? { leaseExpires: provisioned.leaseExpires } : {}),
+      });
+    } catch (error) {
+      await this.releaseFailed(impl, ctx, record, error);
+      throw error;
+    }
+    if (!ready) {
+      await this.releaseFailed(impl, ctx, record, new Error('record removed'));
+      throw new BrokerError(`the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`);
+    }
+    const HostCtor = (req.hostClass ?? this.hostClass) as unknown as HostClass<T>;
+    const host = new HostCtor({ record: ready, owner: this.hostOwner });
+    this.held.set(host.id, host);
+    try {
+      if (ready.connection?.kind === 'ssh' && req.waitForSsh !== false) {
+        const transport = host.session.transport;
+        if (transport instanceof SshTransport) await withDeadline(transport.ready(), timeoutMs, `waiting for SSH on ${ready.name}`);
+      }
+      if (bundles.length) {
+        const { applyBundles } = await import('./bundles.js');
+        await applyBundles(host, bundles, this.settings, req.bundleVars ?? {});
+      }
+      await host.setup();
+    } catch (error) {
+      // The host exists: release it through the normal path (teardown is skipped: setup did not finish).
+      host.tornDown = true;
+      await this.releaseHosts([host]).catch((e: unknown) => this.logger.error(`could not release ${host.name} after a failed setup`, { error: asError(e).message }));
+      throw error;
+    }
+    return host;
+  }
+
+  private async releaseFailed(impl: ProviderImplementation, ctx: ProviderContext, record: HostRecord, cause: unknown): Promise<void> {
+    try {
+      await impl.release(record, ctx);
+      await this.inventoryFile.remove(record.id);
+    } catch (error) {
+      // Keep the record so `checkin` or `sync` can find what may have been created.
+      await this.inventoryFile.patch(record.id, { lastError: `checkout failed (${asError(cause).message}); release failed (${asError(error).message})` }).catch(() => undefined);
+      this.logger.error(`could not release ${record.name} after its checkout failed; it stays in the inventory`, { id: record.id });
+    }
+  }
+
+  // ---------------------------------------------------------------- checkin
+
+  /**
+   * Checks hosts in: teardown (for Host objects), release, forget. Concurrent; one failure never
+   * stops the others; a record is removed only when its release succeeded.
+   */
+  async checkin(target: HostTarget, options: CheckinOptions = {}): Promise<void> {
+    if (options.ifTestsPassed !== undefined) {
+      const { junitPassed } = await import('./junit.js');
+      const verdict = await junitPassed(options.ifTestsPassed);
+      if (!verdict.passed) {
+        const items = await this.resolveTarget(target);
+        const reason = `tests did not pass (${verdict.summary}); kept for inspection`;
+        await this.inventoryFile.update((data) => {
+          for (const item of items) {
+            const r = data.hosts.find((h) => h.id === item.record.id);
+            if (r) r.kept = { reason, at: new Date().toISOString() };
+          }
+        });
+        this.logger.warn(`not checking in ${items.length} host(s): ${reason}`);
+        return;
+      }
+    }
+    const items = await this.resolveTarget(target);
+    const hosts = items.map((i) => i.host ?? new this.hostClass({ record: i.record, owner: this.hostOwner }));
+    for (const h of hosts) if (!items.find((i) => i.host === h)) h.tornDown = true; // records without a live object: no teardown
+    const settled = await mapSettled(hosts, options.concurrency ?? 16, (h) => h.checkin());
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: hosts[i]!.name, error: asError(s.reason) }] : []));
+    if (failures.length === 1 && hosts.length === 1) throw failures[0]!.error;
+    if (failures.length) throw new PartialFailureError(`${failures.length} of ${hosts.length} host(s) could not be checked in (their records are kept):`, failures);
+  }
+
+  /** Teardown then release for live Host objects; the one code path of checkin. */
+  private async releaseHosts(hosts: readonly Host[]): Promise<void> {
+    let done = 0;
+    const settled = await mapSettled(hosts, 16, async (host) => {
+      const errors: FailureEntry[] = [];
+      if (!host.tornDown) {
+        host.tornDown = true;
+        try {
+          await host.teardown();
+        } catch (error) {
+          errors.push({ target: `${host.name} teardown`, error: asError(error) });
+        }
+      }
+      try {
+        await this.releaseRecord(host.record);
+      } catch (error) {
+        errors.push({ target: `${host.name} release`, error: asError(error) });
+      } finally {
+        await host.disconnect().catch(() => undefined);
+        this.dropSession(host.id);
+      }
+      this.onProgress?.({ operation: 'checkin', done: ++done, total: hosts.length, host: host.name, outcome: errors.length ? 'failed' : 'ok' });
+      if (errors.length === 1 && errors[0]!.target.endsWith('release')) throw errors[0]!.error;
+      if (errors.length) throw new PartialFailureError(`checkin of ${host.name} had ${errors.length} error(s):`, errors);
+    });
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: hosts[i]!.name, error: asError(s.reason) }] : []));
+    if (failures.length === 1 && hosts.length === 1) throw failures[0]!.error;
+    if (failures.length) throw new PartialFailureError(`${failures.length} of ${hosts.length} host(s) could not be checked in:`, failures);
+  }
+
+  private async releaseRecord(record: HostRecord): Promise<void> {
+    const current = await this.inventoryFile.get(record.id);
+    if (!current) {
+      this.held.delete(record.id);
+      return; // already checked in (by another process or call)
+    }
+    const definition = this.definition(current.provider);
+    const ctx = this.context(definition, current.instance);
+    const impl = await this.implementation(current.provider);
+    await this.inventoryFile.patch(current.id, { state: 'releasing' });
+    try {
+      await impl.release(current, ctx);
+    } catch (error) {
+      await this.inventoryFile.patch(current.id, { state: current.state, lastError: asError(error).message }).catch(() => undefined);
+      throw wrapProviderError(current.provider, error);
+    }
+    await this.inventoryFile.remove(current.id);
+    this.held.delete(current.id);
+    this.logger.info(`checked in ${current.name}`, { id: current.id, provider: current.provider });
+  }
+
+  // ---------------------------------------------------------------- other host actions
+
+  /** Extends the lease of hosts whose provider supports it. */
+  async extend(target: HostTarget, options: { lease?: Duration } = {}): Promise<void> {
+    const items = await this.resolveTarget(target);
+    const settled = await mapSettled(items, 16, async ({ record }) => {
+      const impl = await this.implementation(record.provider);
+      if (!impl.extend) throw new UserInputError(`provider \`${record.provider}\` has no leases to extend (${record.name}).`);
+      const lease = options.lease ?? this.settings.checkout.lease;
+      if (lease === undefined) throw new UserInputError(`say how long to extend ${record.name} for: pass { lease: '4h' } or set checkout.lease in settings.`);
+      const leaseExpires = new Date(Date.now() + toMs(lease)).toISOString();
+      const ctx = this.context(this.definition(record.provider), record.instance);
+      try {
+        await impl.extend(record, leaseExpires, ctx);
+      } catch (error) {
+        throw wrapProviderError(record.provider, error);
+      }
+      await this.inventoryFile.patch(record.id, { leaseExpires });
+    });
+    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: items[i]!.record.name, error: asError(s.reason) }] : []));
+    if (failures.length === 1 && items.length === 1) throw failures[0]!.error;
+    if (failures.length) throw new PartialFailureError(`${failures.length} of ${items.length} lease(s) could not be extended:`, failures);
+  }
+
+  /** Checks out new hosts with the same recipe as existing ones. */
+  async duplicate(target: HostTarget, options: { count?: number } = {}): Promise<HostGroup<H>> {
+    const items = await this.resolveTarget(target);
+    const out: H[] = [];
+    for (const { record } of items) {
+      const { name: _name, ...args } = record.recipe.args;
+      const request = { ...args, provider: record.recipe.provider, instance: record.recipe.instance, count: options.count ?? 1 } as unknown as CheckoutRequest<H> & { count: number };
+      out.push(...(await this.checkout<H>(request)));
+    }
+    return HostGroup.fromHosts(out);
+  }
+
+  /** The inventory, optionally synced from providers first and filtered. */
+  async inventory(options: { filter?: Filter<HostRecord>; sync?: boolean | string } = {}): Promise<HostRecord[]> {
+    if (options.sync) await this.sync(options.sync === true ? undefined : options.sync);
+    return applyFilter(await this.inventoryFile.hosts(), options.filter);
+  }
+
+  /**
+   * Rebuilds the inventory from what providers report (by their tags): hosts created by another
+   * process appear, hosts that are gone are removed. `provider` may be `name` or `name::instance`.
+   */
+  async sync(provider?: string): Promise<SyncResult> {
+    const result: SyncResult = { added: [], updated: [], removed: [] };
+    const targets: Array<{ name: string; instance?: string }> = [];
+    if (provider) {
+      const [name, instance] = provider.split('::');
+      this.definition(name!);
+      targets.push(instance ? { name: name!, instance } : { name: name! });
+    } else {
+      for (const name of this.definitions.keys()) {
+        if (name === 'local' || this.settings.providers[name]) targets.push({ name });
+      }
+    }
+    for (const t of targets) {
+      const definition = this.definition(t.name);
+      const impl = await this.implementation(t.name);
+      if (!impl.inventory) {
+        if (provider) throw new UserInputError(`provider \`${t.name}\` cannot list its hosts, so it cannot be synced.`);
+        continue;
+      }
+      const ctx = this.context(definition, t.instance);
+      let found: DiscoveredHost[];
+      try {
+        found = await impl.inventory(ctx);
+      } catch (error) {
+        throw wrapProviderError(t.name, error);
+      }
+      await this.inventoryFile.update((data) => {
+        const seen = new Set<string>();
+        for (const d of found) {
+          const existing = data.hosts.find((h) => (d.id && h.id === d.id) || (d.providerId && h.provider === t.name && h.providerId === d.providerId));
+          if (existing) {
+            seen.add(existing.id);
+            Object.assign(existing, { hostname: d.hostname, connection: d.connection, state: existing.state === 'provisioning' ? existing.state : 'ready' });
+            if (d.providerId) existing.providerId = d.providerId;
+            if (d.data) existing.data = redact(d.data, 'drop');
+            result.updated.push(existing);
+            continue;
+          }
+          const record: HostRecord = {
+            id: d.id ?? newRecordId(),
+            name: d.name ?? d.hostname,
+            hostname: d.hostname,
+            provider: t.name,
+            instance: ctx.instance,
+            state: 'ready',
+            recipe: d.recipe ?? { provider: t.name, instance: ctx.instance, args: {} },
+            owner: d.owner ?? this.owner,
+            brokerId: d.brokerId ?? this.brokerId,
+            createdAt: d.createdAt ?? new Date().toISOString(),
+            connection: d.connection,
+            data: redact(d.data ?? {}, 'drop'),
+          };
+          if (d.providerId) record.providerId = d.providerId;
+          if (d.leaseExpires) record.leaseExpires = d.leaseExpires;
+          seen.add(record.id);
+          data.hosts.push(record);
+          result.added.push(record);
+        }
+        // Ready hosts of this provider instance that the provider no longer has are gone.
+        data.hosts = data.hosts.filter((h) => {
+          const gone = h.provider === t.name && h.instance === ctx.instance && h.state === 'ready' && !seen.has(h.id);
+          if (gone) result.removed.push(h);
+          return !gone;
+        });
+      });
+    }
+    return result;
+  }
+
+  /**
+   * Removes what killed processes left behind: records stuck in `provisioning` whose process is
+   * gone (released through their provider), and provider resources tagged by this broker whose
+   * record is gone or whose lease has passed.
+   */
+  async reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
+    const released: HostRecord[] = [];
+    const removed: string[] = [];
+    const here = machineHostname();
+    const stale = (await this.inventoryFile.hosts()).filter(
+      (h) => (!provider || h.provider === provider) && h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && !isProcessAlive(h.pid),
+    );
+    for (const record of stale) {
+      try {
+        await this.releaseRecord(record);
+        released.push(record);
+      } catch (error) {
+        this.logger.warn(`could not reap ${record.name}`, { error: asError(error).message });
+      }
+    }
+    const known = new Set((await this.inventoryFile.hosts()).map((h) => h.id));
+    const names = provider ? [provider] : [...this.definitions.keys()].filter((n) => n === 'local' || this.settings.providers[n]);
+    for (const name of names) {
+      const impl = await this.implementation(name);
+      if (!impl.reap) continue;
+      const definition = this.definition(name);
+      for (const instance of instancesOf(this.settings, name)) {
+        removed.push(...(await impl.reap(this.context(definition, instance), (id) => known.has(id))));
+      }
+    }
+    return { released, removed };
+  }
+
+  /** Runs a provider action that creates no host. */
+  async execute(request: ExecuteRequest): Promise<unknown> {
+    const { provider, action, instance, ...rest } = request;
+    const definition = this.definition(provider);
+    const actionDef = definition.actions?.[action];
+    if (!actionDef) {
+      const known = Object.keys(definition.actions ?? {});
+      throw new UserInputError(`provider \`${provider}\` has no action \`${action}\`; ${known.length ? `actions: ${known.join(', ')}` : 'it has no actions'}.`);
+    }
+    const parsed = actionDef.schema.safeParse(rest);
+    if (!parsed.success) throw new UserInputError(`invalid arguments for ${provider} action \`${action}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}.`);
+    const impl = await this.implementation(provider);
+    if (!impl.execute) throw new UserInputError(`provider \`${provider}\` cannot execute actions.`);
+    try {
+      return await impl.execute(action, parsed.data as Record<string, unknown>, this.context(definition, instance));
+    } catch (error) {
+      throw wrapProviderError(provider, error);
+    }
+  }
+
+  /** The providers, their arguments and actions (from their zod schemas). */
+  providers(): ProviderInfo[] {
+    return [...this.definitions.values()].map((d) => ({
+      name: d.name,
+      description: d.description,
+      arguments: describeArgs(d.args),
+      actions: Object.fromEntries(Object.entries(d.actions ?? {}).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
+      instances: instancesOf(this.settings, d.name),
+    }));
+  }
+
+  /** Live help from a provider's service (workflows, images, machines...). */
+  async describeProvider(provider: string, topic?: string, instance?: string): Promise<Record<string, unknown>> {
+    const definition = this.definition(provider);
+    const impl = await this.implementation(provider);
+    if (!impl.describe) return {};
+    try {
+      return await impl.describe(this.context(definition, instance), topic);
+    } catch (error) {
+      throw wrapProviderError(provider, error);
+    }
+  }
+
+  /** A live Host from an inventory record (works in any process). */
+  reconstruct<T extends Host = H>(record: HostRecord | string, hostClass?: HostClass<T>): T {
+    if (typeof record === 'string') throw new UserInputError('reconstruct takes a record; use `await broker.find(id)` to look one up first.');
+    const Ctor = (hostClass ?? this.hostClass) as unknown as HostClass<T>;
+    return new Ctor({ record, owner: this.hostOwner });
+  }
+
+  /** Finds one record by id, name or hostname. */
+  async find(key: string): Promise<HostRecord | undefined> {
+    const all = await this.inventoryFile.hosts();
+    return all.find((h) => h.id === key) ?? all.find((h) => h.name === key) ?? all.find((h) => h.hostname === key);
+  }
+
+  /** Checks in what this Broker checked out and still holds. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      const hosts = [...this.held.values()];
+      if (hosts.length) await this.checkin(hosts);
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Closes sessions and provider clients (hosts stay checked out). */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.sessions.values()].map((s) => s.close()));
+    this.sessions.clear();
+    for (const p of this.implementations.values()) await p.then((impl) => impl.close?.()).catch(() => undefined);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** The session for a record: SSH, or the provider's own transport. Shared per record. */
+  sessionFor(record: HostRecord): Session {
+    const existing = this.sessions.get(record.id);
+    if (existing) return existing;
+    const connection = record.connection;
+    if (!connection) throw new HostConnectionError(`${record.name} has no connection details yet (state ${record.state}); wait for its checkout to finish or run sync.`);
+    let transport: Transport;
+    if (connection.kind === 'ssh') {
+      const ssh = this.settings.ssh;
+      transport = new SshTransport({
+        connection,
+        connectTimeout: toMs(ssh.connectTimeout),
+        readyTimeout: toMs(ssh.readyTimeout),
+        keepaliveInterval: toMs(ssh.keepaliveInterval),
+        keepaliveCountMax: ssh.keepaliveCountMax,
+        channelsPerConnection: ssh.channelsPerConnection,
+        maxConnections: ssh.maxConnections,
+        hostKeyPolicy: ssh.hostKeyPolicy,
+        ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
+        ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
+        label: `${record.name} (${connection.username}@${connection.host}:${connection.port})`,
+        onHostKey: (fp) => this.recordHostKey(record.id, fp),
+      });
+    } else {
+      transport = lazyTransport(record.name, async () => {
+        const impl = await this.implementation(record.provider);
+        if (!impl.transport) throw new ProviderError(record.provider, `hosts of this provider have no session of their own; ${record.name} cannot be reached.`);
+        return impl.transport(record, this.context(this.definition(record.provider), record.instance));
+      });
+    }
+    const session = new Session(transport);
+    this.sessions.set(record.id, session);
+    return session;
+  }
+
+  private dropSession(id: string): void {
+    this.sessions.delete(id);
+  }
+
+  private async recordHostKey(id: string, fp: string): Promise<void> {
+    await this.inventoryFile.update((data) => {
+      const r = data.hosts.find((h) => h.id === id);
+      if (r?.connection?.kind === 'ssh' && !r.connection.hostKey) r.connection.hostKey = fp;
+    });
+  }
+
+  /** The definition of a provider, or a UserInputError listing the known ones. */
+  definition(name: string): ProviderDefinition {
+    const d = this.definitions.get(name);
+    if (!d) throw new UserInputError(`unknown provider \`${name}\`; known providers: ${[...this.definitions.keys()].join(', ')}.`);
+    return d;
+  }
+
+  private implementation(name: string): Promise<ProviderImplementation> {
+    let p = this.implementations.get(name);
+    if (!p) {
+      p = this.definition(name).load() as Promise<ProviderImplementation>;
+      this.implementations.set(name, p);
+      p.catch(() => this.implementations.delete(name));
+    }
+    return p;
+  }
+
+  /** The context a provider gets for an instance. */
+  context(definition: ProviderDefinition, instance?: string): ProviderContext {
+    const resolved = resolveInstance(this.settings, definition.name, instance);
+    return {
+      provider: definition.name,
+      instance: resolved.name,
+      instanceSettings: validateInstance(definition, resolved.name, resolved.values),
+      settings: this.settings,
+      directory: this.directory,
+      brokerId: this.brokerId,
+      owner: this.owner,
+      logger: this.logger,
+      inventory: this.inventoryFile,
+      signal: new AbortController().signal,
+    };
+  }
+
+  private async resolveTarget(target: HostTarget): Promise<Array<{ record: HostRecord; host?: Host }>> {
+    const all = await this.inventoryFile.hosts();
+    if (target instanceof Host) return [{ record: target.record, host: target }];
+    if (typeof target === 'string') return [{ record: this.lookup(all, target) }];
+    if (isRecord(target)) return [{ record: target }];
+    if (typeof target === 'object' && target !== null && ('all' in target || 'filter' in target) && !isIterable(target)) {
+      const t = target as { all?: boolean; filter?: Filter<HostRecord> };
+      if ('all' in t && t.all !== true) throw new UserInputError('use { all: true } to act on every host.');
+      return applyFilter(all, t.filter).map((record) => ({ record, host: this.held.get(record.id) }));
+    }
+    if (isIterable(target)) {
+      const out: Array<{ record: HostRecord; host?: Host }> = [];
+      for (const item of target) {
+        if (item instanceof Host) out.push({ record: item.record, host: item });
+        else if (typeof item === 'string') out.push({ record: this.lookup(all, item) });
+        else if (isRecord(item)) out.push({ record: item });
+        else throw new UserInputError(`cannot act on ${JSON.stringify(item)}: give Hosts, records, ids or names.`);
+      }
+      return out;
+    }
+    throw new UserInputError('give a Host, a HostGroup, an array, an id or name, { all: true } or { filter }.');
+  }
+
+  private lookup(all: HostRecord[], key: string): HostRecord {
+    const found = all.find((h) => h.id === key) ?? all.find((h) => h.name === key) ?? all.find((h) => h.hostname === key);
+    if (!found) throw new UserInputError(`no host \`${key}\` in the inventory ${this.inventoryFile.path}; run \`hostbroker inventory\` to see what is there.`);
+    return found;
+  }
+}
+
+function isIterable(v: unknown): v is Iterable<Host | HostRecord | string> {
+  return typeof v === 'object' && v !== null && Symbol.iterator in v;
+}
+
+function isRecord(v: unknown): v is HostRecord {
+  return typeof v === 'object' && v !== null && !(v instanceof Host) && typeof (v as HostRecord).id === 'string' && typeof (v as HostRecord).provider === 'string';
+}
+
+/** Names of the instances of a provider in settings (`default` when none are named). */
+function instancesOf(settings: Settings, provider: string): string[] {
+  const names = Object.keys(settings.providers[provider]?.instances ?? {});
+  return names.length ? names : ['default'];
+}
+
+function wrapProviderError(provider: string, error: unknown): Error {
+  if (BrokerError.isInstance(error)) return error;
+  return new ProviderError(provider, asError(error).message, { cause: error });
+}
+
+/** A transport that is created on first use (providers load asynchronously). */
+function lazyTransport(label: string, make: () => Promise<Transport>): Transport {
+  let inner: Promise<Transport> | undefined;
+  const get = (): Promise<Transport> => (inner ??= make());
+  return {
+    label,
+    spawn: async (command, options) => (await get()).spawn(command, options),
+    spawnShell: async (options) => {
+      const t = await get();
+      return t.spawnShell ? t.spawnShell(options) : t.spawn('exec "${SHELL:-/bin/sh}" -l', options);
+    },
+    readFile: async (path) => {
+      const t = await get();
+      if (t.readFile) return t.readFile(path);
+      return new Session(t).read(path);
+    },
+    writeFile: async (path, data, mode) => {
+      const t = await get();
+      if (t.writeFile) return t.writeFile(path, data, mode);
+      return new Session(t).write(data, path, mode === undefined ? {} : { mode });
+    },
+    close: async () => {
+      if (inner) await (await inner).close();
+    },
+  };
+}

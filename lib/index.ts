@@ -1,0 +1,72 @@
+/**
+ * hostbroker: check hosts out of providers, run commands and move files over their sessions,
+ * and check them in again, with a file-locked inventory that never loses a host.
+ *
+ * ```ts
+ * import { Broker } from 'hostbroker';
+ * await using broker = new Broker();
+ * await using host = await broker.checkout({ provider: 'local' });
+ * const r = await host.execute('uname -r');
+ * ```
+ * @module hostbroker
+ */
+export { Broker } from './broker.js';
+export type {
+  BrokerOptions,
+  CheckinOptions,
+  CheckoutOptions,
+  CheckoutRequest,
+  ExecuteRequest,
+  HostTarget,
+  NickRequest,
+  ProgressEvent,
+  ProviderInfo,
+  ProviderRequest,
+  SyncResult,
+} from './broker.js';
+export { Host } from '../hosts/host.js';
+export type { HostClass, HostInit, HostOwner } from '../hosts/host.js';
+export { HostGroup } from '../hosts/host-group.js';
+export { Session } from '../hosts/session.js';
+export type { HasSession, RemoteProcess, RemoteSignal, SpawnOptions, Tail, Transport, WriteOptions } from '../hosts/session.js';
+export { SshTransport, fingerprint } from '../hosts/ssh-transport.js';
+export type { SshTransportOptions } from '../hosts/ssh-transport.js';
+export type { ExecOptions, Result } from '../hosts/result.js';
+export { quote, command } from '../hosts/quote.js';
+export {
+  BrokerError,
+  CommandError,
+  HostConnectionError,
+  InventoryError,
+  MissingDependencyError,
+  PartialFailureError,
+  ProviderError,
+  SettingsError,
+  TimeoutError,
+  UserInputError,
+  importOptional,
+} from './errors.js';
+export type { BrokerErrorCode, BrokerErrorOptions, FailureEntry } from './errors.js';
+export { Inventory, INVENTORY_FILE } from './inventory.js';
+export type { InventoryOptions } from './inventory.js';
+export { compileFilter, applyFilter, parseFilter } from './filter.js';
+export type { Filter } from './filter.js';
+export { createLogger } from './logger.js';
+export type { Logger, LogLevel } from './logger.js';
+export { defineProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
+export type {
+  CheckoutTarget,
+  DiscoveredHost,
+  ProviderActionDefinition,
+  ProviderContext,
+  ProviderDefinition,
+  ProviderImplementation,
+  ProvisionedHost,
+  ProvisioningConfig,
+  TopologyHost,
+} from './provider.js';
+export type { ProviderArgs } from './registry.js';
+export type { ArgumentDoc } from './requests.js';
+export { loadSettings, parseSettings, toMs, SETTINGS_FILE } from './settings.js';
+export type { Duration, Settings, SettingsInput } from './settings.js';
+export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, Recipe, SshConnection } from './records.js';

@@ -1,0 +1,243 @@
+/**
+ * The `local` provider's implementation. Each host is a folder `<root>/<record id>/` holding a
+ * home directory, a generated host key and user key, and a detached SSH server process.
+ * Everything about a host lives in its folder (`meta.json` carries the tags), so sync and reap
+ * find hosts that a killed process left behind.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ProviderError } from '../../lib/errors.js';
+import { isProcessAlive } from '../../lib/identity.js';
+import type { DiscoveredHost, ProviderContext, ProviderImplementation } from '../../lib/provider.js';
+import type { HostRecord } from '../../lib/records.js';
+import { sleep } from '../../lib/concurrency.js';
+import type { LocalArgs } from './definition.js';
+import type { LocalServerConfig } from './server.js';
+
+/** What `meta.json` in a host folder holds (the local provider's tags). */
+interface LocalMeta {
+  id: string;
+  name: string;
+  owner: string;
+  brokerId: string;
+  createdAt: string;
+  leaseExpires?: string;
+  port: number;
+  pid: number;
+  username: string;
+  recipe: HostRecord['recipe'];
+}
+
+function rootOf(ctx: ProviderContext): string {
+  const root = ctx.instanceSettings.root;
+  return resolve(typeof root === 'string' ? root : join(ctx.directory, 'local-hosts'));
+}
+
+function listenOf(ctx: ProviderContext): string {
+  const listen = ctx.instanceSettings.listen;
+  return typeof listen === 'string' ? listen : '127.0.0.1';
+}
+
+/** Command that starts the server script, from source (tsx) or from the built package. */
+function serverCommand(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.ts')) {
+    const tsx = createRequire(import.meta.url).resolve('tsx');
+    return [process.execPath, '--import', pathToFileURL(tsx).href, join(dirname(here), 'server.ts')];
+  }
+  return [process.execPath, join(dirname(here), 'server.js')];
+}
+
+async function generateKeys(dir: string): Promise<{ privateKeyPath: string }> {
+  const { utils } = (await import('ssh2')).default;
+  const host = utils.generateKeyPairSync('ed25519');
+  const user = utils.generateKeyPairSync('ed25519');
+  await writeFile(join(dir, 'host_key'), host.private, { mode: 0o600 });
+  await writeFile(join(dir, 'id_ed25519'), user.private, { mode: 0o600 });
+  await writeFile(join(dir, 'id_ed25519.pub'), user.public + '\n', { mode: 0o644 });
+  return { privateKeyPath: join(dir, 'id_ed25519') };
+}
+
+/** Starts the server detached and waits for the port it listens on. */
+async function startServer(dir: string, configPath: string, signal: AbortSignal): Promise<{ pid: number; port: number }> {
+  const [cmd, ...argv] = serverCommand();
+  const log = openSync(join(dir, 'server.log'), 'a', 0o600);
+  const child = spawn(cmd!, [...argv, configPath], { detached: true, stdio: ['ignore', 'pipe', log], cwd: dir });
+  closeSync(log);
+  if (child.pid === undefined) throw new ProviderError('local', 'could not start the SSH server process.');
+  await writeFile(join(dir, 'server.pid'), String(child.pid));
+  try {
+    const port = await new Promise<number>((resolvePort, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new ProviderError('local', `the SSH server did not start within 20 s; see ${join(dir, 'server.log')}.`)), 20_000);
+      const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new ProviderError('local', 'checkout aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      child.stdout!.on('data', (d: Buffer) => {
+        out += String(d);
+        const m = /listening (\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          resolvePort(Number(m[1]));
+        }
+      });
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new ProviderError('local', `the SSH server exited (${code}) before listening: ${tailOf(join(dir, 'server.log'))}`));
+      });
+    });
+    return { pid: child.pid, port };
+  } finally {
+    child.stdout!.destroy();
+    child.unref();
+  }
+}
+
+function tailOf(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n').slice(-3).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Stops the server of a host folder (only if the pid is really ours) and removes the folder. */
+async function destroy(dir: string): Promise<void> {
+  const pid = Number(await readFile(join(dir, 'server.pid'), 'utf8').catch(() => ''));
+  if (pid > 0 && isProcessAlive(pid) && (await isOurServer(pid, dir))) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone already
+    }
+    for (let i = 0; i < 40 && isProcessAlive(pid); i++) await sleep(25);
+    if (isProcessAlive(pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function isOurServer(pid: number, dir: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  // Without /proc (macOS), trust the pid file: it is removed with the folder.
+  return cmdline === undefined ? true : cmdline.includes(dir);
+}
+
+async function readMeta(dir: string): Promise<LocalMeta | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as LocalMeta;
+  } catch {
+    return undefined;
+  }
+}
+
+const provider: ProviderImplementation<LocalArgs> = {
+  async checkout(args, { record }, ctx) {
+    const dir = join(rootOf(ctx), record.id);
+    const home = join(dir, 'home');
+    await mkdir(home, { recursive: true, mode: 0o700 });
+    for (const [rel, content] of Object.entries(args.files ?? {})) {
+      const target = resolve(home, rel);
+      if (!target.startsWith(home + '/')) throw new ProviderError('local', `file path ${rel} leaves the home directory; use a relative path inside it.`);
+      await mkdir(dirname(target), { recursive: true });
+      await writeFile(target, content);
+    }
+    const { privateKeyPath } = await generateKeys(dir);
+    const config: LocalServerConfig = {
+      id: record.id,
+      home,
+      listen: listenOf(ctx),
+      hostKeyPath: join(dir, 'host_key'),
+      authorizedKeyPath: join(dir, 'id_ed25519.pub'),
+      name: record.name,
+    };
+    const configPath = join(dir, 'server.json');
+    await writeFile(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
+    const { pid, port } = await startServer(dir, configPath, ctx.signal);
+    const username = userInfo().username;
+    const meta: LocalMeta = {
+      id: record.id,
+      name: record.name,
+      owner: record.owner,
+      brokerId: record.brokerId,
+      createdAt: record.createdAt,
+      port,
+      pid,
+      username,
+      recipe: record.recipe,
+      ...(record.leaseExpires ? { leaseExpires: record.leaseExpires } : {}),
+    };
+    await writeFile(join(dir, 'meta.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
+    return {
+      hostname: config.listen,
+      providerId: record.id,
+      connection: { kind: 'ssh', host: config.listen, port, username, privateKeyPath },
+      data: { home, pid, port, folder: dir },
+    };
+  },
+
+  async release(record, ctx) {
+    await destroy(join(rootOf(ctx), record.id));
+  },
+
+  async extend(record, leaseExpires, ctx) {
+    const dir = join(rootOf(ctx), record.id);
+    const meta = await readMeta(dir);
+    if (!meta) throw new ProviderError('local', `${record.name} has no folder at ${dir} any more; it is gone.`);
+    await writeFile(join(dir, 'meta.json'), JSON.stringify({ ...meta, leaseExpires }, null, 2), { mode: 0o600 });
+  },
+
+  async inventory(ctx) {
+    const root = rootOf(ctx);
+    const found: DiscoveredHost[] = [];
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      const dir = join(root, id);
+      const meta = await readMeta(dir);
+      if (!meta || meta.brokerId !== ctx.brokerId || !isProcessAlive(meta.pid)) continue;
+      found.push({
+        id: meta.id,
+        name: meta.name,
+        hostname: listenOf(ctx),
+        providerId: meta.id,
+        owner: meta.owner,
+        brokerId: meta.brokerId,
+        createdAt: meta.createdAt,
+        recipe: meta.recipe,
+        connection: { kind: 'ssh', host: listenOf(ctx), port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519') },
+        data: { home: join(dir, 'home'), pid: meta.pid, port: meta.port, folder: dir },
+        ...(meta.leaseExpires ? { leaseExpires: meta.leaseExpires } : {}),
+      });
+    }
+    return found;
+  },
+
+  async reap(ctx, isKnown) {
+    const root = rootOf(ctx);
+    const removed: string[] = [];
+    const now = Date.now();
+    for (const id of await readdir(root).catch(() => [] as string[])) {
+      const dir = join(root, id);
+      const meta = await readMeta(dir);
+      if (meta && meta.brokerId !== ctx.brokerId) continue;
+      const expired = meta?.leaseExpires !== undefined && Date.parse(meta.leaseExpires) < now;
+      if (!isKnown(id) || expired) {
+        await destroy(dir);
+        removed.push(id);
+      }
+    }
+    return removed;
+  },
+};
+
+export default provider;

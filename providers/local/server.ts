@@ -1,0 +1,156 @@
+/**
+ * The SSH server behind one `local` host: a detached Node process serving exec, shell and sftp
+ * for one home directory on 127.0.0.1, accepting only that host's generated key.
+ * Started by the local provider as `node server.js <config.json>`; prints `listening <port>`.
+ * @module
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import ssh2 from 'ssh2';
+import { serveSftp } from './sftp.js';
+
+/** What the provider writes for the server. */
+export interface LocalServerConfig {
+  id: string;
+  home: string;
+  listen: string;
+  hostKeyPath: string;
+  authorizedKeyPath: string;
+  /** Hostname commands see in $HOSTNAME. */
+  name: string;
+}
+
+function main(): void {
+  const configPath = process.argv[2];
+  if (!configPath) {
+    process.stderr.write('usage: server.js <config.json>\n');
+    process.exit(2);
+  }
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as LocalServerConfig;
+  const allowed = ssh2.utils.parseKey(readFileSync(config.authorizedKeyPath));
+  if (allowed instanceof Error) throw allowed;
+  const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
+  const allowedPub = allowedKey.getPublicSSH();
+
+  const server = new ssh2.Server({ hostKeys: [readFileSync(config.hostKeyPath)] }, (client) => {
+    client.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      const offered = ctx.key.data;
+      if (ctx.key.algo !== allowedKey.type || offered.length !== allowedPub.length || !timingSafeEqual(offered, allowedPub)) return ctx.reject(['publickey']);
+      if (ctx.signature && ctx.blob) {
+        if (allowedKey.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(['publickey']);
+      }
+      ctx.accept();
+    });
+    client.on('error', () => undefined);
+    client.on('ready', () => {
+      client.on('session', (acceptSession) => {
+        const session = acceptSession();
+        const env: Record<string, string> = {};
+        let pty: { term: string; rows: number; cols: number } | undefined;
+        session.on('env', (accept, _reject, info) => {
+          env[info.key] = info.val;
+          accept?.();
+        });
+        session.on('pty', (accept, _reject, info) => {
+          pty = { term: info.term, rows: info.rows, cols: info.cols };
+          accept?.();
+        });
+        let signalChild: (signal: NodeJS.Signals) => void = () => undefined;
+        session.on('window-change', (accept) => accept?.());
+        session.on('signal', (accept, _reject, info) => {
+          accept?.();
+          signalChild(`SIG${info.name}` as NodeJS.Signals);
+        });
+        session.on('exec', (accept, _reject, info) => {
+          signalChild = run(accept(), ['/bin/sh', '-c', info.command], config, env, pty);
+        });
+        session.on('shell', (accept) => {
+          // `script` gives the shell a real terminal when util-linux is there.
+          const argv = pty ? ['script', '-qfec', '/bin/sh -i', '/dev/null'] : ['/bin/sh', '-i'];
+          signalChild = run(accept(), argv, config, env, pty);
+        });
+        session.on('sftp', (accept) => serveSftp(accept(), config.home));
+      });
+    });
+  });
+
+  // Our own listener, so every socket gets Nagle turned off (about 40 ms per command otherwise).
+  const listener = createServer((socket) => {
+    socket.setNoDelay(true);
+    server.injectSocket(socket);
+  });
+  listener.listen(0, config.listen, () => {
+    const address = listener.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    process.stdout.write(`listening ${port}\n`);
+  });
+  const stop = (): void => {
+    listener.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The provider closes our stdout after reading the port: ignore that.
+  process.stdout.on('error', () => undefined);
+}
+
+type Channel = ssh2.ServerChannel;
+
+/** Runs a command for a channel; returns a function that signals its process group. */
+function run(channel: Channel, argv: string[], config: LocalServerConfig, extraEnv: Record<string, string>, pty?: { term: string }): (signal: NodeJS.Signals) => void {
+  const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
+    cwd: config.home,
+    env: {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: config.home,
+      USER: process.env.USER ?? 'root',
+      LOGNAME: process.env.USER ?? 'root',
+      SHELL: '/bin/sh',
+      HOSTNAME: config.name,
+      LANG: process.env.LANG ?? 'C.UTF-8',
+      ...(pty ? { TERM: pty.term } : {}),
+      ...extraEnv,
+    },
+    // Own process group, so a signal or a closed channel ends the whole command tree.
+    detached: true,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let ended = false;
+  const killTree = (signal: NodeJS.Signals): void => {
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // already gone
+    }
+  };
+  child.stdout!.pipe(channel, { end: false });
+  child.stderr!.pipe(channel.stderr, { end: false });
+  channel.pipe(child.stdin!);
+  child.stdin!.on('error', () => undefined);
+  channel.on('close', () => {
+    if (!ended) killTree('SIGKILL');
+  });
+  child.on('error', (error) => {
+    ended = true;
+    channel.stderr.write(`${error.message}\n`);
+    channel.exit(127);
+    channel.end();
+  });
+  child.on('close', (code, signal) => {
+    ended = true;
+    try {
+      if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+      else channel.exit(code ?? 0);
+      channel.end();
+    } catch {
+      // the client went away first
+    }
+  });
+  return killTree;
+}
+
+main();
