@@ -8,9 +8,10 @@ import type { z } from 'zod';
 import type { ProviderDefinition } from './provider.js';
 import { local } from '../providers/local/definition.js';
 import { ec2 } from '../providers/ec2/definition.js';
+import { openstack } from '../providers/openstack/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly ProviderDefinition[] = [local, ec2];
+export const builtinProviders: readonly ProviderDefinition[] = [local, ec2, openstack];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
@@ -20,4 +21,5 @@ export const builtinProviders: readonly ProviderDefinition[] = [local, ec2];
 export interface ProviderArgs {
   local: z.input<typeof local.args>;
   ec2: z.input<typeof ec2.args>;
+  openstack: z.input<typeof openstack.args>;
 }
