@@ -81,9 +81,15 @@ export class Host implements AsyncDisposable {
   /** Runs before checkin. Override it. */
   async teardown(): Promise<void> {}
 
-  /** Checks the host in: teardown, release, forget. Calling it again does nothing more. */
+  /**
+   * Checks the host in: teardown, release, forget. Calls while one is under way (or after it
+   * succeeded) share its result; after a failure, calling again retries the release.
+   */
   checkin(): Promise<void> {
-    this.#disposal ??= this.#owner.checkin(this);
+    this.#disposal ??= this.#owner.checkin(this).catch((error: unknown) => {
+      this.#disposal = undefined;
+      throw error;
+    });
     return this.#disposal;
   }
 

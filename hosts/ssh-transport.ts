@@ -69,6 +69,8 @@ export class SshTransport implements Transport {
   private knownHostKey: string | undefined;
   /** A first successful login means later attempts need not wait for a boot. */
   private everConnected = false;
+  /** Recording of a first-seen host key, awaited before the connection is used. */
+  private hostKeyWrite: Promise<void> | undefined;
   /** The last failed connect, shared with callers queued behind it so a dead host fails fast. */
   private lastFailure: { error: unknown; at: number } | undefined;
 
@@ -206,6 +208,7 @@ export class SshTransport implements Transport {
     for (;;) {
       try {
         const client = await this.connectOnce(Client);
+        await this.hostKeyWrite;
         this.everConnected = true;
         const conn: PooledConnection = { client, active: 0, closed: false, pending: new Set() };
         const drop = (error?: Error) => {
@@ -279,7 +282,7 @@ export class SshTransport implements Transport {
           }
           if (!this.knownHostKey) {
             this.knownHostKey = seen;
-            void Promise.resolve(this.options.onHostKey?.(seen)).catch(() => undefined);
+            this.hostKeyWrite = Promise.resolve(this.options.onHostKey?.(seen)).catch(() => undefined);
           }
           return true;
         },
