@@ -191,7 +191,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
       const address = args.address ?? settings.address;
       const securityGroups = args.securityGroups ?? settings.securityGroups;
       const keyName = args.keyName ?? settings.keyName;
-      const tags: Tag[] = Object.entries({ ...args.tags, Name: args.name ?? record.name, ...standardTags(record) }).map(([Key, Value]) => ({ Key, Value }));
+      const tags: Tag[] = Object.entries({ ...args.tags, Name: record.name, ...standardTags(record) }).map(([Key, Value]) => ({ Key, Value }));
       // Host i goes to subnet i mod n; a capacity error moves it on to the next subnet (zone).
       let subnetIndex = subnets.length ? target.index % subnets.length : 0;
       const run = await callEc2(
@@ -250,7 +250,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
       const privateKeyPath = args.privateKeyPath ?? settings.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
       return {
         hostname,
-        name: args.name ?? record.name,
+        name: record.name,
         providerId: id,
         connection: {
           kind: 'ssh',

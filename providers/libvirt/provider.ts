@@ -1,0 +1,346 @@
+/**
+ * The `libvirt` provider implementation (loaded lazily by the definition).
+ * Domains are defined and started through the native binding `@unraid/libvirt`; volumes and guest
+ * addresses, which the binding lacks, go through `virsh` on the same URI (see ./virsh.ts).
+ * Every domain carries hostbroker `<metadata>` (record id, owner, broker, lease, its volumes), so
+ * `release` and `sync` find it by the record id even when the process died mid-checkout.
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { MissingDependencyError, ProviderError, TimeoutError, UserInputError, importOptional, messageOf } from '../../lib/errors.js';
+import type { CheckoutTarget, DiscoveredHost, ProviderContext, ProviderImplementation, ProvisionedHost } from '../../lib/provider.js';
+import type { HostRecord } from '../../lib/records.js';
+import { toMs } from '../../lib/settings.js';
+import { type LibvirtArgs, LibvirtInstance } from './definition.js';
+import { buildSeedIso, cloudInitSeed, readPublicKey } from './seed.js';
+import { Virsh } from './virsh.js';
+import { type DomainMetadata, type OwnedVolume, domainXml, parseMetadata, withLease } from './xml.js';
+
+/** The few members of `@unraid/libvirt` this provider uses (so it type-checks without the package). */
+export interface LibvirtDomain {
+  create(): Promise<void>;
+  destroy(): Promise<void>;
+  undefine(): Promise<void>;
+  getXMLDesc(flags?: number): Promise<string>;
+  getName(): Promise<string>;
+  getUUIDString(): Promise<string>;
+  getInfo(): Promise<{ state: number }>;
+}
+export interface LibvirtConnection {
+  connectOpen(): Promise<void>;
+  connectClose(): Promise<void>;
+  connectListAllDomains(flags?: number): Promise<LibvirtDomain[]>;
+  domainDefineXML(xml: string): Promise<LibvirtDomain>;
+  domainLookupByName(name: string): Promise<LibvirtDomain>;
+}
+export interface LibvirtModule {
+  Hypervisor: new (options: { uri: string }) => LibvirtConnection;
+}
+
+/** `virDomainGetXMLDesc` flag: the persistent (next boot) definition, where extend writes the lease. */
+const XML_INACTIVE = 2;
+const DOMAIN_RUNNING = 1;
+const NOT_FOUND = /Domain not found|no domain with matching/i;
+const NOT_RUNNING = /not running/i;
+const PACKAGE = '@unraid/libvirt';
+
+/** Loads the native binding; a missing package or a binding that cannot load says what to install. */
+export async function loadLibvirt(): Promise<LibvirtModule> {
+  const neededFor = 'The libvirt provider (a native addon: install libvirt-dev and pkg-config first so it can build)';
+  // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
+  const specifier: string = PACKAGE;
+  try {
+    return await importOptional(PACKAGE, neededFor, () => import(specifier) as Promise<LibvirtModule>);
+  } catch (error) {
+    if (error instanceof MissingDependencyError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_DLOPEN_FAILED' || /bindings|\.node\b|libvirt\.so/.test(messageOf(error))) throw new MissingDependencyError(PACKAGE, neededFor, { cause: error });
+    throw error;
+  }
+}
+
+/** What the provider keeps in `record.data` (no secrets). */
+export type LibvirtRecordData = {
+  uri: string;
+  domain: string;
+  uuid: string;
+  pool: string;
+  network: string;
+  mac: string;
+  volumes: OwnedVolume[];
+  /** `plan`: the volumes were not made by hostbroker (test driver, or pools filled by hand). */
+  volumeMode: 'virsh' | 'plan';
+  memory: number;
+  vcpus: number;
+};
+
+/** Domain name of a record: its name plus 6 hex of its id, so names never collide. */
+export function domainNameOf(record: HostRecord): string {
+  return `${record.name}-${record.id.replace(/^hb-/, '').slice(0, 6)}`;
+}
+
+/** Options for {@link createLibvirtProvider}. */
+export interface LibvirtProviderOptions {
+  /** Loads the binding (tests pass their own to check the missing-package error). */
+  loadModule?: () => Promise<LibvirtModule>;
+}
+
+/** Creates a `libvirt` provider implementation (with its own connection cache). */
+export function createLibvirtProvider(options: LibvirtProviderOptions = {}): ProviderImplementation<LibvirtArgs> {
+  const load = options.loadModule ?? loadLibvirt;
+  const connections = new Map<string, Promise<LibvirtConnection>>();
+
+  function settingsOf(ctx: ProviderContext): LibvirtInstance {
+    return LibvirtInstance.parse(ctx.instanceSettings);
+  }
+
+  function connect(uri: string): Promise<LibvirtConnection> {
+    let conn = connections.get(uri);
+    if (!conn) {
+      conn = (async () => {
+        const { Hypervisor } = await load();
+        const c = new Hypervisor({ uri });
+        try {
+          await c.connectOpen();
+        } catch (error) {
+          throw new ProviderError('libvirt', `cannot connect to ${uri}: ${messageOf(error)}; check that libvirtd (or virtqemud) runs there and that you may use it (e.g. membership of the libvirt group).`, { cause: error });
+        }
+        return c;
+      })();
+      connections.set(uri, conn);
+      conn.catch(() => connections.delete(uri));
+    }
+    return conn;
+  }
+
+  const virshFor = (s: LibvirtInstance, uri: string) => new Virsh(uri, s.virsh);
+  const volumeModeOf = (s: LibvirtInstance, uri: string) => s.volumes ?? (uri.startsWith('test:') ? 'plan' : 'virsh');
+
+  async function lookup(conn: LibvirtConnection, name: string): Promise<LibvirtDomain | undefined> {
+    try {
+      return await conn.domainLookupByName(name);
+    } catch (error) {
+      if (NOT_FOUND.test(messageOf(error))) return undefined;
+      throw libvirtError(error, `look up the domain ${name}`);
+    }
+  }
+
+  /** Domains with hostbroker metadata, with that metadata (persistent definition). */
+  async function tagged(conn: LibvirtConnection): Promise<Array<{ domain: LibvirtDomain; name: string; meta: DomainMetadata; xml: string }>> {
+    const out: Array<{ domain: LibvirtDomain; name: string; meta: DomainMetadata; xml: string }> = [];
+    for (const domain of await conn.connectListAllDomains().catch((e: unknown) => Promise.reject(libvirtError(e, 'list domains')))) {
+      let xml: string;
+      try {
+        xml = await domain.getXMLDesc(XML_INACTIVE);
+      } catch (error) {
+        if (NOT_FOUND.test(messageOf(error))) continue; // removed while listing
+        throw libvirtError(error, 'read a domain definition');
+      }
+      const meta = parseMetadata(xml);
+      if (meta) out.push({ domain, name: await domain.getName(), meta, xml });
+    }
+    return out;
+  }
+
+  /** Destroys and undefines a domain (either may already be done) and deletes its volumes. */
+  async function remove(domain: LibvirtDomain | undefined, volumes: OwnedVolume[], mode: 'virsh' | 'plan', virsh: Virsh): Promise<void> {
+    if (domain) {
+      await domain.destroy().catch((error: unknown) => {
+        if (!NOT_RUNNING.test(messageOf(error)) && !NOT_FOUND.test(messageOf(error))) throw libvirtError(error, 'stop the domain');
+      });
+      await domain.undefine().catch((error: unknown) => {
+        if (!NOT_FOUND.test(messageOf(error))) throw libvirtError(error, 'undefine the domain');
+      });
+    }
+    if (mode === 'virsh') for (const v of volumes) await virsh.deleteVolume(v.pool, v.name);
+  }
+
+  async function waitForAddress(virsh: Virsh, domain: string, s: LibvirtInstance, ctx: ProviderContext): Promise<string> {
+    const limit = toMs(s.addressTimeout);
+    const interval = toMs(s.pollInterval);
+    const deadline = Date.now() + limit;
+    let lastError = '';
+    for (;;) {
+      try {
+        const found = await virsh.addresses(domain, s.addressSource, ctx.signal);
+        if (found[0]) return found[0];
+      } catch (error) {
+        if (ctx.signal.aborted) throw error;
+        lastError = messageOf(error); // e.g. the guest agent is not up yet
+      }
+      if (Date.now() + interval > deadline) {
+        throw new TimeoutError(
+          `[libvirt] domain ${domain} got no IPv4 address from its ${s.addressSource === 'lease' ? 'network\'s DHCP leases' : s.addressSource === 'agent' ? 'guest agent' : 'ARP table'} within ${Math.round(limit / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}; check that the network has DHCP (virsh net-dumpxml), use addressSource: agent with qemu-guest-agent in the image, or set waitForAddress: false to reach it by name through libvirt NSS.`,
+          limit,
+        );
+      }
+      await new Promise((r) => setTimeout(r, interval));
+    }
+  }
+
+  return {
+    async checkout(args: LibvirtArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
+      const s = settingsOf(ctx);
+      const { record } = target;
+      const uri = s.uri;
+      const mode = volumeModeOf(s, uri);
+      const virsh = virshFor(s, uri);
+      const name = domainNameOf(record);
+      const pool = args.pool ?? s.pool;
+      const network = args.network ?? s.network;
+      const username = args.username ?? s.username ?? ctx.settings.ssh.username;
+      const privateKeyPath = args.privateKeyPath ?? s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
+      const publicKeyPath = args.publicKeyPath ?? s.publicKeyPath ?? (privateKeyPath ? `${privateKeyPath}.pub` : undefined);
+      if (!publicKeyPath) throw new UserInputError('[libvirt] no SSH key to put in the cloud-init seed: give publicKeyPath or privateKeyPath (argument, libvirt settings, or ssh.privateKeyPath).');
+      const seed = cloudInitSeed({
+        instanceId: record.id,
+        hostname: name,
+        username,
+        publicKey: await readPublicKey(publicKeyPath),
+        ...(args.cloudConfig ? { extra: args.cloudConfig } : {}),
+        guestAgent: s.addressSource === 'agent',
+      });
+      const disk: OwnedVolume = { pool, name: `${name}.qcow2`, role: 'disk' };
+      const seedVolume: OwnedVolume = { pool, name: `${name}-seed.iso`, role: 'seed' };
+      const volumes = [disk, seedVolume];
+      const mac = `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+      const meta: DomainMetadata = { id: record.id, owner: record.owner, broker: record.brokerId, name: record.name, created: record.createdAt, volumes };
+      if (record.leaseExpires) meta.lease = record.leaseExpires;
+      const xml = domainXml({
+        type: s.domainType ?? (uri.startsWith('test:') ? 'test' : 'kvm'),
+        name,
+        memoryMiB: args.memory,
+        vcpus: args.vcpus,
+        network,
+        mac,
+        disk,
+        diskFormat: 'qcow2',
+        seed: seedVolume,
+        metadata: meta,
+      });
+      const conn = await connect(uri);
+      let domain: LibvirtDomain | undefined;
+      try {
+        if (mode === 'virsh') {
+          await virsh.createOverlay(pool, disk.name, args.disk * 2 ** 30, args.baseImage, args.baseFormat);
+          const iso = await buildSeedIso(seed);
+          try {
+            await virsh.uploadVolume(pool, seedVolume.name, iso.path);
+          } finally {
+            await iso.cleanup();
+          }
+        } else {
+          ctx.logger.debug(`libvirt: volumes: plan — expecting ${pool}/${disk.name} (overlay of ${args.baseImage}) and ${pool}/${seedVolume.name} to be provided`, { uri });
+        }
+        const defined = await conn.domainDefineXML(xml).catch((e: unknown) => Promise.reject(libvirtError(e, `define the domain ${name}`)));
+        domain = defined;
+        await defined.create().catch((e: unknown) => Promise.reject(libvirtError(e, `start the domain ${name}`)));
+        const hostname = s.waitForAddress ? await waitForAddress(virsh, name, s, ctx) : name;
+        const data: LibvirtRecordData = { uri, domain: name, uuid: await defined.getUUIDString(), pool, network, mac, volumes, volumeMode: mode, memory: args.memory, vcpus: args.vcpus };
+        return {
+          hostname,
+          providerId: data.uuid,
+          connection: { kind: 'ssh', host: hostname, port: 22, username, ...(privateKeyPath ? { privateKeyPath } : {}) },
+          data,
+        };
+      } catch (error) {
+        await remove(domain ?? (await lookup(conn, name).catch(() => undefined)), volumes, mode, virsh).catch((e: unknown) =>
+          ctx.logger.warn(`libvirt: could not clean up ${name} after a failed checkout; checkin or sync will find it by its metadata`, { error: messageOf(e) }),
+        );
+        throw error;
+      }
+    },
+
+    async release(record, ctx) {
+      const s = settingsOf(ctx);
+      const data = record.data as Partial<LibvirtRecordData>;
+      const uri = data.uri ?? s.uri;
+      const conn = await connect(uri);
+      const name = data.domain ?? domainNameOf(record);
+      let domain = await lookup(conn, name);
+      let meta = domain ? parseMetadata(await domain.getXMLDesc(XML_INACTIVE).catch(() => '')) : undefined;
+      if (domain && meta?.id !== record.id) {
+        // A domain of that name that is not ours is never touched; look for ours by metadata.
+        domain = undefined;
+        meta = undefined;
+      }
+      if (!domain) {
+        const found = (await tagged(conn)).find((d) => d.meta.id === record.id);
+        domain = found?.domain;
+        meta = found?.meta;
+      }
+      const volumes = meta?.volumes ?? data.volumes ?? [
+        { pool: s.pool, name: `${name}.qcow2`, role: 'disk' as const },
+        { pool: s.pool, name: `${name}-seed.iso`, role: 'seed' as const },
+      ];
+      await remove(domain, volumes, data.volumeMode ?? volumeModeOf(s, uri), virshFor(s, uri));
+    },
+
+    async extend(record, leaseExpires, ctx) {
+      const s = settingsOf(ctx);
+      const data = record.data as Partial<LibvirtRecordData>;
+      const conn = await connect(data.uri ?? s.uri);
+      const found = (await tagged(conn)).find((d) => d.meta.id === record.id);
+      if (!found) throw new ProviderError('libvirt', `no domain of ${record.name} (${record.id}) exists any more on ${data.uri ?? s.uri}; check it in to remove the record.`);
+      // Redefining with the same name and uuid updates the persistent definition in place.
+      await conn.domainDefineXML(withLease(found.xml, leaseExpires)).catch((e: unknown) => Promise.reject(libvirtError(e, `update the lease of ${found.name}`)));
+    },
+
+    async inventory(ctx) {
+      const s = settingsOf(ctx);
+      const conn = await connect(s.uri);
+      const virsh = virshFor(s, s.uri);
+      const out: DiscoveredHost[] = [];
+      for (const d of await tagged(conn)) {
+        if (d.meta.broker !== ctx.brokerId) continue;
+        const running = (await d.domain.getInfo().catch(() => ({ state: 0 }))).state === DOMAIN_RUNNING;
+        let hostname = d.name;
+        if (running && s.waitForAddress) hostname = (await virsh.addresses(d.name, s.addressSource).catch(() => []))[0] ?? d.name;
+        const host: DiscoveredHost = {
+          id: d.meta.id,
+          owner: d.meta.owner,
+          brokerId: d.meta.broker,
+          name: d.meta.name || d.name,
+          hostname,
+          providerId: await d.domain.getUUIDString(),
+          connection: { kind: 'ssh', host: hostname, port: 22, username: s.username ?? ctx.settings.ssh.username },
+          data: { uri: s.uri, domain: d.name, volumes: d.meta.volumes, volumeMode: volumeModeOf(s, s.uri), running },
+          recipe: { provider: 'libvirt', instance: ctx.instance, args: {} },
+        };
+        if (d.meta.lease) host.leaseExpires = d.meta.lease;
+        if (d.meta.created) host.createdAt = d.meta.created;
+        out.push(host);
+      }
+      return out;
+    },
+
+    async reap(ctx, isKnown) {
+      const s = settingsOf(ctx);
+      const conn = await connect(s.uri);
+      const now = Date.now();
+      const removed: string[] = [];
+      for (const d of await tagged(conn)) {
+        if (d.meta.broker !== ctx.brokerId) continue;
+        const lease = Date.parse(d.meta.lease ?? '');
+        if (isKnown(d.meta.id) && !(Number.isFinite(lease) && lease < now)) continue;
+        await remove(d.domain, d.meta.volumes, volumeModeOf(s, s.uri), virshFor(s, s.uri));
+        removed.push(d.name);
+      }
+      return removed;
+    },
+
+    async close() {
+      const all = [...connections.values()];
+      connections.clear();
+      for (const c of await Promise.allSettled(all)) if (c.status === 'fulfilled') await c.value.connectClose().catch(() => undefined);
+    },
+  };
+}
+
+function libvirtError(error: unknown, what: string): ProviderError {
+  if (error instanceof ProviderError) return error;
+  return new ProviderError('libvirt', `could not ${what}: ${messageOf(error)}`, { cause: error });
+}
+
+/** The provider the registry loads. */
+export default createLibvirtProvider();
