@@ -67,12 +67,23 @@ function connectionFor(hostname: string, ctx: ProviderContext): SshConnection {
   };
 }
 
+/** The record as given, plus what this provider noted on the stored copy since (launch, dangling). */
 async function currentRecord(record: HostRecord, ctx: ProviderContext): Promise<HostRecord> {
+  let stored: HostRecord | undefined;
   try {
-    return (await ctx.inventory.get(record.id)) ?? record;
+    stored = await ctx.inventory.get(record.id);
   } catch {
-    return record;
+    stored = undefined;
   }
+  if (!stored) return record;
+  return { ...record, providerId: record.providerId ?? stored.providerId, data: { ...stored.data, ...record.data, ...pick(stored.data as TowerData) } };
+}
+
+function pick(data: TowerData): Partial<TowerData> {
+  return {
+    ...(data.towerJob ? { towerJob: data.towerJob } : {}),
+    ...(data.danglingHandled ? { danglingHandled: true } : {}),
+  };
 }
 
 async function patchData(ctx: ProviderContext, record: HostRecord, data: Partial<TowerData>): Promise<void> {
@@ -277,7 +288,9 @@ const provider: ProviderImplementation<TowerArgs> = {
 
   async inventory(ctx: ProviderContext): Promise<DiscoveredHost[]> {
     const api = apiOf(ctx);
+    // A configured username syncs that user's hosts; otherwise the token's user (or the local owner).
     const user = api.settings.username ?? (await api.me());
+    const owners = new Set(api.settings.username ? [user] : [user, ctx.owner]);
     let inventories: Array<{ id: number; name: string }>;
     if (api.settings.inventory !== undefined) {
       const id = await api.inventoryId(api.settings.inventory);
@@ -291,7 +304,7 @@ const provider: ProviderImplementation<TowerArgs> = {
     const out: DiscoveredHost[] = [];
     // Facts are one request per host: a few at a time.
     for (let i = 0; i < hosts.length; i += 8) {
-      const batch = await Promise.all(hosts.slice(i, i + 8).map(({ host, inventory }) => discovered(api, host, inventory, user, ctx)));
+      const batch = await Promise.all(hosts.slice(i, i + 8).map(({ host, inventory }) => discovered(api, host, inventory, owners, user, ctx)));
       for (const d of batch) if (d) out.push(d);
     }
     return out;
@@ -330,11 +343,11 @@ const provider: ProviderImplementation<TowerArgs> = {
 };
 
 /** A Tower host as sync reports it; hosts that belong to another user are left out. */
-async function discovered(api: TowerApi, host: TowerHost, inventory: string, user: string, ctx: ProviderContext): Promise<DiscoveredHost | undefined> {
+async function discovered(api: TowerApi, host: TowerHost, inventory: string, owners: Set<string>, user: string, ctx: ProviderContext): Promise<DiscoveredHost | undefined> {
   const vars = parseVariables(host.variables);
   const tags = (vars.hostbroker_tags ?? {}) as Record<string, unknown>;
   const owner = (tags[TAGS.owner] ?? vars.owner) as string | undefined;
-  if (owner !== undefined && owner !== user && owner !== ctx.owner) return undefined;
+  if (owner !== undefined && !owners.has(owner)) return undefined;
   const facts = await api.facts(host.id);
   const brokerFacts = (facts._broker_facts ?? {}) as Record<string, unknown>;
   const openstack = vars.openstack as { metadata?: { fqdn?: unknown } } | undefined;
