@@ -7,12 +7,13 @@
 import type { z } from 'zod';
 import type { ProviderDefinition } from './provider.js';
 import { local } from '../providers/local/definition.js';
+import { container } from '../providers/container/definition.js';
 import { ec2 } from '../providers/ec2/definition.js';
 import { libvirt } from '../providers/libvirt/definition.js';
 import { openstack } from '../providers/openstack/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly ProviderDefinition[] = [local, ec2, openstack, libvirt];
+export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
@@ -21,6 +22,7 @@ export const builtinProviders: readonly ProviderDefinition[] = [local, ec2, open
  */
 export interface ProviderArgs {
   local: z.input<typeof local.args>;
+  container: z.input<typeof container.args>;
   ec2: z.input<typeof ec2.args>;
   libvirt: z.input<typeof libvirt.args>;
   openstack: z.input<typeof openstack.args>;
