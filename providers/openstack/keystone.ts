@@ -237,18 +237,17 @@ export function authBody(cloud: ResolvedCloud): Record<string, unknown> {
  * Keystone's `{"error": {"message"}}`, Neutron's `{"NeutronError": {"message"}}`, or plain text.
  */
 export function openstackErrorMessage(json: unknown, text: string): string | undefined {
+  // The shared client adds its own full stop.
+  const clean = (m: string) => m.trim().replace(/\.$/, '').slice(0, 500) || undefined;
   if (json && typeof json === 'object' && !Array.isArray(json)) {
     const o = json as Record<string, unknown>;
     for (const value of Object.values(o)) {
-      if (value && typeof value === 'object' && typeof (value as Record<string, unknown>).message === 'string') {
-        const m = ((value as Record<string, unknown>).message as string).trim();
-        if (m) return m.slice(0, 500);
-      }
+      const message = value && typeof value === 'object' ? (value as Record<string, unknown>).message : undefined;
+      if (typeof message === 'string' && clean(message)) return clean(message);
     }
-    if (typeof o.message === 'string' && o.message.trim()) return o.message.trim().slice(0, 500);
-    if (typeof o.error === 'string' && o.error.trim()) return o.error.trim().slice(0, 500);
+    if (typeof o.message === 'string' && clean(o.message)) return clean(o.message);
+    if (typeof o.error === 'string' && clean(o.error)) return clean(o.error);
   }
   // Glance and some proxies answer with text or HTML.
-  const plain = text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
-  return plain ? plain.slice(0, 300) : undefined;
+  return clean(text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300));
 }

@@ -37,7 +37,7 @@ export interface OpenStackProviderOptions {
   /** Environment, working and home directory used to find credentials. */
   sources?: ConfigSources;
   fetch?: typeof fetch;
-  /** Clock, for token expiry. */
+  /** Clock for token expiry and leases (tests move it); deadlines use real time. */
   now?: () => number;
 }
 
@@ -91,9 +91,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   /** Reuses a lookup for a while; a failed one is forgotten at once. */
   function cached<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = lookups.get(key);
-    if (hit && now() - hit.at < LOOKUP_TTL_MS) return hit.value as Promise<T>;
+    if (hit && Date.now() - hit.at < LOOKUP_TTL_MS) return hit.value as Promise<T>;
     const value = load();
-    lookups.set(key, { at: now(), value });
+    lookups.set(key, { at: Date.now(), value });
     value.catch(() => lookups.delete(key));
     return value;
   }
@@ -105,8 +105,8 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   function quotaCheckOnce(c: Clients, flavor: Flavor, count: number, signal: AbortSignal): Promise<void> {
     const key = `${c.key}|${flavor.id}|${count}`;
     let entry = quotaChecks.get(key);
-    if (!entry || now() - entry.at > 60_000) {
-      entry = { takers: 0, at: now(), value: checkQuota(c.compute, flavor, count, signal) };
+    if (!entry || Date.now() - entry.at > 60_000) {
+      entry = { takers: 0, at: Date.now(), value: checkQuota(c.compute, flavor, count, signal) };
       quotaChecks.set(key, entry);
     }
     entry.takers++;
@@ -156,7 +156,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   async function waitSettled(c: Clients, id: string, name: string, signal: AbortSignal): Promise<Server> {
     const limit = toMs(c.settings.activeTimeout);
     const interval = toMs(c.settings.pollInterval);
-    const deadline = now() + limit;
+    const deadline = Date.now() + limit;
     let last = 'BUILD';
     for (;;) {
       if (signal.aborted) throw new ProviderError(PROVIDER, `checkout of server ${name} (${id}) was cancelled while it was ${last}.`, { cause: signal.reason });
@@ -167,7 +167,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       if (server.status === 'DELETED' || server.status === 'SOFT_DELETED') {
         throw new ProviderError(PROVIDER, `server ${name} (${id}) was deleted while it was being built. Try again.`, { retryable: true });
       }
-      if (now() >= deadline) {
+      if (Date.now() >= deadline) {
         throw new TimeoutError(`[openstack] server ${name} (${id}) did not become ACTIVE within ${Math.round(limit / 1000)} s (still ${last}); raise \`activeTimeout\` in the openstack settings, or ask the cloud admins why builds are slow.`, limit);
       }
       await sleep(interval, signal);
@@ -177,9 +177,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   /** Deletes a server and waits (bounded) until Nova no longer shows it, so its quota is free. */
   async function deleteAndWait(c: Clients, id: string): Promise<void> {
     await c.compute.deleteServer(id);
-    const deadline = now() + toMs(c.settings.deleteTimeout);
+    const deadline = Date.now() + toMs(c.settings.deleteTimeout);
     const interval = toMs(c.settings.pollInterval);
-    while (now() < deadline) {
+    while (Date.now() < deadline) {
       const server = await c.compute.getServer(id);
       if (!server || server.status === 'DELETED') return;
       await sleep(interval);

@@ -1,0 +1,421 @@
+/**
+ * The openstack provider against FakeOpenStack (test/helpers/openstack-cloud.ts), a node:http
+ * server that follows the documented Keystone v3, Nova, Glance and Neutron APIs. No real cloud is
+ * reachable from CI, so this is the closest real thing: real HTTP, real JSON, the services' shapes.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BrokerError, ProviderError } from '../../lib/errors.js';
+import { TAGS } from '../../lib/provider.js';
+import type { HostRecord } from '../../lib/records.js';
+import { openstack } from '../../providers/openstack/definition.js';
+import { createOpenStackProvider } from '../../providers/openstack/provider.js';
+import { FakeOpenStack, IMAGES, NETWORKS } from '../helpers/openstack-cloud.js';
+import { type TestContext, fakeInstance, intentRecord, openstackContext, targets } from '../helpers/openstack-context.js';
+
+let cloud: FakeOpenStack;
+let clock: number;
+let t: TestContext | undefined;
+const now = () => clock;
+
+beforeEach(async () => {
+  clock = Date.now();
+  cloud = await FakeOpenStack.start({ now });
+});
+afterEach(async () => {
+  await cloud.close();
+  await t?.cleanup();
+  t = undefined;
+});
+
+function provider() {
+  // No OS_* variables or clouds.yaml of this machine may leak in.
+  return createOpenStackProvider({ sources: { env: {}, cwd: '/nonexistent', home: '/nonexistent' }, now });
+}
+
+async function context(extra: Record<string, unknown> = {}, options: { brokerId?: string; signal?: AbortSignal } = {}) {
+  t = await openstackContext(fakeInstance(cloud, extra), options);
+  return t.ctx;
+}
+
+function args(extra: Record<string, unknown> = {}) {
+  return openstack.args.parse(extra);
+}
+
+/** The promise's rejection, failing the test when it resolves. */
+async function rejection(p: Promise<unknown>): Promise<ProviderError> {
+  const result = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(result, 'expected a rejection').toBeDefined();
+  return result as ProviderError;
+}
+
+describe('checkout', () => {
+  it('creates one server tagged with the record, and returns how to reach it', async () => {
+    const ctx = await context({ keyName: 'ci-key', configDrive: true });
+    cloud.keypairs.set('ci-key', 'ssh-ed25519 AAAA test');
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    const host = await impl.checkout(args({ userData: '#cloud-config\n{}', username: 'fedora' }), target!, ctx);
+
+    expect(host.hostname).toMatch(/^10\.0\.0\.\d+$/);
+    expect(host.connection).toMatchObject({ kind: 'ssh', host: host.hostname, port: 22, username: 'fedora' });
+    const server = cloud.servers.get(host.providerId!)!;
+    expect(server.status).toBe('ACTIVE');
+    expect(server.name).toBe(target!.record.name);
+    expect(server.metadata).toMatchObject({
+      [TAGS.id]: target!.record.id,
+      [TAGS.owner]: 'tester',
+      [TAGS.broker]: ctx.brokerId,
+      [TAGS.lease]: target!.record.leaseExpires,
+      [TAGS.name]: target!.record.name,
+    });
+    expect(server.body).toMatchObject({
+      imageRef: IMAGES[0]!.id,
+      flavorRef: '1',
+      networks: [{ uuid: NETWORKS[0]!.id }],
+      key_name: 'ci-key',
+      config_drive: true,
+      user_data: Buffer.from('#cloud-config\n{}').toString('base64'),
+    });
+    expect(host.data).toMatchObject({ serverId: host.providerId, flavor: { name: 'm1.tiny' }, attempts: 1 });
+  });
+
+  it('checks out N hosts concurrently with one token, one quota check and one lookup of each name', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const hosts = await Promise.all(targets(ctx, 4).map((target) => impl.checkout(args(), target, ctx)));
+
+    expect(new Set(hosts.map((h) => h.providerId)).size).toBe(4);
+    expect(new Set(hosts.map((h) => h.hostname)).size).toBe(4);
+    expect([...cloud.servers.values()].every((s) => s.status === 'ACTIVE')).toBe(true);
+    expect(cloud.authCount).toBe(1);
+    expect(cloud.count(/^GET .*\/limits$/)).toBe(1);
+    expect(cloud.count(/^GET \/image\/v2\/images\?name=/)).toBe(1);
+    expect(cloud.count(/^GET .*\/flavors\/detail/)).toBe(1);
+  });
+
+  it('resolves image, flavor and network given by id', async () => {
+    const ctx = await context({ image: undefined, flavor: undefined, network: undefined });
+    const host = await provider().checkout(args({ image: IMAGES[1]!.id, flavor: '3', network: NETWORKS[0]!.id }), targets(ctx, 1)[0]!, ctx);
+    expect(cloud.servers.get(host.providerId!)!.body).toMatchObject({ imageRef: IMAGES[1]!.id, flavorRef: '3', networks: [{ uuid: NETWORKS[0]!.id }] });
+  });
+
+  it('says what is missing or unknown, with what exists', async () => {
+    const ctx = await context({ image: undefined });
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    expect((await rejection(impl.checkout(args(), target!, ctx))).message).toMatch(/no image; pass `image`/);
+    expect((await rejection(impl.checkout(args({ image: 'nope' }), target!, ctx))).message).toMatch(/Glance has no active image `nope`/);
+    expect((await rejection(impl.checkout(args({ image: 'twin' }), target!, ctx))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
+    const noFlavor = await rejection(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, ctx));
+    expect(noFlavor.message).toMatch(/no flavor `m9.huge`; available: m1.tiny, m1.small, m1.medium/);
+    const noNet = await rejection(impl.checkout(args({ image: 'cirros-0.6.2', network: 'lab' }), target!, ctx));
+    expect(noNet.message).toMatch(/no network `lab`; available: private, public/);
+    expect(cloud.count(/^POST .*\/servers$/)).toBe(0);
+  });
+
+  it('imports a missing key pair from publicKeyPath once, and carries Nova’s message for a bad key name', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const { writeFile } = await import('node:fs/promises');
+    const pub = `${t!.directory}/id.pub`;
+    await writeFile(pub, 'ssh-ed25519 AAAAC3Nza test@host\n');
+    await Promise.all(targets(ctx, 2).map((target) => impl.checkout(args({ keyName: 'hb', publicKeyPath: pub }), target, ctx)));
+    expect(cloud.keypairs.get('hb')).toBe('ssh-ed25519 AAAAC3Nza test@host');
+    expect(cloud.count(/^POST .*\/os-keypairs$/)).toBe(1);
+
+    const bad = await rejection(impl.checkout(args({ keyName: 'missing' }), targets(ctx, 1)[0]!, ctx));
+    expect(bad.message).toContain('Invalid key_name provided.');
+    expect(bad.status).toBe(400);
+  });
+
+  it('allocates a floating IP, reaches the host there, and releases it with the server', async () => {
+    const ctx = await context({ floatingIp: true });
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    const host = await impl.checkout(args(), target!, ctx);
+    expect(host.hostname).toMatch(/^172\.24\.4\.\d+$/);
+    const fip = [...cloud.floatingIps.values()][0]!;
+    expect(fip).toMatchObject({ floating_network_id: NETWORKS[1]!.id, floating_ip_address: host.hostname, description: `${TAGS.id}=${target!.record.id}` });
+    await impl.release(ready(target!.record, host), ctx);
+    expect(cloud.servers.size).toBe(0);
+    expect(cloud.floatingIps.size).toBe(0);
+  });
+});
+
+/** The record as the Broker stores it after checkout. */
+function ready(record: HostRecord, host: { hostname: string; providerId?: string; data?: Record<string, unknown> }): HostRecord {
+  return { ...record, state: 'ready', hostname: host.hostname, providerId: host.providerId, data: host.data ?? {} };
+}
+
+describe('Keystone tokens', () => {
+  it('reuses one token for many calls and renews it near expiry', async () => {
+    const ctx = await context();
+    const impl = provider();
+    await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
+    await impl.inventory!(ctx);
+    expect(cloud.authCount).toBe(1);
+    const calls = cloud.requests.filter((r) => r.token).length;
+    expect(calls).toBeGreaterThan(4);
+
+    clock += 2 * 3600_000; // past the token's expiry
+    await impl.inventory!(ctx);
+    expect(cloud.authCount).toBe(2);
+  });
+
+  it('gets a new token when a service answers 401, and goes on', async () => {
+    const ctx = await context();
+    const impl = provider();
+    await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
+    cloud.revokeTokens();
+    const found = await impl.inventory!(ctx);
+    expect(found).toHaveLength(1);
+    expect(cloud.authCount).toBe(2);
+  });
+
+  it('fails with Keystone’s message when the credentials are wrong, without the password', async () => {
+    const ctx = await context({ auth: { ...(fakeInstance(cloud).auth as object), password: 'Wrong-Password-123' } });
+    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error.status).toBe(401);
+    expect(error.message).toContain('The request you have made requires authentication.');
+    expect(error.message).toMatch(/check the credentials in the openstack settings/);
+    expect(error.message).not.toContain('Wrong-Password-123');
+  });
+});
+
+describe('service errors', () => {
+  it('carries Nova’s quota message on a 403', async () => {
+    cloud.limits.instances = 1;
+    const ctx = await context();
+    const impl = provider();
+    await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
+    const error = await rejection(impl.checkout(args(), targets(ctx, 1)[0]!, ctx));
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error.status).toBe(403);
+    expect(error.retryable).toBe(false);
+    expect(error.message).toContain('Quota exceeded for instances: Requested 1, but already used 1 of 1 instances');
+    expect(error.message).toMatch(/quota/);
+  });
+
+  it('refuses a multi-host checkout that would exceed the quota before creating anything', async () => {
+    cloud.limits.cores = 5;
+    const ctx = await context({ flavor: 'm1.medium' });
+    const impl = provider();
+    const results = await Promise.allSettled(targets(ctx, 3).map((target) => impl.checkout(args(), target, ctx)));
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    const error = (results[0] as PromiseRejectedResult).reason as ProviderError;
+    expect(error.status).toBe('QuotaExceeded');
+    expect(error.message).toMatch(/cannot hold 3 more servers of flavor m1.medium: cores: needs 6, 5 free \(limit 5, used 0\)/);
+    expect(cloud.count(/^POST .*\/servers$/)).toBe(0);
+    expect(cloud.count(/^GET .*\/limits$/)).toBe(1);
+  });
+
+  it('retries a 500 on create, and does not make a second server when the first POST was done', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const fault = { computeFault: { code: 500, message: 'Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/' } };
+    cloud.failNext('POST', /\/servers$/, 500, fault);
+    await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
+    expect(cloud.servers.size).toBe(1);
+
+    cloud.failNext('POST', /\/servers$/, 500, fault, { afterProcessing: true });
+    const host = await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
+    expect(cloud.servers.size).toBe(2);
+    expect(cloud.servers.has(host.providerId!)).toBe(true);
+  });
+
+  it('retries 5xx and 429 on reads', async () => {
+    const ctx = await context();
+    cloud.failNext('GET', /\/flavors\/detail$/, 503, { serviceUnavailable: { code: 503, message: 'busy' } });
+    cloud.failNext('GET', /\/networks$/, 429, { NeutronError: { type: 'OverLimit', message: 'slow down', detail: '' } });
+    const host = await provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
+    expect(host.providerId).toBeDefined();
+  });
+
+  it('gives a clear, retryable error when the service keeps failing', async () => {
+    const ctx = await context({ httpRetries: 2 });
+    cloud.failNext('POST', /\/servers$/, 500, { computeFault: { code: 500, message: 'Unexpected API Error.' } }, { times: 10 });
+    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error.status).toBe(500);
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/^\[openstack\] POST http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/\w+\/servers failed with HTTP 500: Unexpected API Error\. .*try again later/);
+    expect(cloud.count(/^POST .*\/servers$/)).toBe(3);
+    expect(cloud.servers.size).toBe(0);
+  });
+});
+
+describe('servers that go to ERROR', () => {
+  const noHost = 'No valid host was found. There are not enough hosts available.';
+
+  it('deletes the errored server and makes another', async () => {
+    const ctx = await context();
+    cloud.errorFaults.push(noHost);
+    const host = await provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
+    expect(host.data).toMatchObject({ attempts: 2 });
+    expect(cloud.deleted).toHaveLength(1);
+    expect(cloud.servers.size).toBe(1);
+    expect(t!.logs.some((l) => l.includes(noHost))).toBe(true);
+  });
+
+  it('fails with Nova’s fault message after maxRetry, having deleted every errored server', async () => {
+    const ctx = await context({ maxRetry: 2 });
+    cloud.errorFaults.push('fault one', 'fault two', noHost);
+    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    expect(error).toBeInstanceOf(ProviderError);
+    expect(error.status).toBe('ERROR');
+    expect(error.message).toContain(`went to ERROR 3 time(s)`);
+    expect(error.message).toContain(noHost);
+    expect(cloud.count(/^POST .*\/servers$/)).toBe(3);
+    expect(cloud.deleted).toHaveLength(3);
+    expect(cloud.servers.size).toBe(0);
+  });
+
+  it('takes maxRetry from the arguments', async () => {
+    const ctx = await context({ maxRetry: 5 });
+    cloud.errorFaults.push('a', 'b');
+    await rejection(provider().checkout(args({ maxRetry: 1 }), targets(ctx, 1)[0]!, ctx));
+    expect(cloud.count(/^POST .*\/servers$/)).toBe(2);
+  });
+
+  it('deletes a server that does not become ACTIVE in time', async () => {
+    cloud.buildPolls = 1000;
+    const ctx = await context({ activeTimeout: 30, pollInterval: 5 });
+    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    expect(BrokerError.isInstance(error)).toBe(true);
+    expect(error.message).toMatch(/did not become ACTIVE within .*still BUILD.*activeTimeout/);
+    expect(cloud.servers.size).toBe(0);
+  });
+});
+
+describe('release, extend, sync', () => {
+  it('release is idempotent', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    const host = await impl.checkout(args(), target!, ctx);
+    const record = ready(target!.record, host);
+    await impl.release(record, ctx);
+    expect(cloud.servers.size).toBe(0);
+    await expect(impl.release(record, ctx)).resolves.toBeUndefined();
+    expect(cloud.count(/^DELETE .*\/servers\//)).toBe(2);
+  });
+
+  it('releases a record still provisioning by finding its server by metadata', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [target, other] = targets(ctx, 2);
+    await impl.checkout(args(), target!, ctx);
+    await impl.checkout(args(), other!, ctx);
+    // The process died before the record got its providerId.
+    await impl.release(target!.record, ctx);
+    expect(cloud.servers.size).toBe(1);
+    expect([...cloud.servers.values()][0]!.metadata[TAGS.id]).toBe(other!.record.id);
+    // Nothing with that id is left: a second release does nothing and succeeds.
+    await expect(impl.release(target!.record, ctx)).resolves.toBeUndefined();
+  });
+
+  it('extend moves the lease in the server metadata', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    const host = await impl.checkout(args(), target!, ctx);
+    const lease = new Date(Date.now() + 7200_000).toISOString();
+    await impl.extend!(ready(target!.record, host), lease, ctx);
+    expect(cloud.servers.get(host.providerId!)!.metadata[TAGS.lease]).toBe(lease);
+    await impl.release(ready(target!.record, host), ctx);
+    await expect(impl.extend!(ready(target!.record, host), lease, ctx)).rejects.toThrow(/is gone/);
+  });
+
+  it('sync lists this broker’s servers by metadata, across pages, with what rebuilds the record', async () => {
+    cloud.pageSize = 2;
+    const ctx = await context();
+    const impl = provider();
+    const mine = targets(ctx, 3, { flavor: 'm1.small' });
+    for (const target of mine) await impl.checkout(args({ flavor: 'm1.small', username: 'cloud-user' }), target, ctx);
+    const theirs = await openstackContext(fakeInstance(cloud), { brokerId: 'someone-else' });
+    await impl.checkout(args(), targets(theirs.ctx, 1)[0]!, theirs.ctx);
+    await theirs.cleanup();
+
+    const found = await impl.inventory!(ctx);
+    expect(found.map((h) => h.id).sort()).toEqual(mine.map((m) => m.record.id).sort());
+    const first = found.find((h) => h.id === mine[0]!.record.id)!;
+    expect(first).toMatchObject({
+      name: mine[0]!.record.name,
+      owner: 'tester',
+      brokerId: ctx.brokerId,
+      leaseExpires: mine[0]!.record.leaseExpires,
+      recipe: { provider: 'openstack', instance: 'default', args: { flavor: 'm1.small', username: 'cloud-user' } },
+      connection: { kind: 'ssh', username: 'cloud-user' },
+    });
+    expect(first.hostname).toMatch(/^10\.0\.0\./);
+    expect(cloud.count(/^GET .*\/servers\/detail/)).toBeGreaterThan(1);
+  });
+
+  it('reap removes servers whose record is unknown or whose lease has passed', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [kept, orphan, expired] = targets(ctx, 3);
+    expired!.record.leaseExpires = new Date(clock - 1000).toISOString();
+    for (const target of [kept!, orphan!, expired!]) await impl.checkout(args(), target, { ...ctx });
+    const removed = await impl.reap!(ctx, (id) => id !== orphan!.record.id);
+    expect(removed.sort()).toEqual([orphan!.record.id, expired!.record.id].sort());
+    expect([...cloud.servers.values()].map((s) => s.metadata[TAGS.id])).toEqual([kept!.record.id]);
+  });
+});
+
+describe('secrets', () => {
+  it('never puts the password, app secret, token or admin password in the record, logs or errors', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [target] = targets(ctx, 1);
+    const host = await impl.checkout(args(), target!, ctx);
+    const token = cloud.requests.find((r) => r.token)!.token!;
+    // A service that echoes a secret in its error message.
+    cloud.failNext('GET', /\/servers\/detail$/, 400, { badRequest: { code: 400, message: `bad request for ${token} / ${cloud.users[0]!.password}` } });
+    const error = await rejection(impl.inventory!(ctx));
+
+    const secrets = [cloud.users[0]!.password, token, 'AdminPass-Do-Not-Leak-42'];
+    const visible = [JSON.stringify(host), JSON.stringify(ready(target!.record, host)), t!.logs.join('\n'), error.message, JSON.stringify(error.toJSON())];
+    for (const text of visible) for (const secret of secrets) expect(text).not.toContain(secret);
+    expect(error.message).toContain('[redacted]');
+    // Metadata on the server carries no secret either.
+    expect(JSON.stringify(cloud.servers.get(host.providerId!)!.metadata)).not.toContain(cloud.users[0]!.password);
+  });
+});
+
+describe('help and topology', () => {
+  it('describe lists images, flavors and networks', async () => {
+    const ctx = await context();
+    const help = await provider().describe!(ctx);
+    expect(help.images).toContain('cirros-0.6.2');
+    expect(help.flavors).toContainEqual({ name: 'm1.small', vcpus: 1, ram: 2048 });
+    expect(help.networks).toEqual(['private', 'public']);
+    expect(await provider().describe!(ctx, 'networks')).toEqual({ networks: ['private', 'public'] });
+  });
+
+  it('fromTopology maps os → image, group → flavor, network, keypair and max_retry', () => {
+    const mapped = openstack.fromTopology!(
+      { name: 'master.test', groups: ['ipaserver'], os: 'fedora-40', network: 'IPv4', args: { floatingIp: true } },
+      { images: { 'fedora-40': 'Fedora-Cloud-Base-40' }, flavors: { ipaserver: 'm1.medium', default: 'm1.tiny' }, networks: { IPv4: 'private' }, keypair: 'ipa_key', max_retry: 4 },
+    );
+    expect(mapped).toEqual({ name: 'master.test', image: 'Fedora-Cloud-Base-40', flavor: 'm1.medium', network: 'private', keyName: 'ipa_key', maxRetry: 4, floatingIp: true });
+    expect(() => openstack.args.parse(mapped)).not.toThrow();
+    const plain = openstack.fromTopology!({ name: 'c', groups: ['other'], args: {} }, { flavors: { default: 'm1.tiny' } });
+    expect(plain).toEqual({ name: 'c', flavor: 'm1.tiny' });
+  });
+
+  it('rejects unknown arguments and settings keys', () => {
+    expect(openstack.args.safeParse({ imagee: 'x' }).success).toBe(false);
+    expect(openstack.instance!.safeParse({ auth: { auth_url: 'http://x/v3', pasword: 'p' } }).success).toBe(false);
+  });
+});
+
+it('intentRecord is valid for the inventory', async () => {
+  const ctx = await context();
+  const { validateRecord } = await import('../../lib/inventory.js');
+  expect(() => validateRecord(intentRecord(ctx))).not.toThrow();
+});
