@@ -45,12 +45,11 @@ const NOT_RUNNING = /not running/i;
 const PACKAGE = '@unraid/libvirt';
 
 /** Loads the native binding; a missing package or a binding that cannot load says what to install. */
-export async function loadLibvirt(): Promise<LibvirtModule> {
+export async function loadLibvirt(importer: (specifier: string) => Promise<unknown> = (s) => import(s)): Promise<LibvirtModule> {
   const neededFor = 'The libvirt provider (a native addon: install libvirt-dev and pkg-config first so it can build)';
-  // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
-  const specifier: string = PACKAGE;
   try {
-    return await importOptional(PACKAGE, neededFor, () => import(specifier) as Promise<LibvirtModule>);
+    // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
+    return await importOptional(PACKAGE, neededFor, () => importer(PACKAGE) as Promise<LibvirtModule>);
   } catch (error) {
     if (error instanceof MissingDependencyError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
@@ -87,7 +86,7 @@ export interface LibvirtProviderOptions {
 
 /** Creates a `libvirt` provider implementation (with its own connection cache). */
 export function createLibvirtProvider(options: LibvirtProviderOptions = {}): ProviderImplementation<LibvirtArgs> {
-  const load = options.loadModule ?? loadLibvirt;
+  const load = options.loadModule ?? (() => loadLibvirt());
   const connections = new Map<string, Promise<LibvirtConnection>>();
 
   function settingsOf(ctx: ProviderContext): LibvirtInstance {
