@@ -97,21 +97,24 @@ export class BeakerClient {
     return new BeakerClient(parsed.data, ctx.provider);
   }
 
-  /** Logs in once; concurrent callers share the same login. */
-  ensureLogin(signal?: AbortSignal): Promise<void> {
-    this.login ??= this.doLogin(signal).catch((error: unknown) => {
+  /**
+   * Logs in once; concurrent callers share the same login. It takes no abort signal: one caller
+   * giving up must not fail the others' login (the request timeout still bounds it).
+   */
+  ensureLogin(): Promise<void> {
+    this.login ??= this.doLogin().catch((error: unknown) => {
       this.login = undefined;
       throw error;
     });
     return this.login;
   }
 
-  private async doLogin(signal?: AbortSignal): Promise<void> {
+  private async doLogin(): Promise<void> {
     const c = this.credentials;
     const json: Record<string, string> =
       c.kind === 'password' ? { username: c.username, password: c.password } : { access_token: c.token };
     if (this.settings.proxyUser) json.proxy_user = this.settings.proxyUser;
-    const res = await this.http.request('POST', c.kind === 'password' ? '/auth/login_password' : '/auth/login_oauth2', { json, signal, idempotent: true });
+    const res = await this.http.request('POST', c.kind === 'password' ? '/auth/login_password' : '/auth/login_oauth2', { json, idempotent: true });
     const cookie = res.headers
       .getSetCookie()
       .map((h) => new RegExp(`^${COOKIE}=([^;]*)`).exec(h)?.[1])
@@ -123,7 +126,7 @@ export class BeakerClient {
 
   /** An authenticated request; logs in again once when the session has expired. */
   async request(method: string, path: string, options: RequestOptions = {}) {
-    await this.ensureLogin(options.signal);
+    await this.ensureLogin();
     const used = this.cookie;
     try {
       return await this.http.request(method, path, options);
@@ -135,7 +138,7 @@ export class BeakerClient {
         this.cookie = undefined;
         this.login = undefined;
       }
-      await this.ensureLogin(options.signal);
+      await this.ensureLogin();
       return this.http.request(method, path, options);
     }
   }
@@ -147,6 +150,21 @@ export class BeakerClient {
 
   /** Calls an XML-RPC method; a fault becomes a ProviderError with the server's fault string. */
   async call(method: string, params: XmlRpcValue[], signal?: AbortSignal): Promise<XmlRpcValue> {
+    const used = this.cookie;
+    try {
+      return await this.callOnce(method, params, signal);
+    } catch (error) {
+      // XML-RPC reports an expired session as a fault, not a 401: log in again once.
+      if (!(error instanceof ProviderError) || !/Anonymous access denied|Please log in/i.test(error.message)) throw error;
+      if (this.cookie === used) {
+        this.cookie = undefined;
+        this.login = undefined;
+      }
+      return this.callOnce(method, params, signal);
+    }
+  }
+
+  private async callOnce(method: string, params: XmlRpcValue[], signal?: AbortSignal): Promise<XmlRpcValue> {
     const res = await this.request('POST', '/RPC2', {
       body: encodeCall(method, params),
       headers: { 'Content-Type': 'text/xml' },
