@@ -30,6 +30,7 @@ import { builtinProviders, type ProviderArgs } from './registry.js';
 import { describeArgs, mergeRequest, validateArgs, validateInstance, type ArgumentDoc } from './requests.js';
 import { redact } from './secrets.js';
 import { loadSettings, resolveInstance, toMs, type Duration, type Settings, type SettingsInput } from './settings.js';
+import type { Deployment, TopologyMetadata, UpOptions } from './topology/index.js';
 
 /** Options for `new Broker()`. */
 export interface BrokerOptions<H extends Host = Host> {
@@ -345,6 +346,30 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     if (failures.length) throw new PartialFailureError(`${failures.length} of ${hosts.length} host(s) could not be checked in (their records are kept):`, failures);
   }
 
+  /**
+   * Keeps hosts for a person to look at: records `kept: { reason, at }` on their inventory
+   * records, closes their sessions, and stops holding them, so disposing this Broker does not
+   * check them in. They stay until checked in explicitly (`hostbroker checkin`).
+   */
+  async keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
+    const items = await this.resolveTarget(target);
+    const at = new Date().toISOString();
+    const kept = await this.inventoryFile.update((data) =>
+      items.flatMap((item) => {
+        const r = data.hosts.find((h) => h.id === item.record.id);
+        if (r) r.kept = { reason, at };
+        return r ? [structuredClone(r)] : [];
+      }),
+    );
+    for (const { record, host } of items) {
+      this.held.delete(record.id);
+      await host?.disconnect().catch(() => undefined);
+      this.dropSession(record.id);
+    }
+    this.logger.warn(`keeping ${kept.length} host(s): ${reason}`, { hosts: kept.map((r) => r.name) });
+    return kept;
+  }
+
   /** Teardown then release for live Host objects; the one code path of checkin. */
   private async releaseHosts(hosts: readonly Host[]): Promise<void> {
     let done = 0;
@@ -592,6 +617,19 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     if (typeof record === 'string') throw new UserInputError('reconstruct takes a record; use `await broker.find(id)` to look one up first.');
     const Ctor = (hostClass ?? this.hostClass) as unknown as HostClass<T>;
     return new Ctor({ record, owner: this.hostOwner });
+  }
+
+  /**
+   * Provisions a multi-host topology (mrack-style metadata: YAML text, a file path, or an object)
+   * on one or many providers at once. See docs/topologies.md.
+   */
+  async up(metadata: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
+    return (await import('./topology/up.js')).up(this, metadata, options);
+  }
+
+  /** A deployment made by `up` (in this or another process), by id or name; the only one when omitted. */
+  async deployment(key?: string): Promise<Deployment<H>> {
+    return (await import('./topology/deployment.js')).openDeployment(this, key);
   }
 
   /** Finds one record by id, name or hostname. */

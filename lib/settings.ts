@@ -58,6 +58,8 @@ export const CheckoutSettings = z.object({
   onPartialFailure: z.enum(['abort', 'keep']).default('abort'),
   /** Bundles applied to every checkout (see docs/configuration.md). */
   bundles: z.array(z.string()).default([]),
+  /** Test fixtures (`hostbroker/vitest`, `hostbroker/jest`) keep a failed test's hosts instead of checking them in. */
+  keepOnFailure: z.boolean().default(false),
 });
 export type CheckoutSettings = z.output<typeof CheckoutSettings>;
 

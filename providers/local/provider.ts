@@ -110,6 +110,28 @@ function tailOf(path: string): string {
 /** Stops the server of a host folder (only if the pid is really ours) and removes the folder. */
 async function destroy(dir: string): Promise<void> {
   const pid = Number(await readFile(join(dir, 'server.pid'), 'utf8').catch(() => ''));
+  const pids = new Set(pid > 0 ? [pid] : []);
+  // A checkout killed between spawning the server and writing server.pid leaves a server no
+  // pid file names: find it by the config path in its command line.
+  for (const found of await serversByCommandLine(dir)) pids.add(found);
+  for (const pid of pids) await stopServer(pid, dir);
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** Pids of processes whose command line names this host folder's server config (Linux /proc). */
+async function serversByCommandLine(dir: string): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  const config = join(dir, 'server.json');
+  const out: number[] = [];
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const cmdline = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(config)) out.push(Number(e));
+  }
+  return out;
+}
+
+async function stopServer(pid: number, dir: string): Promise<void> {
   if (pid > 0 && isProcessAlive(pid) && (await isOurServer(pid, dir))) {
     try {
       process.kill(pid, 'SIGTERM');
@@ -125,7 +147,6 @@ async function destroy(dir: string): Promise<void> {
       }
     }
   }
-  await rm(dir, { recursive: true, force: true });
 }
 
 async function isOurServer(pid: number, dir: string): Promise<boolean> {
