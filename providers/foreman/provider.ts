@@ -1,0 +1,322 @@
+/**
+ * The `foreman` provider implementation: create a host in a hostgroup with `build: true`, wait
+ * until Foreman reports it installed, delete it on checkin. Hosts carry the hostbroker tags as
+ * host parameters, so a record still provisioning is found by its id.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
+import { HttpClient, defaultErrorMessage, sleep } from '../../lib/http.js';
+import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, standardTags, TAGS } from '../../lib/provider.js';
+import type { HostRecord, SshConnection } from '../../lib/records.js';
+import { registerSecret, scrub } from '../../lib/secrets.js';
+import { toMs } from '../../lib/settings.js';
+import { type ForemanArgs, ForemanInstance } from './definition.js';
+
+/** Tests replace `fetch` through this hook. */
+export const hooks: { fetch?: typeof fetch } = {};
+
+/** Foreman's build status codes (HostStatus::BuildStatus). */
+const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
+
+const Parameter = z.object({ name: z.string(), value: z.unknown() }).loose();
+
+const Host = z
+  .object({
+    id: z.number().int(),
+    name: z.string(),
+    ip: z.string().nullable().optional(),
+    build: z.boolean().optional(),
+    build_status: z.number().int().nullable().optional(),
+    build_status_label: z.string().nullable().optional(),
+    hostgroup_title: z.string().nullable().optional(),
+    hostgroup_name: z.string().nullable().optional(),
+    operatingsystem_name: z.string().nullable().optional(),
+    owner_name: z.string().nullable().optional(),
+    created_at: z.string().nullable().optional(),
+    parameters: z.array(Parameter).optional(),
+  })
+  .loose();
+type Host = z.output<typeof Host>;
+
+const List = <T extends z.ZodType>(item: T) =>
+  z.object({ total: z.number().int().optional(), subtotal: z.number().int().optional(), page: z.coerce.number().int().optional(), per_page: z.coerce.number().int().optional(), results: z.array(item) });
+
+const Hostgroup = z.object({ id: z.number().int(), name: z.string(), title: z.string().nullable().optional() }).loose();
+
+interface ForemanData {
+  foremanId?: number;
+  danglingHandled?: boolean;
+  [key: string]: unknown;
+}
+
+class ForemanApi {
+  readonly http: HttpClient;
+  constructor(
+    readonly settings: ForemanInstance,
+    readonly signal: AbortSignal,
+  ) {
+    const password = settings.password ?? (settings.passwordEnv ? process.env[settings.passwordEnv] : undefined);
+    if (!password) {
+      throw new SettingsError(
+        `foreman needs a password or personal access token for ${settings.username}: set foreman.password (e.g. BROKER_foreman__password=...) or foreman.passwordEnv${settings.passwordEnv ? ` (the variable ${settings.passwordEnv} is not set)` : ''}.`,
+      );
+    }
+    const basic = Buffer.from(`${settings.username}:${password}`).toString('base64');
+    registerSecret(password);
+    registerSecret(basic);
+    this.http = new HttpClient({
+      provider: 'foreman',
+      baseUrl: settings.baseUrl,
+      headers: () => ({ Authorization: `Basic ${basic}` }),
+      timeoutMs: toMs(settings.requestTimeout),
+      retries: settings.retries,
+      retryDelayMs: toMs(settings.retryDelay),
+      authHint: `check foreman.username (${settings.username}) and its password or token, and the user's Foreman roles`,
+      // Foreman: {"error": {"message", "details"}} or {"error": {"full_messages": [...]}}.
+      errorMessage: (json, text, status) => {
+        const e = (json as { error?: { message?: unknown; details?: unknown; full_messages?: unknown } } | undefined)?.error;
+        if (e && Array.isArray(e.full_messages) && e.full_messages.length) return e.full_messages.join('; ');
+        if (e && typeof e.message === 'string') return typeof e.details === 'string' ? `${e.message}: ${e.details}` : e.message;
+        return defaultErrorMessage(json, text, status);
+      },
+      ...(hooks.fetch ? { fetch: hooks.fetch } : {}),
+    });
+  }
+
+  static of(ctx: ProviderContext): ForemanApi {
+    const parsed = ForemanInstance.safeParse(ctx.instanceSettings);
+    if (!parsed.success) {
+      throw new SettingsError(`foreman instance \`${ctx.instance}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`);
+    }
+    return new ForemanApi(parsed.data, ctx.signal);
+  }
+
+  json<S extends z.ZodType>(method: string, path: string, schema: S, options: { query?: Record<string, string | number | undefined | readonly string[]>; json?: unknown } = {}): Promise<z.output<S>> {
+    return this.http.json(method, path, schema, { ...options, signal: this.signal });
+  }
+
+  /** Every result of a searched list (Foreman pages with `page`/`per_page`). */
+  async list<S extends z.ZodType>(path: string, item: S, query: Record<string, string | number | readonly string[]>): Promise<z.output<S>[]> {
+    const out: z.output<S>[] = [];
+    for (let page = 1; page < 10_000; page++) {
+      const answer = await this.json('GET', path, List(item), { query: { ...query, page, per_page: this.settings.perPage } });
+      out.push(...answer.results);
+      const total = answer.subtotal ?? answer.total ?? out.length;
+      if (answer.results.length === 0 || out.length >= total) break;
+    }
+    return out;
+  }
+
+  async hostgroupId(ref: string | number): Promise<{ id: number; title: string }> {
+    if (typeof ref === 'number') return { id: ref, title: String(ref) };
+    const found = await this.list('/api/hostgroups', Hostgroup, { search: `title = "${ref.replace(/"/g, '')}"` });
+    const match = found.find((g) => (g.title ?? g.name) === ref) ?? found.find((g) => g.name === ref);
+    if (!match) {
+      throw new UserInputError(`[foreman] no hostgroup \`${ref}\` is visible to ${this.settings.username}; list them with broker.providers() help for foreman and use the full title (e.g. parent/child).`);
+    }
+    return { id: match.id, title: match.title ?? match.name };
+  }
+
+  host(id: number): Promise<Host> {
+    return this.json('GET', `/api/hosts/${id}`, Host);
+  }
+
+  /** Deletes a host; already gone is fine. */
+  async remove(id: number): Promise<void> {
+    await this.http.request('DELETE', `/api/hosts/${id}`, { signal: this.signal, ok: (s) => (s >= 200 && s < 300) || s === 404 });
+  }
+}
+
+function connectionFor(hostname: string, ctx: ProviderContext): SshConnection {
+  const ssh = ctx.settings.ssh;
+  return {
+    kind: 'ssh',
+    host: hostname,
+    port: ssh.port,
+    username: ssh.username,
+    ...(ssh.privateKeyPath ? { privateKeyPath: ssh.privateKeyPath } : {}),
+    ...(ssh.passwordEnv ? { passwordEnv: ssh.passwordEnv } : {}),
+  };
+}
+
+/** A Foreman host name from a record name: lower-case letters, digits and -. */
+export function hostNameOf(name: string): string {
+  const cleaned = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  return cleaned || `host-${randomUUID().slice(0, 8)}`;
+}
+
+/** Foreman's `2019-02-20 13:37:44 UTC` as ISO, or undefined. */
+function isoOf(text: string | null | undefined): string | undefined {
+  if (!text) return undefined;
+  const t = Date.parse(text.replace(' UTC', 'Z').replace(' ', 'T'));
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
+function paramsOf(host: Host): Record<string, string> {
+  return Object.fromEntries((host.parameters ?? []).map((p) => [p.name, String(p.value)]));
+}
+
+async function noteOnRecord(ctx: ProviderContext, record: HostRecord, fields: Partial<HostRecord>, data: Partial<ForemanData>): Promise<void> {
+  try {
+    const current = (await ctx.inventory.get(record.id)) ?? record;
+    await ctx.inventory.patch(record.id, { ...fields, data: { ...current.data, ...data } });
+  } catch (error) {
+    ctx.logger.warn(`foreman: could not note host on record ${record.id}`, { error: messageOf(error) });
+  }
+}
+
+/** Waits until Foreman reports the build finished; throws on a failed build or at the deadline. */
+async function waitForBuild(api: ForemanApi, id: number, ctx: ProviderContext): Promise<Host> {
+  const timeout = toMs(api.settings.buildTimeout);
+  const interval = toMs(api.settings.pollInterval);
+  const deadline = Date.now() + timeout;
+  let last: Host | undefined;
+  for (;;) {
+    try {
+      last = await api.host(id);
+      if (last.build_status === BUILD.failed || last.build_status === BUILD.tokenExpired) {
+        throw new ProviderError('foreman', `the build of ${last.name} failed: ${last.build_status_label ?? `build status ${last.build_status}`}`, { status: last.build_status ?? undefined });
+      }
+      if (last.build === false && (last.build_status === undefined || last.build_status === null || last.build_status === BUILD.built)) return last;
+    } catch (error) {
+      if (!(error instanceof ProviderError) || !error.retryable) throw error;
+      ctx.logger.warn(`foreman: polling host ${id} failed, will retry`, { error: error.message });
+    }
+    if (ctx.signal.aborted) throw new ProviderError('foreman', `waiting for the build of host ${id} was given up (the operation was aborted).`);
+    if (Date.now() + interval > deadline) {
+      throw new TimeoutError(
+        `[foreman] the build of ${last?.name ?? `host ${id}`} did not finish within ${api.settings.buildTimeout} (foreman.buildTimeout; last status: ${last?.build_status_label ?? 'unknown'}). Raise foreman.buildTimeout, or look at the host in Foreman.`,
+        timeout,
+      );
+    }
+    await sleep(interval, ctx.signal);
+  }
+}
+
+const provider: ProviderImplementation<ForemanArgs> = {
+  async checkout(args: ForemanArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
+    const api = ForemanApi.of(ctx);
+    const { record } = target;
+    const group = await api.hostgroupId(args.hostgroup);
+    const tags = standardTags(record);
+    const parameters = { ...args.parameters, ...tags };
+    const organizationId = args.organizationId ?? api.settings.organizationId;
+    const locationId = args.locationId ?? api.settings.locationId;
+    const body = {
+      host: {
+        ...args.hostAttributes,
+        name: args.name ?? hostNameOf(record.name),
+        hostgroup_id: group.id,
+        build: true,
+        managed: true,
+        ...(organizationId ? { organization_id: organizationId } : {}),
+        ...(locationId ? { location_id: locationId } : {}),
+        ...(args.computeResourceId ? { compute_resource_id: args.computeResourceId } : {}),
+        ...(args.computeProfileId ? { compute_profile_id: args.computeProfileId } : {}),
+        host_parameters_attributes: Object.entries(parameters).map(([name, value]) => ({ name, value })),
+      },
+    };
+    const created = await api.json('POST', '/api/hosts', Host, { json: body });
+    await noteOnRecord(ctx, record, { providerId: String(created.id) }, { foremanId: created.id });
+    ctx.logger.info(`foreman: created ${created.name} in ${group.title}, waiting for its build`, { id: created.id });
+
+    let built: Host;
+    try {
+      built = await waitForBuild(api, created.id, ctx);
+    } catch (error) {
+      const mode = args.dangling ?? api.settings.dangling;
+      let what: string;
+      if (mode === 'keep') {
+        const now = new Date().toISOString();
+        const kept: HostRecord = {
+          ...record,
+          id: randomUUID(),
+          name: created.name,
+          hostname: created.name,
+          state: 'ready',
+          providerId: String(created.id),
+          createdAt: now,
+          data: { foremanId: created.id, deployFailed: true },
+          kept: { reason: scrub(messageOf(error)).slice(0, 500), at: now },
+        };
+        delete kept.pid;
+        await ctx.inventory.add(kept);
+        what = `the host was kept (record ${kept.id}); check it in when done, or delete host ${created.id} in Foreman`;
+      } else {
+        try {
+          await api.remove(created.id);
+          what = `the host was deleted`;
+        } catch (removeError) {
+          throw new ProviderError('foreman', `${messageOf(error)}; deleting host ${created.id} failed too (${messageOf(removeError)}): delete it in Foreman by hand.`, { cause: error });
+        }
+      }
+      await noteOnRecord(ctx, record, {}, { danglingHandled: true });
+      if (error instanceof TimeoutError) throw new TimeoutError(`${error.message} ${what[0]!.toUpperCase()}${what.slice(1)}.`, error.timeoutMs, { cause: error });
+      throw new ProviderError('foreman', `${messageOf(error).replace(/^\[foreman\] /, '')}; ${what}.`, { cause: error, ...(error instanceof ProviderError && error.status !== undefined ? { status: error.status } : {}) });
+    }
+
+    const hostname = api.settings.address === 'ip' && built.ip ? built.ip : built.name;
+    return {
+      hostname,
+      name: built.name,
+      providerId: String(built.id),
+      connection: connectionFor(hostname, ctx),
+      data: {
+        foremanId: built.id,
+        hostgroup: built.hostgroup_title ?? group.title,
+        ...(built.ip ? { ip: built.ip } : {}),
+        ...(built.operatingsystem_name ? { operatingsystem: built.operatingsystem_name } : {}),
+      },
+    };
+  },
+
+  async release(record: HostRecord, ctx: ProviderContext): Promise<void> {
+    const api = ForemanApi.of(ctx);
+    const stored = await ctx.inventory.get(record.id).catch(() => undefined);
+    const data = { ...(stored?.data ?? {}), ...record.data } as ForemanData;
+    if ((stored?.data as ForemanData | undefined)?.danglingHandled || data.danglingHandled) return;
+    const id = Number(record.providerId ?? stored?.providerId ?? data.foremanId ?? NaN);
+    if (Number.isInteger(id) && id > 0) return api.remove(id);
+    // Killed before the host id was noted: find it by the record-id parameter.
+    const found = await api.list('/api/hosts', Host, { search: `params.${TAGS.id} = "${record.id}"`, 'include[]': ['parameters'] });
+    // Only hosts whose parameter confirms the id: never trust the search alone with a delete.
+    for (const host of found) if (paramsOf(host)[TAGS.id] === record.id) await api.remove(host.id);
+  },
+
+  async inventory(ctx: ProviderContext): Promise<DiscoveredHost[]> {
+    const api = ForemanApi.of(ctx);
+    const hosts = await api.list('/api/hosts', Host, { search: `owner = "${api.settings.username}"`, 'include[]': ['parameters'] });
+    return hosts.map((host) => {
+      const params = paramsOf(host);
+      const hostname = api.settings.address === 'ip' && host.ip ? host.ip : host.name;
+      return {
+        hostname,
+        name: host.name,
+        providerId: String(host.id),
+        connection: connectionFor(hostname, ctx),
+        data: { foremanId: host.id, ...(host.hostgroup_title ? { hostgroup: host.hostgroup_title } : {}), ...(host.ip ? { ip: host.ip } : {}) },
+        ...(params[TAGS.id] ? { id: params[TAGS.id] } : {}),
+        ...(params[TAGS.broker] ? { brokerId: params[TAGS.broker] } : {}),
+        owner: params[TAGS.owner] ?? host.owner_name ?? api.settings.username,
+        ...(isoOf(host.created_at) ? { createdAt: isoOf(host.created_at)! } : {}),
+        ...(params[TAGS.lease] ? { leaseExpires: params[TAGS.lease] } : {}),
+        ...(host.hostgroup_title ? { recipe: { provider: 'foreman', instance: ctx.instance, args: { hostgroup: host.hostgroup_title } } } : {}),
+      };
+    });
+  },
+
+  async describe(ctx: ProviderContext): Promise<Record<string, unknown>> {
+    const api = ForemanApi.of(ctx);
+    const groups = await api.list('/api/hostgroups', Hostgroup, {});
+    return { hostgroups: groups.map((g) => g.title ?? g.name) };
+  },
+};
+
+export default provider;
