@@ -11,11 +11,13 @@ import { container } from '../providers/container/definition.js';
 import { ec2 } from '../providers/ec2/definition.js';
 import { libvirt } from '../providers/libvirt/definition.js';
 import { openstack } from '../providers/openstack/definition.js';
+import { tower } from '../providers/tower/definition.js';
+import { foreman } from '../providers/foreman/definition.js';
 import { beaker } from '../providers/beaker/definition.js';
 import { mrprovisioner } from '../providers/mrprovisioner/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt, beaker, mrprovisioner];
+export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
@@ -28,6 +30,8 @@ export interface ProviderArgs {
   ec2: z.input<typeof ec2.args>;
   libvirt: z.input<typeof libvirt.args>;
   openstack: z.input<typeof openstack.args>;
+  tower: z.input<typeof tower.args>;
+  foreman: z.input<typeof foreman.args>;
   beaker: z.input<typeof beaker.args>;
   mrprovisioner: z.input<typeof mrprovisioner.args>;
 }
