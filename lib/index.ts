@@ -70,3 +70,6 @@ export type { ArgumentDoc } from './requests.js';
 export { loadSettings, parseSettings, toMs, SETTINGS_FILE } from './settings.js';
 export type { Duration, Settings, SettingsInput } from './settings.js';
 export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, Recipe, SshConnection } from './records.js';
+// Topologies (broker.up / broker.deployment).
+export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig } from './topology/index.js';
+export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, TopologyMetadata, UpOptions, UpProgressEvent, DeploymentMember } from './topology/index.js';

@@ -15,9 +15,10 @@ import { tower } from '../providers/tower/definition.js';
 import { foreman } from '../providers/foreman/definition.js';
 import { beaker } from '../providers/beaker/definition.js';
 import { mrprovisioner } from '../providers/mrprovisioner/definition.js';
+import { staticProvider } from '../providers/static/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner];
+export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner, staticProvider];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
@@ -34,4 +35,5 @@ export interface ProviderArgs {
   foreman: z.input<typeof foreman.args>;
   beaker: z.input<typeof beaker.args>;
   mrprovisioner: z.input<typeof mrprovisioner.args>;
+  static: z.input<typeof staticProvider.args>;
 }

@@ -1,0 +1,173 @@
+/**
+ * What a deployment produces for other tools: an Ansible inventory (mrack's layout), an OpenSSH
+ * config snippet, and JSON. Pure functions of the deployment's members; no I/O.
+ * @module
+ */
+import { stringify as stringifyYaml } from 'yaml';
+import type { HostRecord } from '../records.js';
+import type { TopologyEntry } from './metadata.js';
+
+/** One host of a deployment: its topology entry and its inventory record. */
+export interface DeploymentMember {
+  entry: TopologyEntry;
+  record: HostRecord;
+}
+
+/** Options for {@link renderAnsibleInventory}. */
+export interface AnsibleInventoryOptions {
+  /** Variables of `all` (the metadata's top-level `ansible_inventory`). */
+  allVars?: Record<string, unknown>;
+  /** The group tree to start from (provisioning `inventory_layout`). */
+  layout?: Record<string, unknown>;
+  /** os → interpreter (provisioning `python`), `default` for the rest. */
+  python?: Record<string, string>;
+  /** Key used for hosts that name none (settings `ssh.privateKeyPath`). */
+  defaultPrivateKeyPath?: string;
+  /** Password variable used for hosts that name none (settings `ssh.passwordEnv`). */
+  defaultPasswordEnv?: string;
+}
+
+type Group = { hosts?: Record<string, unknown>; children?: Record<string, Group | null>; vars?: Record<string, unknown> };
+
+/** The host variables of one member, sorted by name. */
+export function hostVars(member: DeploymentMember, options: AnsibleInventoryOptions = {}): Record<string, unknown> {
+  const { entry, record } = member;
+  const c = record.connection;
+  const vars: Record<string, unknown> = {};
+  if (c?.kind === 'ssh') {
+    vars.ansible_host = c.host;
+    vars.ansible_port = c.port;
+    vars.ansible_user = c.username;
+    const key = c.privateKeyPath ?? (c.passwordEnv ? undefined : options.defaultPrivateKeyPath);
+    if (key) vars.ansible_ssh_private_key_file = key;
+    const passwordEnv = c.passwordEnv ?? (key ? undefined : options.defaultPasswordEnv);
+    // A lookup, not the password: Ansible reads the variable when it connects.
+    if (passwordEnv) vars.ansible_password = `{{ lookup('env', '${passwordEnv}') }}`;
+  } else {
+    vars.ansible_host = record.hostname;
+  }
+  vars.ansible_python_interpreter = (entry.os && options.python?.[entry.os]) ?? options.python?.default ?? '/usr/bin/python3';
+  vars.meta_fqdn = entry.fqdn;
+  if (entry.os) vars.meta_os = entry.os;
+  if (entry.role) vars.meta_role = entry.role;
+  vars.meta_domain = entry.domain;
+  vars.meta_provider = record.provider;
+  vars.meta_provider_id = record.providerId ?? record.id;
+  vars.meta_ip = c?.kind === 'ssh' ? c.host : record.hostname;
+  vars.meta_hostbroker_id = record.id;
+  Object.assign(vars, entry.meta, entry.vars);
+  return Object.fromEntries(Object.entries(vars).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * The Ansible inventory as YAML: every host under `all.hosts` with its variables, and listed in
+ * each of its groups; a group found anywhere in the layout is used where it is, a missing one is
+ * created under `all.children`.
+ */
+export function renderAnsibleInventory(members: readonly DeploymentMember[], options: AnsibleInventoryOptions = {}): string {
+  const layout = structuredClone(options.layout ?? {}) as Record<string, Group | null>;
+  const all: Group = (layout.all ??= {}) ?? {};
+  layout.all = all;
+  all.hosts ??= {};
+  if (options.allVars && Object.keys(options.allVars).length) all.vars = { ...(all.vars ?? {}), ...options.allVars };
+  for (const m of members) {
+    all.hosts[m.entry.fqdn] = hostVars(m, options);
+    for (const name of m.entry.groups) {
+      let group = findGroup(all, name);
+      if (!group) {
+        all.children ??= {};
+        group = all.children[name] = {};
+      }
+      group.hosts ??= {};
+      group.hosts[m.entry.fqdn] = {};
+    }
+  }
+  return stringifyYaml(layout, { lineWidth: 0 });
+}
+
+/** Finds a group by name anywhere under `node.children`, turning a `null` leaf into an object. */
+function findGroup(node: Group, name: string): Group | undefined {
+  const children = node.children;
+  if (!children) return undefined;
+  if (name in children) return (children[name] ??= {});
+  for (const child of Object.values(children)) {
+    const found = child ? findGroup(child, name) : undefined;
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** Options for {@link renderSshConfig}. */
+export interface SshConfigOptions {
+  /** known_hosts file used by every block (one per deployment). */
+  knownHostsFile: string;
+  /** Heading comment. */
+  title?: string;
+  defaultPrivateKeyPath?: string;
+}
+
+/**
+ * An OpenSSH client config snippet: one `Host` block per host (FQDN plus the short name when it
+ * is unique), so `ssh -F file master` works. Host keys are accepted on first use into the
+ * deployment's own known_hosts file, never the user's.
+ */
+export function renderSshConfig(members: readonly DeploymentMember[], options: SshConfigOptions): string {
+  const shortCounts = new Map<string, number>();
+  for (const m of members) {
+    const s = m.entry.fqdn.split('.')[0]!;
+    shortCounts.set(s, (shortCounts.get(s) ?? 0) + 1);
+  }
+  const lines: string[] = [];
+  if (options.title) lines.push(`# ${options.title}`, '');
+  for (const m of members) {
+    const { entry, record } = m;
+    const c = record.connection;
+    const short = entry.fqdn.split('.')[0]!;
+    const patterns = [entry.fqdn, ...(short !== entry.fqdn && shortCounts.get(short) === 1 ? [short] : [])];
+    if (c?.kind !== 'ssh') {
+      lines.push(`# ${entry.fqdn}: reached through the ${record.provider} provider, not SSH (use \`hostbroker ssh ${record.name}\`)`, '');
+      continue;
+    }
+    lines.push(`Host ${patterns.join(' ')}`);
+    lines.push(`  HostName ${c.host}`);
+    lines.push(`  Port ${c.port}`);
+    lines.push(`  User ${quoteArg(c.username)}`);
+    const key = c.privateKeyPath ?? (c.passwordEnv ? undefined : options.defaultPrivateKeyPath);
+    if (key) {
+      lines.push(`  IdentityFile ${quoteArg(key)}`);
+      lines.push('  IdentitiesOnly yes');
+    } else if (c.passwordEnv) {
+      lines.push(`  # password login: the password is in $${c.passwordEnv}`);
+      lines.push('  PreferredAuthentications keyboard-interactive,password');
+    }
+    lines.push('  StrictHostKeyChecking accept-new');
+    lines.push(`  UserKnownHostsFile ${quoteArg(options.knownHostsFile)}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/** OpenSSH config values with spaces are double-quoted. */
+function quoteArg(value: string): string {
+  return /[\s"]/.test(value) ? `"${value.replace(/"/g, '\\"')}"` : value;
+}
+
+/** The JSON form of one member, for test suites. */
+export function memberJSON(m: DeploymentMember): Record<string, unknown> {
+  const { entry, record } = m;
+  return {
+    name: entry.name,
+    fqdn: entry.fqdn,
+    domain: entry.domain,
+    role: entry.role ?? null,
+    groups: entry.groups,
+    os: entry.os ?? null,
+    provider: record.provider,
+    id: record.id,
+    providerId: record.providerId ?? null,
+    hostname: record.hostname,
+    connection: record.connection ?? null,
+    meta: entry.meta,
+    vars: entry.vars,
+  };
+}

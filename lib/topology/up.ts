@@ -1,0 +1,163 @@
+/**
+ * `broker.up()`: provisions every host of a topology, all providers at once, with the
+ * provisioning config's strategy (`abort`: any failure releases everything; `retry`: failed hosts
+ * are asked for again up to `max_retry` times, then everything is released).
+ * @module
+ */
+import { randomBytes } from 'node:crypto';
+import { basename, extname } from 'node:path';
+import type { Broker } from '../broker.js';
+import { mapSettled } from '../concurrency.js';
+import { BrokerError, PartialFailureError, UserInputError, asError, type FailureEntry } from '../errors.js';
+import type { Host, HostClass } from '../../hosts/host.js';
+import type { ProviderDefinition } from '../provider.js';
+import type { DeploymentRecord } from '../records.js';
+import { argNames, validateArgs } from '../requests.js';
+import { redact } from '../secrets.js';
+import { Deployment, destroyDeployment, type StoredDeployment, type StoredMember } from './deployment.js';
+import { parseMetadata, topologyEntries, type TopologyEntry, type TopologyMetadata } from './metadata.js';
+import { loadProvisioning, sectionFor, type ProvisioningInput } from './provisioning.js';
+
+/** Progress of `up`, one event per host attempt. */
+export interface UpProgressEvent {
+  /** Hosts provisioned so far. */
+  done: number;
+  total: number;
+  host: string;
+  provider: string;
+  outcome: 'ok' | 'failed' | 'retrying';
+  /** 1 for the first try. */
+  attempt: number;
+}
+
+/** Options for `broker.up()`. */
+export interface UpOptions<H extends Host = Host> {
+  /** Provisioning config: an object or a YAML/JSON file; default the settings' `provisioning:`. */
+  provisioning?: string | ProvisioningInput;
+  /** Provider of hosts that no host, metadata or provisioning `default_provider` names. */
+  provider?: string;
+  /** Deployment name (default: the metadata's `name`, the metadata file's name, or generated). */
+  name?: string;
+  /** Class of the hosts. */
+  hostClass?: HostClass<H>;
+  /** Called as hosts are provisioned. */
+  onProgress?: (event: UpProgressEvent) => void;
+}
+
+interface Planned {
+  entry: TopologyEntry;
+  provider: string;
+  args: Record<string, unknown>;
+}
+
+/** Provisions a topology; see {@link UpOptions}. */
+export async function up<H extends Host>(broker: Broker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
+  const metadata = parseMetadata(metadataInput);
+  const providerNames = broker.providers().map((p) => p.name);
+  const provisioning = loadProvisioning(options.provisioning, broker.settings.provisioning, providerNames);
+  const entries = topologyEntries(metadata);
+
+  // Everything is resolved and validated before any provider is asked for anything.
+  const plan: Planned[] = entries.map((entry) => {
+    const provider = entry.provider ?? metadata.provider ?? provisioning.default_provider ?? options.provider;
+    if (!provider) {
+      throw new UserInputError(`host ${entry.fqdn} has no provider: set \`provider\` on the host or at the top of the metadata, \`default_provider\` in the provisioning config, or pass one (\`--provider\`).`);
+    }
+    const definition = broker.definition(provider);
+    const args = argsFor(definition, entry, sectionFor(provisioning, provider));
+    try {
+      return { entry, provider, args: validateArgs(definition, args, `topology host ${entry.fqdn}`) };
+    } catch (error) {
+      throw BrokerError.isInstance(error) ? error : new UserInputError(asError(error).message);
+    }
+  });
+
+  const fileName = typeof metadataInput === 'string' && /\.(ya?ml|json)$/i.test(metadataInput.trim()) && !metadataInput.includes('\n') ? basename(metadataInput, extname(metadataInput)) : undefined;
+  const name = options.name ?? metadata.name ?? fileName ?? `deployment-${randomBytes(3).toString('hex')}`;
+  const id = `dep-${randomBytes(6).toString('hex')}`;
+  const stored: StoredDeployment = { document: redact(metadata) };
+  if (provisioning.inventory_layout) stored.layout = provisioning.inventory_layout;
+  if (provisioning.python) stored.python = provisioning.python;
+  const record: DeploymentRecord = {
+    id,
+    name,
+    createdAt: new Date().toISOString(),
+    owner: broker.owner,
+    metadata: stored,
+    hosts: Object.fromEntries(plan.map((p) => [p.entry.fqdn, { ...p.entry } as Record<string, unknown>])),
+  };
+  // Recorded before provisioning, so `destroy` finds what a killed process left behind.
+  await broker.inventoryFile.putDeployment(record);
+  broker.logger.info(`deployment ${name} (${id}): provisioning ${plan.length} host(s)`, { providers: [...new Set(plan.map((p) => p.provider))] });
+
+  const byProvider = new Map<string, Planned[]>();
+  for (const p of plan) byProvider.set(p.provider, [...(byProvider.get(p.provider) ?? []), p]);
+
+  const made = new Map<Planned, H>();
+  const failures: FailureEntry[] = [];
+  let givenUp = false;
+  let done = 0;
+
+  const runProvider = async (provider: string, items: Planned[]): Promise<void> => {
+    const { strategy, max_retry } = sectionFor(provisioning, provider);
+    let pending = items;
+    for (let attempt = 1; ; attempt++) {
+      const settled = await mapSettled(pending, broker.settings.checkout.concurrency, async (p) => {
+        if (givenUp) throw new BrokerError('not provisioned: the deployment was given up after another host failed');
+        const request = { ...p.args, provider, deployment: id, ...(options.hostClass ? { hostClass: options.hostClass } : {}) };
+        return broker.checkout(request as unknown as Parameters<Broker<H>['checkout']>[0] & { count?: undefined }) as Promise<H>;
+      });
+      const failed: Array<{ p: Planned; error: Error }> = [];
+      settled.forEach((s, i) => {
+        const p = pending[i]!;
+        if (s.status === 'fulfilled') {
+          made.set(p, s.value);
+          options.onProgress?.({ done: ++done, total: plan.length, host: p.entry.fqdn, provider, outcome: 'ok', attempt });
+        } else failed.push({ p, error: asError(s.reason) });
+      });
+      if (!failed.length) return;
+      const retry = strategy === 'retry' && attempt <= max_retry && !givenUp;
+      for (const f of failed) {
+        options.onProgress?.({ done: retry ? done : ++done, total: plan.length, host: f.p.entry.fqdn, provider, outcome: retry ? 'retrying' : 'failed', attempt });
+      }
+      if (!retry) {
+        givenUp = true;
+        const tries = strategy === 'retry' ? ` (after ${attempt} attempt${attempt > 1 ? 's' : ''})` : '';
+        failures.push(...failed.map((f) => ({ target: `${f.p.entry.fqdn} [${provider}]${tries}`, error: f.error })));
+        return;
+      }
+      broker.logger.warn(`deployment ${name}: ${failed.length} ${provider} host(s) failed; trying again (${attempt} of ${max_retry} retries)`, { hosts: failed.map((f) => f.p.entry.fqdn) });
+      pending = failed.map((f) => f.p);
+    }
+  };
+
+  await Promise.all([...byProvider].map(([provider, items]) => runProvider(provider, items)));
+
+  if (failures.length) {
+    const hosts = [...made.values()];
+    let cleanup: Error | undefined;
+    try {
+      await destroyDeployment(broker, id, hosts);
+    } catch (error) {
+      cleanup = asError(error);
+      failures.push({ target: 'releasing the hosts that were provisioned', error: cleanup });
+    }
+    throw new PartialFailureError(
+      `deployment ${name} failed: ${failures.length - (cleanup ? 1 : 0)} of ${plan.length} host(s) could not be provisioned; ` +
+        (cleanup ? `some of the ${hosts.length} provisioned host(s) could not be released (run \`hostbroker destroy ${id}\`):` : `the ${hosts.length} that were provisioned have been released:`),
+      failures,
+    );
+  }
+
+  const members = plan.map((p) => ({ entry: p.entry, host: made.get(p)! }));
+  record.hosts = Object.fromEntries(members.map((m) => [m.entry.fqdn, { ...m.entry, recordId: m.host.id } satisfies StoredMember as Record<string, unknown>]));
+  await broker.inventoryFile.putDeployment(record);
+  return new Deployment(broker, record, members);
+}
+
+/** A host's checkout arguments: the provider's own mapping, or `{ name }` plus the host's `args`. */
+function argsFor(definition: ProviderDefinition, entry: TopologyEntry, section: ReturnType<typeof sectionFor>): Record<string, unknown> {
+  if (definition.fromTopology) return { ...definition.fromTopology(entry, section), ...entry.args };
+  const base: Record<string, unknown> = argNames(definition.args).includes('name') ? { name: entry.name } : {};
+  return { ...base, ...entry.args };
+}
