@@ -395,3 +395,22 @@ describe('tower checkin, extend, sync, help, run', () => {
     expect(await caught(impl.execute!('fly', {}, context()))).toBeInstanceOf(UserInputError);
   });
 });
+
+describe('tower through the Broker', () => {
+  it('a failed checkout with dangling: keep leaves only the kept host in the inventory; with checkin, nothing', async () => {
+    const { Broker } = await import('../../lib/broker.js');
+    const broker = new Broker({ directory: dir, settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, pollInterval: 5, retryDelay: 5 } } });
+    try {
+      const kept = await caught(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', dangling: 'keep', waitForSsh: false }));
+      expect(kept.message).toContain('No package matching foo-server');
+      expect((await broker.inventory()).map((r) => [r.name, Boolean(r.kept)])).toEqual([['broken-1', true]]);
+      expect(fake.launchesOf('remove-vm')).toHaveLength(0);
+
+      await caught(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', waitForSsh: false }));
+      expect(fake.launchesOf('remove-vm').map((l) => l.extraVars.source_vm)).toEqual(['broken-2']);
+      expect((await broker.inventory()).map((r) => r.name)).toEqual(['broken-1']);
+    } finally {
+      await broker.close();
+    }
+  });
+});

@@ -1,0 +1,47 @@
+/**
+ * The provider conformance suite for `tower` through the Broker, against the fake AWX server
+ * (test/helpers/fake-tower.ts). Its deploy workflow registers each VM in a Tower inventory with the
+ * hostbroker tags it was given (as a real provisioning workflow would), and remove-vm takes it
+ * out. No SSH server answers at the fake names, so there is no session (`session: false`).
+ */
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import { Broker } from '../../lib/broker.js';
+import { providerConformance } from '../conformance.js';
+import { FakeTower } from '../helpers/fake-tower.js';
+
+const fake = await FakeTower.start();
+afterAll(() => fake.close());
+const inventory = fake.addInventory('jdoe-inventory');
+fake.addTemplate({
+  name: 'deploy-vm',
+  script: ({ n, extraVars }) => {
+    const name = `vm-${n}`;
+    fake.addHost({ name, inventory, variables: { fqdn: `${name}.example.test`, hostbroker_tags: extraVars.hostbroker_tags }, facts: { ansible_distribution: 'RedHat' } });
+    return [{ name: 'deploy', status: 'successful', artifacts: { _broker_facts: { fqdn: `${name}.example.test`, name } } }];
+  },
+});
+fake.addTemplate({
+  name: 'remove-vm',
+  script: ({ extraVars }) => {
+    const i = fake.hosts.findIndex((h) => h.name === extraVars.source_vm);
+    if (i >= 0) fake.hosts.splice(i, 1);
+    return [{ name: 'remove', status: 'successful' }];
+  },
+});
+const directory = await mkdtemp(join(tmpdir(), 'hb-tower-conf-'));
+
+providerConformance({
+  provider: 'tower',
+  broker: ({ providers }) =>
+    new Broker({
+      directory,
+      settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, inventory: 'jdoe-inventory', pollInterval: 5, retryDelay: 5 } },
+      ...(providers ? { providers } : {}),
+    }),
+  args: { workflow: 'deploy-vm', waitForSsh: false },
+  exists: async (record) => fake.hosts.some((h) => h.name === record.providerId),
+  session: false,
+});
