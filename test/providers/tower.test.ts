@@ -268,6 +268,15 @@ describe('tower errors', () => {
     expect(error.message).toContain('Invalid pk "999"');
   });
 
+  it('carries Tower\'s 404 when a noted job is gone', async () => {
+    const ctx = context();
+    const t = await target(ctx, { workflow: 'deploy-vm' });
+    await ctx.inventory.patch(t.record.id, { data: { towerJob: { kind: 'workflow', id: 99999 } } });
+    const error = await caught(impl.release(t.record, ctx));
+    expect((error as ProviderError).status).toBe(404);
+    expect(error.message).toContain('Not found.');
+  });
+
   it('needs credentials, and says how to give them', async () => {
     const error = await caught(checkout(context({ token: undefined }), { workflow: 'deploy-vm' }));
     expect(error).toBeInstanceOf(SettingsError);
