@@ -107,6 +107,11 @@ export const ContainerInstance = z.strictObject({
   namePrefix: name.optional(),
   /** Default wait for SSH login on SSH hosts. */
   sshReadyTimeout: Duration.default('60s'),
+  /**
+   * Reap leaves a container whose record id is unknown alone while it is younger than this: its
+   * record may be on its way into the inventory from another process.
+   */
+  reapGrace: Duration.default('30s'),
   /** Address published ports bind to and SSH connects to. */
   publishAddress: z.string().default('127.0.0.1'),
 });

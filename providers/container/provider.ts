@@ -20,8 +20,8 @@ import { createHostKey, keyPathFor, removeHostKey, waitForLogin } from './ssh.js
 
 const PROVIDER = 'container';
 
-/** Containers whose record id is unknown are left alone this long (their record may be on its way). */
-const REAP_GRACE_MS = 30_000;
+/** Records whose checkout failed before anything was asked of the engine: release has nothing to do. */
+const untouched = new Set<string>();
 
 function instanceOf(ctx: ProviderContext): ContainerInstance {
   return ContainerInstance.parse(ctx.instanceSettings ?? {});
@@ -122,6 +122,9 @@ function startError(error: unknown, engine: Engine, name: string): ProviderError
       { cause: error, status: 'PORT_IN_USE' },
     );
   }
+  if (/command that was not found|executable file not found|exec: .*no such file/i.test(message)) {
+    return new ProviderError(PROVIDER, `cannot start ${name}: its command is not in the image (${message}). Fix \`command\` or \`entrypoint\`, or use an image that has it.`, { cause: error, status: 'COMMAND_NOT_FOUND' });
+  }
   return engineError(error, engine, `starting container ${name}`);
 }
 
@@ -202,8 +205,14 @@ function mappedPorts(info: Dockerode.ContainerInspectInfo): Record<string, numbe
 const implementation: ProviderImplementation<ContainerArgs> = {
   async checkout(args: ContainerArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
     const instance = instanceOf(ctx);
-    const engine = await engineFor(ctx);
     const { record } = target;
+    let engine: Engine;
+    try {
+      engine = await engineFor(ctx);
+    } catch (error) {
+      untouched.add(record.id);
+      throw error;
+    }
     const name = containerName(args, record, instance);
     const ssh = sshPlan(args);
     const key = ssh ? await createHostKey(ctx.directory, record.id) : undefined;
@@ -281,6 +290,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
   },
 
   async release(record: HostRecord, ctx: ProviderContext): Promise<void> {
+    if (untouched.delete(record.id)) return;
     const engine = await engineFor(ctx);
     const ids = new Set<string>();
     if (record.providerId) ids.add(record.providerId);
@@ -342,12 +352,13 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       throw engineError(error, engine, 'listing containers to reap');
     }
     const now = Date.now();
+    const graceMs = toMs(instanceOf(ctx).reapGrace);
     const doomed = list.filter((c) => {
       const labels = readLabels(c.Labels);
       if (labels.instance && labels.instance !== ctx.instance) return false;
       if (leasePassed(labels.leaseExpires, now)) return true;
       if (labels.action) return false; // `run` containers carry a lease; they go when it passes.
-      const young = c.Created * 1000 > now - REAP_GRACE_MS;
+      const young = c.Created * 1000 > now - graceMs;
       return !young && (!labels.id || !isKnown(labels.id));
     });
     const removed: string[] = [];
@@ -417,7 +428,10 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<Run
   if (args.user) options.User = args.user;
   const container = await createContainer(engine, options, args.pull);
   try {
-    const stream = (await container.attach({ stream: true, stdout: true, stderr: true, stdin, hijack: stdin })) as unknown as Duplex;
+    // `_body: {}` keeps dockerode from sending the options as a request body, which Podman
+    // would pass on to the container's stdin.
+    const attachOptions = { _query: { stream: true, stdout: true, stderr: true, stdin }, _body: {}, stdin, hijack: stdin };
+    const stream = (await container.attach(attachOptions as Dockerode.ContainerAttachOptions)) as unknown as Duplex;
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     const out: Buffer[] = [];

@@ -8,6 +8,13 @@ import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { HostConnectionError, TimeoutError, importOptional, messageOf } from '../../lib/errors.js';
 
+type Ssh2 = typeof import('ssh2');
+/** ssh2 is CommonJS: Node's ESM import exposes only some names directly, all on `default`. */
+async function loadSsh2(): Promise<Ssh2> {
+  const mod = await importOptional('ssh2', 'SSH to containers', () => import('ssh2'));
+  return ((mod as { default?: Ssh2 }).default ?? mod) as Ssh2;
+}
+
 /** Where the private key of a container host lives. */
 export function keyPathFor(directory: string, recordId: string): string {
   return join(directory, 'keys', 'container', `${recordId}.key`);
@@ -15,7 +22,7 @@ export function keyPathFor(directory: string, recordId: string): string {
 
 /** Makes an ed25519 key pair for a host; writes the private key (0600) and returns the public line. */
 export async function createHostKey(directory: string, recordId: string): Promise<{ privateKeyPath: string; publicKey: string }> {
-  const { utils } = await importOptional('ssh2', 'SSH to containers', () => import('ssh2'));
+  const { utils } = await loadSsh2();
   const pair = utils.generateKeyPairSync('ed25519', { comment: `hostbroker ${recordId}` });
   const privateKeyPath = keyPathFor(directory, recordId);
   await mkdir(join(directory, 'keys', 'container'), { recursive: true, mode: 0o700 });
@@ -43,7 +50,7 @@ export interface WaitForLoginOptions {
 
 /** Retries an SSH login until it succeeds, the host is dead, or time runs out. */
 export async function waitForLogin(options: WaitForLoginOptions): Promise<void> {
-  const { Client } = await importOptional('ssh2', 'SSH to containers', () => import('ssh2'));
+  const { Client } = await loadSsh2();
   const deadline = Date.now() + options.timeoutMs;
   let last = 'no attempt yet';
   let attempt = 0;
