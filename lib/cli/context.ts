@@ -1,0 +1,90 @@
+/**
+ * What every CLI command shares: the global options, one lazily made Broker, the progress line,
+ * and the way results are printed.
+ * @module
+ */
+import type { Command } from 'commander';
+import { Broker } from '../broker.js';
+import { UserInputError } from '../errors.js';
+import type { LogLevel } from '../logger.js';
+import type { HostRecord } from '../records.js';
+import { ProgressLine } from './progress.js';
+
+/** Options every command accepts. */
+export interface GlobalOptions {
+  directory?: string;
+  json?: boolean;
+  outputFile?: string;
+  logLevel?: LogLevel;
+}
+
+/** What a command hands back: data (for `--json` and `--output-file`) and optional text for people. */
+export interface CommandResult {
+  data: unknown;
+  text?: string;
+  /** Exit status when the command itself decides it (e.g. `ssh`). */
+  exitCode?: number;
+}
+
+/** Shared state of one CLI run. */
+export class CliContext {
+  result: CommandResult | undefined;
+  readonly progress: ProgressLine;
+  #broker: Broker | undefined;
+
+  constructor(
+    readonly program: Command,
+    readonly io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream; stdin: NodeJS.ReadStream },
+  ) {
+    this.progress = new ProgressLine(io.stderr);
+  }
+
+  /** @internal set by the runner: program options merged with the active command's. */
+  globalsOverride: (() => GlobalOptions) | undefined;
+
+  get globals(): GlobalOptions {
+    return this.globalsOverride ? this.globalsOverride() : this.program.opts<GlobalOptions>();
+  }
+
+  /** The Broker for this run (settings from `--directory` or `$BROKER_DIRECTORY`). */
+  broker(): Broker {
+    if (!this.#broker) {
+      const g = this.globals;
+      this.#broker = new Broker({
+        ...(g.directory ? { directory: g.directory } : {}),
+        ...(g.logLevel ? { settings: { logLevel: g.logLevel } } : {}),
+        onProgress: this.progress.onBroker,
+      });
+    }
+    return this.#broker;
+  }
+
+  /** Closes sessions; hosts stay checked out (the CLI never checks in on exit). */
+  async close(): Promise<void> {
+    await this.#broker?.close();
+  }
+
+  /**
+   * Inventory records for command-line keys: record id, name, hostname, a deployment host's
+   * name or FQDN, or the `#` index shown by `hostbroker inventory`.
+   */
+  async resolveHosts(keys: readonly string[]): Promise<HostRecord[]> {
+    const broker = this.broker();
+    const data = await broker.inventoryFile.read();
+    return keys.map((key) => {
+      const all = data.hosts;
+      const found = all.find((h) => h.id === key) ?? all.find((h) => h.name === key) ?? all.find((h) => h.hostname === key);
+      if (found) return found;
+      for (const d of data.deployments) {
+        for (const [fqdn, info] of Object.entries(d.hosts)) {
+          if (fqdn === key || info.name === key) {
+            const r = all.find((h) => h.id === info.recordId);
+            if (r) return r;
+          }
+        }
+      }
+      if (/^\d+$/.test(key) && Number(key) < all.length) return all[Number(key)]!;
+      throw new UserInputError(`no host \`${key}\` in the inventory ${broker.inventoryFile.path}; run \`hostbroker inventory\` to see ids, names and # indexes.`);
+    });
+  }
+}

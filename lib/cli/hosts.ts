@@ -1,0 +1,148 @@
+/**
+ * Host commands: checkout, checkin, inventory, extend, duplicate.
+ * @module
+ */
+import { Option, type Command } from 'commander';
+import { UserInputError } from '../errors.js';
+import { applyFilter } from '../filter.js';
+import type { HostRecord } from '../records.js';
+import { readArgsFile } from '../requests.js';
+import { parseProviderOptions } from './args.js';
+import type { CliContext, CommandResult } from './context.js';
+import { hostTable, yaml } from './format.js';
+import { collect, duration, positiveInt } from './options.js';
+
+interface CheckoutOpts {
+  nick?: string;
+  provider?: string;
+  count?: number;
+  instance?: string;
+  lease?: string | number;
+  timeout?: string | number;
+  argsFile?: string;
+  bundle?: string[];
+  keepPartial?: boolean;
+}
+
+interface TargetOpts {
+  all?: boolean;
+  filter?: string;
+}
+
+/** Records selected by ids/names, `--all` and `--filter` (a filter alone selects too). */
+async function selectTargets(ctx: CliContext, keys: string[], opts: TargetOpts, verb: string): Promise<HostRecord[]> {
+  if (keys.length && opts.all) throw new UserInputError(`give host ids/names or --all, not both.`);
+  let records: HostRecord[];
+  if (keys.length) records = await ctx.resolveHosts(keys);
+  else if (opts.all || opts.filter) records = await ctx.broker().inventoryFile.hosts();
+  else throw new UserInputError(`say which hosts to ${verb}: ids, names or # indexes from \`hostbroker inventory\`, --all, or --filter 'name<web'.`);
+  return opts.filter ? applyFilter(records, opts.filter) : records;
+}
+
+export function registerHostCommands(program: Command, ctx: CliContext, act: (fn: () => Promise<CommandResult>) => Promise<void>): void {
+  program
+    .command('checkout')
+    .description('check hosts out: --nick, or --provider plus the provider\'s own options (--name value ...)')
+    .option('--nick <nick>', 'a named request from settings (`nicks:`)')
+    .option('--provider <name>', 'provider to ask (see `hostbroker providers`)')
+    .option('--count <n>', 'how many hosts', positiveInt)
+    .option('--instance <name>', 'settings instance of the provider')
+    .option('--lease <duration>', 'lease length, e.g. 4h', duration)
+    .option('--timeout <duration>', 'limit for each host, e.g. 10m', duration)
+    .option('--args-file <file>', 'JSON or YAML file whose top-level keys become arguments')
+    .option('--bundle <name>', 'bundle to apply after provisioning (repeatable)', collect)
+    .option('--keep-partial', 'keep the hosts that succeeded when some fail (default: release all)')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .addHelpText('after', '\nProvider options are typed by the provider\'s schema: numbers, true/false, JSON or YAML (or a .json/.yaml file) for objects and lists.\nExample: hostbroker checkout --provider local --name web1')
+    .action((opts: CheckoutOpts, cmd: Command) =>
+      act(async () => {
+        const broker = ctx.broker();
+        const provider = opts.provider ?? (opts.nick ? broker.settings.nicks[opts.nick]?.provider : undefined) ?? (opts.argsFile ? readArgsFile(opts.argsFile).provider : undefined);
+        if (typeof provider !== 'string') {
+          if (opts.nick) throw new UserInputError(`there is no nick \`${opts.nick}\`; known nicks: ${Object.keys(broker.settings.nicks).join(', ') || 'none (define them under `nicks:` in broker_settings.yaml)'}.`);
+          throw new UserInputError('checkout needs --provider <name> or --nick <nick>; `hostbroker providers` lists the providers.');
+        }
+        const info = broker.providers().find((p) => p.name === provider);
+        if (!info) broker.definition(provider); // throws, listing the known providers
+        const args = parseProviderOptions(cmd.args, info!.arguments, `provider \`${provider}\``);
+        const request: Record<string, unknown> = { ...args };
+        if (opts.nick) request.nick = opts.nick;
+        if (opts.provider) request.provider = opts.provider;
+        else if (!opts.nick) request.provider = provider;
+        if (opts.count !== undefined) request.count = opts.count;
+        if (opts.instance) request.instance = opts.instance;
+        if (opts.lease !== undefined) request.lease = opts.lease;
+        if (opts.timeout !== undefined) request.timeout = opts.timeout;
+        if (opts.argsFile) request.argsFile = opts.argsFile;
+        if (opts.bundle) request.bundles = opts.bundle;
+        if (opts.keepPartial) request.onPartialFailure = 'keep';
+        const result = await broker.checkout(request as Parameters<typeof broker.checkout>[0]);
+        const hosts = Symbol.iterator in Object(result) ? [...(result as Iterable<{ record: HostRecord }>)] : [result as { record: HostRecord }];
+        const records = hosts.map((h) => h.record);
+        return { data: records, text: hostTable(records, false) };
+      }),
+    );
+
+  program
+    .command('checkin [hosts...]')
+    .description('check hosts in (release them): ids, names or # indexes, --all, or --filter')
+    .option('--all', 'every host in the inventory')
+    .option('--filter <filter>', "only hosts matching, e.g. 'name<web,provider=local'")
+    .option('--if-tests-passed <junit.xml>', 'only when this JUnit report has no failures; else keep the hosts')
+    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string }) =>
+      act(async () => {
+        const records = await selectTargets(ctx, keys, opts, 'check in');
+        if (!records.length) return { data: [], text: 'no hosts matched; nothing checked in\n' };
+        await ctx.broker().checkin(records, opts.ifTestsPassed ? { ifTestsPassed: opts.ifTestsPassed } : {});
+        return { data: records.map((r) => ({ id: r.id, name: r.name })), text: `checked in ${records.length} host(s): ${records.map((r) => r.name).join(', ')}\n` };
+      }),
+    );
+
+  program
+    .command('inventory')
+    .description('list the hosts in the inventory')
+    .option('--filter <filter>', "only hosts matching, e.g. 'provider=local'")
+    .addOption(new Option('--sync [provider]', 'ask providers first (all, or `name` / `name::instance`)'))
+    .option('--details', 'every field of every record, as YAML')
+    .action((opts: { filter?: string; sync?: string | boolean; details?: boolean }) =>
+      act(async () => {
+        const broker = ctx.broker();
+        if (opts.sync) await broker.sync(opts.sync === true ? undefined : opts.sync);
+        const all = await broker.inventoryFile.hosts();
+        const records = opts.filter ? applyFilter(all, opts.filter) : all;
+        const indexes = records.map((r) => all.indexOf(r));
+        return { data: records, text: opts.details ? yaml(records) : hostTable(records, indexes) };
+      }),
+    );
+
+  program
+    .command('extend [hosts...]')
+    .description('extend the lease of hosts (providers with leases)')
+    .option('--all', 'every host in the inventory')
+    .option('--filter <filter>', 'only hosts matching')
+    .option('--lease <duration>', 'new lease from now, e.g. 4h (default: settings checkout.lease)', duration)
+    .action((keys: string[], opts: TargetOpts & { lease?: string | number }) =>
+      act(async () => {
+        const records = await selectTargets(ctx, keys, opts, 'extend');
+        await ctx.broker().extend(records, opts.lease !== undefined ? { lease: opts.lease } : {});
+        const after = await ctx.resolveHosts(records.map((r) => r.id));
+        return { data: after, text: hostTable(after, false) };
+      }),
+    );
+
+  program
+    .command('duplicate [hosts...]')
+    .description('check out new hosts with the same recipe as existing ones')
+    .option('--count <n>', 'copies of each', positiveInt)
+    .option('--all', 'every host in the inventory')
+    .option('--filter <filter>', 'only hosts matching')
+    .action((keys: string[], opts: TargetOpts & { count?: number }) =>
+      act(async () => {
+        const records = await selectTargets(ctx, keys, opts, 'duplicate');
+        const group = await ctx.broker().duplicate(records, opts.count !== undefined ? { count: opts.count } : {});
+        const made = group.map((h) => h.record);
+        return { data: made, text: hostTable(made, false) };
+      }),
+    );
+}
