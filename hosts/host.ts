@@ -5,6 +5,7 @@
  * @module
  */
 import type { HostRecord } from '../lib/records.js';
+import type { ApplyConfig, PlanReport, SitePlan } from './config/index.js';
 import type { ExecOptions, Result } from './result.js';
 import type { Session } from './session.js';
 
@@ -73,6 +74,18 @@ export class Host implements AsyncDisposable {
   /** Runs a command; a non-zero status is returned in the Result, not thrown. */
   execute(command: string, options?: ExecOptions): Promise<Result> {
     return this.session.run(command, options);
+  }
+
+  /** Applies a site plan in a mode (`install`, `clean`, ...); resolves to a report per step. See docs/configuration.md. */
+  async apply(plan: SitePlan, mode: string, cfg?: ApplyConfig): Promise<PlanReport> {
+    const { applyPlan } = await import('./config/site-plan.js');
+    return applyPlan(this, plan, mode, cfg);
+  }
+
+  /** Validates a site plan in a mode without changing the host; drift fails a step. */
+  async validate(plan: SitePlan, mode: string, cfg?: ApplyConfig): Promise<PlanReport> {
+    const { validatePlan } = await import('./config/site-plan.js');
+    return validatePlan(this, plan, mode, cfg);
   }
 
   /** Runs after checkout, before the host is handed out. Override it. */

@@ -291,7 +291,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       }
       if (bundles.length) {
         const { applyBundles } = await import('./bundles.js');
-        await applyBundles(host, bundles, this.settings, req.bundleVars ?? {});
+        await applyBundles(host, bundles, this.settings, req.bundleVars ?? {}, { directory: this.directory });
       }
       await host.setup();
     } catch (error) {

@@ -17,7 +17,8 @@ export type BrokerErrorCode =
   | 'INVENTORY'
   | 'COMMAND'
   | 'PARTIAL_FAILURE'
-  | 'MISSING_DEPENDENCY';
+  | 'MISSING_DEPENDENCY'
+  | 'DRIFT';
 
 /** Options every BrokerError accepts. */
 export interface BrokerErrorOptions {

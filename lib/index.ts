@@ -73,3 +73,8 @@ export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile
 // Topologies (broker.up / broker.deployment).
 export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig } from './topology/index.js';
 export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, TopologyMetadata, UpOptions, UpProgressEvent, DeploymentMember } from './topology/index.js';
+// Host configuration (whiteprints, site plans, prefabs) and bundles: docs/configuration.md
+export { Whiteprint, SitePlan, PlanReport, Prefab, prefab, DriftError, gatherFacts, renderTemplate, resolveResource } from '../hosts/config/index.js';
+export { Apt, Pip3, Folder, FileFromString, FileFromPath, Symlink, LineInFile, FileExistsValidator } from '../hosts/config/index.js';
+export type { ApplyConfig, Config, ConfigInput, ConfigOf, ConfigTarget, Facts, PlanStep, PrefabAction, PrefabSpec, SitePlanOptions, StepReport, StepStatus, UploadOptions, WhiteprintClass, WhiteprintExecOptions } from '../hosts/config/index.js';
+export type { Bundle, BundleInput, BundleFile, BundleScript } from './bundles.js';

@@ -32,15 +32,19 @@ function main(): void {
   const allowed = ssh2.utils.parseKey(readFileSync(config.authorizedKeyPath));
   if (allowed instanceof Error) throw allowed;
   const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
-  const allowedPub = allowedKey.getPublicSSH();
 
   const server = new ssh2.Server({ hostKeys: [readFileSync(config.hostKeyPath)] }, (client) => {
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
       const offered = ctx.key.data;
-      if (ctx.key.algo !== allowedKey.type || offered.length !== allowedPub.length || !timingSafeEqual(offered, allowedPub)) return ctx.reject(['publickey']);
+      // The host's own key, or one the user added to ~/.ssh/authorized_keys (bundles do), as sshd allows.
+      const key = [allowedKey, ...homeKeys(config.home)].find((k) => {
+        const pub = k.getPublicSSH();
+        return ctx.key.algo === k.type && offered.length === pub.length && timingSafeEqual(offered, pub);
+      });
+      if (!key) return ctx.reject(['publickey']);
       if (ctx.signature && ctx.blob) {
-        if (allowedKey.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(['publickey']);
+        if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(['publickey']);
       }
       ctx.accept();
     });
@@ -95,6 +99,22 @@ function main(): void {
   process.on('SIGINT', stop);
   // The provider closes our stdout after reading the port: ignore that.
   process.stdout.on('error', () => undefined);
+}
+
+/** Public keys in `<home>/.ssh/authorized_keys` (read at each login, so added keys work at once). */
+function homeKeys(home: string): ssh2.ParsedKey[] {
+  let text: string;
+  try {
+    text = readFileSync(`${home}/.ssh/authorized_keys`, 'utf8');
+  } catch {
+    return [];
+  }
+  const keys: ssh2.ParsedKey[] = [];
+  for (const line of text.split('\n')) {
+    const parsed = line.trim() && !line.startsWith('#') ? ssh2.utils.parseKey(line.trim()) : undefined;
+    if (parsed && !(parsed instanceof Error)) keys.push(...(Array.isArray(parsed) ? parsed : [parsed]));
+  }
+  return keys;
 }
 
 type Channel = ssh2.ServerChannel;
