@@ -14,9 +14,6 @@ import { registerSecret, scrub } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
 import { type ForemanArgs, ForemanInstance } from './definition.js';
 
-/** Tests replace `fetch` through this hook. */
-export const hooks: { fetch?: typeof fetch } = {};
-
 /** Foreman's build status codes (HostStatus::BuildStatus). */
 const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
 
@@ -81,7 +78,6 @@ class ForemanApi {
         if (e && typeof e.message === 'string') return typeof e.details === 'string' ? `${e.message}: ${e.details}` : e.message;
         return defaultErrorMessage(json, text, status);
       },
-      ...(hooks.fetch ? { fetch: hooks.fetch } : {}),
     });
   }
 

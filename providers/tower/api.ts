@@ -53,7 +53,8 @@ export const Job = z
   .object({
     id: z.number().int(),
     name: z.string().optional().default(''),
-    status: z.enum(['new', 'pending', 'waiting', 'running', 'successful', 'failed', 'error', 'canceled', 'never updated', 'ok', 'missing', 'none', 'updating']),
+    // new, pending, waiting, running, successful, failed, error, canceled (kept open for new ones)
+    status: z.string().min(1),
     failed: z.boolean().optional().default(false),
     job_explanation: z.string().nullable().optional(),
     result_traceback: z.string().nullable().optional(),
@@ -134,7 +135,7 @@ export class TowerApi {
   private readonly signal: AbortSignal;
   private readonly api: string;
 
-  constructor(settings: TowerInstance, logger: Logger, signal: AbortSignal, fetchImpl?: typeof fetch) {
+  constructor(settings: TowerInstance, logger: Logger, signal: AbortSignal) {
     this.settings = settings;
     this.logger = logger;
     this.signal = signal;
@@ -148,17 +149,16 @@ export class TowerApi {
       retries: settings.retries,
       retryDelayMs: toMs(settings.retryDelay),
       authHint: 'check tower.token (or tower.username and tower.password) in the settings and the user\'s Tower roles',
-      ...(fetchImpl ? { fetch: fetchImpl } : {}),
     });
   }
 
   /** Builds the API of the context's instance; settings problems are SettingsErrors. */
-  static fromContext(ctx: ProviderContext, fetchImpl?: typeof fetch): TowerApi {
+  static fromContext(ctx: ProviderContext): TowerApi {
     const parsed = TowerInstanceSchema.safeParse(ctx.instanceSettings);
     if (!parsed.success) {
       throw new SettingsError(`tower instance \`${ctx.instance}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`);
     }
-    return new TowerApi(parsed.data, ctx.logger, ctx.signal, fetchImpl);
+    return new TowerApi(parsed.data, ctx.logger, ctx.signal);
   }
 
   /** GET a path under the API prefix (or an absolute `next` link) and validate it. */

@@ -11,7 +11,7 @@ import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type Pr
 import type { HostRecord, SshConnection } from '../../lib/records.js';
 import { redact, scrub } from '../../lib/secrets.js';
 import { formatIssues } from '../../lib/settings.js';
-import { type FailureReason, type JobRef, type TemplateKind, TowerApi, type TowerHost, parseVariables } from './api.js';
+import { FINISHED, type FailureReason, type JobRef, type TemplateKind, TowerApi, type TowerHost, parseVariables } from './api.js';
 import { combineArtifacts, danglingNames, hostFromArtifacts } from './artifacts.js';
 import { type Dangling, TOWER_OWN_KEYS, type TowerArgs, TowerRunArgs } from './definition.js';
 
@@ -25,11 +25,8 @@ interface TowerData {
   [key: string]: unknown;
 }
 
-/** Tests replace `fetch` through this hook. */
-export const hooks: { fetch?: typeof fetch } = {};
-
 function apiOf(ctx: ProviderContext): TowerApi {
-  return TowerApi.fromContext(ctx, hooks.fetch);
+  return TowerApi.fromContext(ctx);
 }
 
 /** The workflow or job template named by launch arguments. */
@@ -245,7 +242,7 @@ const provider: ProviderImplementation<TowerArgs> = {
       return;
     }
     let state = await api.job(job);
-    if (state.status !== 'successful' && state.status !== 'failed' && state.status !== 'error' && state.status !== 'canceled') {
+    if (!FINISHED.has(state.status)) {
       await api.cancel(job);
       state = await api.wait(job, `canceling job ${job.id} of record ${current.id}`);
     }
