@@ -136,9 +136,11 @@ export class Session {
 
   /** Copies a local directory's contents into a remote directory (tar over the session). */
   async upload(localDir: string, remoteDir: string): Promise<void> {
-    const tar = spawnLocal('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const tar = spawnLocal('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const localExit = exitOf(tar);
-    const r = await this.runRaw(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`, { input: tar.stdout! });
+    // Read from the pipe at once: Node discards unread child output when the child exits.
+    const input = tar.stdout!.pipe(new PassThrough());
+    const r = await this.runRaw(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`, { input });
     const code = await localExit;
     if (code !== 0) throw new UserInputError(`cannot upload ${localDir}: local tar exited ${code}; check that the directory exists and is readable.`);
     if (r.status !== 0) throw fileError('upload to', remoteDir, this.transport.label, r);

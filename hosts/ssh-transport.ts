@@ -5,7 +5,7 @@
  * connection and frees them late), and reconnects after a drop.
  * @module
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
@@ -91,11 +91,15 @@ export class SshTransport implements Transport {
   }
 
   async spawn(command: string, options: SpawnOptions = {}): Promise<RemoteProcess> {
+    // sshd makes each command a session leader; the tag lets kill() find that session and end
+    // the whole process tree, not just the top shell (a signal alone leaves its children running).
+    const tag = `hb-run-${randomBytes(6).toString('hex')}`;
+    const tagged = options.pty ? command : `: ${tag}; ${command}`;
     for (let attempt = 0; ; attempt++) {
       const conn = await this.acquire();
       try {
-        const channel = await openChannel(conn.client, command, options);
-        return this.track(conn, channel, command);
+        // track() must run inside ssh2's callback: the exit status can arrive in the same chunk.
+        return await openChannel(conn.client, tagged, options, (channel) => this.track(conn, channel, command, options.pty ? undefined : tag));
       } catch (error) {
         this.releaseSlot(conn);
         // sshd frees channel slots late: a refused channel is retried on another connection.
@@ -106,6 +110,21 @@ export class SshTransport implements Transport {
         if (conn.closed && attempt < 2) continue;
         throw new HostConnectionError(`cannot start \`${command}\` on ${this.label}: ${messageOf(error)}`, { cause: error });
       }
+    }
+  }
+
+  /** Signals every process in the session of the tagged command (best effort, needs pgrep/pkill). */
+  private async killSession(tag: string, sig: RemoteSignal): Promise<void> {
+    // `[h]b-run-...` matches the tagged command but not this killer's own command line.
+    const pattern = `[${tag[0]}]${tag.slice(1)}`;
+    try {
+      const proc = await this.spawn(`for p in $(pgrep -f '${pattern}' 2>/dev/null); do pkill -${sig} -s "$p" 2>/dev/null; kill -${sig} "$p" 2>/dev/null; done; true`);
+      proc.stdin.end();
+      proc.stdout.resume();
+      proc.stderr.resume();
+      await proc.exit;
+    } catch {
+      // The connection may be gone; sshd then ends the session itself.
     }
   }
 
@@ -124,7 +143,7 @@ export class SshTransport implements Transport {
     for (const wake of this.waiters.splice(0)) wake();
   }
 
-  private track(conn: PooledConnection, channel: ClientChannel, command: string): RemoteProcess {
+  private track(conn: PooledConnection, channel: ClientChannel, command: string, tag: string | undefined): RemoteProcess {
     let status: number | null = null;
     let signal: string | undefined;
     let fail: (error: Error) => void = () => undefined;
@@ -153,6 +172,7 @@ export class SshTransport implements Transport {
         } catch {
           // Older servers refuse signals; closing the channel still ends the wait.
         }
+        if (tag) void this.killSession(tag, sig);
         channel.close();
       },
       resize: (rows, cols) => channel.setWindow(rows, cols, 0, 0),
@@ -328,10 +348,10 @@ export class SshTransport implements Transport {
   }
 }
 
-function openChannel(client: Client, command: string, options: SpawnOptions): Promise<ClientChannel> {
+function openChannel<T>(client: Client, command: string, options: SpawnOptions, onOpen: (channel: ClientChannel) => T): Promise<T> {
   return new Promise((resolve, reject) => {
     const pty = options.pty ? { term: 'xterm-256color', rows: 24, cols: 80, ...(options.pty === true ? {} : options.pty) } : undefined;
-    const cb = (err: Error | undefined, channel: ClientChannel) => (err ? reject(err) : resolve(channel));
+    const cb = (err: Error | undefined, channel: ClientChannel) => (err ? reject(err) : resolve(onOpen(channel)));
     try {
       if (pty) client.exec(command, { pty }, cb);
       else client.exec(command, cb);

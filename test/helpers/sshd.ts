@@ -106,7 +106,7 @@ export async function startSshd(options: { extra?: string[]; listen?: string; wr
     },
     async kill() {
       const pid = sshd.process.pid;
-      if (pid !== undefined && sshd.process.exitCode === null) {
+      if (pid !== undefined && sshd.process.exitCode === null && sshd.process.signalCode === null) {
         const exited = new Promise((r) => sshd.process.once('exit', r));
         // sshd -D stays in our process group; its session children are in their own: kill those too.
         await run('pkill', ['-KILL', '-P', String(pid)]).catch(() => undefined);
