@@ -45,6 +45,12 @@ export const staticProvider = defineProvider({
   description: 'Existing machines listed in settings; checkout reserves a free one (by name, group or labels), checkin frees it.',
   args: StaticArgs,
   instance: StaticInstance,
+  actions: {
+    machines: {
+      description: 'list the machines of the instance and who holds each (group narrows the list)',
+      schema: z.strictObject({ group: z.string().min(1).optional().describe('only machines in this group') }),
+    },
+  },
   // A topology host picks a machine by its `args`, else by the group its flavor names (pools of machines).
   fromTopology(host: TopologyHost, provisioning: ProvisioningConfig): Record<string, unknown> {
     if (host.args.name !== undefined || host.args.group !== undefined || host.args.labels !== undefined) return {};

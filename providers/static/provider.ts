@@ -100,6 +100,11 @@ const provider: ProviderImplementation<StaticArgs> = {
   // The machine stays as it is; removing the record (the Broker does that) frees it.
   async release() {},
 
+  async execute(action, args, ctx) {
+    if (action !== 'machines') throw new UserInputError(`provider \`static\` has no action \`${action}\`.`);
+    return (await provider.describe!(ctx, typeof args.group === 'string' ? args.group : undefined)).machines;
+  },
+
   async describe(ctx, topic) {
     const held = holders(await ctx.inventory.hosts());
     const machines = machinesOf(ctx)
