@@ -31,6 +31,8 @@ const PROVIDER = 'openstack';
 const META = { user: 'hostbroker.user', instance: 'hostbroker.instance', recipe: 'hostbroker.recipe' } as const;
 /** Name and id lookups are reused this long (many hosts of one checkout ask the same). */
 const LOOKUP_TTL_MS = 5 * 60_000;
+/** A passed quota check serves the rest of its checkout this long. */
+const QUOTA_REUSE_MS = 10 * 60_000;
 
 /** Options of {@link createOpenStackProvider}; tests use them, users rarely need to. */
 export interface OpenStackProviderOptions {
@@ -99,18 +101,23 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   }
 
   /**
-   * One quota check per multi-host checkout: the first of its `count` calls reads the limits, the
-   * others wait for the same answer, so a request that cannot fit fails before any server is made.
+   * One quota check per multi-host checkout: the first of its calls reads the limits, the others
+   * wait for the same answer, so a request that cannot fit fails before any server is made. A
+   * check made later (the first one failed or is old) needs room only for the hosts from this
+   * index on, since the earlier ones already count as used.
    */
-  function quotaCheckOnce(c: Clients, flavor: Flavor, count: number, signal: AbortSignal): Promise<void> {
-    const key = `${c.key}|${flavor.id}|${count}`;
+  function quotaCheckOnce(c: Clients, flavor: Flavor, target: { index: number; count: number }, signal: AbortSignal): Promise<void> {
+    const key = `${c.key}|${flavor.id}|${target.count}`;
     let entry = quotaChecks.get(key);
-    if (!entry || Date.now() - entry.at > 60_000) {
-      entry = { takers: 0, at: Date.now(), value: checkQuota(c.compute, flavor, count, signal) };
-      quotaChecks.set(key, entry);
+    if (!entry || Date.now() - entry.at > QUOTA_REUSE_MS) {
+      const fresh = { takers: 0, at: Date.now(), value: checkQuota(c.compute, flavor, target.count - target.index, signal) };
+      // A failed check is not reused by hosts that start later: they check again.
+      fresh.value.catch(() => quotaChecks.get(key) === fresh && quotaChecks.delete(key));
+      quotaChecks.set(key, fresh);
+      entry = fresh;
     }
     entry.takers++;
-    if (entry.takers >= count) quotaChecks.delete(key);
+    if (entry.takers >= target.count) quotaChecks.delete(key);
     return entry.value;
   }
 
@@ -196,6 +203,16 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     }
   }
 
+  async function discardByRecord(c: Clients, ctx: ProviderContext, recordId: string, skip: Set<string>): Promise<void> {
+    try {
+      for (const server of await c.compute.listServers()) {
+        if (server.metadata[TAGS.id] === recordId && !skip.has(server.id)) await discard(c, ctx, server.id);
+      }
+    } catch (error) {
+      ctx.logger.warn(`openstack: could not look for servers of record ${recordId} after a failed create (${messageOf(error)}); \`checkin\` or \`sync\` will find them.`);
+    }
+  }
+
   async function floatingIp(c: Clients, args: OpenStackArgs, server: Server, firstNetwork: Network | undefined, record: HostRecord, signal: AbortSignal) {
     const external = await cached(`${c.key}|external|${args.floatingNetwork ?? c.settings.floatingNetwork ?? ''}`, () =>
       c.networks.external(args.floatingNetwork ?? c.settings.floatingNetwork, signal),
@@ -265,7 +282,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
         cached<Flavor>(`${c.key}|flavor|${flavorName}`, () => c.compute.findFlavor(flavorName, signal)),
         resolveNetworks(c, networkNames, signal),
       ]);
-      if (target.count > 1 && s.quotaCheck) await quotaCheckOnce(c, flavor, target.count, signal);
+      if (target.count > 1 && s.quotaCheck) await quotaCheckOnce(c, flavor, target, signal);
       if (keyName && publicKeyPath) await ensureKeypair(c, keyName, publicKeyPath, signal);
 
       const username = args.username ?? s.username ?? ctx.settings.ssh.username;
@@ -289,7 +306,14 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       const faults: string[] = [];
       const discarded = new Set<string>();
       for (let attempt = 0; attempt <= maxRetry; attempt++) {
-        const id = await createServer(c, body, record, discarded, signal);
+        let id: string;
+        try {
+          id = await createServer(c, body, record, discarded, signal);
+        } catch (error) {
+          // Cancelled or failed without an answer: Nova may have made the server anyway.
+          if (signal.aborted || (error as ProviderError).retryable) await discardByRecord(c, ctx, record.id, discarded);
+          throw error;
+        }
         ctx.logger.info(`openstack: creating server ${record.name} (${id}), image ${image.name ?? image.id}, flavor ${flavor.name}`);
         let server: Server;
         try {

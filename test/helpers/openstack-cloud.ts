@@ -49,6 +49,8 @@ interface Failure {
   times: number;
   /** Handle the request normally, then answer with the failure anyway (a POST that was done). */
   afterProcessing: boolean;
+  /** Wait this long before answering. */
+  delayMs: number;
 }
 
 export interface RequestLogEntry {
@@ -143,8 +145,13 @@ export class FakeOpenStack {
   }
 
   /** The next `times` requests matching method and path fail with `status` and `body`. */
-  failNext(method: string, path: RegExp, status: number, body: unknown, options: { times?: number; afterProcessing?: boolean } = {}): void {
-    this.failures.push({ method, path, status, body, times: options.times ?? 1, afterProcessing: options.afterProcessing ?? false });
+  failNext(method: string, path: RegExp, status: number, body: unknown, options: { times?: number; afterProcessing?: boolean; delayMs?: number } = {}): void {
+    this.failures.push({ method, path, status, body, times: options.times ?? 1, afterProcessing: options.afterProcessing ?? false, delayMs: options.delayMs ?? 0 });
+  }
+
+  /** The next request matching method and path is handled at once but answered only after `ms`. */
+  delayNext(method: string, path: RegExp, ms: number): void {
+    this.failures.push({ method, path, status: 0, body: undefined, times: 1, afterProcessing: true, delayMs: ms });
   }
 
   async close(): Promise<void> {
@@ -167,6 +174,17 @@ export class FakeOpenStack {
     if (failure) {
       failure.times--;
       if (!failure.afterProcessing) return send(res, failure.status, failure.body);
+      if (failure.status === 0) {
+        // Only a delay: the real answer, late.
+        const held = { status: 0, headers: {} as Record<string, string>, body: '' };
+        const sink = { set statusCode(v: number) { held.status = v; }, setHeader(k: string, v: string) { held.headers[k] = v; }, end(b?: string) { held.body = b ?? ''; } } as unknown as ServerResponse;
+        await this.route(method, path, url.searchParams, body, sink);
+        await new Promise((r) => setTimeout(r, failure.delayMs));
+        if (res.destroyed) return;
+        res.statusCode = held.status;
+        for (const [k, v] of Object.entries(held.headers)) res.setHeader(k, v);
+        return void res.end(held.body);
+      }
       const sink = { statusCode: 0, setHeader() {}, end() {} } as unknown as ServerResponse;
       await this.route(method, path, url.searchParams, body, sink);
       return send(res, failure.status, failure.body);

@@ -108,6 +108,9 @@ describe('checkout', () => {
     const [target] = targets(ctx, 1);
     expect((await rejection(impl.checkout(args(), target!, ctx))).message).toMatch(/no image; pass `image`/);
     expect((await rejection(impl.checkout(args({ image: 'nope' }), target!, ctx))).message).toMatch(/Glance has no active image `nope`/);
+    // An id Glance does not know (its 404 is plain text) falls back to a name lookup.
+    const unknownId = '11111111-2222-4333-8444-555555555555';
+    expect((await rejection(impl.checkout(args({ image: unknownId }), target!, ctx))).message).toContain(`Glance has no active image \`${unknownId}\``);
     expect((await rejection(impl.checkout(args({ image: 'twin' }), target!, ctx))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
     const noFlavor = await rejection(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, ctx));
     expect(noFlavor.message).toMatch(/no flavor `m9.huge`; available: m1.tiny, m1.small, m1.medium/);
@@ -213,6 +216,20 @@ describe('service errors', () => {
     expect(cloud.count(/^GET .*\/limits$/)).toBe(1);
   });
 
+  it('a host that starts after a failed quota check checks again, for the hosts from its index on', async () => {
+    cloud.limits.instances = 2;
+    const ctx = await context();
+    const impl = provider();
+    const batch = targets(ctx, 3);
+    const first = await Promise.allSettled(batch.slice(0, 2).map((target) => impl.checkout(args(), target, ctx)));
+    expect(first.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(((first[0] as PromiseRejectedResult).reason as Error).message).toMatch(/instances: needs 3, 2 free/);
+    // The third host of the same checkout starts later (concurrency limit): it needs room for itself only.
+    const host = await impl.checkout(args(), batch[2]!, ctx);
+    expect(host.providerId).toBeDefined();
+    expect(cloud.count(/^GET .*\/limits$/)).toBe(2);
+  });
+
   it('retries a 500 on create, and does not make a second server when the first POST was done', async () => {
     const ctx = await context();
     const impl = provider();
@@ -281,6 +298,31 @@ describe('servers that go to ERROR', () => {
     expect(cloud.count(/^POST .*\/servers$/)).toBe(2);
   });
 
+  it('deletes the server when the checkout is aborted while it builds', async () => {
+    cloud.buildPolls = 1000;
+    const controller = new AbortController();
+    const ctx = await context({}, { signal: controller.signal });
+    const pending = provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
+    while (cloud.count(/^GET .*\/servers\/[0-9a-f-]{36}$/) === 0) await new Promise((r) => setTimeout(r, 5));
+    controller.abort(new Error('deadline'));
+    const error = await rejection(pending);
+    expect(error.message).toMatch(/was cancelled/);
+    expect(cloud.servers.size).toBe(0);
+    expect(cloud.deleted).toHaveLength(1);
+  });
+
+  it('finds and deletes the server when the checkout is aborted before Nova’s answer to the create arrived', async () => {
+    const controller = new AbortController();
+    const ctx = await context({}, { signal: controller.signal });
+    cloud.delayNext('POST', /\/servers$/, 300);
+    const pending = provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
+    while (cloud.servers.size === 0) await new Promise((r) => setTimeout(r, 5));
+    controller.abort(new Error('deadline'));
+    await rejection(pending);
+    expect(cloud.servers.size).toBe(0);
+    expect(cloud.deleted).toHaveLength(1);
+  });
+
   it('deletes a server that does not become ACTIVE in time', async () => {
     cloud.buildPolls = 1000;
     const ctx = await context({ activeTimeout: 30, pollInterval: 5 });
@@ -316,6 +358,17 @@ describe('release, extend, sync', () => {
     expect([...cloud.servers.values()][0]!.metadata[TAGS.id]).toBe(other!.record.id);
     // Nothing with that id is left: a second release does nothing and succeeds.
     await expect(impl.release(target!.record, ctx)).resolves.toBeUndefined();
+  });
+
+  it('releases the floating IP of a record still provisioning, found by its description', async () => {
+    const ctx = await context();
+    const impl = provider();
+    const [target] = targets(ctx, 1, { floatingIp: true });
+    await impl.checkout(args({ floatingIp: true }), target!, ctx);
+    expect(cloud.floatingIps.size).toBe(1);
+    await impl.release(target!.record, ctx);
+    expect(cloud.servers.size).toBe(0);
+    expect(cloud.floatingIps.size).toBe(0);
   });
 
   it('extend moves the lease in the server metadata', async () => {
