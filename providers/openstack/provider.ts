@@ -90,7 +90,10 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     };
   }
 
-  /** Reuses a lookup for a while; a failed one is forgotten at once. */
+  /**
+   * Reuses a lookup for a while; a failed one is forgotten at once. Shared lookups take no
+   * signal: one host's cancelled checkout must not fail the others'.
+   */
   function cached<T>(key: string, load: () => Promise<T>): Promise<T> {
     const hit = lookups.get(key);
     if (hit && Date.now() - hit.at < LOOKUP_TTL_MS) return hit.value as Promise<T>;
@@ -106,11 +109,11 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
    * check made later (the first one failed or is old) needs room only for the hosts from this
    * index on, since the earlier ones already count as used.
    */
-  function quotaCheckOnce(c: Clients, flavor: Flavor, target: { index: number; count: number }, signal: AbortSignal): Promise<void> {
+  function quotaCheckOnce(c: Clients, flavor: Flavor, target: { index: number; count: number }): Promise<void> {
     const key = `${c.key}|${flavor.id}|${target.count}`;
     let entry = quotaChecks.get(key);
     if (!entry || Date.now() - entry.at > QUOTA_REUSE_MS) {
-      const fresh = { takers: 0, at: Date.now(), value: checkQuota(c.compute, flavor, target.count - target.index, signal) };
+      const fresh = { takers: 0, at: Date.now(), value: checkQuota(c.compute, flavor, target.count - target.index) };
       // A failed check is not reused by hosts that start later: they check again.
       fresh.value.catch(() => quotaChecks.get(key) === fresh && quotaChecks.delete(key));
       quotaChecks.set(key, fresh);
@@ -121,13 +124,13 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     return entry.value;
   }
 
-  async function resolveNetworks(c: Clients, names: string[], signal: AbortSignal): Promise<Network[]> {
-    return Promise.all(names.map((n) => cached(`${c.key}|network|${n}`, () => c.networks.find(n, signal))));
+  async function resolveNetworks(c: Clients, names: string[]): Promise<Network[]> {
+    return Promise.all(names.map((n) => cached(`${c.key}|network|${n}`, () => c.networks.find(n))));
   }
 
-  async function ensureKeypair(c: Clients, keyName: string, publicKeyPath: string, signal: AbortSignal): Promise<void> {
+  async function ensureKeypair(c: Clients, keyName: string, publicKeyPath: string): Promise<void> {
     await cached(`${c.key}|keypair|${keyName}`, async () => {
-      if (await c.compute.hasKeypair(keyName, signal)) return;
+      if (await c.compute.hasKeypair(keyName)) return;
       let publicKey: string;
       try {
         publicKey = (await readFile(publicKeyPath, 'utf8')).trim();
@@ -135,7 +138,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
         throw new UserInputError(`openstack: cannot read publicKeyPath ${publicKeyPath} (${messageOf(error)}); point it at a .pub file.`, { cause: error });
       }
       try {
-        await c.compute.importKeypair(keyName, publicKey, signal);
+        await c.compute.importKeypair(keyName, publicKey);
       } catch (error) {
         // Another process imported it meanwhile.
         if ((error as ProviderError).status !== 409) throw error;
@@ -215,7 +218,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
 
   async function floatingIp(c: Clients, args: OpenStackArgs, server: Server, firstNetwork: Network | undefined, record: HostRecord, signal: AbortSignal) {
     const external = await cached(`${c.key}|external|${args.floatingNetwork ?? c.settings.floatingNetwork ?? ''}`, () =>
-      c.networks.external(args.floatingNetwork ?? c.settings.floatingNetwork, signal),
+      c.networks.external(args.floatingNetwork ?? c.settings.floatingNetwork),
     );
     const ports = await c.networks.portsOf(server.id, signal);
     const port = ports.find((p) => p.network_id === firstNetwork?.id) ?? ports[0];
@@ -278,12 +281,12 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       if (publicKeyPath && !keyName) throw new UserInputError('openstack: `publicKeyPath` needs `keyName`, the name of the key pair to import it as.');
 
       const [image, flavor, networks] = await Promise.all([
-        cached<Image>(`${c.key}|image|${imageName}`, () => c.images.find(imageName, signal)),
-        cached<Flavor>(`${c.key}|flavor|${flavorName}`, () => c.compute.findFlavor(flavorName, signal)),
-        resolveNetworks(c, networkNames, signal),
+        cached<Image>(`${c.key}|image|${imageName}`, () => c.images.find(imageName)),
+        cached<Flavor>(`${c.key}|flavor|${flavorName}`, () => c.compute.findFlavor(flavorName)),
+        resolveNetworks(c, networkNames),
       ]);
-      if (target.count > 1 && s.quotaCheck) await quotaCheckOnce(c, flavor, target, signal);
-      if (keyName && publicKeyPath) await ensureKeypair(c, keyName, publicKeyPath, signal);
+      if (target.count > 1 && s.quotaCheck) await quotaCheckOnce(c, flavor, target);
+      if (keyName && publicKeyPath) await ensureKeypair(c, keyName, publicKeyPath);
 
       const username = args.username ?? s.username ?? ctx.settings.ssh.username;
       const privateKeyPath = args.privateKeyPath ?? s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
@@ -422,8 +425,8 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   return implementation;
 }
 
-async function checkQuota(compute: Compute, flavor: Flavor, count: number, signal: AbortSignal): Promise<void> {
-  const l = await compute.limits(signal);
+async function checkQuota(compute: Compute, flavor: Flavor, count: number): Promise<void> {
+  const l = await compute.limits();
   const problems: string[] = [];
   const check = (what: string, need: number, max: number, used: number) => {
     // -1 means unlimited.
