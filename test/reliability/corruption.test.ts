@@ -6,7 +6,7 @@
 import { copyFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../lib/broker.js';
 import { BrokerError, InventoryError } from '../../lib/errors.js';
 import { memoryProvider } from './children/memory-provider.js';
 import { reportFigures, tempBrokerDir } from './util.js';
@@ -25,7 +25,7 @@ async function withHosts(): Promise<{ dir: string; broker: Broker; resources: st
   dirs.push(dir);
   const resources = join(dir, 'resources');
   const broker = new Broker({ directory: dir, providers: [memoryProvider(resources)], settings: { logLevel: 'silent' } });
-  await broker.checkout({ provider: 'memory', count: 2 });
+  await broker.checkout({ provider: 'memory', count: 2 } as unknown as CheckoutRequest & { count: number });
   const good = await readFile(join(dir, 'inventory.json'), 'utf8');
   return { dir, broker, resources, good };
 }
@@ -52,7 +52,7 @@ describe('a corrupted inventory', () => {
 
       const attempts: Array<[string, () => Promise<unknown>]> = [
         ['inventory', () => broker.inventory()],
-        ['checkout', () => broker.checkout({ provider: 'memory' })],
+        ['checkout', () => broker.checkout({ provider: 'memory' } as unknown as CheckoutRequest)],
         ['checkin all', () => broker.checkin({ all: true })],
         ['sync', () => broker.sync('memory')],
         ['reap', () => broker.reap('memory')],

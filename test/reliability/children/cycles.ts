@@ -4,7 +4,8 @@
  * can prove no record was lost or duplicated. argv: <broker dir> <resource folder> <cycles> <log>.
  */
 import { appendFileSync } from 'node:fs';
-import { Broker } from '../../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../../lib/broker.js';
+import type { Host } from '../../../hosts/host.js';
 import { memoryProvider } from './memory-provider.js';
 
 const [dir, folder, cycles, log] = process.argv.slice(2);
@@ -14,7 +15,10 @@ const write = (event: Record<string, unknown>): void => appendFileSync(log!, JSO
 for (let i = 0; i < Number(cycles); i++) {
   // Some cycles take two hosts, so multi-record intent writes race too.
   const count = i % 5 === 0 ? 2 : undefined;
-  const hosts = count ? [...(await broker.checkout({ provider: 'memory', count }))] : [await broker.checkout({ provider: 'memory' })];
+  // `memory` is registered at run time, so its requests are not in the static ProviderRequest union.
+  const hosts: Host[] = count
+    ? [...(await broker.checkout({ provider: 'memory', count } as unknown as CheckoutRequest & { count: number }))]
+    : [await broker.checkout({ provider: 'memory' } as unknown as CheckoutRequest & { count?: undefined })];
   for (const h of hosts) write({ event: 'created', id: h.id });
   const seen = new Set((await broker.inventory()).map((r) => r.id));
   for (const h of hosts) if (!seen.has(h.id)) write({ event: 'missing', id: h.id });
