@@ -6,7 +6,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { InventoryError, UserInputError } from './errors.js';
@@ -120,7 +120,8 @@ export class Inventory {
         lockfilePath: this.lockPath,
         stale: this.options.staleMs,
         update: Math.max(1000, Math.floor(this.options.staleMs / 3)),
-        retries: { retries: Math.ceil(this.options.lockWaitMs / 250), minTimeout: 5, maxTimeout: 250, factor: 1.3, randomize: true },
+        // Short waits: the lock is held for a few ms; long backoffs only waste time under contention.
+        retries: { retries: Math.ceil(this.options.lockWaitMs / 25), minTimeout: 2, maxTimeout: 40, factor: 1.5, randomize: true },
         realpath: false,
       });
     } catch (error) {
@@ -175,7 +176,11 @@ export class Inventory {
       await handle.close();
     }
     try {
-      if (await stat(this.path).catch(() => undefined)) await copyFile(this.path, `${this.path}.bak`);
+      // The old file survives as .bak through a hard link: no data copied.
+      await rm(`${this.path}.bak`, { force: true });
+      await link(this.path, `${this.path}.bak`).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
       await rename(tmp, this.path);
     } catch (error) {
       await rm(tmp, { force: true });

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, type BrokerOptions } from '../lib/broker.js';
+import { Broker, type BrokerOptions, type CheckoutRequest } from '../lib/broker.js';
 import { BrokerError } from '../lib/errors.js';
 import type { ProviderDefinition, ProviderImplementation } from '../lib/provider.js';
 import type { HostRecord } from '../lib/records.js';
@@ -58,7 +58,8 @@ export function providerConformance(options: ConformanceOptions): void {
   describe.skipIf(Boolean(skip))(`provider conformance: ${options.provider}${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const failing = { on: false };
     let broker: Broker;
-    const request = (extra: Record<string, unknown> = {}) => ({ provider: options.provider, ...options.args, ...extra }) as never;
+    const one = () => ({ provider: options.provider, ...options.args }) as unknown as CheckoutRequest & { count?: undefined };
+    const many = (count: number) => ({ provider: options.provider, ...options.args, count }) as unknown as CheckoutRequest & { count: number };
 
     beforeAll(async () => {
       const plain = await options.broker({});
@@ -73,7 +74,7 @@ export function providerConformance(options: ConformanceOptions): void {
     });
 
     it('checks out one host, records it as ready, and checks it in so the provider no longer has it', async () => {
-      const host = await broker.checkout(request());
+      const host = await broker.checkout(one());
       const record = (await broker.inventory({ filter: `id=${host.id}` }))[0];
       expect(record?.state).toBe('ready');
       expect(record?.hostname).not.toBe('');
@@ -89,7 +90,7 @@ export function providerConformance(options: ConformanceOptions): void {
 
     it('checks out N hosts concurrently as a group of distinct hosts', async () => {
       const n = options.count ?? 3;
-      await using group = await broker.checkout(request({ count: n }));
+      await using group = await broker.checkout(many(n));
       expect(group).toHaveLength(n);
       expect(new Set(group.map((h) => h.id)).size).toBe(n);
       const records = await broker.inventory({ filter: `provider=${options.provider}` });
@@ -101,7 +102,7 @@ export function providerConformance(options: ConformanceOptions): void {
     });
 
     it.skipIf(options.session === false)('round-trips binary files, including empty ones', async () => {
-      await using host = await broker.checkout(request());
+      await using host = await broker.checkout(one());
       const data = randomBytes(256 * 1024 + 7);
       await host.session.write(data, 'conformance/bin.dat');
       expect(Buffer.compare(await host.session.read('conformance/bin.dat'), data)).toBe(0);
@@ -110,7 +111,7 @@ export function providerConformance(options: ConformanceOptions): void {
     });
 
     it.skipIf(options.sync === false)('sync finds a host that is missing from the inventory (made elsewhere)', async () => {
-      await using host = await broker.checkout(request());
+      await using host = await broker.checkout(one());
       // As if another machine had checked it out: this inventory does not know it.
       await broker.inventoryFile.remove(host.id);
       expect(await broker.inventory({ filter: `id=${host.id}` })).toHaveLength(0);
@@ -121,7 +122,7 @@ export function providerConformance(options: ConformanceOptions): void {
     });
 
     it('keeps the record when a release fails, and releases on the next checkin', async () => {
-      const host = await broker.checkout(request());
+      const host = await broker.checkout(one());
       failing.on = true;
       const error = await broker.checkin(host.record).catch((e: unknown) => e);
       expect(BrokerError.isInstance(error)).toBe(true);

@@ -1,0 +1,231 @@
+/**
+ * The `hostbroker` CLI end to end: each command run from source in its own process, against the
+ * `local` provider in a temporary BROKER_DIRECTORY, including `--output-file`, `--json`, exit
+ * codes and bad input.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify } from 'yaml';
+
+const MAIN = resolve('lib/cli/main.ts');
+
+interface Ran {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let dir: string;
+
+function cli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Ran> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+      env: { ...process.env, BROKER_DIRECTORY: dir, CI: '', ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += String(d)));
+    child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
+    child.on('error', fail);
+    child.on('close', (status) => done({ status, stdout, stderr }));
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+async function json<T>(path: string): Promise<T> {
+  return JSON.parse(await readFile(path, 'utf8')) as T;
+}
+
+type Rec = { id: string; name: string; provider: string; state: string; recipe: { args: Record<string, unknown> } };
+
+describe('hostbroker CLI', () => {
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hb-cli-'));
+    // A static machine that nothing listens on: enough for `execute` and `providers --live`.
+    await writeFile(join(dir, 'broker_settings.yaml'), stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'nobody', groups: ['lab'] }] } }));
+  });
+  afterAll(async () => {
+    await cli(['checkin', '--all']);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints its version and lists providers with their options from the zod schemas', async () => {
+    const v = await cli(['--version']);
+    const pkg = JSON.parse(await readFile('package.json', 'utf8')) as { version: string };
+    expect(v).toMatchObject({ status: 0, stdout: `${pkg.version}\n` });
+    const list = await cli(['providers']);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/^local\s+A fresh home directory/m);
+    expect(list.stdout).toMatch(/^static\s+Existing machines/m);
+    const one = await cli(['providers', 'local']);
+    expect(one.stdout).toMatch(/--name\s+string/);
+    expect(one.stdout).toMatch(/--files\s+object/);
+    const live = await cli(['providers', 'static', '--live', '--json']);
+    expect(live.status).toBe(0);
+    expect((JSON.parse(live.stdout) as { live: { machines: Array<{ name: string }> } }).live.machines.map((m) => m.name)).toEqual(['lab1']);
+  });
+
+  it('checks out, lists, runs commands over ssh, duplicates, and checks in', async () => {
+    const out = join(dir, 'checkout.json');
+    const co = await cli(['checkout', '--provider', 'local', '--name', 'web', '--count', '2', '--files', '{"motd.txt":"hello"}', '--output-file', out]);
+    expect(co.stderr).toBe('');
+    expect(co.status).toBe(0);
+    expect(co.stdout).toMatch(/^NAME\s+ADDRESS/);
+    const made = await json<Rec[]>(out);
+    expect(made.map((r) => [r.name, r.provider, r.state])).toEqual([
+      ['web-0', 'local', 'ready'],
+      ['web-1', 'local', 'ready'],
+    ]);
+    // --files was parsed as JSON because the schema says object.
+    expect(made[0]!.recipe.args.files).toEqual({ 'motd.txt': 'hello' });
+
+    const inv = await cli(['inventory']);
+    expect(inv.stdout).toMatch(/^#\s+NAME/);
+    expect(inv.stdout).toMatch(/^0\s+web-0\s+root@127\.0\.0\.1:\d+\s+local\s+ready/m);
+    const details = parseYaml((await cli(['inventory', '--details', '--filter', 'name=web-1'])).stdout) as Rec[];
+    expect(details.map((r) => r.id)).toEqual([made[1]!.id]);
+    const filtered = JSON.parse((await cli(['inventory', '--json', '--filter', 'name}-0'])).stdout) as Rec[];
+    expect(filtered.map((r) => r.name)).toEqual(['web-0']);
+
+    const ssh = await cli(['ssh', 'web-0', 'cat motd.txt; echo; exit 3']);
+    expect(ssh).toMatchObject({ status: 3, stdout: 'hello\n' });
+    const byIndex = await cli(['ssh', '1', 'echo', 'from', '$((6*7))']);
+    expect(byIndex).toMatchObject({ status: 0, stdout: 'from 42\n' });
+    const shell = await cli(['ssh', 'web-0'], { input: 'echo in-shell-$((1+1))\nexit 4\n' });
+    expect(shell.stdout).toContain('in-shell-2');
+    expect(shell.status).toBe(4);
+
+    const dupOut = join(dir, 'dup.json');
+    const dup = await cli(['duplicate', 'web-0', '--output-file', dupOut]);
+    expect(dup.status).toBe(0);
+    const copies = await json<Rec[]>(dupOut);
+    expect(copies).toHaveLength(1);
+    expect(copies[0]!.recipe.args.files).toEqual({ 'motd.txt': 'hello' });
+
+    const ext = await cli(['extend', 'web-0', '--lease', '1h']);
+    expect(ext.status).toBe(2);
+    expect(ext.stderr).toMatch(/provider `local` has no leases to extend \(web-0\)/);
+
+    const ci = await cli(['checkin', 'web-0', copies[0]!.id, '--output-file', join(dir, 'ci.json')]);
+    expect(ci).toMatchObject({ status: 0 });
+    expect((await json<Array<{ name: string }>>(join(dir, 'ci.json'))).map((r) => r.name).sort()).toEqual([copies[0]!.name, 'web-0'].sort());
+    const rest = await cli(['checkin', '--filter', 'name<web']);
+    expect(rest.stdout).toBe('checked in 1 host(s): web-1\n');
+    expect(JSON.parse((await cli(['inventory', '--json'])).stdout)).toEqual([]);
+  });
+
+  it('brings a topology up, writes its outputs, and destroys it from another process', async () => {
+    const meta = join(dir, 'ipa.yaml');
+    await writeFile(
+      meta,
+      stringify({
+        provider: 'local',
+        domains: [{ name: 'test.example', hosts: [{ name: 'master', role: 'master', group: 'ipaserver', os: 'fedora-40' }, { name: 'replica', role: 'replica', group: 'ipaserver' }] }],
+      }),
+    );
+    const files = { inv: join(dir, 'out', 'inventory.yaml'), ssh: join(dir, 'out', 'ssh_config'), json: join(dir, 'out', 'deployment.json') };
+    const upped = await cli(['up', meta, '--ansible-inventory', files.inv, '--ssh-config', files.ssh, '--json', files.json, '--output-file', join(dir, 'up.json')]);
+    expect(upped.stderr).toBe('');
+    expect(upped.status).toBe(0);
+    expect(upped.stdout).toMatch(/^deployment ipa \(dep-[0-9a-f]+\)/);
+    const inv = parseYaml(await readFile(files.inv, 'utf8')) as { all: { children: { ipaserver: { hosts: Record<string, unknown> } }; hosts: Record<string, Record<string, unknown>> } };
+    expect(Object.keys(inv.all.children.ipaserver.hosts)).toEqual(['master.test.example', 'replica.test.example']);
+    expect(inv.all.hosts['master.test.example']).toMatchObject({ meta_os: 'fedora-40', meta_role: 'master', ansible_user: 'root' });
+    expect(await readFile(files.ssh, 'utf8')).toMatch(/^Host master\.test\.example master\n {2}HostName 127\.0\.0\.1\n {2}Port \d+/m);
+    const dep = await json<{ id: string; hosts: Array<{ fqdn: string }> }>(files.json);
+    expect(dep.hosts.map((h) => h.fqdn)).toEqual(['master.test.example', 'replica.test.example']);
+    expect((await json<{ id: string }>(join(dir, 'up.json'))).id).toBe(dep.id);
+
+    expect((await cli(['deployments'])).stdout).toMatch(new RegExp(`^ipa\\s+${dep.id}\\s+2\\s+2`, 'm'));
+    expect((await cli(['ssh', 'replica', 'hostname >/dev/null && echo ok'])).stdout).toBe('ok\n');
+    const printed = await cli(['output', 'ipa']);
+    expect(parseYaml(printed.stdout)).toEqual(inv);
+    const again = join(dir, 'out', 'again.json');
+    expect((await cli(['output', dep.id, '--json', again])).status).toBe(0);
+    expect((await json<{ hosts: unknown[] }>(again)).hosts).toHaveLength(2);
+
+    const destroyed = await cli(['destroy', 'ipa', '--output-file', join(dir, 'destroy.json')]);
+    expect(destroyed).toMatchObject({ status: 0, stdout: `destroyed deployment ipa (${dep.id}): 2 host(s)\n` });
+    expect(await json(join(dir, 'destroy.json'))).toEqual({ id: dep.id, name: 'ipa', destroyed: ['master.test.example', 'replica.test.example'] });
+    expect(JSON.parse((await cli(['inventory', '--json'])).stdout)).toEqual([]);
+    const gone = await cli(['destroy', 'ipa']);
+    expect(gone.status).toBe(2);
+    expect(gone.stderr).toMatch(/no deployment `ipa`/);
+  });
+
+  it('runs provider actions, syncs and reaps', async () => {
+    const ex = await cli(['execute', '--provider', 'static', '--action', 'machines', '--group', 'lab', '--json']);
+    expect(ex.status).toBe(0);
+    expect((JSON.parse(ex.stdout) as Array<{ name: string; heldBy: unknown }>).map((m) => [m.name, m.heldBy])).toEqual([['lab1', null]]);
+    const noAction = await cli(['execute', '--provider', 'local', '--action', 'nope']);
+    expect(noAction.status).toBe(2);
+    expect(noAction.stderr).toMatch(/provider `local` has no action `nope`; it has no actions/);
+    const badArg = await cli(['execute', '--provider', 'static', '--action', 'machines', '--colour', 'red']);
+    expect(badArg.status).toBe(2);
+    expect(badArg.stderr).toMatch(/unknown option --colour for action `machines` of provider `static`; accepted: --group/);
+
+    const co = JSON.parse((await cli(['checkout', '--provider', 'local', '--name', 'synced', '--json'])).stdout) as Rec[];
+    const sync = await cli(['inventory', '--sync', 'local', '--json']);
+    expect(sync.status).toBe(0);
+    expect((JSON.parse(sync.stdout) as Rec[]).map((r) => r.id)).toEqual([co[0]!.id]);
+    const reap = await cli(['reap', '--output-file', join(dir, 'reap.json')]);
+    expect(reap.status).toBe(0);
+    expect(await json(join(dir, 'reap.json'))).toEqual({ released: [], removed: [] });
+    expect((await cli(['checkin', 'synced'])).status).toBe(0);
+  });
+
+  it('rejects bad input with a message that says which and why, and a non-zero exit', async () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [['checkout', '--provider', 'local', '--colour', 'red'], 2, /unknown option --colour for provider `local`; accepted: --name, --files/],
+      [['checkout', '--provider', 'local', '--count', 'many'], 2, /'--count <n>' argument 'many' is invalid\. expected a whole number of at least 1/],
+      [['checkout', '--provider', 'nosuch'], 2, /unknown provider `nosuch`; known providers: local/],
+      [['checkout', '--provider', 'local', '--name', 'bad name!'], 2, /invalid checkout arguments for provider `local`: name: use letters, digits/],
+      [['checkout', '--nick', 'rhel9'], 2, /there is no nick `rhel9`/],
+      [['checkout'], 2, /checkout needs --provider <name> or --nick <nick>/],
+      [['checkout', '--provider', 'local', '--lease', 'soon'], 2, /'--lease <duration>' argument 'soon' is invalid/],
+      [['checkin'], 2, /say which hosts to check in/],
+      [['checkin', 'ghost'], 2, /no host `ghost` in the inventory/],
+      [['inventory', '--filter', 'name'], 2, /filter/i],
+      [['frobnicate'], 2, /unknown command 'frobnicate'/],
+      [['inventory', '--bogus'], 2, /unknown option '--bogus'/],
+      [['--log-level', 'loud', 'inventory'], 2, /'loud' is invalid\. Allowed choices are silent, error, warn, info, debug, trace/],
+      [['up', join(dir, 'missing.yaml')], 2, /cannot read the metadata file .*missing\.yaml/],
+      [['destroy'], 2, /say which deployment: there is none/],
+    ];
+    for (const [args, status, message] of cases) {
+      const r = await cli(args);
+      expect({ args, status: r.status, stdout: r.stdout }).toEqual({ args, status, stdout: '' });
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(bad, 'provider: local\ndomains:\n  - name: x.test\n    hosts:\n      - name: a\n        colour: red\n');
+    const out = join(dir, 'bad.json');
+    const r = await cli(['up', bad, '--output-file', out]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/hosts\[0\] \(a\)\.colour: unknown host key `colour`/);
+    expect(await json(out)).toMatchObject({ error: { name: 'UserInputError', code: 'USER_INPUT', message: expect.stringContaining('colour') } });
+    // A broken settings file is a settings error (its own exit code).
+    const broken = await mkdtemp(join(tmpdir(), 'hb-cli-bad-'));
+    await writeFile(join(broken, 'broker_settings.yaml'), 'nicks: [1, 2\n');
+    const s = await cli(['inventory'], { env: { BROKER_DIRECTORY: broken } });
+    expect(s.status).toBe(3);
+    expect(s.stderr).toMatch(/broker_settings\.yaml is not valid YAML/);
+    await rm(broken, { recursive: true, force: true });
+  });
+
+  it('keeps secrets out of what it prints and writes', async () => {
+    const secretDir = await mkdtemp(join(tmpdir(), 'hb-cli-secret-'));
+    const password = 'hunter2-very-secret';
+    await writeFile(join(secretDir, '.env'), `LAB_PASSWORD=${password}\n`);
+    await writeFile(join(secretDir, 'broker_settings.yaml'), stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'u', passwordEnv: 'LAB_PASSWORD' }] } }));
+    const out = join(secretDir, 'out.json');
+    const co = await cli(['checkout', '--provider', 'static', '--name', 'lab1', '--output-file', out, '--timeout', '5s'], { env: { BROKER_DIRECTORY: secretDir } });
+    for (const text of [co.stdout, co.stderr, await readFile(out, 'utf8'), await readFile(join(secretDir, 'inventory.json'), 'utf8').catch(() => '')]) expect(text).not.toContain(password);
+    await cli(['checkin', '--all'], { env: { BROKER_DIRECTORY: secretDir } });
+    await rm(secretDir, { recursive: true, force: true });
+  });
+});
