@@ -147,23 +147,25 @@ async function removeContainer(engine: Engine, id: string): Promise<boolean> {
 async function logsTail(container: Dockerode.Container): Promise<string> {
   try {
     const buf = (await container.logs({ stdout: true, stderr: true, tail: 20, follow: false })) as unknown as Buffer;
-    return demuxBuffer(buf).trim();
+    const { stdout, stderr } = demuxLog(buf);
+    return (stdout + stderr).trim();
   } catch {
     return '';
   }
 }
 
-/** Turns a multiplexed log buffer (8-byte frame headers) into text. */
-function demuxBuffer(buf: Buffer): string {
-  if (buf.length < 8 || buf[1] !== 0 || buf[2] !== 0 || buf[3] !== 0 || buf[0]! > 2) return buf.toString();
-  const parts: Buffer[] = [];
+/** Splits a multiplexed log buffer (8-byte frame headers: stream, 0, 0, 0, size) into stdout and stderr. */
+function demuxLog(buf: Buffer): { stdout: string; stderr: string } {
+  if (buf.length < 8 || buf[1] !== 0 || buf[2] !== 0 || buf[3] !== 0 || buf[0]! > 2) return { stdout: buf.toString(), stderr: '' };
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
   let i = 0;
   while (i + 8 <= buf.length) {
     const size = buf.readUInt32BE(i + 4);
-    parts.push(buf.subarray(i + 8, i + 8 + size));
+    (buf[i] === 2 ? err : out).push(buf.subarray(i + 8, i + 8 + size));
     i += 8 + size;
   }
-  return Buffer.concat(parts).toString();
+  return { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
 /** Puts `~/.ssh/authorized_keys` for root into a created (not yet started) container. */
@@ -412,8 +414,6 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<Run
       [LABELS.lease]: new Date(started + timeoutMs + 60_000).toISOString(),
     },
     Env: Object.entries(args.env ?? {}).map(([k, v]) => `${k}=${v}`),
-    AttachStdout: true,
-    AttachStderr: true,
     AttachStdin: stdin,
     OpenStdin: stdin,
     StdinOnce: stdin,
@@ -428,31 +428,38 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<Run
   if (args.user) options.User = args.user;
   const container = await createContainer(engine, options, args.pull);
   try {
-    // `_body: {}` keeps dockerode from sending the options as a request body, which Podman
-    // would pass on to the container's stdin.
-    const attachOptions = { _query: { stream: true, stdout: true, stderr: true, stdin }, _body: {}, stdin, hijack: stdin };
-    const stream = (await container.attach(attachOptions as Dockerode.ContainerAttachOptions)) as unknown as Duplex;
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    stdout.on('data', (c: Buffer) => out.push(c));
-    stderr.on('data', (c: Buffer) => err.push(c));
-    engine.docker.modem.demuxStream(stream, stdout, stderr);
-    const ended = new Promise<void>((resolve) => {
-      stream.on('end', resolve);
-      stream.on('close', resolve);
-      stream.on('error', () => resolve());
-    });
+    // Registered before start so that a fast exit is not missed.
+    const exited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>;
     try {
       await container.start();
     } catch (error) {
       throw startError(error, engine, name);
     }
-    if (stdin) stream.end(args.input);
+    if (stdin) {
+      // Only stdin goes through the attach: the process's stdin stays open (StdinOnce) until this
+      // attach ends it, so there is no race with the start. The empty `file` body gives the
+      // request a Content-Length of 0; a chunked body makes Podman hold the upgrade.
+      const stream = await new Promise<Duplex>((resolve, reject) => {
+        engine.docker.modem.dial(
+          {
+            path: `/containers/${container.id}/attach?`,
+            method: 'POST',
+            isStream: true,
+            hijack: true,
+            openStdin: true,
+            file: Buffer.alloc(0),
+            statusCodes: { 101: true, 200: true, 404: 'no such container', 500: 'server error' },
+            options: { _query: { stream: true, stdin: true } },
+          },
+          (error: unknown, result: unknown) => (error ? reject(error) : resolve(result as Duplex)),
+        );
+      });
+      stream.on('error', () => undefined);
+      stream.end(args.input);
+    }
     let timer: NodeJS.Timeout | undefined;
     const waited = await Promise.race([
-      container.wait() as Promise<{ StatusCode: number }>,
+      exited,
       new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), timeoutMs);
       }),
@@ -460,9 +467,10 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<Run
     if (waited === 'timeout') {
       throw new TimeoutError(`\`${args.image}\` did not finish within ${timeoutMs} ms and was removed; raise \`timeout\` if it needs longer.`, timeoutMs);
     }
-    // Output may trail the exit a little.
-    await Promise.race([ended, new Promise((r) => setTimeout(r, 2000))]);
-    return { status: waited.StatusCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), image: args.image, durationMs: Date.now() - started };
+    // Output comes from the container's log, complete once it has exited.
+    const logs = (await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+    const { stdout, stderr } = demuxLog(logs);
+    return { status: waited.StatusCode, stdout, stderr, image: args.image, durationMs: Date.now() - started };
   } catch (error) {
     if (error instanceof ProviderError || error instanceof TimeoutError) throw error;
     throw engineError(error, engine, `running ${args.image}`);
