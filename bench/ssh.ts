@@ -1,0 +1,191 @@
+/**
+ * `npm run bench:ssh`: hostbroker's SSH path against the OpenSSH client, on a real sshd that this
+ * script starts on 127.0.0.1 (the test helper's sshd: `SetEnv SHLVL=1`, so root's .bashrc is
+ * skipped alike for both clients).
+ *
+ * 1. Median latency of sequential `host.execute('true')` on a warm host vs `ssh -S` through a
+ *    ControlMaster running the same command. Target: at most 0.5x.
+ * 2. 200 concurrent `execute` on one host: zero failures, and at least 4x the throughput of
+ *    running the same 200 one by one.
+ * 3. A 256 MiB file: upload with `session.write({ localPath })`, download with
+ *    `session.downloadFile()`, vs `scp` and `scp -O` (both through the ControlMaster, so neither
+ *    side pays for a key exchange). Target: at least 1.0x the faster scp.
+ *
+ * Rounds are interleaved (every scenario once per round) and figures are medians, because other
+ * people's test runs share this machine; the load average is printed with the results.
+ * Environment: BENCH_ROUNDS (5), BENCH_EXECS (30 per round, part 1), BENCH_CONCURRENT (200),
+ * BENCH_MIB (256), BENCH_ONLY (comma list of latency, concurrency, transfer).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Broker } from '../lib/broker.js';
+import type { Host } from '../hosts/host.js';
+import { sshdProvider } from '../test/helpers/providers.js';
+import { startSshd, type Sshd } from '../test/helpers/sshd.js';
+import { startMaster, type OpenSshMaster } from './lib/openssh.js';
+import { load, median, table, timed } from './lib/stats.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const EXECS = Number(process.env.BENCH_EXECS ?? 30);
+const CONCURRENT = Number(process.env.BENCH_CONCURRENT ?? 200);
+const MIB = Number(process.env.BENCH_MIB ?? 256);
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,concurrency,transfer').split(','));
+
+type Row = [string, string, string, string, string, string];
+const rows: Row[] = [['measure', 'hostbroker', 'OpenSSH', 'ratio', 'target', '']];
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+const mbs = (bytes: number, millis: number) => (bytes / 1e6 / (millis / 1000));
+
+async function latency(host: Host, master: OpenSshMaster): Promise<void> {
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < EXECS; i++) {
+      // Alternate one by one so a burst of load hits both alike.
+      a.push(await timed(async () => {
+        const r = await host.execute('true');
+        if (r.status !== 0) throw new Error(`true exited ${r.status}`);
+      }));
+      b.push(await timed(() => master.exec('true')));
+    }
+    ours.push(...a);
+    theirs.push(...b);
+    console.log(`  latency round ${round + 1}: hostbroker ${ms(median(a))}, ssh -S ${ms(median(b))}  (load ${load()})`);
+  }
+  const ratio = median(ours) / median(theirs);
+  rows.push(['1. execute(true), median latency', ms(median(ours)), ms(median(theirs)) + ' (ssh -S)', `${ratio.toFixed(2)}x`, '<= 0.5x', verdict(ratio <= 0.5)]);
+}
+
+async function concurrency(host: Host): Promise<void> {
+  const run = async (i: number): Promise<boolean> => {
+    try {
+      const r = await host.execute(`echo ${i}`);
+      return r.status === 0 && r.stdout === `${i}\n`;
+    } catch {
+      return false;
+    }
+  };
+  // Warm-up: the first burst opens the pool's extra connections.
+  await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => run(i)));
+  const seq: number[] = [];
+  const par: number[] = [];
+  let failures = 0;
+  for (let round = 0; round < ROUNDS; round++) {
+    seq.push(await timed(async () => {
+      for (let i = 0; i < CONCURRENT; i++) if (!(await run(i))) failures++;
+    }));
+    par.push(await timed(async () => {
+      const ok = await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => run(i)));
+      failures += ok.filter((x) => !x).length;
+    }));
+    console.log(`  concurrency round ${round + 1}: one by one ${ms(seq.at(-1)!)}, concurrent ${ms(par.at(-1)!)}  (load ${load()})`);
+  }
+  const ratio = median(seq) / median(par);
+  const rate = (t: number) => `${((CONCURRENT / t) * 1000).toFixed(0)}/s`;
+  rows.push([`2. ${CONCURRENT} concurrent executes`, `${rate(median(par))}, ${failures} failed`, `${rate(median(seq))} one by one`, `${ratio.toFixed(2)}x`, '>= 4x, 0 failed', verdict(ratio >= 4 && failures === 0)]);
+}
+
+async function makeFile(path: string, bytes: number): Promise<string> {
+  const fh = await open(path, 'w');
+  const hash = createHash('sha256');
+  for (let done = 0; done < bytes; ) {
+    const chunk = randomBytes(Math.min(8 << 20, bytes - done));
+    hash.update(chunk);
+    await fh.write(chunk);
+    done += chunk.length;
+  }
+  await fh.close();
+  return hash.digest('hex');
+}
+
+async function sha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function transfer(host: Host, master: OpenSshMaster, sshd: Sshd, local: string): Promise<void> {
+  const bytes = MIB * 1024 * 1024;
+  const src = join(local, 'src.bin');
+  const digest = await makeFile(src, bytes);
+  const remoteSrc = join(sshd.dir, 'src.bin');
+  const remoteDest = join(sshd.dir, 'dest.bin');
+  const localDest = join(local, 'dest.bin');
+  await host.session.write({ localPath: src }, remoteSrc);
+
+  const t: Record<string, number[]> = { up: [], upScp: [], upScpO: [], down: [], downScp: [], downScpO: [] };
+  const scenarios: Array<[keyof typeof t, () => Promise<unknown>, string]> = [
+    ['up', () => host.session.write({ localPath: src }, remoteDest), remoteDest],
+    ['upScp', () => master.scp(src, master.remote(remoteDest), false), remoteDest],
+    ['upScpO', () => master.scp(src, master.remote(remoteDest), true), remoteDest],
+    ['down', () => host.session.downloadFile(remoteSrc, localDest), localDest],
+    ['downScp', () => master.scp(master.remote(remoteSrc), localDest, false), localDest],
+    ['downScpO', () => master.scp(master.remote(remoteSrc), localDest, true), localDest],
+  ];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, fn, dest] of scenarios) {
+      // The remote side is this machine too: remove the destination untimed so every run creates it.
+      await rm(dest, { force: true });
+      t[name]!.push(await timed(fn));
+      if ((await stat(dest)).size !== bytes) throw new Error(`${name}: ${dest} has the wrong size`);
+      if (round === 0 && (name === 'up' || name === 'down') && (await sha256(dest)) !== digest) throw new Error(`${name}: ${dest} differs from the source`);
+    }
+    const f = (k: keyof typeof t) => mbs(bytes, t[k]!.at(-1)!).toFixed(0);
+    console.log(
+      `  transfer round ${round + 1} (MB/s): up ${f('up')} vs scp ${f('upScp')} / scp -O ${f('upScpO')}; down ${f('down')} vs scp ${f('downScp')} / scp -O ${f('downScpO')}  (load ${load()})`,
+    );
+  }
+  await rm(localDest, { force: true });
+  const rate = (k: keyof typeof t) => mbs(bytes, median(t[k]!));
+  for (const [dir, ours, scp, scpO, how] of [
+    ['upload', 'up', 'upScp', 'upScpO', 'write({ localPath })'],
+    ['download', 'down', 'downScp', 'downScpO', 'downloadFile()'],
+  ] as const) {
+    const best = Math.max(rate(scp), rate(scpO));
+    const ratio = rate(ours) / best;
+    rows.push([
+      `3. ${MIB} MiB ${dir}, ${how}`,
+      `${rate(ours).toFixed(0)} MB/s`,
+      `scp ${rate(scp).toFixed(0)}, scp -O ${rate(scpO).toFixed(0)} MB/s`,
+      `${ratio.toFixed(2)}x`,
+      '>= 1.0x faster scp',
+      verdict(ratio >= 1),
+    ]);
+  }
+}
+
+async function main(): Promise<void> {
+  const startLoad = load();
+  const sshd = await startSshd();
+  const local = await mkdtemp(join(tmpdir(), 'hb-bench-ssh-'));
+  const broker = new Broker({ directory: join(local, 'broker'), providers: [sshdProvider(sshd)] });
+  const master = await startMaster(sshd, local);
+  console.log(`bench:ssh — sshd on ${sshd.host}:${sshd.port}; ${ROUNDS} rounds; ${cpus().length} CPUs; load average at start ${startLoad}`);
+  try {
+    const host = await broker.checkout({ provider: 'sshd' });
+    for (let i = 0; i < 5; i++) await host.execute('true');
+    await master.exec('true');
+    if (ONLY.has('latency')) await latency(host, master);
+    if (ONLY.has('concurrency')) await concurrency(host);
+    if (ONLY.has('transfer')) await transfer(host, master, sshd, local);
+    await host.checkin();
+  } finally {
+    await master.stop();
+    await broker.close();
+    await sshd.stop();
+    await rm(local, { recursive: true, force: true });
+  }
+  console.log('');
+  console.log(table(rows));
+  console.log('');
+  console.log(`Load average (1/5/15 min) at start ${startLoad}, at end ${load()} on ${cpus().length} CPUs.`);
+  console.log('This machine is shared with other test runs: figures move with the load; compare ratios from the same run.');
+}
+
+await main();
