@@ -42,7 +42,8 @@ async function json<T>(path: string): Promise<T> {
 
 type Rec = { id: string; name: string; provider: string; state: string; recipe: { args: Record<string, unknown> } };
 
-describe('hostbroker CLI', () => {
+// Every command is a fresh Node process compiling TypeScript: generous limits on a loaded machine.
+describe('hostbroker CLI', { timeout: 400_000 }, () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hb-cli-'));
     // A static machine that nothing listens on: enough for `execute` and `providers --live`.
@@ -106,9 +107,14 @@ describe('hostbroker CLI', () => {
     expect(copies).toHaveLength(1);
     expect(copies[0]!.recipe.args.files).toEqual({ 'motd.txt': 'hello' });
 
-    const ext = await cli(['extend', 'web-0', '--lease', '1h']);
-    expect(ext.status).toBe(2);
-    expect(ext.stderr).toMatch(/provider `local` has no leases to extend \(web-0\)/);
+    const ext = await cli(['extend', 'web-0', '--lease', '1h', '--json']);
+    expect(ext.status).toBe(0);
+    const lease = Date.parse((JSON.parse(ext.stdout) as Array<{ leaseExpires: string }>)[0]!.leaseExpires) - Date.now();
+    expect(lease).toBeGreaterThan(50 * 60_000);
+    expect(lease).toBeLessThanOrEqual(60 * 60_000);
+    const noLease = await cli(['extend', 'web-1']);
+    expect(noLease.status).toBe(2);
+    expect(noLease.stderr).toMatch(/say how long to extend web-1/);
 
     const ci = await cli(['checkin', 'web-0', copies[0]!.id, '--output-file', join(dir, 'ci.json')]);
     expect(ci).toMatchObject({ status: 0 });
@@ -196,11 +202,13 @@ describe('hostbroker CLI', () => {
       [['up', join(dir, 'missing.yaml')], 2, /cannot read the metadata file .*missing\.yaml/],
       [['destroy'], 2, /say which deployment: there is none/],
     ];
-    for (const [args, status, message] of cases) {
-      const r = await cli(args);
+    // None of these changes anything, so they run side by side.
+    const results = await Promise.all(cases.map(([args]) => cli(args)));
+    cases.forEach(([args, status, message], i) => {
+      const r = results[i]!;
       expect({ args, status: r.status, stdout: r.stdout }).toEqual({ args, status, stdout: '' });
       expect(r.stderr, args.join(' ')).toMatch(message);
-    }
+    });
     const bad = join(dir, 'bad.yaml');
     await writeFile(bad, 'provider: local\ndomains:\n  - name: x.test\n    hosts:\n      - name: a\n        colour: red\n');
     const out = join(dir, 'bad.json');
