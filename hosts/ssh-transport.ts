@@ -277,8 +277,10 @@ export class SshTransport implements Transport {
         socket.destroy();
         reject(hostKeyError ?? error);
       };
-      socket.once('error', fail);
-      client.once('error', fail);
+      // `on`, not `once`: before the handshake ssh2 may emit a second error (e.g. "Connection lost
+      // before handshake" after a reset), which would otherwise be an uncaught 'error' event.
+      socket.on('error', fail);
+      client.on('error', fail);
       client.once('ready', () => {
         clearTimeout(timer);
         socket.off('error', fail);
