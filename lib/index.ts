@@ -52,6 +52,7 @@ export type { InventoryOptions } from './inventory.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter } from './filter.js';
 export { createLogger } from './logger.js';
+export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
 export { defineProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
 export type {

@@ -100,8 +100,8 @@ export type SettingsInput = z.input<typeof SettingsSchema> & Record<string, unkn
 export const SETTINGS_FILE = 'broker_settings.yaml';
 
 /**
- * Loads and validates settings for a directory.
- * @param providerNames names of known providers: top-level keys with these names are provider sections.
+ * Loads and validates settings for a directory. `options.providerNames` are the known providers:
+ * top-level keys with these names are provider sections.
  */
 export function loadSettings(
   directory: string,

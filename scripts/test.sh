@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `npm test`: prepares what the tests need (system packages, the Podman API service, local images),
+# type-checks, runs the whole suite, then the example suites. Arguments go to vitest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/setup-test-env.sh
+elif sudo -n true 2>/dev/null; then
+  sudo -n bash scripts/setup-test-env.sh
+elif [ "${CI:-}" = "true" ]; then
+  echo "npm test: CI needs root (or password-less sudo) to run scripts/setup-test-env.sh" >&2
+  exit 1
+else
+  echo "npm test: not root, so scripts/setup-test-env.sh was not run; tests that need sshd, Podman or libvirt skip and say why (run 'sudo bash scripts/setup-test-env.sh' once)." >&2
+fi
+
+echo "== type check"
+npx tsc --noEmit -p .
+
+echo "== test suite"
+npx vitest run "$@"
+
+if [ $# -eq 0 ] && [ -f examples/fixtures/vitest.config.ts ]; then
+  echo "== example suites"
+  npx vitest run --config examples/fixtures/vitest.config.ts
+fi
