@@ -142,7 +142,7 @@ export class SitePlan<T extends readonly Whiteprint<object>[] = Whiteprint<objec
   readonly defaults: Config;
   readonly resourcePaths: readonly string[];
 
-  constructor(steps: PlanSteps<T> | readonly PlanStep[], options: SitePlanOptions = {}) {
+  constructor(steps: PlanSteps<T>, options: SitePlanOptions = {}) {
     if (!Array.isArray(steps)) throw new UserInputError('a SitePlan needs an array of steps, e.g. [{ whiteprint: Greeting, config: { who: "x" } }].');
     const list = steps as readonly PlanStep[];
     list.forEach((s, i) => {

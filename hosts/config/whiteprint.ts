@@ -83,6 +83,8 @@ export interface RunState {
   /** Config after merging, before the schema parsed it. */
   rawConfig: Config;
   config?: Config;
+  /** Template variables inherited from the whiteprint that uses this one (prefabs see their user's config). */
+  inheritedVars: Config;
   /** Folder name under resource paths (the whiteprint's name, or its user's for prefabs). */
   resourceName?: string;
   parentResourceName?: string;
@@ -242,7 +244,16 @@ export abstract class Whiteprint<C extends object = Config> {
 
   /** Renders a template with the config, `target` (the facts), and `vars` over them. */
   protected render(template: string, vars: Config = {}, name = `a template of whiteprint \`${this.name}\``): string {
-    return renderTemplate(template, { ...(this.cfg as Config), target: this.target, ...vars }, { name });
+    return renderTemplate(template, { ...this.templateVars(), ...vars }, { name });
+  }
+
+  /**
+   * What templates see: the config of the whiteprint using this one (for prefabs), the merged
+   * config including keys the schema does not name (plan-wide defaults), the parsed config, and `target`.
+   */
+  protected templateVars(): Config {
+    const s = this.state;
+    return { ...s.inheritedVars, ...s.rawConfig, ...(this.cfg as Config), target: this.target };
   }
 
   /** Reads a remote file. */
@@ -278,6 +289,7 @@ export abstract class Whiteprint<C extends object = Config> {
       mode,
       trail: s.trail,
       parentResourceName: s.resourceName ?? this.name,
+      inheritedVars: {},
     });
     s.changes.push(...child.changes);
     s.drift.push(...child.drift);
@@ -312,6 +324,8 @@ export interface RunContext {
   mode: string;
   trail: string[];
   parentResourceName?: string;
+  /** Template variables of the whiteprint using this one. */
+  inheritedVars?: Config;
   /** Label for config messages, e.g. `step g1`. */
   stepLabel?: string;
 }
@@ -332,6 +346,7 @@ export async function runWhiteprint(whiteprint: WhiteprintClass, layers: readonl
     phase: ctx.phase,
     mode: ctx.mode,
     rawConfig,
+    inheritedVars: ctx.inheritedVars ?? {},
     trail: ctx.trail,
     changes: [],
     drift: [],
@@ -349,6 +364,7 @@ export async function runWhiteprint(whiteprint: WhiteprintClass, layers: readonl
       ...ctx,
       trail: state.trail,
       parentResourceName: state.resourceName,
+      inheritedVars: instance['templateVars'](),
       stepLabel: `${state.trail.join(' > ')} > ${p.whiteprint.name}`,
     });
     state.changes.push(...out.changes.map((c) => `${out.name}: ${c}`));
