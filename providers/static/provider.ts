@@ -4,7 +4,8 @@
  * choice and the reservation happen in one `inventory.update`, i.e. under the cross-process lock.
  * @module
  */
-import { hostname as machineHostname } from 'node:os';
+import { homedir, hostname as machineHostname } from 'node:os';
+import { join } from 'node:path';
 import { ProviderError, UserInputError } from '../../lib/errors.js';
 import { isProcessAlive } from '../../lib/identity.js';
 import type { ProviderContext, ProviderImplementation } from '../../lib/provider.js';
@@ -14,6 +15,11 @@ import type { StaticArgs, StaticInstance, StaticMachine } from './definition.js'
 /** Identity of a machine across instances: two instances listing one box still share it. */
 function addressOf(m: StaticMachine): string {
   return `${m.hostname}:${m.port}`;
+}
+
+/** `~/x` in settings means the user's home, as in OpenSSH. */
+function expandHome(path: string): string {
+  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
 }
 
 function machinesOf(ctx: ProviderContext): StaticMachine[] {
@@ -90,7 +96,7 @@ const provider: ProviderImplementation<StaticArgs> = {
         host: m.hostname,
         port: m.port,
         username: m.username ?? ctx.settings.ssh.username,
-        ...(m.privateKeyPath ? { privateKeyPath: m.privateKeyPath } : {}),
+        ...(m.privateKeyPath ? { privateKeyPath: expandHome(m.privateKeyPath) } : {}),
         ...(m.passwordEnv ? { passwordEnv: m.passwordEnv } : {}),
       },
       data: { address: addressOf(m), machine: m.name, groups: m.groups, labels: m.labels },
