@@ -32,6 +32,9 @@ import { redact } from './secrets.js';
 import { loadSettings, resolveInstance, toMs, type Duration, type Settings, type SettingsInput } from './settings.js';
 import type { Deployment, TopologyMetadata, UpOptions } from './topology/index.js';
 
+/** Most hosts one checkout may ask for. */
+const MAX_COUNT = 1000;
+
 /** Options for `new Broker()`. */
 export interface BrokerOptions<H extends Host = Host> {
   /** Where settings and the inventory live. Default `$BROKER_DIRECTORY`, else `~/.broker`. */
@@ -172,6 +175,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     const args = validateArgs(definition, rawArgs);
     const count = req.count;
     if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new UserInputError(`count must be a whole number of at least 1, not ${JSON.stringify(count)}.`);
+    // A huge count would build that many intent records (or throw a RangeError) before any check.
+    if (count !== undefined && count > MAX_COUNT) throw new UserInputError(`count ${count} is more than ${MAX_COUNT} hosts in one checkout; check out in several smaller groups.`);
     const ctx = this.context(definition, req.instance);
     const impl = await this.implementation(provider);
     const policy = req.onPartialFailure ?? this.settings.checkout.onPartialFailure;

@@ -143,6 +143,8 @@ export function parseSettings(input: Record<string, unknown>, providerNames: rea
     }
     const provider = names.get(key.toLowerCase());
     if (provider) {
+      // `local:` with nothing under it (null) or a scalar would crash the merge below.
+      if (!isPlain(value)) throw new SettingsError(`${source}: \`${key}\` must be a mapping of ${provider} settings (or be left out), not ${value === null ? 'empty' : Array.isArray(value) ? 'a list' : typeof value}.`);
       providers[provider] = deepMerge((providers[provider] as Record<string, unknown>) ?? {}, value as Record<string, unknown>);
       continue;
     }
