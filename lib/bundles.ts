@@ -27,7 +27,8 @@ import { scrub } from './secrets.js';
 import { Duration, formatIssues, toMs, type Settings } from './settings.js';
 
 /** Octal file mode as a quoted string; YAML would read an unquoted 0644 as the decimal 644. */
-const Mode = z.string().regex(/^0?[0-7]{3}$|^[0-7]{4}$/, 'write the mode as a quoted octal string, e.g. "0644"');
+const MODE_HINT = 'write the mode as a quoted octal string, e.g. "0644" (unquoted, YAML reads 0644 as the number 644)';
+const Mode = z.string({ error: MODE_HINT }).regex(/^0?[0-7]{3}$|^[0-7]{4}$/, MODE_HINT);
 
 /** A file a bundle copies to the host. */
 export const BundleFile = z.strictObject({
