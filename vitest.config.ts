@@ -6,6 +6,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Prints the reliability suite's figures at the end of the run.
+    globalSetup: ['test/reliability/global-setup.ts'],
     reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

@@ -28,7 +28,7 @@ import type { DiscoveredHost, ProviderContext, ProviderDefinition, ProviderImple
 import type { HostRecord } from './records.js';
 import { builtinProviders, type ProviderArgs } from './registry.js';
 import { describeArgs, mergeRequest, validateArgs, validateInstance, type ArgumentDoc } from './requests.js';
-import { redact } from './secrets.js';
+import { redact, scrub } from './secrets.js';
 import { loadSettings, resolveInstance, toMs, type Duration, type Settings, type SettingsInput } from './settings.js';
 import type { Deployment, TopologyMetadata, UpOptions } from './topology/index.js';
 
@@ -359,6 +359,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   async keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
     const items = await this.resolveTarget(target);
     const at = new Date().toISOString();
+    reason = scrub(reason); // a failure text may quote a password or token
     const kept = await this.inventoryFile.update((data) =>
       items.flatMap((item) => {
         const r = data.hosts.find((h) => h.id === item.record.id);
@@ -788,7 +789,8 @@ function instancesOf(settings: Settings, provider: string): string[] {
 
 function wrapProviderError(provider: string, error: unknown): Error {
   if (BrokerError.isInstance(error)) return error;
-  return new ProviderError(provider, asError(error).message, { cause: error });
+  // A service's error text may quote a registered password or token.
+  return new ProviderError(provider, scrub(asError(error).message), { cause: error });
 }
 
 /** A transport that is created on first use (providers load asynchronously). */
