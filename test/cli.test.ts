@@ -225,6 +225,29 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     await rm(broken, { recursive: true, force: true });
   });
 
+  it('draws progress and wires the shell to a terminal when there is one', async () => {
+    // `script` runs the CLI on a pseudo-terminal, as a person at a terminal would.
+    const onTty = (command: string, input = ''): Promise<Ran> =>
+      new Promise((done, fail) => {
+        const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, BROKER_DIRECTORY: dir, CI: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+        let stdout = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += String(d)));
+        child.on('error', fail);
+        child.on('close', (status) => done({ status, stdout, stderr: '' }));
+        // Type only once the shell is up, as a person would.
+        setTimeout(() => child.stdin.end(input), input ? 8000 : 0);
+      });
+    const cliCmd = `${process.execPath} --import tsx ${MAIN}`;
+    const co = await onTty(`${cliCmd} checkout --provider local --name tty --count 2`);
+    expect(co.status).toBe(0);
+    expect(co.stdout).toContain('\r\x1b[2Kcheckout 1/2 · tty-');
+    expect(co.stdout).toContain('\r\x1b[2Kcheckout 2/2 · tty-');
+    const sh = await onTty(`${cliCmd} ssh tty-0`, 'echo in-tty-$((2+3)); exit 7\n');
+    expect(sh.stdout).toContain('in-tty-5');
+    expect(sh.status).toBe(7);
+    expect((await cli(['checkin', '--filter', 'name{tty-'])).stdout).toMatch(/^checked in 2 host\(s\)/);
+  });
+
   it('keeps secrets out of what it prints and writes', async () => {
     const secretDir = await mkdtemp(join(tmpdir(), 'hb-cli-secret-'));
     const password = 'hunter2-very-secret';

@@ -54,7 +54,7 @@ describe.skipIf(!sshdAvailable())('the seed topology on local and static hosts',
       directory: dir,
       settings: {
         static: { hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, groups: ['clients'] }] },
-      } as never,
+      },
     });
   });
   afterAll(async () => {
@@ -125,7 +125,7 @@ describe.skipIf(!sshdAvailable())('the seed topology on local and static hosts',
     ]);
 
     // Another process (here: another Broker on the same directory) finds and destroys it.
-    const other = new Broker({ directory: dir, settings: broker.settings as never });
+    const other = new Broker({ directory: dir, settings: broker.settings });
     const again = await other.deployment('seed');
     expect(again.hosts.map((h) => h.id)).toEqual(d.hosts.map((h) => h.id));
     await again.destroy();

@@ -30,7 +30,7 @@ export class ProgressLine {
 
   private draw(text: string): void {
     if (!this.enabled) return;
-    const width = Math.max(20, (this.stream.columns ?? 80) - 1);
+    const width = Math.max(20, (this.stream.columns || 80) - 1);
     this.stream.write(`\r\x1b[2K${text.slice(0, width)}`);
     this.drawn = true;
   }

@@ -43,8 +43,21 @@ export const ProvisioningSchema = z
   })
   .catchall(ProviderProvisioningSchema);
 
-/** Provisioning config as a user writes it. */
-export type ProvisioningInput = z.input<typeof ProvisioningSchema>;
+/** Provisioning config as a user writes it: a few top-level keys, and one section per provider. */
+export interface ProvisioningInput {
+  /** Provider of hosts when neither the host nor the metadata names one. */
+  default_provider?: string;
+  /** Default strategy for providers that name none (`abort`). */
+  strategy?: 'abort' | 'retry';
+  /** Default retries under `retry` (2). */
+  max_retry?: number;
+  /** os → Python interpreter for `ansible_python_interpreter` (`default` for the rest). */
+  python?: Record<string, string>;
+  /** The group tree the Ansible inventory starts from (`all: { children: ... }`). */
+  inventory_layout?: Record<string, unknown>;
+  /** Provider sections by provider name. */
+  [provider: string]: ProvisioningConfig | Record<string, unknown> | string | number | undefined;
+}
 /** Validated provisioning config. */
 export type Provisioning = z.output<typeof ProvisioningSchema>;
 

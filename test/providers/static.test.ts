@@ -31,7 +31,7 @@ describe.skipIf(!sshdAvailable())('static provider', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hb-static-'));
     sshd = await startSshd();
-    broker = new Broker({ directory: dir, settings: { static: { hosts: machines(sshd) } } as never });
+    broker = new Broker({ directory: dir, settings: { static: { hosts: machines(sshd) } } });
   });
   afterAll(async () => {
     await broker?.[Symbol.asyncDispose]();
