@@ -152,17 +152,25 @@ const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 async function main(): Promise<void> {
   const engine = await connectEngine({});
   await removeLabelled(engine);
-  const t: Record<string, number[]> = { hbSsh: [], raw: [], tc: [], hbExec: [], rawExec: [] };
+  const t = { hbSsh: [] as number[], raw: [] as number[], tc: [] as number[], hbExec: [] as number[], rawExec: [] as number[] };
   const checkins = { ssh: { checkin: [] as number[] }, exec: { checkin: [] as number[] } };
   console.log(`engine ${engine.where}; ${N} hosts; ${ROUNDS} round(s); load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  const scenarios: Array<[keyof typeof t, () => Promise<number>]> = [
+    ['raw', () => raw(engine)],
+    ['hbSsh', () => hostbroker(SSHD_IMAGE, true, checkins.ssh)],
+    ['tc', () => testcontainers(engine)],
+    ['rawExec', () => rawExec(engine)],
+    ['hbExec', () => hostbroker(BUSYBOX_IMAGE, false, checkins.exec)],
+  ];
   for (let round = 0; round < ROUNDS; round++) {
-    // Interleaved so that drift in machine load hits every scenario alike.
-    t.raw!.push(await raw(engine));
-    t.hbSsh!.push(await hostbroker(SSHD_IMAGE, true, checkins.ssh));
-    t.tc!.push(await testcontainers(engine));
-    t.rawExec!.push(await rawExec(engine));
-    t.hbExec!.push(await hostbroker(BUSYBOX_IMAGE, false, checkins.exec));
-    console.log(`round ${round + 1}: raw ${fmt(t.raw!.at(-1)!)}, hostbroker ${fmt(t.hbSsh!.at(-1)!)}, testcontainers ${fmt(t.tc!.at(-1)!)}, raw exec ${fmt(t.rawExec!.at(-1)!)}, hostbroker exec ${fmt(t.hbExec!.at(-1)!)}`);
+    // Each round starts one scenario later, so that drift in machine load and the engine's
+    // clean-up of the previous scenario hit every scenario alike; a pause lets that clean-up end.
+    for (let i = 0; i < scenarios.length; i++) {
+      const [key, fn] = scenarios[(i + round) % scenarios.length]!;
+      await new Promise((r) => setTimeout(r, 3000));
+      t[key].push(await fn());
+    }
+    console.log(`round ${round + 1}: raw ${fmt(t.raw.at(-1)!)}, hostbroker ${fmt(t.hbSsh.at(-1)!)}, testcontainers ${fmt(t.tc.at(-1)!)}, raw exec ${fmt(t.rawExec.at(-1)!)}, hostbroker exec ${fmt(t.hbExec.at(-1)!)}`);
   }
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)])) as Record<keyof typeof t, number>;
   console.log(`\n${N} SSH-ready hosts, until all answer \`true\` (median):`);

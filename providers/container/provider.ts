@@ -3,7 +3,6 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
@@ -16,7 +15,7 @@ import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, s
 import { ExecTransport } from './exec-transport.js';
 import { packFile } from './archive.js';
 import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './spec.js';
-import { createHostKey, keyPathFor, removeHostKey, waitForLogin } from './ssh.js';
+import { createHostKey, keyPathFor, removeHostKey, waitForSshd } from './ssh.js';
 
 const PROVIDER = 'container';
 
@@ -220,9 +219,12 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     const key = ssh ? await createHostKey(ctx.directory, record.id) : undefined;
     const options = createOptions({ args, name, record, instance: ctx.instance, publishAddress: instance.publishAddress, ...(ssh ? { ssh: { user: ssh.user, port: ssh.port } } : {}), ...(key ? { publicKey: key.publicKey } : {}) });
     let container: Dockerode.Container | undefined;
+    const t0 = Date.now();
+    const trace = (step: string): void => ctx.logger.debug(`container ${name}: ${step}`, { ms: Date.now() - t0 });
     try {
       checkAborted(ctx, `checkout of ${name}`);
       container = await createContainer(engine, options, args.pull);
+      trace('created');
       checkAborted(ctx, `checkout of ${name}`);
       let keyInjected = false;
       if (key && ssh?.user === 'root') keyInjected = await injectRootKey(container, key.publicKey).then(() => true, () => false);
@@ -231,6 +233,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       } catch (error) {
         throw startError(error, engine, name);
       }
+      trace('started');
       let info: Dockerode.ContainerInspectInfo;
       try {
         info = await container.inspect();
@@ -255,11 +258,9 @@ const implementation: ProviderImplementation<ContainerArgs> = {
           await injectUserKey(new ExecTransport({ engine: async () => engine, container: info.Id, label, user: '0' }), ssh.user, key.publicKey);
         }
         const timeoutMs = toMs(ssh.readyTimeout ?? instance.sshReadyTimeout);
-        await waitForLogin({
+        await waitForSshd({
           host: instance.publishAddress,
           port,
-          username: ssh.user,
-          privateKey: await readFile(key.privateKeyPath),
           timeoutMs,
           signal: ctx.signal,
           label,
@@ -273,6 +274,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
             return undefined;
           },
         });
+        trace('sshd answers');
         connection = { kind: 'ssh', host: instance.publishAddress, port, username: ssh.user, privateKeyPath: key.privateKeyPath };
       }
       return {

@@ -35,12 +35,10 @@ export async function removeHostKey(directory: string, recordId: string): Promis
   await rm(keyPathFor(directory, recordId), { force: true });
 }
 
-/** Options for {@link waitForLogin}. */
-export interface WaitForLoginOptions {
+/** Options for {@link waitForSshd}. */
+export interface WaitForSshdOptions {
   host: string;
   port: number;
-  username: string;
-  privateKey: Buffer;
   timeoutMs: number;
   signal?: AbortSignal;
   /** Says why waiting is pointless (e.g. the container exited), or undefined while it may still work. */
@@ -48,56 +46,57 @@ export interface WaitForLoginOptions {
   label: string;
 }
 
-/** Retries an SSH login until it succeeds, the host is dead, or time runs out. */
-export async function waitForLogin(options: WaitForLoginOptions): Promise<void> {
-  const { Client } = await loadSsh2();
+/**
+ * Waits until sshd greets (`SSH-2.0-...`) on the published port. The key is in place before
+ * sshd starts, so the login that follows (the Broker's, whose connection the session keeps)
+ * works at once; a key exchange here as well would cost a second handshake per host.
+ */
+export async function waitForSshd(options: WaitForSshdOptions): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let last = 'no attempt yet';
   let attempt = 0;
   for (;;) {
     if (options.signal?.aborted) throw new TimeoutError(`waiting for SSH on ${options.label} was aborted`, options.timeoutMs, { cause: options.signal.reason });
     try {
-      await loginOnce(Client, options, Math.max(1000, Math.min(5000, deadline - Date.now())));
+      await greeting(options.host, options.port, Math.max(500, Math.min(3000, deadline - Date.now())));
       return;
     } catch (error) {
       last = messageOf(error);
     }
-    // Checking the container costs a request: do it every few attempts, not each time.
-    if (options.check && attempt++ % 5 === 4) {
+    // Asking the engine costs a request: every few attempts, not each time.
+    if (options.check && attempt++ % 8 === 7) {
       const dead = await options.check();
       if (dead) throw new HostConnectionError(`${options.label} will not answer SSH: ${dead}`);
     }
     if (Date.now() > deadline) {
       const dead = await options.check?.();
       throw new TimeoutError(
-        `${options.label} did not accept an SSH login within ${Math.round(options.timeoutMs / 1000)} s (last: ${last})${dead ? `; ${dead}` : ''}. ` +
-          'Check that the image runs sshd and lets the user log in with a key, or raise ssh.readyTimeout.',
+        `${options.label} did not answer SSH within ${Math.round(options.timeoutMs / 1000)} s (last: ${last})${dead ? `; ${dead}` : ''}. ` +
+          'Check that the image runs sshd on the port given in `ssh.port`, or raise ssh.readyTimeout.',
         options.timeoutMs,
       );
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-function loginOnce(ClientClass: typeof import('ssh2').Client, options: WaitForLoginOptions, timeoutMs: number): Promise<void> {
+/** Connects and reads the server's identification line. */
+function greeting(host: string, port: number, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: options.host, port: options.port });
-    socket.setNoDelay(true);
-    const client = new ClientClass();
-    const timer = setTimeout(() => done(new Error('no answer')), timeoutMs);
-    let settled = false;
+    const socket = netConnect({ host, port });
+    let text = '';
+    const timer = setTimeout(() => done(new Error('no greeting')), timeoutMs);
     const done = (error?: Error): void => {
-      if (settled) return;
-      settled = true;
       clearTimeout(timer);
-      client.end();
       socket.destroy();
       if (error) reject(error);
       else resolve();
     };
-    socket.once('error', done);
-    client.once('error', done);
-    client.once('ready', () => done());
-    client.connect({ sock: socket, username: options.username, privateKey: options.privateKey, readyTimeout: timeoutMs, hostVerifier: () => true });
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (text.includes('\n')) done(/^SSH-\d/m.test(text) ? undefined : new Error(`not an SSH server: ${JSON.stringify(text.slice(0, 40))}`));
+    });
+    socket.once('error', (e) => done(e));
+    socket.once('close', () => done(new Error('closed before the SSH greeting')));
   });
 }
