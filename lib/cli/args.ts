@@ -33,6 +33,10 @@ export function coerce(value: string, doc: ArgumentDoc, flag: string): unknown {
   if (isStructured(t)) {
     if (/\.(json|ya?ml)$/i.test(value) && existsSync(value)) return parseStructured(readFileSync(value, 'utf8'), flag, value);
     if (/^\s*[[{]/.test(value)) return parseStructured(value, flag);
+    // `k=v,k2=v2` for string maps such as labels or tags.
+    if (/\bobject\b/.test(t) && /^[\w.\/-]+=[^,]*(,[\w.\/-]+=[^,]*)*$/.test(value)) {
+      return Object.fromEntries(value.split(',').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
+    }
   }
   if (isNumberType(t) && !/\bstring\b/.test(t)) throw new UserInputError(`option --${flag} takes a number (${t}), not ${JSON.stringify(value)}.`);
   if (isBooleanType(t) && !/\bstring\b/.test(t) && !isStructured(t)) throw new UserInputError(`option --${flag} takes true or false, not ${JSON.stringify(value)}.`);
