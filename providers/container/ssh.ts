@@ -54,7 +54,7 @@ export interface WaitForSshdOptions {
 export async function waitForSshd(options: WaitForSshdOptions): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let last = 'no attempt yet';
-  let attempt = 0;
+  let lastCheck = Date.now();
   for (;;) {
     if (options.signal?.aborted) throw new TimeoutError(`waiting for SSH on ${options.label} was aborted`, options.timeoutMs, { cause: options.signal.reason });
     try {
@@ -63,8 +63,9 @@ export async function waitForSshd(options: WaitForSshdOptions): Promise<void> {
     } catch (error) {
       last = messageOf(error);
     }
-    // Asking the engine costs a request: every few attempts, not each time.
-    if (options.check && attempt++ % 8 === 7) {
+    // Asking the engine costs it work while it may be starting other containers: every 2 s.
+    if (options.check && Date.now() - lastCheck > 2000) {
+      lastCheck = Date.now();
       const dead = await options.check();
       if (dead) throw new HostConnectionError(`${options.label} will not answer SSH: ${dead}`);
     }
