@@ -78,4 +78,5 @@ export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, Topology
 export { Whiteprint, SitePlan, PlanReport, Prefab, prefab, DriftError, gatherFacts, renderTemplate, resolveResource } from '../hosts/config/index.js';
 export { Apt, Pip3, Folder, FileFromString, FileFromPath, Symlink, LineInFile, FileExistsValidator } from '../hosts/config/index.js';
 export type { ApplyConfig, Config, ConfigInput, ConfigOf, ConfigTarget, Facts, PlanStep, PrefabAction, PrefabSpec, SitePlanOptions, StepReport, StepStatus, UploadOptions, WhiteprintClass, WhiteprintExecOptions } from '../hosts/config/index.js';
-export type { Bundle, BundleInput, BundleFile, BundleScript } from './bundles.js';
+export { applyBundles, parseBundle } from './bundles.js';
+export type { ApplyBundlesOptions, Bundle, BundleInput, BundleFile, BundleScript, BundleTarget } from './bundles.js';

@@ -104,7 +104,7 @@ export class PlanReport {
   /** One line per step, for logs and test output. */
   toString(): string {
     const lines = this.steps.map((s) => {
-      const detail = s.status === 'failed' ? `: ${s.error?.message.split('\n')[0]}` : s.changes.length ? ` (${s.changes.length} change${s.changes.length > 1 ? 's' : ''})` : '';
+      const detail = s.drift.length ? `: ${s.drift.join('; ')}` : s.status === 'failed' ? `: ${s.error?.message.split('\n')[0]}` : s.changes.length ? ` (${s.changes.length} change${s.changes.length > 1 ? 's' : ''})` : '';
       return `  ${s.step}: ${s.status} in ${s.durationMs} ms${detail}`;
     });
     return `${this.phase === 'validate' ? 'validate' : 'apply'} ${this.mode} on ${this.host}: ${this.ok ? 'ok' : 'FAILED'}\n${lines.join('\n')}`;
