@@ -6,10 +6,13 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
+import { sleep } from './concurrency.js';
 import { InventoryError, UserInputError } from './errors.js';
+import { isProcessAlive } from './identity.js';
 import { formatIssues } from './settings.js';
 import { type DeploymentRecord, type HostRecord, HostRecord as HostRecordSchema, InventoryFile } from './records.js';
 
@@ -31,6 +34,8 @@ export class Inventory {
   readonly directory: string;
   readonly path: string;
   private readonly lockPath: string;
+  /** Who holds the lock (`pid machine`), so a dead holder's lock can be broken at once. */
+  private readonly ownerPath: string;
   private readonly options: Required<InventoryOptions>;
   /** Serializes this process's updates before taking the file lock. */
   private chain: Promise<unknown> = Promise.resolve();
@@ -39,6 +44,7 @@ export class Inventory {
     this.directory = directory;
     this.path = join(directory, INVENTORY_FILE);
     this.lockPath = join(directory, 'inventory.lock');
+    this.ownerPath = join(directory, 'inventory.lock.owner');
     this.options = { lockWaitMs: options.lockWaitMs ?? 120_000, staleMs: options.staleMs ?? 15_000 };
   }
 
@@ -114,22 +120,7 @@ export class Inventory {
 
   private async locked<T>(change: (data: InventoryFile) => T | Promise<T>): Promise<T> {
     await mkdir(this.directory, { recursive: true });
-    let release: () => Promise<void>;
-    try {
-      release = await lockfile.lock(this.directory, {
-        lockfilePath: this.lockPath,
-        stale: this.options.staleMs,
-        update: Math.max(1000, Math.floor(this.options.staleMs / 3)),
-        // Short waits: the lock is held for a few ms; long backoffs only waste time under contention.
-        retries: { retries: Math.ceil(this.options.lockWaitMs / 25), minTimeout: 2, maxTimeout: 40, factor: 1.5, randomize: true },
-        realpath: false,
-      });
-    } catch (error) {
-      throw new InventoryError(
-        `the inventory ${this.path} stayed locked for ${Math.round(this.options.lockWaitMs / 1000)} s by another process; wait for it, or remove ${this.lockPath} if no hostbroker process is running.`,
-        { cause: error },
-      );
-    }
+    const release = await this.acquire();
     try {
       const data = await this.read();
       const before = JSON.stringify(data);
@@ -141,6 +132,72 @@ export class Inventory {
       return result;
     } finally {
       await release().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes the cross-process lock. A lock whose holder on this machine has died is broken at once
+   * (its pid is in the lock), instead of after proper-lockfile's stale time; one breaker at a time.
+   */
+  private async acquire(): Promise<() => Promise<void>> {
+    const deadline = Date.now() + this.options.lockWaitMs;
+    let delay = 2;
+    for (;;) {
+      try {
+        const release = await lockfile.lock(this.directory, {
+          lockfilePath: this.lockPath,
+          stale: this.options.staleMs,
+          update: Math.max(1000, Math.floor(this.options.staleMs / 3)),
+          retries: 0,
+          realpath: false,
+          // A holder stalled past the stale time lost the lock; its write still lands atomically.
+          onCompromised: () => undefined,
+        });
+        await writeFile(this.ownerPath, `${process.pid} ${hostname()}\n`).catch(() => undefined);
+        return async () => {
+          // The owner note goes first, so nobody mistakes a later holder for this one.
+          await rm(this.ownerPath, { force: true });
+          await release();
+        };
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') {
+          throw new InventoryError(`cannot lock the inventory ${this.path}: ${(error as Error).message}`, { cause: error });
+        }
+      }
+      if (await this.breakDeadLock()) continue;
+      if (Date.now() > deadline) {
+        throw new InventoryError(
+          `the inventory ${this.path} stayed locked for ${Math.round(this.options.lockWaitMs / 1000)} s by another process; wait for it, or remove ${this.lockPath} if no hostbroker process is running.`,
+        );
+      }
+      await sleep(delay * (0.5 + Math.random()));
+      // Short waits: the lock is held for a few ms; long backoffs only waste time under contention.
+      delay = Math.min(delay * 1.5, 40);
+    }
+  }
+
+  /** Removes the lock when its owner (on this machine) is dead. True when it did. */
+  private async breakDeadLock(): Promise<boolean> {
+    const owner = await readFile(this.ownerPath, 'utf8').catch(() => undefined);
+    if (!owner || !holderIsDead(owner)) return false;
+    const breaking = `${this.lockPath}.breaking`;
+    try {
+      await mkdir(breaking);
+    } catch {
+      // Someone else is breaking it; a breaker that died leaves a dir that goes stale.
+      const age = Date.now() - ((await stat(breaking).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age > 10_000) await rm(breaking, { recursive: true, force: true });
+      return false;
+    }
+    try {
+      // Still the same dead owner? (Nobody else can take the lock while its dir exists.)
+      const again = await readFile(this.ownerPath, 'utf8').catch(() => undefined);
+      if (again !== owner) return false;
+      await rm(this.ownerPath, { force: true });
+      await rm(this.lockPath, { recursive: true, force: true });
+      return true;
+    } finally {
+      await rm(breaking, { recursive: true, force: true });
     }
   }
 
@@ -190,6 +247,11 @@ export class Inventory {
     await dir?.sync().catch(() => undefined);
     await dir?.close();
   }
+}
+
+function holderIsDead(owner: string): boolean {
+  const [pid, machine] = owner.trim().split(' ');
+  return machine === hostname() && Number(pid) > 0 && !isProcessAlive(Number(pid));
 }
 
 /** Validates one record, with a message that names the field. */
