@@ -184,6 +184,11 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     const leaseMs = req.lease !== undefined ? toMs(req.lease) : this.settings.checkout.lease !== undefined ? toMs(this.settings.checkout.lease) : undefined;
     const timeoutMs = toMs(req.timeout ?? this.settings.checkout.timeout);
     const bundles = [...this.settings.checkout.bundles, ...(req.bundles ?? [])];
+    if (bundles.length) {
+      // A misspelt or invalid bundle fails before anything is provisioned.
+      const { parseBundle } = await import('./bundles.js');
+      for (const name of bundles) parseBundle(this.settings, name);
+    }
 
     const records = Array.from({ length: n }, (_, i) => this.intentRecord(provider, ctx.instance, args, nick, i, n, leaseMs, req.deployment));
     await this.inventoryFile.update((data) => {
@@ -569,7 +574,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       if (!impl.reap) continue;
       const definition = this.definition(name);
       for (const instance of instancesOf(this.settings, name)) {
-        removed.push(...(await impl.reap(this.context(definition, instance), (id) => known.has(id))));
+        removed.push(...(await impl.reap(this.context(definition, instance), (id) => known.has(id) || this.inventoryFile.hasSync(id))));
       }
     }
     return { released, removed };

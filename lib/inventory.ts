@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFile, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -63,6 +64,20 @@ export class Inventory {
   /** All host records. */
   async hosts(): Promise<HostRecord[]> {
     return (await this.read()).hosts;
+  }
+
+  /**
+   * Whether a record id is in the inventory right now (a synchronous fresh read). Reaping asks
+   * this before removing a resource, so a checkout that started after reaping began is safe:
+   * its record is written before its resource exists. An unreadable file answers true (keep).
+   */
+  hasSync(id: string): boolean {
+    try {
+      const data = JSON.parse(readFileSync(this.path, 'utf8')) as { hosts?: Array<{ id?: unknown }> };
+      return (data.hosts ?? []).some((h) => h.id === id);
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code !== 'ENOENT';
+    }
   }
 
   /** One record by id, or undefined. */
