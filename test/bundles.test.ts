@@ -7,6 +7,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker, type ProgressEvent } from '../lib/broker.js';
 import { applyBundles } from '../lib/bundles.js';
 import { CommandError, SettingsError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';
@@ -133,6 +134,12 @@ describe('bundles at checkout', () => {
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['nope'] })).rejects.toThrow(UserInputError);
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['nope'] })).rejects.toThrow(/no bundle `nope`; known bundles: dev, broken, badMode, needsVar/);
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['needsVar'] })).rejects.toThrow(/`release`/);
+    // Bundle names and their settings are checked before anything is provisioned.
+    const events: ProgressEvent[] = [];
+    const watching = new Broker({ directory: fx.directory, settings: { ...settings, logLevel: 'silent' }, onProgress: (e) => events.push(e) });
+    await expect(watching.checkout({ provider: 'local', bundles: ['dev', 'nope'] })).rejects.toThrow(/no bundle `nope`/);
+    await expect(watching.checkout({ provider: 'local', bundles: ['badMode'] })).rejects.toThrow(SettingsError);
+    expect(events).toEqual([]);
     expect(await fx.broker.inventory()).toEqual([]);
     expect(await localHostFolders()).toEqual([]);
   });
