@@ -60,5 +60,5 @@ PY`,
     expect((await host.apply(plan, 'clean')).steps[0]!.changes).toEqual(['uninstalled hb-dummy']);
     expect(await imports()).not.toBe(0);
     expect((await host.validate(plan, 'clean')).ok).toBe(true);
-  }, 120_000);
+  }, 300_000);
 });

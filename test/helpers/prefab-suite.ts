@@ -194,6 +194,6 @@ describe.skipIf(skip)(`Apt on a ${kind} host (a .deb built in the test; no netwo
     expect(await status()).not.toMatch(/install ok installed/);
     expect((await host.apply(plan, 'clean')).steps[0]!.status).toBe('unchanged');
     expect((await host.validate(plan, 'clean')).ok).toBe(true);
-  });
+  }, 240_000);
 });
 }

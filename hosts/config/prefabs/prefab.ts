@@ -53,8 +53,10 @@ export abstract class Prefab<C extends object = Config> extends Whiteprint<C> {
 
   /** Runs a command that must succeed; changes are recorded by the caller's action. */
   protected async run(command: string, options: { env?: Record<string, string>; sudo?: boolean } = {}): Promise<Result> {
-    const full = options.sudo ? `sudo -n sh -c ${quote(command)}` : command;
-    const r = await this.host.session.run(full, options.env ? { env: options.env } : {});
+    // sudo resets the environment, so variables are set inside the privileged shell.
+    const env = Object.entries(options.env ?? {}).map(([k, v]) => `export ${k}=${quote(v)}; `).join('');
+    const full = options.sudo ? `sudo -n sh -c ${quote(env + command)}` : env + command;
+    const r = await this.host.session.run(full);
     if (r.status !== 0) throw commandError(`${this.name}: a command failed`, r, this.host.session);
     return r;
   }
