@@ -167,7 +167,7 @@ function demuxLog(buf: Buffer): { stdout: string; stderr: string } {
   return { stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
 }
 
-/** Puts `~/.ssh/authorized_keys` for root into a created (not yet started) container. */
+/** Puts `~/.ssh/authorized_keys` for root into the container. */
 async function injectRootKey(container: Dockerode.Container, publicKey: string): Promise<void> {
   const tar = await packFile('.ssh/authorized_keys', Buffer.from(publicKey + '\n'), 0o600);
   await container.putArchive(tar, { path: '/root' });
@@ -226,8 +226,6 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       container = await createContainer(engine, options, args.pull);
       trace('created');
       checkAborted(ctx, `checkout of ${name}`);
-      let keyInjected = false;
-      if (key && ssh?.user === 'root') keyInjected = await injectRootKey(container, key.publicKey).then(() => true, () => false);
       try {
         await container.start();
       } catch (error) {
@@ -254,9 +252,13 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       if (ssh && key) {
         const port = portOf(info, `${ssh.port}/tcp`);
         if (!port) throw new ProviderError(PROVIDER, `the engine at ${engine.where} did not publish port ${ssh.port} of ${name}; check that it supports port publishing (rootless engines need a port forwarder).`);
-        if (!keyInjected) {
-          await injectUserKey(new ExecTransport({ engine: async () => engine, container: info.Id, label, user: '0' }), ssh.user, key.publicKey);
-        }
+        // The key goes in while sshd starts (the archive API is cheap on a running container,
+        // costly on a created one); it is in place before anyone logs in.
+        const containerRef = container;
+        const injected = (ssh.user === 'root' ? injectRootKey(containerRef, key.publicKey) : Promise.reject(new Error('not root'))).catch(() =>
+          injectUserKey(new ExecTransport({ engine: async () => engine, container: info.Id, label, user: '0' }), ssh.user, key.publicKey),
+        );
+        injected.catch(() => undefined);
         const timeoutMs = toMs(ssh.readyTimeout ?? instance.sshReadyTimeout);
         await waitForSshd({
           host: instance.publishAddress,
@@ -274,6 +276,11 @@ const implementation: ProviderImplementation<ContainerArgs> = {
             return undefined;
           },
         });
+        try {
+          await injected;
+        } catch (error) {
+          throw new ProviderError(PROVIDER, `cannot authorize the SSH key for ${ssh.user} in ${name}: ${messageOf(error)}. Check that the user exists in the image.`, { cause: error });
+        }
         trace('sshd answers');
         connection = { kind: 'ssh', host: instance.publishAddress, port, username: ssh.user, privateKeyPath: key.privateKeyPath };
       }

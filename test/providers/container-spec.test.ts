@@ -34,7 +34,7 @@ describe('container arguments', () => {
   });
 
   it('tells binds, named and anonymous volumes apart', () => {
-    expect(parseVolumes(['/srv:/data:ro', 'cache:/cache', '/scratch', { target: '/anon' }, { source: '/h', target: '/c', readOnly: true }])).toEqual({
+    expect(parseVolumes(['/srv:/data:ro', 'cache:/cache', '/scratch', { target: '/anon', readOnly: false }, { source: '/h', target: '/c', readOnly: true }])).toEqual({
       binds: ['/srv:/data:ro', 'cache:/cache', '/h:/c:ro'],
       anonymous: ['/scratch', '/anon'],
     });
