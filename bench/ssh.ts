@@ -9,7 +9,9 @@
  *    running the same 200 one by one.
  * 3. A 256 MiB file: upload with `session.write({ localPath })`, download with
  *    `session.downloadFile()`, vs `scp` and `scp -O` (both through the ControlMaster, so neither
- *    side pays for a key exchange). Target: at least 1.0x the faster scp.
+ *    side pays for a key exchange). Target: at least 1.0x the faster scp. Files live on tmpfs
+ *    (/dev/shm) when there is one: both sides run on this machine, and disk writeback would
+ *    add noise to whichever transfer follows a big write.
  *
  * Rounds are interleaved (every scenario once per round) and figures are medians, because other
  * people's test runs share this machine; the load average is printed with the results.
@@ -17,14 +19,14 @@
  * BENCH_MIB (256), BENCH_ONLY (comma list of latency, concurrency, transfer).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Broker } from '../lib/broker.js';
 import type { Host } from '../hosts/host.js';
 import { sshdProvider } from '../test/helpers/providers.js';
-import { startSshd, type Sshd } from '../test/helpers/sshd.js';
+import { startSshd } from '../test/helpers/sshd.js';
 import { startMaster, type OpenSshMaster } from './lib/openssh.js';
 import { load, median, table, timed } from './lib/stats.js';
 
@@ -110,12 +112,13 @@ async function sha256(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function transfer(host: Host, master: OpenSshMaster, sshd: Sshd, local: string): Promise<void> {
+async function transfer(host: Host, master: OpenSshMaster, local: string): Promise<void> {
   const bytes = MIB * 1024 * 1024;
   const src = join(local, 'src.bin');
   const digest = await makeFile(src, bytes);
-  const remoteSrc = join(sshd.dir, 'src.bin');
-  const remoteDest = join(sshd.dir, 'dest.bin');
+  // The "remote" side is this machine: its files sit next to the local ones (see `scratch`).
+  const remoteSrc = join(local, 'remote-src.bin');
+  const remoteDest = join(local, 'remote-dest.bin');
   const localDest = join(local, 'dest.bin');
   await host.session.write({ localPath: src }, remoteSrc);
 
@@ -129,7 +132,9 @@ async function transfer(host: Host, master: OpenSshMaster, sshd: Sshd, local: st
     ['downScpO', () => master.scp(master.remote(remoteSrc), localDest, true), localDest],
   ];
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, fn, dest] of scenarios) {
+    // Rotated each round: whoever runs right after a big write pays for the kernel flushing it.
+    const order = [...scenarios.slice(round % scenarios.length), ...scenarios.slice(0, round % scenarios.length)];
+    for (const [name, fn, dest] of order) {
       // The remote side is this machine too: remove the destination untimed so every run creates it.
       await rm(dest, { force: true });
       t[name]!.push(await timed(fn));
@@ -173,7 +178,15 @@ async function main(): Promise<void> {
     await master.exec('true');
     if (ONLY.has('latency')) await latency(host, master);
     if (ONLY.has('concurrency')) await concurrency(host);
-    if (ONLY.has('transfer')) await transfer(host, master, sshd, local);
+    if (ONLY.has('transfer')) {
+      // Files on tmpfs when there is one, so that disk writeback does not add noise to either side.
+      const scratch = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hb-bench-ssh-'));
+      try {
+        await transfer(host, master, scratch);
+      } finally {
+        await rm(scratch, { recursive: true, force: true });
+      }
+    }
     await host.checkin();
   } finally {
     await master.stop();

@@ -26,6 +26,8 @@ export interface SshTransportOptions {
   keepaliveCountMax?: number;
   channelsPerConnection?: number;
   maxConnections?: number;
+  /** Streams a big file transfer is split into, each on a connection of its own (default 4). */
+  bulkStreams?: number;
   /** Key file used when the connection names none. */
   defaultPrivateKeyPath?: string;
   /** Password env var used when the connection names none. */
@@ -41,6 +43,8 @@ export interface SshTransportOptions {
 interface PooledConnection {
   client: Client;
   active: number;
+  /** Bulk transfer channels on this connection: parallel transfers go to different connections. */
+  bulk: number;
   closed: boolean;
   /** Processes whose exit is pending on this connection: rejected if it drops. */
   pending: Set<(error: Error) => void>;
@@ -82,6 +86,7 @@ export class SshTransport implements Transport {
       keepaliveCountMax: 3,
       channelsPerConnection: 5,
       maxConnections: 8,
+      bulkStreams: 4,
       hostKeyPolicy: 'record',
       ...options,
     };
@@ -90,18 +95,27 @@ export class SshTransport implements Transport {
     this.label = options.label ?? `${c.username}@${c.host}:${c.port}`;
   }
 
+  /**
+   * One sshd process serves all channels of a connection, and one stream is held back by
+   * ssh2's small window; so big files go over several connections at once (see Session.write).
+   */
+  get bulkStreams(): number {
+    return Math.max(1, Math.min(this.options.bulkStreams, this.options.maxConnections));
+  }
+
   async spawn(command: string, options: SpawnOptions = {}): Promise<RemoteProcess> {
     // sshd makes each command a session leader; the tag lets kill() find that session and end
     // the whole process tree, not just the top shell (a signal alone leaves its children running).
     const tag = `hb-run-${randomBytes(6).toString('hex')}`;
     const tagged = options.pty ? command : `: ${tag}; ${command}`;
     for (let attempt = 0; ; attempt++) {
-      const conn = await this.acquire();
+      const bulk = options.bulk === true;
+      const conn = await this.acquire(bulk);
       try {
         // track() must run inside ssh2's callback: the exit status can arrive in the same chunk.
-        return await openChannel(conn.client, tagged, options, (channel) => this.track(conn, channel, command, options.pty ? undefined : tag));
+        return await openChannel(conn.client, tagged, options, (channel) => this.track(conn, channel, command, options.pty ? undefined : tag, bulk));
       } catch (error) {
-        this.releaseSlot(conn);
+        this.releaseSlot(conn, bulk);
         // sshd frees channel slots late: a refused channel is retried on another connection.
         if (/open failure|Channel open/i.test(messageOf(error)) && attempt < 20 && !conn.closed) {
           await sleep(10 + attempt * 10);
@@ -143,7 +157,8 @@ export class SshTransport implements Transport {
     for (const wake of this.waiters.splice(0)) wake();
   }
 
-  private track(conn: PooledConnection, channel: ClientChannel, command: string, tag: string | undefined): RemoteProcess {
+  private track(conn: PooledConnection, channel: ClientChannel, command: string, tag: string | undefined, bulk: boolean): RemoteProcess {
+    widenWindowForBulk(channel);
     let status: number | null = null;
     let signal: string | undefined;
     let fail: (error: Error) => void = () => undefined;
@@ -156,7 +171,7 @@ export class SshTransport implements Transport {
       });
       channel.on('close', () => {
         conn.pending.delete(fail);
-        this.releaseSlot(conn);
+        this.releaseSlot(conn, bulk);
         resolve(signal ? { status, signal } : { status });
       });
     });
@@ -179,18 +194,21 @@ export class SshTransport implements Transport {
     };
   }
 
-  private async acquire(): Promise<PooledConnection> {
+  private async acquire(bulk = false): Promise<PooledConnection> {
     for (;;) {
-      const free = this.pool.find((c) => !c.closed && c.active < this.options.channelsPerConnection);
+      const usable = (c: PooledConnection) => !c.closed && c.active < this.options.channelsPerConnection;
+      const canOpen = (this.pool.length > 0 || this.opening === 0) && this.pool.length + this.opening < this.options.maxConnections;
+      // A bulk channel prefers a connection without one; it opens a new connection for that if it may.
+      const free = (bulk ? this.pool.find((c) => usable(c) && c.bulk === 0) : undefined) ?? (bulk && canOpen ? undefined : this.pool.find(usable));
       if (free) {
         free.active++;
+        if (bulk) free.bulk++;
         return free;
       }
       if (this.pool.length === 0 && this.opening === 0 && this.lastFailure && Date.now() - this.lastFailure.at < 1000) {
         throw this.lastFailure.error;
       }
       // The first connection opens alone (it may have to wait for a boot); then up to the limit.
-      const canOpen = (this.pool.length > 0 || this.opening === 0) && this.pool.length + this.opening < this.options.maxConnections;
       if (canOpen) {
         this.opening++;
         try {
@@ -198,6 +216,7 @@ export class SshTransport implements Transport {
           this.lastFailure = undefined;
           this.pool.push(conn);
           conn.active++;
+          if (bulk) conn.bulk++;
           return conn;
         } catch (error) {
           this.lastFailure = { error, at: Date.now() };
@@ -211,8 +230,9 @@ export class SshTransport implements Transport {
     }
   }
 
-  private releaseSlot(conn: PooledConnection): void {
+  private releaseSlot(conn: PooledConnection, bulk = false): void {
     conn.active = Math.max(0, conn.active - 1);
+    if (bulk) conn.bulk = Math.max(0, conn.bulk - 1);
     this.wake();
   }
 
@@ -230,7 +250,7 @@ export class SshTransport implements Transport {
         const client = await this.connectOnce(Client);
         await this.hostKeyWrite;
         this.everConnected = true;
-        const conn: PooledConnection = { client, active: 0, closed: false, pending: new Set() };
+        const conn: PooledConnection = { client, active: 0, bulk: 0, closed: false, pending: new Set() };
         const drop = (error?: Error) => {
           if (conn.closed && !error) return;
           conn.closed = true;
@@ -361,6 +381,46 @@ function openChannel<T>(client: Client, command: string, options: SpawnOptions, 
       reject(error as Error);
     }
   });
+}
+
+/** Receive window for a channel that turned out to carry bulk output (downloads, `cat` of big files). */
+const BULK_WINDOW = 8 << 20;
+/** Output after which a channel counts as bulk: small commands keep ssh2's 2 MiB window. */
+const BULK_AFTER = 1 << 20;
+
+/** The ssh2 channel internals that flow control uses (not in ssh2's types). */
+interface ChannelInternals {
+  push(chunk: unknown, encoding?: BufferEncoding): boolean;
+  incoming?: { window: number };
+  outgoing?: { id: number; state: string };
+  _client?: { _protocol?: { channelWindowAdjust?(id: number, amount: number): void } };
+}
+
+/**
+ * ssh2 keeps every channel's receive window at 2 MiB and tops it up only when half is used: on a
+ * busy machine the sender then stalls between top-ups, and downloads run at half scp's speed.
+ * Once a channel has delivered {@link BULK_AFTER} bytes this grants the server up to
+ * {@link BULK_WINDOW}, but only while the reader keeps up (push accepted), so a stalled reader
+ * still stops the sender. Skipped if ssh2's internals ever change shape.
+ */
+function widenWindowForBulk(channel: ClientChannel): void {
+  const ch = channel as unknown as ChannelInternals;
+  const protocol = ch._client?._protocol;
+  if (!ch.incoming || !ch.outgoing || typeof protocol?.channelWindowAdjust !== 'function' || typeof ch.push !== 'function') return;
+  const incoming = ch.incoming;
+  const outgoing = ch.outgoing;
+  const push = ch.push.bind(ch);
+  let received = 0;
+  ch.push = (chunk, encoding) => {
+    const accepted = push(chunk, encoding);
+    if (Buffer.isBuffer(chunk)) received += chunk.length;
+    if (accepted && received > BULK_AFTER && outgoing.state === 'open' && incoming.window < BULK_WINDOW / 2) {
+      const amount = BULK_WINDOW - incoming.window;
+      incoming.window += amount;
+      protocol.channelWindowAdjust!(outgoing.id, amount);
+    }
+    return accepted;
+  };
 }
 
 function sleep(ms: number): Promise<void> {
