@@ -145,55 +145,55 @@ export function describePrefabs(kind: string, getHost: () => Host, cases: () => 
 
 /** Apt on a Debian host: a .deb built there with dpkg-deb, installed without network. */
 export function describeApt(kind: string, getHost: () => Host, skip: string | false = false): void {
-describe.skipIf(skip)(`Apt on a ${kind} host (a .deb built in the test; no network)`, () => {
-  const pkg = `hostbroker-test-${process.pid}`;
+  describe.skipIf(skip)(`Apt on a ${kind} host (a .deb built in the test; no network)`, () => {
+    const pkg = `hostbroker-test-${process.pid}`;
 
-  afterAll(async () => {
-    // Whatever happened, leave no test package behind on this machine.
-    await getHost()?.execute(`dpkg -r ${pkg} >/dev/null 2>&1; true`);
+    afterAll(async () => {
+      // Whatever happened, leave no test package behind on this machine.
+      await getHost()?.execute(`dpkg -r ${pkg} >/dev/null 2>&1; true`);
+    });
+
+    it('validates against installed packages', async () => {
+      const plan = new SitePlan([{ whiteprint: Apt, config: { packages: ['dpkg', 'coreutils'] } }]);
+      expect((await getHost().validate(plan, 'install')).ok).toBe(true);
+      const absent = new SitePlan([{ whiteprint: Apt, config: { packages: ['dpkg', 'hostbroker-surely-not-a-package'] } }]);
+      const report = await getHost().validate(absent, 'install');
+      expect(report.steps[0]!.drift).toEqual(['package not installed: hostbroker-surely-not-a-package']);
+    });
+
+    it('installs a local .deb once, finds a hand removal, and removes it in clean', async () => {
+      const host = getHost();
+      const build = await host.execute(
+        [
+          `mkdir -p ~/deb/DEBIAN ~/deb/usr/share/${pkg}`,
+          `printf 'Package: ${pkg}\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: hostbroker tests <tests@localhost>\\nDescription: hostbroker test package\\n' > ~/deb/DEBIAN/control`,
+          `echo marker > ~/deb/usr/share/${pkg}/marker`,
+          `dpkg-deb --build ~/deb ~/${pkg}.deb >/dev/null`,
+        ].join(' && '),
+      );
+      expect(build.status, build.stderr).toBe(0);
+      const plan = new SitePlan([{ whiteprint: Apt, config: { packages: [`~/${pkg}.deb`] } }]);
+      const status = async (): Promise<string> => (await host.execute(`dpkg-query -W -f='\${Status}' ${pkg} 2>/dev/null; stat -c ' %i %Y' /usr/share/${pkg}/marker 2>/dev/null`)).stdout.trim();
+
+      const first = await host.apply(plan, 'install');
+      expect(first.ok, first.toString()).toBe(true);
+      expect(first.steps[0]!.changes).toEqual([`installed ${pkg}`]);
+      const installed = await status();
+      expect(installed).toMatch(/^install ok installed \d+ \d+$/);
+      expect((await host.apply(plan, 'install')).steps[0]!.status).toBe('unchanged');
+      expect(await status()).toBe(installed);
+      expect((await host.validate(plan, 'install')).ok).toBe(true);
+
+      await host.execute(`dpkg -r ${pkg}`);
+      const drift = await host.validate(plan, 'install');
+      expect(drift.steps[0]!.drift).toEqual([`package not installed: ${pkg}`]);
+      expect((await host.apply(plan, 'install')).steps[0]!.status).toBe('changed');
+
+      const clean = await host.apply(plan, 'clean');
+      expect(clean.steps[0]!.changes).toEqual([`removed ${pkg}`]);
+      expect(await status()).not.toMatch(/install ok installed/);
+      expect((await host.apply(plan, 'clean')).steps[0]!.status).toBe('unchanged');
+      expect((await host.validate(plan, 'clean')).ok).toBe(true);
+    }, 240_000);
   });
-
-  it('validates against installed packages', async () => {
-    const plan = new SitePlan([{ whiteprint: Apt, config: { packages: ['dpkg', 'coreutils'] } }]);
-    expect((await getHost().validate(plan, 'install')).ok).toBe(true);
-    const absent = new SitePlan([{ whiteprint: Apt, config: { packages: ['dpkg', 'hostbroker-surely-not-a-package'] } }]);
-    const report = await getHost().validate(absent, 'install');
-    expect(report.steps[0]!.drift).toEqual(['package not installed: hostbroker-surely-not-a-package']);
-  });
-
-  it('installs a local .deb once, finds a hand removal, and removes it in clean', async () => {
-    const host = getHost();
-    const build = await host.execute(
-      [
-        `mkdir -p ~/deb/DEBIAN ~/deb/usr/share/${pkg}`,
-        `printf 'Package: ${pkg}\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: hostbroker tests <tests@localhost>\\nDescription: hostbroker test package\\n' > ~/deb/DEBIAN/control`,
-        `echo marker > ~/deb/usr/share/${pkg}/marker`,
-        `dpkg-deb --build ~/deb ~/${pkg}.deb >/dev/null`,
-      ].join(' && '),
-    );
-    expect(build.status, build.stderr).toBe(0);
-    const plan = new SitePlan([{ whiteprint: Apt, config: { packages: [`~/${pkg}.deb`] } }]);
-    const status = async (): Promise<string> => (await host.execute(`dpkg-query -W -f='\${Status}' ${pkg} 2>/dev/null; stat -c ' %i %Y' /usr/share/${pkg}/marker 2>/dev/null`)).stdout.trim();
-
-    const first = await host.apply(plan, 'install');
-    expect(first.ok, first.toString()).toBe(true);
-    expect(first.steps[0]!.changes).toEqual([`installed ${pkg}`]);
-    const installed = await status();
-    expect(installed).toMatch(/^install ok installed \d+ \d+$/);
-    expect((await host.apply(plan, 'install')).steps[0]!.status).toBe('unchanged');
-    expect(await status()).toBe(installed);
-    expect((await host.validate(plan, 'install')).ok).toBe(true);
-
-    await host.execute(`dpkg -r ${pkg}`);
-    const drift = await host.validate(plan, 'install');
-    expect(drift.steps[0]!.drift).toEqual([`package not installed: ${pkg}`]);
-    expect((await host.apply(plan, 'install')).steps[0]!.status).toBe('changed');
-
-    const clean = await host.apply(plan, 'clean');
-    expect(clean.steps[0]!.changes).toEqual([`removed ${pkg}`]);
-    expect(await status()).not.toMatch(/install ok installed/);
-    expect((await host.apply(plan, 'clean')).steps[0]!.status).toBe('unchanged');
-    expect((await host.validate(plan, 'clean')).ok).toBe(true);
-  }, 240_000);
-});
 }
