@@ -3,6 +3,7 @@
  * sshd over SSH. Skips (saying why) only when no engine answers or the images are missing, and
  * never with CI=true. Images come from scripts/setup-test-env.sh.
  */
+import { rm } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker.js';
@@ -59,6 +60,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await broker?.checkin({ all: true }).catch(() => undefined);
   if (probe.engine && broker) await removeBrokerContainers(probe.engine, broker.brokerId);
+  await rm(directory, { recursive: true, force: true });
 });
 
 describe.skipIf(skip)('configuration on container hosts', () => {
