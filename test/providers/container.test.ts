@@ -228,8 +228,9 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
       }
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
-      // Give requests the engine already accepted time to land (a create may finish after the kill).
-      await new Promise((r) => setTimeout(r, 3000));
+      // Requests the engine already accepted still land after the kill (a busy engine may create
+      // a container seconds later): wait until its set of containers stops changing.
+      await settled(broker.brokerId);
       const records = await broker.inventory();
       expect(records.length).toBeGreaterThan(0);
       if (cleanup === 'checkin') {
@@ -246,7 +247,7 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
       expect(await containersOfBroker(engine(), broker.brokerId)).toHaveLength(0);
       expect(await broker.inventory()).toHaveLength(0);
       await broker.close();
-    });
+    }, 240_000);
   });
 
   it('reap removes labelled containers whose record is gone or whose lease has passed, and keeps the rest', async () => {
@@ -407,6 +408,21 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
 });
 
 // ---------------------------------------------------------------- helpers
+
+/** Waits until the engine's containers of a broker have not changed for 5 s (at most 2 min). */
+async function settled(brokerId: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  let last = '';
+  let since = Date.now();
+  while (Date.now() < deadline) {
+    const now = (await containersOfBroker(engine(), brokerId)).map((c) => c.Id).sort().join(',');
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    } else if (Date.now() - since >= 5000) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 function scriptFile(source: string): string {
   const file = join(tmpdir(), `hb-container-child-${process.pid}-${randomBytes(4).toString('hex')}.mts`);
