@@ -364,7 +364,8 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
       const service = await startPodmanService();
       try {
         const broker = await newBroker({ container: { socketPath: service.socketPath } });
-        const pending = broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, count: 3 }).catch((e: unknown) => e);
+        // One at a time: the later hosts need the engine after it is gone, whatever the timing.
+        const pending = broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, count: 3, concurrency: 1 }).catch((e: unknown) => e);
         const deadline = Date.now() + 60_000;
         while ((await containersOfBroker(engine(), broker.brokerId)).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         await service.kill();
