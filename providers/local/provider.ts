@@ -6,8 +6,9 @@
  * @module
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,14 +45,39 @@ function listenOf(ctx: ProviderContext): string {
   return typeof listen === 'string' ? listen : '127.0.0.1';
 }
 
-/** Command that starts the server script, from source (tsx) or from the built package. */
-function serverCommand(): string[] {
+/** Command that starts the server script: the built file, or from source a bundle made once. */
+async function serverCommand(): Promise<string[]> {
   const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.ts')) {
+  if (!here.endsWith('.ts')) return [process.execPath, join(dirname(here), 'server.js')];
+  try {
+    bundled ??= bundleServer(dirname(here));
+    return [process.execPath, await bundled];
+  } catch {
+    // No esbuild: compile on every start with tsx (about 1 s of CPU per host).
     const tsx = createRequire(import.meta.url).resolve('tsx');
     return [process.execPath, '--import', pathToFileURL(tsx).href, join(dirname(here), 'server.ts')];
   }
-  return [process.execPath, join(dirname(here), 'server.js')];
+}
+
+let bundled: Promise<string> | undefined;
+
+/**
+ * Running from TypeScript sources (tests, tsx): bundle server.ts with esbuild (which tsx brings)
+ * into node_modules/.cache once per source version, so each host's server starts as plain Node.
+ */
+async function bundleServer(sourceDir: string): Promise<string> {
+  const esbuildPath = createRequire(import.meta.url).resolve('esbuild');
+  const esbuild = (await import(pathToFileURL(esbuildPath).href)) as typeof import('esbuild');
+  const sources = ['server.ts', 'sftp.ts'].map((f) => join(sourceDir, f));
+  const stamps = await Promise.all(sources.map(async (f) => `${f}:${(await stat(f)).mtimeMs}`));
+  const key = createHash('sha256').update(stamps.join('|')).digest('hex').slice(0, 16);
+  const nodeModules = esbuildPath.slice(0, esbuildPath.lastIndexOf('/node_modules/') + '/node_modules'.length);
+  const out = join(nodeModules, '.cache', 'hostbroker', `local-server-${key}.mjs`);
+  if (await stat(out).catch(() => undefined)) return out;
+  const tmp = `${out}.${process.pid}.tmp.mjs`;
+  await esbuild.build({ entryPoints: [sources[0]!], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: tmp, external: ['ssh2'], logLevel: 'silent' });
+  await rename(tmp, out);
+  return out;
 }
 
 async function generateKeys(dir: string): Promise<{ privateKeyPath: string }> {
@@ -66,7 +92,7 @@ async function generateKeys(dir: string): Promise<{ privateKeyPath: string }> {
 
 /** Starts the server detached and waits for the port it listens on. */
 async function startServer(dir: string, configPath: string, signal: AbortSignal): Promise<{ pid: number; port: number }> {
-  const [cmd, ...argv] = serverCommand();
+  const [cmd, ...argv] = await serverCommand();
   const log = openSync(join(dir, 'server.log'), 'a', 0o600);
   const child = spawn(cmd!, [...argv, configPath], { detached: true, stdio: ['ignore', 'pipe', log], cwd: dir });
   closeSync(log);
