@@ -29,7 +29,7 @@ SUITE=bookworm
 
 # 1. Packages -------------------------------------------------------------------------------
 PACKAGES=(openssh-server openssh-client podman runc busybox-static debootstrap
-  libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl)
+  libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
