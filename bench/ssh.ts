@@ -28,7 +28,7 @@ import type { Host } from '../hosts/host.js';
 import { sshdProvider } from '../test/helpers/providers.js';
 import { startSshd } from '../test/helpers/sshd.js';
 import { startMaster, type OpenSshMaster } from './lib/openssh.js';
-import { load, median, table, timed } from './lib/stats.js';
+import { load, median, table, timed, treeCpuMs } from './lib/stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const EXECS = Number(process.env.BENCH_EXECS ?? 30);
@@ -39,6 +39,7 @@ const ONLY = new Set((process.env.BENCH_ONLY ?? 'latency,concurrency,transfer').
 type Row = [string, string, string, string, string, string];
 const rows: Row[] = [['measure', 'hostbroker', 'OpenSSH', 'ratio', 'target', '']];
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+let serverNote = '';
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 const mbs = (bytes: number, millis: number) => (bytes / 1e6 / (millis / 1000));
 
@@ -64,7 +65,7 @@ async function latency(host: Host, master: OpenSshMaster): Promise<void> {
   rows.push(['1. execute(true), median latency', ms(median(ours)), ms(median(theirs)) + ' (ssh -S)', `${ratio.toFixed(2)}x`, '<= 0.5x', verdict(ratio <= 0.5)]);
 }
 
-async function concurrency(host: Host): Promise<void> {
+async function concurrency(host: Host, sshdPid: number | undefined): Promise<void> {
   const run = async (i: number): Promise<boolean> => {
     try {
       const r = await host.execute(`echo ${i}`);
@@ -87,6 +88,15 @@ async function concurrency(host: Host): Promise<void> {
       failures += ok.filter((x) => !x).length;
     }));
     console.log(`  concurrency round ${round + 1}: one by one ${ms(seq.at(-1)!)}, concurrent ${ms(par.at(-1)!)}  (load ${load()})`);
+  }
+  // What one command costs the server (sshd's session process and the user's shell): with
+  // C cores, no client can run more than C / cost commands per second.
+  const before = sshdPid === undefined ? undefined : await treeCpuMs(sshdPid);
+  await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => run(i)));
+  const after = sshdPid === undefined ? undefined : await treeCpuMs(sshdPid);
+  if (before !== undefined && after !== undefined) {
+    const cost = (after - before) / CONCURRENT;
+    serverNote = `Server CPU per command (sshd session + shell): ${cost.toFixed(1)} ms, so at most ~${((cpus().length * 1000) / cost).toFixed(0)} commands/s on ${cpus().length} CPUs whatever the client does; part 2's ratio is bounded by that over the one-by-one rate.`;
   }
   const ratio = median(seq) / median(par);
   const rate = (t: number) => `${((CONCURRENT / t) * 1000).toFixed(0)}/s`;
@@ -177,7 +187,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < 5; i++) await host.execute('true');
     await master.exec('true');
     if (ONLY.has('latency')) await latency(host, master);
-    if (ONLY.has('concurrency')) await concurrency(host);
+    if (ONLY.has('concurrency')) await concurrency(host, sshd.process.pid);
     if (ONLY.has('transfer')) {
       // Files on tmpfs when there is one, so that disk writeback does not add noise to either side.
       const scratch = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hb-bench-ssh-'));
@@ -197,6 +207,7 @@ async function main(): Promise<void> {
   console.log('');
   console.log(table(rows));
   console.log('');
+  if (serverNote) console.log(serverNote);
   console.log(`Load average (1/5/15 min) at start ${startLoad}, at end ${load()} on ${cpus().length} CPUs.`);
   console.log('This machine is shared with other test runs: figures move with the load; compare ratios from the same run.');
 }
