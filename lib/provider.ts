@@ -13,7 +13,7 @@
 import type { z } from 'zod';
 import type { Inventory } from './inventory.js';
 import type { Logger } from './logger.js';
-import type { Connection, HostRecord } from './records.js';
+import type { Connection, HostRecord, SshConnection } from './records.js';
 import type { Settings } from './settings.js';
 import type { Transport } from '../hosts/session.js';
 
@@ -179,6 +179,22 @@ export function defineProvider<Args extends z.ZodType, Instance extends z.ZodTyp
   definition: ProviderDefinition<Args, Instance>,
 ): ProviderDefinition<Args, Instance> {
   return definition;
+}
+
+/**
+ * An SSH connection to `hostname` with the settings' `ssh` defaults (port, user, key path or
+ * password variable): for providers whose hosts take the site's usual login.
+ */
+export function defaultSshConnection(hostname: string, ctx: ProviderContext): SshConnection {
+  const ssh = ctx.settings.ssh;
+  return {
+    kind: 'ssh',
+    host: hostname,
+    port: ssh.port,
+    username: ssh.username,
+    ...(ssh.privateKeyPath ? { privateKeyPath: ssh.privateKeyPath } : {}),
+    ...(ssh.passwordEnv ? { passwordEnv: ssh.passwordEnv } : {}),
+  };
 }
 
 /** Tag keys every provider puts on what it creates. */

@@ -126,7 +126,9 @@ const implementation: ProviderImplementation<BeakerArgs> = {
     } else {
       xml = buildJobXml(args, record, client.settings.installTask);
     }
-    const jobId = await client.submit(xml, ctx.signal);
+    // Not aborted mid-request: a job Beaker accepted but whose id we never read would be left
+    // queued. An abort is seen right after, and the job is cancelled.
+    const jobId = await client.submit(xml);
     ctx.logger.info(`submitted J:${jobId} for ${record.name}`);
     let reserved: Awaited<ReturnType<typeof waitReserved>>;
     try {

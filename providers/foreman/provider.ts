@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { HttpClient, defaultErrorMessage, sleep } from '../../lib/http.js';
-import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, standardTags, TAGS } from '../../lib/provider.js';
-import type { HostRecord, SshConnection } from '../../lib/records.js';
+import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, defaultSshConnection, standardTags, TAGS } from '../../lib/provider.js';
+import type { HostRecord } from '../../lib/records.js';
 import { registerSecret, scrub } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
 import { type ForemanArgs, ForemanInstance } from './definition.js';
@@ -125,17 +125,6 @@ class ForemanApi {
   }
 }
 
-function connectionFor(hostname: string, ctx: ProviderContext): SshConnection {
-  const ssh = ctx.settings.ssh;
-  return {
-    kind: 'ssh',
-    host: hostname,
-    port: ssh.port,
-    username: ssh.username,
-    ...(ssh.privateKeyPath ? { privateKeyPath: ssh.privateKeyPath } : {}),
-    ...(ssh.passwordEnv ? { passwordEnv: ssh.passwordEnv } : {}),
-  };
-}
 
 /** A Foreman host name from a record name: lower-case letters, digits and -. */
 export function hostNameOf(name: string): string {
@@ -263,7 +252,7 @@ const provider: ProviderImplementation<ForemanArgs> = {
       hostname,
       name: built.name,
       providerId: String(built.id),
-      connection: connectionFor(hostname, ctx),
+      connection: defaultSshConnection(hostname, ctx),
       data: {
         foremanId: built.id,
         hostgroup: built.hostgroup_title ?? group.title,
@@ -296,7 +285,7 @@ const provider: ProviderImplementation<ForemanArgs> = {
         hostname,
         name: host.name,
         providerId: String(host.id),
-        connection: connectionFor(hostname, ctx),
+        connection: defaultSshConnection(hostname, ctx),
         data: { foremanId: host.id, ...(host.hostgroup_title ? { hostgroup: host.hostgroup_title } : {}), ...(host.ip ? { ip: host.ip } : {}) },
         ...(params[TAGS.id] ? { id: params[TAGS.id] } : {}),
         ...(params[TAGS.broker] ? { brokerId: params[TAGS.broker] } : {}),

@@ -7,8 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ProviderError, UserInputError, asError, messageOf } from '../../lib/errors.js';
-import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, standardTags, TAGS } from '../../lib/provider.js';
-import type { HostRecord, SshConnection } from '../../lib/records.js';
+import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, defaultSshConnection, standardTags, TAGS } from '../../lib/provider.js';
+import type { HostRecord } from '../../lib/records.js';
 import { redact, scrub } from '../../lib/secrets.js';
 import { formatIssues } from '../../lib/settings.js';
 import { FINISHED, type FailureReason, type JobRef, type TemplateKind, TowerApi, type TowerHost, parseVariables } from './api.js';
@@ -52,17 +52,6 @@ function reasonsText(reasons: FailureReason[]): string {
     .join('; ');
 }
 
-function connectionFor(hostname: string, ctx: ProviderContext): SshConnection {
-  const ssh = ctx.settings.ssh;
-  return {
-    kind: 'ssh',
-    host: hostname,
-    port: ssh.port,
-    username: ssh.username,
-    ...(ssh.privateKeyPath ? { privateKeyPath: ssh.privateKeyPath } : {}),
-    ...(ssh.passwordEnv ? { passwordEnv: ssh.passwordEnv } : {}),
-  };
-}
 
 /** The record as given, plus what this provider noted on the stored copy since (launch, dangling). */
 async function currentRecord(record: HostRecord, ctx: ProviderContext): Promise<HostRecord> {
@@ -219,7 +208,7 @@ const provider: ProviderImplementation<TowerArgs> = {
       hostname: host.hostname,
       name: host.name ?? record.name,
       providerId: host.name ?? host.hostname,
-      connection: connectionFor(host.hostname, ctx),
+      connection: defaultSshConnection(host.hostname, ctx),
       data,
     };
   },
@@ -367,7 +356,7 @@ async function discovered(api: TowerApi, host: TowerHost, inventory: string, own
     hostname,
     name: host.name,
     providerId: host.name,
-    connection: connectionFor(hostname, ctx),
+    connection: defaultSshConnection(hostname, ctx),
     data,
     ...(typeof id === 'string' ? { id } : {}),
     ...(typeof brokerId === 'string' ? { brokerId } : {}),

@@ -73,6 +73,24 @@ async function statesOf(dir: string): Promise<Record<string, number>> {
 /** Trials run in this many directories at once (each directory's trials run one after another). */
 const LANES = 2;
 
+/**
+ * Waits until what the provider reports has not changed for 2 s (at most 60 s): an engine may
+ * still create a container a killed client asked for, after the client is gone.
+ */
+async function settle(dir: string, leftovers: (dir: string) => Promise<string[]>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let last = (await leftovers(dir)).join(',');
+  let since = Date.now();
+  while (Date.now() < deadline && Date.now() - since < 2000) {
+    await new Promise((r) => setTimeout(r, 200));
+    const now = (await leftovers(dir)).join(',');
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+}
+
 async function crashTrials(provider: string, request: Record<string, unknown>, leftovers: (dir: string) => Promise<string[]>): Promise<void> {
   const trials: Trial[] = [];
   const fulls: number[] = [];
@@ -119,6 +137,7 @@ async function crashLane(provider: string, request: Record<string, unknown>, lef
     const delay = Math.random() * span;
     const { finished } = await trial(dir, request, delay);
     const states = await statesOf(dir);
+    if (provider === 'container') await settle(dir, leftovers);
     const cleanupMs = await cleanup();
     trials.push({ killedAfterMs: Math.round(delay), finished, states, cleanupMs });
     const broker = new Broker({ directory: dir, settings: { logLevel: 'silent' } });

@@ -41,7 +41,9 @@ export async function localServers(dir: string): Promise<number[]> {
     if (!/^\d+$/.test(e)) continue;
     const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
     const argv = cmd.split('\0');
-    if (argv.some((a) => a.endsWith('server.ts') || a.endsWith('server.js')) && argv.some((a) => a.startsWith(dir + '/'))) {
+    // A local host's server is started with its config file, <dir>/local-hosts/<id>/server.json,
+    // whatever runs it (built server.js, a bundle of server.ts, or tsx).
+    if (argv.some((a) => a.startsWith(dir + '/') && a.endsWith('/server.json'))) {
       // A zombie has an empty cmdline, so anything here is running.
       out.push(Number(e));
     }
