@@ -9,10 +9,12 @@ import { UserInputError } from './errors.js';
 /** A filter string, or a predicate over records. */
 export type Filter<T = Record<string, unknown>> = string | ((record: T) => boolean);
 
-type Op = '<' | '=' | '{' | '}';
-interface Condition {
+/** Filter operators: contains, equals, starts with, ends with. */
+export type FilterOperator = '<' | '=' | '{' | '}';
+/** One parsed clause of a filter: `path op value`, maybe negated. */
+export interface FilterCondition {
   path: string[];
-  op: Op;
+  op: FilterOperator;
   negate: boolean;
   value: string;
 }
@@ -20,7 +22,7 @@ interface Condition {
 const KEY = /^[A-Za-z0-9_.-]+$/;
 
 /** Parses a filter string; a malformed one is a UserInputError that says which part is wrong. */
-export function parseFilter(text: string): Condition[] {
+export function parseFilter(text: string): FilterCondition[] {
   if (text.trim() === '') throw new UserInputError('the filter is empty: write e.g. `name<web` or `provider=container,hostname{10.`.');
   return text.split(',').map((part) => {
     const clause = part.trim();
@@ -32,7 +34,7 @@ export function parseFilter(text: string): Condition[] {
     }
     const key = clause.slice(0, at);
     const negate = clause[at] === '!';
-    const op = clause[negate ? at + 1 : at] as Op;
+    const op = clause[negate ? at + 1 : at] as FilterOperator;
     const value = clause.slice(at + (negate ? 2 : 1));
     if (!KEY.test(key)) throw new UserInputError(`filter key ${JSON.stringify(key)} is not valid: use letters, digits, _ - and . for nested fields.`);
     return { path: key.split('.'), op, negate, value };
@@ -63,7 +65,7 @@ function lookup(record: unknown, path: string[]): unknown {
   return node;
 }
 
-function test(c: Condition, actual: unknown): boolean {
+function test(c: FilterCondition, actual: unknown): boolean {
   const text = actual === undefined || actual === null ? '' : typeof actual === 'object' ? JSON.stringify(actual) : String(actual);
   let hit: boolean;
   switch (c.op) {

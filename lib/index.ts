@@ -50,7 +50,7 @@ export type { BrokerErrorCode, BrokerErrorOptions, FailureEntry } from './errors
 export { Inventory, INVENTORY_FILE } from './inventory.js';
 export type { InventoryOptions } from './inventory.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
-export type { Filter } from './filter.js';
+export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
@@ -68,15 +68,16 @@ export type {
 } from './provider.js';
 export type { ProviderArgs } from './registry.js';
 export type { ArgumentDoc } from './requests.js';
-export { loadSettings, parseSettings, toMs, SETTINGS_FILE } from './settings.js';
+export { loadSettings, parseSettings, toMs, SETTINGS_FILE, SettingsSchema } from './settings.js';
 export type { Duration, Settings, SettingsInput } from './settings.js';
 export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, Recipe, SshConnection } from './records.js';
 // Topologies (broker.up / broker.deployment).
-export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig } from './topology/index.js';
-export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, TopologyMetadata, UpOptions, UpProgressEvent, DeploymentMember } from './topology/index.js';
+export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig, MetadataSchema, ProvisioningSchema } from './topology/index.js';
+export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, TopologyMetadata, UpOptions, UpProgressEvent, DeploymentMember, AnsibleInventoryOptions, SshConfigOptions } from './topology/index.js';
 // Host configuration (whiteprints, site plans, prefabs) and bundles: docs/configuration.md
 export { Whiteprint, SitePlan, PlanReport, Prefab, prefab, DriftError, gatherFacts, renderTemplate, resolveResource } from '../hosts/config/index.js';
 export { Apt, Pip3, Folder, FileFromString, FileFromPath, Symlink, LineInFile, FileExistsValidator } from '../hosts/config/index.js';
 export type { ApplyConfig, Config, ConfigInput, ConfigOf, ConfigTarget, Facts, PlanStep, PrefabAction, PrefabSpec, SitePlanOptions, StepReport, StepStatus, UploadOptions, WhiteprintClass, WhiteprintExecOptions } from '../hosts/config/index.js';
+export type { Phase, WhiteprintInit, FileMode, Attributes, RenderOptions, PlanSteps, OneOffExecOptions } from '../hosts/config/index.js';
 export { applyBundles, parseBundle } from './bundles.js';
 export type { ApplyBundlesOptions, Bundle, BundleInput, BundleFile, BundleScript, BundleTarget } from './bundles.js';

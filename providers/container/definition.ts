@@ -69,9 +69,9 @@ export const ContainerArgs = z.strictObject({
   entrypoint: z.union([z.string(), z.array(z.string())]).optional().describe("entrypoint (replaces the image's; [] clears it)"),
   /** Environment variables. */
   env: z.record(z.string(), z.string()).optional().describe('environment variables'),
-  /** Published ports (see {@link PortArg}). */
+  /** Published ports: a port, `port/proto`, `host:ctr` or `ip:host:ctr`. */
   ports: z.array(PortArg).optional().describe('published ports: 8080, "8080/udp", "9000:8080", "127.0.0.1:9000:8080" (loopback unless an IP is given)'),
-  /** Volumes (see {@link VolumeArg}). */
+  /** Volumes: `/host:/ctr[:ro]`, `name:/ctr` or `/ctr` (anonymous). */
   volumes: z.array(VolumeArg).optional().describe('volumes: "/host:/ctr[:ro]", "name:/ctr", "/ctr" (anonymous)'),
   /** Network to attach to (engine default when omitted). */
   network: z.string().optional().describe('network name'),
