@@ -335,15 +335,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       const { junitPassed } = await import('./junit.js');
       const verdict = await junitPassed(options.ifTestsPassed);
       if (!verdict.passed) {
-        const items = await this.resolveTarget(target);
-        const reason = `tests did not pass (${verdict.summary}); kept for inspection`;
-        await this.inventoryFile.update((data) => {
-          for (const item of items) {
-            const r = data.hosts.find((h) => h.id === item.record.id);
-            if (r) r.kept = { reason, at: new Date().toISOString() };
-          }
-        });
-        this.logger.warn(`not checking in ${items.length} host(s): ${reason}`);
+        // Kept, and no longer held: disposing this Broker must not check them in either.
+        await this.keep(target, `tests did not pass (${verdict.summary}); kept for inspection`);
         return;
       }
     }
