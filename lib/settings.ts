@@ -50,7 +50,7 @@ export type SshSettings = z.output<typeof SshSettings>;
 /** Defaults for checkouts. */
 export const CheckoutSettings = z.object({
   /** Hosts provisioned at once. */
-  concurrency: z.number().int().min(1).max(256).default(8),
+  concurrency: z.number().int().min(1).max(256).default(16),
   /** Limit for one host's checkout. */
   timeout: Duration.default('30m'),
   /** Lease given to hosts when a request names none (providers that support leases). */
