@@ -61,7 +61,7 @@ export type PullPolicy = z.output<typeof PullPolicy>;
 
 /** Checkout arguments of the container provider. */
 export const ContainerArgs = z.strictObject({
-  /** Image reference, e.g. `localhost/hostbroker-busybox:latest` or `docker.io/library/debian:12`. */
+  /** Image reference, e.g. `localhost/hostbroker-busybox:latest` or `debian:12`. */
   image: z.string().min(1).describe('image reference'),
   /** Command (replaces the image's CMD). For exec hosts it must keep running. */
   command: CommandArg.optional().describe("command: a string (run by /bin/sh -c) or an argv array; replaces the image's CMD"),
