@@ -4,7 +4,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlStrict as parseYaml } from './yaml.js';
 import { z } from 'zod';
 import { SettingsError, UserInputError } from './errors.js';
 import type { ProviderDefinition } from './provider.js';

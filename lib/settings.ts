@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import dotenv from 'dotenv';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlStrict as parseYaml } from './yaml.js';
 import { z } from 'zod';
 import { SettingsError } from './errors.js';
 

@@ -53,6 +53,9 @@ describe('settings', () => {
     expect(() => loadSettings(d, { providerNames: providers, env: {} })).toThrow(/2 instances marked default \(a, b\)/);
     await writeFile(join(d, 'broker_settings.yaml'), 'ssh: [1, 2\n');
     expect(() => loadSettings(d, { providerNames: providers, env: {} })).toThrow(SettingsError);
+    // An unknown tag is an error, not a value that silently became a string.
+    await writeFile(join(d, 'broker_settings.yaml'), 'ssh:\n  username: !vault secret\n');
+    expect(() => loadSettings(d, { providerNames: providers, env: {} })).toThrow(/not valid YAML: .*vault/);
     expect(() => envOverrides({ BROKER_nosuch__key: '1' }, providers)).toThrow(/`nosuch` is not a settings section/);
   });
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlStrict as parseYaml } from '../yaml.js';
 import { UserInputError } from '../errors.js';
 import type { ArgumentDoc } from '../requests.js';
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYamlStrict as parseYaml } from '../yaml.js';
 import { z } from 'zod';
 import { UserInputError } from '../errors.js';
 import type { ProvisioningConfig } from '../provider.js';
