@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sendJson, readBody } from './http-fake.js';
 
 export interface FakeHostgroup {
   id: number;
@@ -59,7 +60,7 @@ export class FakeForeman {
 
   private constructor() {
     this.server = createServer((req, res) => {
-      this.handle(req, res).catch((error: unknown) => send(res, 500, { error: { message: String(error) } }));
+      this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { error: { message: String(error) } }));
     });
   }
 
@@ -112,12 +113,12 @@ export class FakeForeman {
         req.socket.destroy();
         return;
       }
-      return send(res, fault.status, fault.body ?? { error: { message: 'Internal Server Error: the server was unable to finish the request.' } });
+      return sendJson(res, fault.status, fault.body ?? { error: { message: 'Internal Server Error: the server was unable to finish the request.' } });
     }
     const auth = req.headers.authorization ?? '';
     const [user, ...pw] = auth.startsWith('Basic ') ? Buffer.from(auth.slice(6), 'base64').toString().split(':') : [''];
     if (user !== this.username || pw.join(':') !== this.password) {
-      return send(res, 401, { error: { message: `Unable to authenticate user ${user ?? ''}` } });
+      return sendJson(res, 401, { error: { message: `Unable to authenticate user ${user ?? ''}` } });
     }
     const q = url.searchParams;
     let m: RegExpExecArray | null;
@@ -126,12 +127,12 @@ export class FakeForeman {
       let list = this.hostgroups;
       const search = q.get('search');
       const t = search ? /^title = "(.*)"$/.exec(search) : null;
-      if (search && !t) return send(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
+      if (search && !t) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       if (t) list = list.filter((g) => g.title === t[1]);
-      return send(res, 200, listJson(list.map((g) => ({ id: g.id, name: g.name, title: g.title })), q));
+      return sendJson(res, 200, listJson(list.map((g) => ({ id: g.id, name: g.name, title: g.title })), q));
     }
     if (method === 'POST' && url.pathname === '/api/hosts') {
-      if (!this.canCreate) return send(res, 403, { error: { message: 'Access denied', details: 'Missing one of the required permissions: create_hosts' } });
+      if (!this.canCreate) return sendJson(res, 403, { error: { message: 'Access denied', details: 'Missing one of the required permissions: create_hosts' } });
       const parsed = JSON.parse(body || '{}') as { host?: Record<string, unknown> };
       const h = parsed.host ?? {};
       const group = this.hostgroups.find((g) => g.id === h.hostgroup_id);
@@ -146,7 +147,7 @@ export class FakeForeman {
         errors.name = ['has already been taken'];
         full.push('Name has already been taken');
       }
-      if (full.length) return send(res, 422, { error: { id: null, errors, full_messages: full } });
+      if (full.length) return sendJson(res, 422, { error: { id: null, errors, full_messages: full } });
       const id = this.nextId++;
       const params = (h.host_parameters_attributes as Array<{ name: string; value: string }> | undefined) ?? [];
       const host: FakeForemanHost = {
@@ -162,7 +163,7 @@ export class FakeForeman {
         body: h,
       };
       this.hosts.set(id, host);
-      return send(res, 201, hostJson(host, false));
+      return sendJson(res, 201, hostJson(host, false));
     }
     if (method === 'GET' && url.pathname === '/api/hosts') {
       let list = [...this.hosts.values()];
@@ -170,24 +171,24 @@ export class FakeForeman {
       let s: RegExpExecArray | null;
       if ((s = /^owner = "(.*)"$/.exec(search))) list = list.filter((h) => h.owner === s![1]);
       else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) list = list.filter((h) => h.parameters.some((p) => p.name === s![1] && p.value === s![2]));
-      else if (search) return send(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
+      else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       const withParams = q.getAll('include[]').includes('parameters');
-      return send(res, 200, listJson(list.map((h) => hostJson(h, withParams)), q));
+      return sendJson(res, 200, listJson(list.map((h) => hostJson(h, withParams)), q));
     }
     if ((m = /^\/api\/hosts\/(\d+)$/.exec(url.pathname))) {
       const host = this.hosts.get(Number(m[1]));
-      if (!host) return send(res, 404, { message: `Resource host not found by id '${m[1]}'` });
+      if (!host) return sendJson(res, 404, { message: `Resource host not found by id '${m[1]}'` });
       if (method === 'GET') {
         this.tick(host);
-        return send(res, 200, hostJson(host, true));
+        return sendJson(res, 200, hostJson(host, true));
       }
       if (method === 'DELETE') {
         this.hosts.delete(host.id);
         this.deleted.push(host.id);
-        return send(res, 200, hostJson(host, false));
+        return sendJson(res, 200, hostJson(host, false));
       }
     }
-    return send(res, 404, { message: 'Route not found' });
+    return sendJson(res, 404, { message: 'Route not found' });
   }
 
   private tick(host: FakeForemanHost): void {
@@ -230,17 +231,4 @@ function listJson(items: unknown[], q: URLSearchParams): Record<string, unknown>
   return { total: items.length, subtotal: items.length, page, per_page: perPage, search: q.get('search'), sort: { by: null, order: null }, results: items.slice((page - 1) * perPage, page * perPage) };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString()));
-    req.on('error', reject);
-  });
-}

@@ -16,6 +16,7 @@ import { createLogger } from '../../lib/logger.js';
 import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { parseSettings } from '../../lib/settings.js';
+import { sendJson } from './http-fake.js';
 
 export interface FakeMachine {
   id: number;
@@ -112,7 +113,7 @@ export class FakeMrProvisioner {
         try {
           this.handle(req, res, Buffer.concat(chunks));
         } catch (error) {
-          send(res, 500, { error_type: 'InternalError', errors: [String(error)] });
+          sendJson(res, 500, { error_type: 'InternalError', errors: [String(error)] });
         }
       });
     });
@@ -147,35 +148,35 @@ export class FakeMrProvisioner {
       return;
     }
     if (this.malformed.some((r) => r.test(path))) {
-      send(res, 200, { unexpected: true });
+      sendJson(res, 200, { unexpected: true });
       return;
     }
     const json = (): Record<string, unknown> => (text ? (JSON.parse(text) as Record<string, unknown>) : {});
-    const invalid = (message: string, status = 400) => send(res, status, { error_type: 'InvalidUsage', errors: [message] });
+    const invalid = (message: string, status = 400) => sendJson(res, status, { error_type: 'InvalidUsage', errors: [message] });
     const m = (re: RegExp) => re.exec(path);
     let match: RegExpExecArray | null;
 
     if (method === 'GET' && path === '/machine') {
       const all = url.searchParams.get('show_all') === 'true';
       const list = this.machines.filter((x) => all || x.assignments.some((a) => a.user === user));
-      return send(res, 200, list.map(serializeMachine));
+      return sendJson(res, 200, list.map(serializeMachine));
     }
     if (method === 'POST' && path === '/machine/reservation') {
       const data = json();
-      if (!('query' in data)) return send(res, 400, { error_type: 'SchemaError', errors: ["Missing key: 'query'"] });
+      if (!('query' in data)) return sendJson(res, 400, { error_type: 'SchemaError', errors: ["Missing key: 'query'"] });
       const reason = (data.reason as string | null | undefined) ?? null;
-      if (reason && reason.length > 140) return send(res, 400, { error_type: 'SchemaError', errors: ['reason too long'] });
+      if (reason && reason.length > 140) return sendJson(res, 400, { error_type: 'SchemaError', errors: ['reason too long'] });
       const free = this.machines.find((x) => x.assignments.length === 0 && matches(x, data.query as string | null));
       if (!free) return invalid('no matching machine', 404);
       free.assignments.push({ id: this.nextId++, user, reason });
-      return send(res, 200, serializeMachine(free));
+      return sendJson(res, 200, serializeMachine(free));
     }
     if ((match = m(/^\/machine\/(\d+)(\/.*)?$/))) {
       const machine = this.machines.find((x) => x.id === Number(match![1]));
       if (!machine) return invalid('machine not found', 404);
       const rest = match[2] ?? '';
       const mine = machine.assignments.find((a) => a.user === user);
-      if (rest === '' && method === 'GET') return send(res, 200, serializeMachine(machine));
+      if (rest === '' && method === 'GET') return sendJson(res, 200, serializeMachine(machine));
       if (rest === '' && method === 'PUT') {
         if (!mine) return invalid('Forbidden', 403);
         const data = json();
@@ -193,43 +194,43 @@ export class FakeMrProvisioner {
         }
         if ('kernel_opts' in data) machine.kernel_opts = String(data.kernel_opts);
         if ('netboot_enabled' in data) machine.netboot_enabled = Boolean(data.netboot_enabled);
-        return send(res, 200, serializeMachine(machine));
+        return sendJson(res, 200, serializeMachine(machine));
       }
-      if (rest === '/interface' && method === 'GET') return send(res, 200, machine.interfaces);
-      if (rest === '/state' && method === 'GET') return send(res, 200, { state: machine.state });
+      if (rest === '/interface' && method === 'GET') return sendJson(res, 200, machine.interfaces);
+      if (rest === '/state' && method === 'GET') return sendJson(res, 200, { state: machine.state });
       if (rest === '/state' && method === 'POST') {
-        if (!mine) return send(res, 403, '');
-        if (json().state !== 'provision') return send(res, 400, '');
+        if (!mine) return sendJson(res, 403, '');
+        if (json().state !== 'provision') return sendJson(res, 400, '');
         if (!machine.bmc) return invalid('provisioning requires a BMC');
         if (machine.kernel_id === null) return invalid('provisioning requires a kernel');
         machine.netboot_enabled = true;
         machine.state = 'provisioning';
         machine.power = 'pxe_reboot';
-        return send(res, 202, { state: machine.state });
+        return sendJson(res, 202, { state: machine.state });
       }
-      if (rest === '/power' && method === 'GET') return send(res, 200, { state: machine.power });
+      if (rest === '/power' && method === 'GET') return sendJson(res, 200, { state: machine.power });
       if (rest === '/power' && method === 'POST') {
         const state = json().state as string;
-        if (!['on', 'off', 'reboot', 'pxe_reboot', 'bios_reboot', 'disk_reboot'].includes(state)) return send(res, 400, { error_type: 'SchemaError', errors: ['bad state'] });
-        if (!mine) return send(res, 403, '');
+        if (!['on', 'off', 'reboot', 'pxe_reboot', 'bios_reboot', 'disk_reboot'].includes(state)) return sendJson(res, 400, { error_type: 'SchemaError', errors: ['bad state'] });
+        if (!mine) return sendJson(res, 403, '');
         if (!machine.bmc) return invalid('power state changes require a BMC');
         machine.power = state;
-        return send(res, 202, '');
+        return sendJson(res, 202, '');
       }
       if ((match = /^\/assignee\/(self|\d+)$/.exec(rest))) {
         const assignee = match[1] === 'self' ? mine : machine.assignments.find((a) => a.id === Number(match![1]));
         if (!assignee) return invalid('assignee not found', 404);
-        if (method === 'GET') return send(res, 200, assignee);
+        if (method === 'GET') return sendJson(res, 200, assignee);
         if (method === 'DELETE') {
           if (assignee.user !== user) return invalid('Forbidden', 403);
           machine.assignments.splice(machine.assignments.indexOf(assignee), 1);
-          return send(res, 204, '');
+          return sendJson(res, 204, '');
         }
       }
     }
     if (method === 'GET' && path === '/image') {
       const all = url.searchParams.get('show_all') === 'true';
-      return send(res, 200, this.images.filter((i) => i.user === user || (all && i.public)).map(({ content: _c, ...i }) => i));
+      return sendJson(res, 200, this.images.filter((i) => i.user === user || (all && i.public)).map(({ content: _c, ...i }) => i));
     }
     if (method === 'POST' && path === '/image') {
       const parts = parseMultipart(raw, String(req.headers['content-type'] ?? ''));
@@ -238,7 +239,7 @@ export class FakeMrProvisioner {
       if (!q) return invalid('multipart `q` is required');
       const meta = JSON.parse(q.data.toString('utf8')) as Record<string, unknown>;
       if (!file) return invalid('multipart `file` is required');
-      if (!['Kernel', 'Initrd', 'bootloader'].includes(String(meta.type))) return send(res, 400, { error_type: 'SchemaError', errors: ['bad type'] });
+      if (!['Kernel', 'Initrd', 'bootloader'].includes(String(meta.type))) return sendJson(res, 400, { error_type: 'SchemaError', errors: ['bad type'] });
       const image = this.addImage({
         name: `${user}/${file.filename ?? 'upload'}.${Math.random().toString(16).slice(2, 10).padEnd(8, '0')}`,
         type: String(meta.type),
@@ -249,12 +250,12 @@ export class FakeMrProvisioner {
         content: file.data,
       });
       const { content: _c, ...out } = image;
-      return send(res, 201, out);
+      return sendJson(res, 201, out);
     }
     if (method === 'GET' && path === '/preseed') {
-      return send(res, 200, this.preseeds.map(({ content, ...p }) => ({ ...p, content, known_good: false, public: true })));
+      return sendJson(res, 200, this.preseeds.map(({ content, ...p }) => ({ ...p, content, known_good: false, public: true })));
     }
-    return send(res, 404, { error_type: 'NotFound', errors: ['404: Not Found'] });
+    return sendJson(res, 404, { error_type: 'NotFound', errors: ['404: Not Found'] });
   }
 }
 
@@ -273,15 +274,6 @@ function matches(machine: FakeMachine, query: string | null): boolean {
     });
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  if (body === '' || status === 204) {
-    res.writeHead(status);
-    res.end();
-    return;
-  }
-  res.writeHead(status, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify(body));
-}
 
 function parseMultipart(raw: Buffer, contentType: string): { name: string; filename?: string; data: Buffer }[] {
   const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);

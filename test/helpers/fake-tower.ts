@@ -7,6 +7,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sendJson, readBody } from './http-fake.js';
 
 /** One child job of a scripted workflow. */
 export interface Step {
@@ -101,7 +102,7 @@ export class FakeTower {
 
   private constructor() {
     this.server = createServer((req, res) => {
-      this.handle(req, res).catch((error: unknown) => send(res, 500, { detail: String(error) }));
+      this.handle(req, res).catch((error: unknown) => sendJson(res, 500, { detail: String(error) }));
     });
   }
 
@@ -174,80 +175,80 @@ export class FakeTower {
         req.socket.destroy();
         return;
       }
-      return send(res, fault.status, fault.body ?? { detail: 'A server error has occurred.' });
+      return sendJson(res, fault.status, fault.body ?? { detail: 'A server error has occurred.' });
     }
     if (!this.authorized(req)) {
-      return send(res, 401, { detail: req.headers.authorization ? 'Invalid token.' : 'Authentication credentials were not provided.' });
+      return sendJson(res, 401, { detail: req.headers.authorization ? 'Invalid token.' : 'Authentication credentials were not provided.' });
     }
     const p = url.pathname.replace(/^\/api\/v2/, '');
     const q = url.searchParams;
     let m: RegExpExecArray | null;
 
-    if (method === 'GET' && p === '/me/') return send(res, 200, page([{ id: 1, username: this.username }], url, this));
+    if (method === 'GET' && p === '/me/') return sendJson(res, 200, page([{ id: 1, username: this.username }], url, this));
     if (method === 'GET' && (m = /^\/(workflow_job_templates|job_templates)\/$/.exec(p))) {
       const kind = m[1] === 'workflow_job_templates' ? 'workflow' : 'job_template';
       let list = this.templates.filter((t) => t.kind === kind);
       if (q.get('name')) list = list.filter((t) => t.name === q.get('name'));
-      return send(res, 200, page(list.map(templateJson), url, this));
+      return sendJson(res, 200, page(list.map(templateJson), url, this));
     }
     if (method === 'GET' && (m = /^\/(workflow_job_templates|job_templates)\/(\d+)\/survey_spec\/$/.exec(p))) {
       const t = this.templates.find((x) => x.id === Number(m![2]));
-      if (!t) return send(res, 404, { detail: 'Not found.' });
-      return send(res, 200, { name: '', description: '', spec: t.survey ?? [] });
+      if (!t) return sendJson(res, 404, { detail: 'Not found.' });
+      return sendJson(res, 200, { name: '', description: '', spec: t.survey ?? [] });
     }
     if (method === 'POST' && (m = /^\/(workflow_job_templates|job_templates)\/(\d+)\/launch\/$/.exec(p))) {
       const t = this.templates.find((x) => x.id === Number(m![2]));
-      if (!t) return send(res, 404, { detail: 'Not found.' });
-      if (!t.canStart) return send(res, 403, { detail: 'You do not have permission to perform this action.' });
+      if (!t) return sendJson(res, 404, { detail: 'Not found.' });
+      if (!t.canStart) return sendJson(res, 403, { detail: 'You do not have permission to perform this action.' });
       const parsed = JSON.parse(body || '{}') as { extra_vars?: string; inventory?: number };
       const extraVars = parsed.extra_vars ? (JSON.parse(parsed.extra_vars) as Record<string, unknown>) : {};
       if (parsed.inventory !== undefined && !this.inventories.some((i) => i.id === parsed.inventory)) {
-        return send(res, 400, { inventory: [`Invalid pk "${parsed.inventory}" - object does not exist.`] });
+        return sendJson(res, 400, { inventory: [`Invalid pk "${parsed.inventory}" - object does not exist.`] });
       }
       this.launches.push({ template: t.name, extraVars, ...(parsed.inventory !== undefined ? { inventory: parsed.inventory } : {}) });
       const job = this.launch(t, extraVars, parsed.inventory);
-      return send(res, 201, t.kind === 'workflow' ? { workflow_job: job.id, id: job.id, type: 'workflow_job', status: 'pending' } : { job: job.id, id: job.id, type: 'job', status: 'pending' });
+      return sendJson(res, 201, t.kind === 'workflow' ? { workflow_job: job.id, id: job.id, type: 'workflow_job', status: 'pending' } : { job: job.id, id: job.id, type: 'job', status: 'pending' });
     }
     if (method === 'GET' && p === '/workflow_jobs/') {
       let list = [...this.jobs.values()].filter((j) => j.kind === 'workflow');
       const needle = q.get('extra_vars__icontains');
       if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).toLowerCase().includes(needle.toLowerCase()));
       if (q.get('order_by') === '-id') list.sort((a, b) => b.id - a.id);
-      return send(res, 200, page(list.map((j) => ({ id: j.id, name: j.template.name, status: j.status })), url, this));
+      return sendJson(res, 200, page(list.map((j) => ({ id: j.id, name: j.template.name, status: j.status })), url, this));
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
-      if (!job || job.kind !== 'workflow') return send(res, 404, { detail: 'Not found.' });
+      if (!job || job.kind !== 'workflow') return sendJson(res, 404, { detail: 'Not found.' });
       this.tick(job);
-      return send(res, 200, { id: job.id, type: 'workflow_job', name: job.template.name, status: job.status, failed: job.status === 'failed' || job.status === 'error', job_explanation: '' });
+      return sendJson(res, 200, { id: job.id, type: 'workflow_job', name: job.template.name, status: job.status, failed: job.status === 'failed' || job.status === 'error', job_explanation: '' });
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/workflow_nodes\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
-      if (!job) return send(res, 404, { detail: 'Not found.' });
+      if (!job) return sendJson(res, 404, { detail: 'Not found.' });
       const nodes = job.children.map((cid, i) => {
         const c = this.children.get(cid)!;
         return { id: job.id * 100 + i, type: 'workflow_job_node', job: c.id, summary_fields: { job: { id: c.id, name: c.name, status: c.status, failed: c.status !== 'successful', type: 'job' } } };
       });
       // A node that never ran has no job.
       nodes.push({ id: job.id * 100 + 99, type: 'workflow_job_node', job: null as unknown as number, summary_fields: {} as never });
-      return send(res, 200, page(nodes, url, this));
+      return sendJson(res, 200, page(nodes, url, this));
     }
     if (method === 'POST' && (m = /^\/(workflow_jobs|jobs)\/(\d+)\/cancel\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[2]));
-      if (!job) return send(res, 404, { detail: 'Not found.' });
+      if (!job) return sendJson(res, 404, { detail: 'Not found.' });
       if (job.status === 'pending' || job.status === 'running') {
         job.status = 'canceled';
         job.pollsLeft = 0;
         this.runSteps(job, true);
-        return send(res, 202, {});
+        return sendJson(res, 202, {});
       }
-      return send(res, 405, { error: 'Cannot cancel job.' });
+      return sendJson(res, 405, { error: 'Cannot cancel job.' });
     }
     if (method === 'GET' && p === '/jobs/') {
       let list = [...this.jobs.values()].filter((j) => j.kind === 'job_template');
       const needle = q.get('extra_vars__icontains');
       if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).includes(needle));
-      return send(res, 200, page(list.map((j) => ({ id: j.id })), url, this));
+      return sendJson(res, 200, page(list.map((j) => ({ id: j.id })), url, this));
     }
     if (method === 'GET' && (m = /^\/jobs\/(\d+)\/$/.exec(p))) {
       const id = Number(m[1]);
@@ -255,38 +256,38 @@ export class FakeTower {
       if (top && top.kind === 'job_template') {
         this.tick(top);
         const c = top.children[0] !== undefined ? this.children.get(top.children[0]) : undefined;
-        return send(res, 200, { id, type: 'job', name: top.template.name, status: top.status, failed: top.status === 'failed', artifacts: c?.artifacts ?? {}, job_explanation: c?.explanation ?? '', result_traceback: '' });
+        return sendJson(res, 200, { id, type: 'job', name: top.template.name, status: top.status, failed: top.status === 'failed', artifacts: c?.artifacts ?? {}, job_explanation: c?.explanation ?? '', result_traceback: '' });
       }
       const c = this.children.get(id);
-      if (!c) return send(res, 404, { detail: 'Not found.' });
-      return send(res, 200, { id, type: 'job', name: c.name, status: c.status, failed: c.status !== 'successful', artifacts: c.artifacts, job_explanation: c.explanation, result_traceback: c.status === 'error' ? 'Traceback (most recent call last):\n  boom' : '' });
+      if (!c) return sendJson(res, 404, { detail: 'Not found.' });
+      return sendJson(res, 200, { id, type: 'job', name: c.name, status: c.status, failed: c.status !== 'successful', artifacts: c.artifacts, job_explanation: c.explanation, result_traceback: c.status === 'error' ? 'Traceback (most recent call last):\n  boom' : '' });
     }
     if (method === 'GET' && (m = /^\/jobs\/(\d+)\/job_events\/$/.exec(p))) {
       const id = Number(m[1]);
       const top = this.jobs.get(id);
       const c = this.children.get(top?.children[0] ?? id);
-      if (!c) return send(res, 404, { detail: 'Not found.' });
+      if (!c) return sendJson(res, 404, { detail: 'Not found.' });
       const events = c.events.map((e, i) => ({ id: i + 1, failed: true, task: e.task, event: 'runner_on_failed', event_data: { task: e.task, res: { msg: e.msg, changed: false } } }));
-      return send(res, 200, page(events, url, this));
+      return sendJson(res, 200, page(events, url, this));
     }
     if (method === 'GET' && p === '/inventories/') {
       let list = this.inventories;
       if (q.get('name')) list = list.filter((i) => i.name === q.get('name'));
-      return send(res, 200, page(list.map((i) => ({ ...i, type: 'inventory', kind: '' })), url, this));
+      return sendJson(res, 200, page(list.map((i) => ({ ...i, type: 'inventory', kind: '' })), url, this));
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/$/.exec(p))) {
       const inv = this.inventories.find((i) => i.id === Number(m![1]));
-      return inv ? send(res, 200, { ...inv, type: 'inventory' }) : send(res, 404, { detail: 'Not found.' });
+      return inv ? sendJson(res, 200, { ...inv, type: 'inventory' }) : sendJson(res, 404, { detail: 'Not found.' });
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/hosts\/$/.exec(p))) {
       const list = this.hosts.filter((h) => h.inventory === Number(m![1]));
-      return send(res, 200, page(list.map((h) => ({ id: h.id, type: 'host', name: h.name, inventory: h.inventory, variables: JSON.stringify(h.variables) })), url, this));
+      return sendJson(res, 200, page(list.map((h) => ({ id: h.id, type: 'host', name: h.name, inventory: h.inventory, variables: JSON.stringify(h.variables) })), url, this));
     }
     if (method === 'GET' && (m = /^\/hosts\/(\d+)\/ansible_facts\/$/.exec(p))) {
       const h = this.hosts.find((x) => x.id === Number(m![1]));
-      return h ? send(res, 200, h.facts) : send(res, 404, { detail: 'Not found.' });
+      return h ? sendJson(res, 200, h.facts) : sendJson(res, 404, { detail: 'Not found.' });
     }
-    return send(res, 404, { detail: 'Not found.' });
+    return sendJson(res, 404, { detail: 'Not found.' });
   }
 
   private launch(t: FakeTemplate, extraVars: Record<string, unknown>, inventory: number | undefined): FakeJob {
@@ -357,17 +358,4 @@ function page(items: unknown[], url: URL, fake: FakeTower): Record<string, unkno
   return { count: items.length, next: n * size < items.length ? link(n + 1) : null, previous: n > 1 ? link(n - 1) : null, results: slice };
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString()));
-    req.on('error', reject);
-  });
-}

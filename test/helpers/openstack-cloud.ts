@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sendJson } from './http-fake.js';
 
 export interface FakeUser {
   name: string;
@@ -114,7 +115,7 @@ export class FakeOpenStack {
   static async start(options: FakeCloudOptions = {}): Promise<FakeOpenStack> {
     const cloud = new FakeOpenStack(options);
     cloud.http = createServer((req, res) => {
-      cloud.handle(req, res).catch((error: unknown) => send(res, 500, { computeFault: { code: 500, message: String(error) } }));
+      cloud.handle(req, res).catch((error: unknown) => sendJson(res, 500, { computeFault: { code: 500, message: String(error) } }));
     });
     await new Promise<void>((resolve) => cloud.http.listen(0, '127.0.0.1', resolve));
     cloud.url = `http://127.0.0.1:${(cloud.http.address() as AddressInfo).port}`;
@@ -173,7 +174,7 @@ export class FakeOpenStack {
     const failure = this.failures.find((f) => f.method === method && f.path.test(path) && f.times > 0);
     if (failure) {
       failure.times--;
-      if (!failure.afterProcessing) return send(res, failure.status, failure.body);
+      if (!failure.afterProcessing) return sendJson(res, failure.status, failure.body);
       if (failure.status === 0) {
         // Only a delay: the real answer, late.
         const held = { status: 0, headers: {} as Record<string, string>, body: '' };
@@ -187,11 +188,11 @@ export class FakeOpenStack {
       }
       const sink = { statusCode: 0, setHeader() {}, end() {} } as unknown as ServerResponse;
       await this.route(method, path, url.searchParams, body, sink);
-      return send(res, failure.status, failure.body);
+      return sendJson(res, failure.status, failure.body);
     }
 
     if (path === '/identity/v3/auth/tokens' && method === 'POST') return this.issueToken(body, res);
-    if (!token || !this.tokens.has(token) || this.tokens.get(token)! <= this.now()) return send(res, 401, UNAUTHORIZED);
+    if (!token || !this.tokens.has(token) || this.tokens.get(token)! <= this.now()) return sendJson(res, 401, UNAUTHORIZED);
     return this.route(method, path, url.searchParams, body, res);
   }
 
@@ -208,7 +209,7 @@ export class FakeOpenStack {
       const c = identity.application_credential;
       ok = !!c?.id && this.appCredentials.get(c.id) === c.secret;
     }
-    if (!ok) return send(res, 401, UNAUTHORIZED);
+    if (!ok) return sendJson(res, 401, UNAUTHORIZED);
     const value = `gAAAAA${randomUUID().replace(/-/g, '')}`;
     const expires = this.now() + this.tokenTtlMs;
     this.tokens.set(value, expires);
@@ -220,7 +221,7 @@ export class FakeOpenStack {
       { type: 'network', name: 'neutron', endpoints: [ep(`${this.url}/network`)] },
     ];
     res.setHeader('X-Subject-Token', value);
-    send(res, 201, {
+    sendJson(res, 201, {
       token: {
         methods: [identity!.methods[0]],
         expires_at: new Date(expires).toISOString().replace('Z', '000Z'),
@@ -237,13 +238,13 @@ export class FakeOpenStack {
     if (path.startsWith(compute)) return this.nova(method, path.slice(compute.length), query, body, res);
     if (path.startsWith('/image/v2/')) return this.glance(method, path.slice('/image/v2'.length), query, res);
     if (path.startsWith('/network/v2.0/')) return this.neutron(method, path.slice('/network/v2.0'.length), query, body, res);
-    send(res, 404, { error: { code: 404, message: `no route ${path}` } });
+    sendJson(res, 404, { error: { code: 404, message: `no route ${path}` } });
   }
 
   // ---- Nova ----
 
   private nova(method: string, path: string, query: URLSearchParams, body: unknown, res: ServerResponse): void {
-    const notFound = (what: string) => send(res, 404, { itemNotFound: { code: 404, message: what } });
+    const notFound = (what: string) => sendJson(res, 404, { itemNotFound: { code: 404, message: what } });
     if (path === '/servers' && method === 'POST') return this.createServer(body, res);
     if (path === '/servers/detail' && method === 'GET') {
       const all = [...this.servers.values()].sort((a, b) => a.id.localeCompare(b.id));
@@ -255,14 +256,14 @@ export class FakeOpenStack {
       if (page.length === limit && start + limit < all.length) {
         out.servers_links = [{ rel: 'next', href: `${this.computeUrl}/servers/detail?limit=${limit}&marker=${page.at(-1)!.id}` }];
       }
-      return send(res, 200, out);
+      return sendJson(res, 200, out);
     }
     const meta = /^\/servers\/([^/]+)\/metadata$/.exec(path);
     if (meta && method === 'POST') {
       const s = this.servers.get(meta[1]!);
       if (!s) return notFound(`Instance ${meta[1]} could not be found.`);
       Object.assign(s.metadata, (body as { metadata: Record<string, string> }).metadata);
-      return send(res, 200, { metadata: s.metadata });
+      return sendJson(res, 200, { metadata: s.metadata });
     }
     const one = /^\/servers\/([^/]+)$/.exec(path);
     if (one) {
@@ -270,19 +271,19 @@ export class FakeOpenStack {
       if (!s) return notFound(`Instance ${one[1]} could not be found.`);
       if (method === 'GET') {
         this.advance(s);
-        return send(res, 200, { server: this.view(s) });
+        return sendJson(res, 200, { server: this.view(s) });
       }
       if (method === 'DELETE') {
         this.servers.delete(s.id);
         this.deleted.push(s.id);
         for (const f of this.floatingIps.values()) if (f.port_id === `port-${s.id}`) f.port_id = null;
-        return send(res, 204, undefined);
+        return sendJson(res, 204, undefined);
       }
     }
-    if (path === '/flavors/detail' && method === 'GET') return send(res, 200, { flavors: FLAVORS });
+    if (path === '/flavors/detail' && method === 'GET') return sendJson(res, 200, { flavors: FLAVORS });
     if (path === '/limits' && method === 'GET') {
       const live = [...this.servers.values()];
-      return send(res, 200, {
+      return sendJson(res, 200, {
         limits: {
           rate: [],
           absolute: {
@@ -302,13 +303,13 @@ export class FakeOpenStack {
     if (kp && method === 'GET') {
       const name = decodeURIComponent(kp[1]!);
       const key = this.keypairs.get(name);
-      return key ? send(res, 200, { keypair: { name, public_key: key, fingerprint: 'aa:bb' } }) : notFound(`Keypair ${name} not found for user u-1`);
+      return key ? sendJson(res, 200, { keypair: { name, public_key: key, fingerprint: 'aa:bb' } }) : notFound(`Keypair ${name} not found for user u-1`);
     }
     if (path === '/os-keypairs' && method === 'POST') {
       const k = (body as { keypair: { name: string; public_key: string } }).keypair;
-      if (this.keypairs.has(k.name)) return send(res, 409, { conflictingRequest: { code: 409, message: `Key pair '${k.name}' already exists.` } });
+      if (this.keypairs.has(k.name)) return sendJson(res, 409, { conflictingRequest: { code: 409, message: `Key pair '${k.name}' already exists.` } });
       this.keypairs.set(k.name, k.public_key);
-      return send(res, 200, { keypair: { name: k.name, public_key: k.public_key, fingerprint: 'aa:bb', user_id: 'u-1' } });
+      return sendJson(res, 200, { keypair: { name: k.name, public_key: k.public_key, fingerprint: 'aa:bb', user_id: 'u-1' } });
     }
     notFound(`no route ${method} ${path}`);
   }
@@ -316,11 +317,11 @@ export class FakeOpenStack {
   private createServer(body: unknown, res: ServerResponse): void {
     const b = (body as { server?: Record<string, unknown> })?.server;
     if (!b || typeof b.name !== 'string' || typeof b.imageRef !== 'string' || typeof b.flavorRef !== 'string') {
-      return send(res, 400, { badRequest: { code: 400, message: "Invalid input for field/attribute server. Value: None. 'name' is a required property" } });
+      return sendJson(res, 400, { badRequest: { code: 400, message: "Invalid input for field/attribute server. Value: None. 'name' is a required property" } });
     }
     const flavor = FLAVORS.find((f) => f.id === b.flavorRef);
-    if (!flavor) return send(res, 400, { badRequest: { code: 400, message: `Flavor ${b.flavorRef} could not be found.` } });
-    if (!IMAGES.some((i) => i.id === b.imageRef)) return send(res, 400, { badRequest: { code: 400, message: `Image ${b.imageRef} could not be found.` } });
+    if (!flavor) return sendJson(res, 400, { badRequest: { code: 400, message: `Flavor ${b.flavorRef} could not be found.` } });
+    if (!IMAGES.some((i) => i.id === b.imageRef)) return sendJson(res, 400, { badRequest: { code: 400, message: `Image ${b.imageRef} could not be found.` } });
     const live = [...this.servers.values()];
     const usedCores = live.reduce((n, s) => n + s.flavor.vcpus, 0);
     const usedRam = live.reduce((n, s) => n + s.flavor.ram, 0);
@@ -332,9 +333,9 @@ export class FakeOpenStack {
           : this.limits.ram >= 0 && usedRam + flavor.ram > this.limits.ram
             ? `ram: Requested ${flavor.ram}, but already used ${usedRam} of ${this.limits.ram} ram`
             : undefined;
-    if (over) return send(res, 403, { forbidden: { code: 403, message: `Quota exceeded for ${over}` } });
+    if (over) return sendJson(res, 403, { forbidden: { code: 403, message: `Quota exceeded for ${over}` } });
     if (b.key_name && !this.keypairs.has(b.key_name as string)) {
-      return send(res, 400, { badRequest: { code: 400, message: `Invalid key_name provided.` } });
+      return sendJson(res, 400, { badRequest: { code: 400, message: `Invalid key_name provided.` } });
     }
     const id = randomUUID();
     this.servers.set(id, {
@@ -349,7 +350,7 @@ export class FakeOpenStack {
       addresses: {},
       flavor,
     });
-    send(res, 202, {
+    sendJson(res, 202, {
       server: {
         id,
         links: [{ rel: 'self', href: `${this.computeUrl}/servers/${id}` }],
@@ -413,12 +414,12 @@ export class FakeOpenStack {
       if (name) images = images.filter((i) => i.name === name);
       const status = query.get('status');
       if (status) images = images.filter((i) => i.status === status);
-      return send(res, 200, { images, first: '/v2/images', schema: '/v2/schemas/images' });
+      return sendJson(res, 200, { images, first: '/v2/images', schema: '/v2/schemas/images' });
     }
     const one = /^\/images\/([^/]+)$/.exec(path);
     if (one && method === 'GET') {
       const image = IMAGES.find((i) => i.id === one[1]);
-      if (image) return send(res, 200, image);
+      if (image) return sendJson(res, 200, image);
       return sendText(res, 404, `404 Not Found\n\nNo image found with ID ${one[1]}\n\n   `);
     }
     sendText(res, 404, '404 Not Found\n\nThe resource could not be found.\n\n   ');
@@ -433,7 +434,7 @@ export class FakeOpenStack {
         const v = query.get(key);
         if (v !== null) nets = nets.filter((n) => String(n[key]) === v);
       }
-      return send(res, 200, { networks: nets });
+      return sendJson(res, 200, { networks: nets });
     }
     if (path === '/ports' && method === 'GET') {
       const device = query.get('device_id');
@@ -446,18 +447,18 @@ export class FakeOpenStack {
             fixed_ips: addrs.filter((a) => a['OS-EXT-IPS:type'] === 'fixed').map((a) => ({ ip_address: a.addr, subnet_id: 'sub-1' })),
           }))
         : [];
-      return send(res, 200, { ports });
+      return sendJson(res, 200, { ports });
     }
     if (path === '/floatingips' && method === 'GET') {
       let fips = [...this.floatingIps.values()];
       const d = query.get('description');
       if (d !== null) fips = fips.filter((f) => f.description === d);
-      return send(res, 200, { floatingips: fips });
+      return sendJson(res, 200, { floatingips: fips });
     }
     if (path === '/floatingips' && method === 'POST') {
       const f = (body as { floatingip: { floating_network_id: string; port_id?: string; description?: string } }).floatingip;
       if (!NETWORKS.some((n) => n.id === f.floating_network_id && n['router:external'])) {
-        return send(res, 404, { NeutronError: { type: 'ExternalGatewayForFloatingIPNotFound', message: `External network ${f.floating_network_id} is not reachable.`, detail: '' } });
+        return sendJson(res, 404, { NeutronError: { type: 'ExternalGatewayForFloatingIPNotFound', message: `External network ${f.floating_network_id} is not reachable.`, detail: '' } });
       }
       const fip = {
         id: randomUUID(),
@@ -468,25 +469,19 @@ export class FakeOpenStack {
         status: 'DOWN',
       };
       this.floatingIps.set(fip.id, fip);
-      return send(res, 201, { floatingip: fip });
+      return sendJson(res, 201, { floatingip: fip });
     }
     const one = /^\/floatingips\/([^/]+)$/.exec(path);
     if (one && method === 'DELETE') {
       if (!this.floatingIps.delete(one[1]!)) {
-        return send(res, 404, { NeutronError: { type: 'FloatingIPNotFound', message: `Floating IP ${one[1]} could not be found`, detail: '' } });
+        return sendJson(res, 404, { NeutronError: { type: 'FloatingIPNotFound', message: `Floating IP ${one[1]} could not be found`, detail: '' } });
       }
-      return send(res, 204, undefined);
+      return sendJson(res, 204, undefined);
     }
-    send(res, 404, { NeutronError: { type: 'HTTPNotFound', message: 'The resource could not be found.', detail: '' } });
+    sendJson(res, 404, { NeutronError: { type: 'HTTPNotFound', message: 'The resource could not be found.', detail: '' } });
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.statusCode = status;
-  if (body === undefined) return void res.end();
-  res.setHeader('Content-Type', 'application/json');
-  res.end(JSON.stringify(body));
-}
 
 function sendText(res: ServerResponse, status: number, text: string): void {
   res.statusCode = status;
