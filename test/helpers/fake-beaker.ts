@@ -9,7 +9,7 @@
  * to Aborted when the job's outcome says so.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listenOnLoopback } from './http-fake.js';
 
 export interface FakeJob {
   id: number;
@@ -67,14 +67,12 @@ export class FakeBeaker {
         }
       });
     });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/bkr`;
+    this.url = `${await listenOnLoopback(this.server)}/bkr`;
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private handle(req: IncomingMessage, res: ServerResponse, body: string): void {

@@ -6,8 +6,7 @@
  * `build_status_label`). Builds are scripted per hostgroup.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { sendJson, readBody } from './http-fake.js';
+import { sendJson, readBody, closeServer, listenOnLoopback } from './http-fake.js';
 
 export interface FakeHostgroup {
   id: number;
@@ -66,14 +65,12 @@ export class FakeForeman {
 
   static async start(): Promise<FakeForeman> {
     const fake = new FakeForeman();
-    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-    fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    fake.url = await listenOnLoopback(fake.server);
     return fake;
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   addHostgroup(g: Partial<FakeHostgroup> & { title: string }): FakeHostgroup {

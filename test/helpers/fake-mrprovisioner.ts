@@ -7,7 +7,6 @@
  * real server's query language), matched against machine attributes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import { createLogger } from '../../lib/logger.js';
 import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { parseSettings } from '../../lib/settings.js';
-import { sendJson } from './http-fake.js';
+import { sendJson, closeServer, listenOnLoopback } from './http-fake.js';
 
 export interface FakeMachine {
   id: number;
@@ -117,14 +116,12 @@ export class FakeMrProvisioner {
         }
       });
     });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/api/v1`;
+    this.url = `${await listenOnLoopback(this.server)}/api/v1`;
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {

@@ -6,8 +6,7 @@
  * whose status and artifacts the test decides.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { sendJson, readBody } from './http-fake.js';
+import { sendJson, readBody, closeServer, listenOnLoopback } from './http-fake.js';
 
 /** One child job of a scripted workflow. */
 export interface Step {
@@ -109,14 +108,12 @@ export class FakeTower {
   /** Starts a server on 127.0.0.1 with a random port. */
   static async start(): Promise<FakeTower> {
     const fake = new FakeTower();
-    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-    fake.url = `http://127.0.0.1:${(fake.server.address() as AddressInfo).port}`;
+    fake.url = await listenOnLoopback(fake.server);
     return fake;
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   /** Adds a workflow (or job template) with a script. */

@@ -6,8 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type Server as HttpServer, type ServerResponse, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { sendJson } from './http-fake.js';
+import { sendJson, closeServer, listenOnLoopback } from './http-fake.js';
 
 export interface FakeUser {
   name: string;
@@ -117,8 +116,7 @@ export class FakeOpenStack {
     cloud.http = createServer((req, res) => {
       cloud.handle(req, res).catch((error: unknown) => sendJson(res, 500, { computeFault: { code: 500, message: String(error) } }));
     });
-    await new Promise<void>((resolve) => cloud.http.listen(0, '127.0.0.1', resolve));
-    cloud.url = `http://127.0.0.1:${(cloud.http.address() as AddressInfo).port}`;
+    cloud.url = await listenOnLoopback(cloud.http);
     return cloud;
   }
 
@@ -156,8 +154,7 @@ export class FakeOpenStack {
   }
 
   async close(): Promise<void> {
-    this.http.closeAllConnections();
-    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await closeServer(this.http);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
