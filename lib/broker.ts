@@ -678,6 +678,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
         keepaliveCountMax: ssh.keepaliveCountMax,
         channelsPerConnection: ssh.channelsPerConnection,
         maxConnections: ssh.maxConnections,
+        bulkStreams: ssh.bulkStreams,
         hostKeyPolicy: ssh.hostKeyPolicy,
         ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
         ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../lib/broker.js';
 import { CommandError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';
+import type { SshTransport } from '../hosts/ssh-transport.js';
 import { sshdProvider } from './helpers/providers.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
 
@@ -25,7 +26,8 @@ describe.skipIf(!available)('file transfers over SSH (real sshd)', () => {
   beforeAll(async () => {
     sshd = await startSshd();
     local = await mkdtemp(join(tmpdir(), 'hb-transfer-'));
-    broker = new Broker({ directory: join(local, 'broker'), providers: [sshdProvider(sshd)] });
+    // Four streams, as for a far host: on loopback `auto` would use one and skip the split path.
+    broker = new Broker({ directory: join(local, 'broker'), providers: [sshdProvider(sshd)], settings: { ssh: { bulkStreams: 4 } } });
     host = await broker.checkout({ provider: 'sshd' });
   });
   afterAll(async () => {
@@ -48,6 +50,24 @@ describe.skipIf(!available)('file transfers over SSH (real sshd)', () => {
     const back = join(local, 'big-back.bin');
     await host.session.downloadFile(remote, back);
     expect(sha(await readFile(back))).toBe(sha(data));
+  });
+
+  it('splits big transfers only for far hosts when bulkStreams is auto', async () => {
+    const auto = new Broker({ directory: join(local, 'broker-auto'), providers: [sshdProvider(sshd)] });
+    try {
+      const near = await auto.checkout({ provider: 'sshd' });
+      await near.execute('true');
+      // sshd answers on loopback within microseconds: one stream, more would only share the CPUs.
+      expect((near.session.transport as SshTransport).bulkStreams).toBe(1);
+      expect((host.session.transport as SshTransport).bulkStreams).toBe(4);
+      const data = randomBytes((33 << 20) + 1);
+      await writeFile(join(local, 'auto.bin'), data);
+      await near.session.write({ localPath: join(local, 'auto.bin') }, `${sshd.dir}/auto/auto.bin`);
+      expect(sha(await readFile(`${sshd.dir}/auto/auto.bin`))).toBe(sha(data));
+      await near.checkin();
+    } finally {
+      await auto.close();
+    }
   });
 
   it('downloads small and empty files to disk', async () => {
