@@ -16,6 +16,7 @@ import { parseSettings } from '../../lib/settings.js';
 import { foreman } from '../../providers/foreman/definition.js';
 import impl from '../../providers/foreman/provider.js';
 import { FakeForeman, type FakeHostgroup } from '../helpers/fake-foreman.js';
+import { rejection } from '../helpers/rejection.js';
 
 let fake: FakeForeman;
 let dir: string;
@@ -74,15 +75,6 @@ async function checkout(ctx: ProviderContext, raw: Record<string, unknown>, inde
   return { host: await impl.checkout(foreman.args.parse(raw), t, ctx), record: t.record };
 }
 
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection');
-}
-
 describe('foreman checkout', () => {
   it('creates a host in the hostgroup with build mode and tag parameters, and waits for the build', async () => {
     const ctx = context({ organizationId: 3 });
@@ -107,7 +99,7 @@ describe('foreman checkout', () => {
   it('deletes a host whose build failed, and says so with Foreman\'s label', async () => {
     const ctx = context();
     const t = await target(ctx, { hostgroup: 'base/broken' });
-    const error = await caught(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken' }), t, ctx));
+    const error = await rejection(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken' }), t, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.message).toMatch(/Installation error; the host was deleted/);
     expect(fake.hosts.size).toBe(0);
@@ -119,7 +111,7 @@ describe('foreman checkout', () => {
   it('keeps a host whose build failed with dangling: keep', async () => {
     const ctx = context();
     const t = await target(ctx, { hostgroup: 'base/broken', dangling: 'keep' });
-    const error = await caught(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken', dangling: 'keep' }), t, ctx));
+    const error = await rejection(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken', dangling: 'keep' }), t, ctx));
     expect(error.message).toMatch(/kept/);
     expect(fake.hosts.size).toBe(1);
     await impl.release(t.record, ctx);
@@ -132,7 +124,7 @@ describe('foreman checkout', () => {
 
   it('gives up a slow build at buildTimeout and deletes the host', async () => {
     rhel9.polls = 10_000;
-    const error = await caught(checkout(context({ buildTimeout: 60, pollInterval: 20 }), { hostgroup: 'base/rhel9' }));
+    const error = await rejection(checkout(context({ buildTimeout: 60, pollInterval: 20 }), { hostgroup: 'base/rhel9' }));
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error.message).toMatch(/buildTimeout.*Pending installation.*deleted/);
     expect(fake.hosts.size).toBe(0);
@@ -155,49 +147,49 @@ describe('foreman checkout', () => {
 describe('foreman errors', () => {
   it('carries Foreman\'s validation messages (422)', async () => {
     await checkout(context(), { hostgroup: 'base/rhel9', name: 'dup' });
-    const error = await caught(checkout(context(), { hostgroup: 'base/rhel9', name: 'dup' }));
+    const error = await rejection(checkout(context(), { hostgroup: 'base/rhel9', name: 'dup' }));
     expect((error as ProviderError).status).toBe(422);
     expect(error.message).toContain('Name has already been taken');
   });
 
   it('carries Foreman\'s message for 401 and 403, never the password', async () => {
-    const bad = await caught(checkout(context({ password: 'wrong-password-42' }), { hostgroup: 'base/rhel9' }));
+    const bad = await rejection(checkout(context({ password: 'wrong-password-42' }), { hostgroup: 'base/rhel9' }));
     expect((bad as ProviderError).status).toBe(401);
     expect(bad.message).toContain('Unable to authenticate user jdoe');
     expect(bad.message).not.toContain('wrong-password-42');
     fake.canCreate = false;
-    const denied = await caught(checkout(context(), { hostgroup: 'base/rhel9' }));
+    const denied = await rejection(checkout(context(), { hostgroup: 'base/rhel9' }));
     expect((denied as ProviderError).status).toBe(403);
     expect(denied.message).toContain('Missing one of the required permissions: create_hosts');
   });
 
   it('names an unknown hostgroup', async () => {
-    const error = await caught(checkout(context(), { hostgroup: 'base/nope' }));
+    const error = await rejection(checkout(context(), { hostgroup: 'base/nope' }));
     expect(error).toBeInstanceOf(UserInputError);
     expect(error.message).toContain('base/nope');
   });
 
   it('turns a malformed answer into a ProviderError', async () => {
     fake.faults.push({ method: 'POST', path: /^\/api\/hosts$/, status: 201, body: { id: 'seven' } });
-    const error = await caught(checkout(context(), { hostgroup: 'base/rhel9' }));
+    const error = await rejection(checkout(context(), { hostgroup: 'base/rhel9' }));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.message).toMatch(/unexpected shape.*id/);
   });
 
   it('does not create twice when the create answers 5xx', async () => {
     fake.faults.push({ method: 'POST', path: /^\/api\/hosts$/, status: 500 });
-    const error = await caught(checkout(context(), { hostgroup: 'base/rhel9' }));
+    const error = await rejection(checkout(context(), { hostgroup: 'base/rhel9' }));
     expect((error as ProviderError).retryable).toBe(true);
     expect(error.message).toContain('unable to finish the request');
     expect(fake.requests.filter((r) => r.method === 'POST')).toHaveLength(1);
   });
 
   it('needs a password, and keeps it out of records, logs and errors', async () => {
-    expect(await caught(checkout(context({ password: undefined }), { hostgroup: 'base/rhel9' }))).toBeInstanceOf(SettingsError);
+    expect(await rejection(checkout(context({ password: undefined }), { hostgroup: 'base/rhel9' }))).toBeInstanceOf(SettingsError);
     process.env.HB_TEST_FOREMAN_PW = fake.password;
     await checkout(context({ password: undefined, passwordEnv: 'HB_TEST_FOREMAN_PW' }), { hostgroup: 'base/rhel9' });
     fake.faults.push({ method: 'POST', path: /^\/api\/hosts$/, status: 500, body: { error: { message: `echo ${fake.password}` } } });
-    const echoed = await caught(checkout(context(), { hostgroup: 'base/rhel9' }, 1));
+    const echoed = await rejection(checkout(context(), { hostgroup: 'base/rhel9' }, 1));
     delete process.env.HB_TEST_FOREMAN_PW;
     const basic = Buffer.from(`${fake.username}:${fake.password}`).toString('base64');
     for (const text of [await readFile(join(dir, 'inventory.json'), 'utf8'), logLines.join('\n'), echoed.message]) {

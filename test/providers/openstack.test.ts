@@ -11,6 +11,7 @@ import { openstack } from '../../providers/openstack/definition.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';
 import { FakeOpenStack, IMAGES, NETWORKS } from '../helpers/openstack-cloud.js';
 import { type TestContext, fakeInstance, intentRecord, openstackContext, targets } from '../helpers/openstack-context.js';
+import { rejection } from '../helpers/rejection.js';
 
 let cloud: FakeOpenStack;
 let clock: number;
@@ -39,16 +40,6 @@ async function context(extra: Record<string, unknown> = {}, options: { brokerId?
 
 function args(extra: Record<string, unknown> = {}) {
   return openstack.args.parse(extra);
-}
-
-/** The promise's rejection, failing the test when it resolves. */
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  const result = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(result, 'expected a rejection').toBeDefined();
-  return result as ProviderError;
 }
 
 describe('checkout', () => {
@@ -106,15 +97,15 @@ describe('checkout', () => {
     const ctx = await context({ image: undefined });
     const impl = provider();
     const [target] = targets(ctx, 1);
-    expect((await rejection(impl.checkout(args(), target!, ctx))).message).toMatch(/no image; pass `image`/);
-    expect((await rejection(impl.checkout(args({ image: 'nope' }), target!, ctx))).message).toMatch(/Glance has no active image `nope`/);
+    expect((await rejection<ProviderError>(impl.checkout(args(), target!, ctx))).message).toMatch(/no image; pass `image`/);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'nope' }), target!, ctx))).message).toMatch(/Glance has no active image `nope`/);
     // An id Glance does not know (its 404 is plain text) falls back to a name lookup.
     const unknownId = '11111111-2222-4333-8444-555555555555';
-    expect((await rejection(impl.checkout(args({ image: unknownId }), target!, ctx))).message).toContain(`Glance has no active image \`${unknownId}\``);
-    expect((await rejection(impl.checkout(args({ image: 'twin' }), target!, ctx))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
-    const noFlavor = await rejection(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, ctx));
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: unknownId }), target!, ctx))).message).toContain(`Glance has no active image \`${unknownId}\``);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'twin' }), target!, ctx))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
+    const noFlavor = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, ctx));
     expect(noFlavor.message).toMatch(/no flavor `m9.huge`; available: m1.tiny, m1.small, m1.medium/);
-    const noNet = await rejection(impl.checkout(args({ image: 'cirros-0.6.2', network: 'lab' }), target!, ctx));
+    const noNet = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', network: 'lab' }), target!, ctx));
     expect(noNet.message).toMatch(/no network `lab`; available: private, public/);
     expect(cloud.count(/^POST .*\/servers$/)).toBe(0);
   });
@@ -129,7 +120,7 @@ describe('checkout', () => {
     expect(cloud.keypairs.get('hb')).toBe('ssh-ed25519 AAAAC3Nza test@host');
     expect(cloud.count(/^POST .*\/os-keypairs$/)).toBe(1);
 
-    const bad = await rejection(impl.checkout(args({ keyName: 'missing' }), targets(ctx, 1)[0]!, ctx));
+    const bad = await rejection<ProviderError>(impl.checkout(args({ keyName: 'missing' }), targets(ctx, 1)[0]!, ctx));
     expect(bad.message).toContain('Invalid key_name provided.');
     expect(bad.status).toBe(400);
   });
@@ -180,7 +171,7 @@ describe('Keystone tokens', () => {
 
   it('fails with Keystone’s message when the credentials are wrong, without the password', async () => {
     const ctx = await context({ auth: { ...(fakeInstance(cloud).auth as object), password: 'Wrong-Password-123' } });
-    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    const error = await rejection<ProviderError>(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(401);
     expect(error.message).toContain('The request you have made requires authentication.');
@@ -195,7 +186,7 @@ describe('service errors', () => {
     const ctx = await context();
     const impl = provider();
     await impl.checkout(args(), targets(ctx, 1)[0]!, ctx);
-    const error = await rejection(impl.checkout(args(), targets(ctx, 1)[0]!, ctx));
+    const error = await rejection<ProviderError>(impl.checkout(args(), targets(ctx, 1)[0]!, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(403);
     expect(error.retryable).toBe(false);
@@ -255,7 +246,7 @@ describe('service errors', () => {
   it('gives a clear, retryable error when the service keeps failing', async () => {
     const ctx = await context({ httpRetries: 2 });
     cloud.failNext('POST', /\/servers$/, 500, { computeFault: { code: 500, message: 'Unexpected API Error.' } }, { times: 10 });
-    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    const error = await rejection<ProviderError>(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(500);
     expect(error.retryable).toBe(true);
@@ -281,7 +272,7 @@ describe('servers that go to ERROR', () => {
   it('fails with Nova’s fault message after maxRetry, having deleted every errored server', async () => {
     const ctx = await context({ maxRetry: 2 });
     cloud.errorFaults.push('fault one', 'fault two', noHost);
-    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    const error = await rejection<ProviderError>(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe('ERROR');
     expect(error.message).toContain(`went to ERROR 3 time(s)`);
@@ -294,7 +285,7 @@ describe('servers that go to ERROR', () => {
   it('takes maxRetry from the arguments', async () => {
     const ctx = await context({ maxRetry: 5 });
     cloud.errorFaults.push('a', 'b');
-    await rejection(provider().checkout(args({ maxRetry: 1 }), targets(ctx, 1)[0]!, ctx));
+    await rejection<ProviderError>(provider().checkout(args({ maxRetry: 1 }), targets(ctx, 1)[0]!, ctx));
     expect(cloud.count(/^POST .*\/servers$/)).toBe(2);
   });
 
@@ -305,7 +296,7 @@ describe('servers that go to ERROR', () => {
     const pending = provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
     while (cloud.count(/^GET .*\/servers\/[0-9a-f-]{36}$/) === 0) await new Promise((r) => setTimeout(r, 5));
     controller.abort(new Error('deadline'));
-    const error = await rejection(pending);
+    const error = await rejection<ProviderError>(pending);
     expect(error.message).toMatch(/was cancelled/);
     expect(cloud.servers.size).toBe(0);
     expect(cloud.deleted).toHaveLength(1);
@@ -318,7 +309,7 @@ describe('servers that go to ERROR', () => {
     const pending = provider().checkout(args(), targets(ctx, 1)[0]!, ctx);
     while (cloud.servers.size === 0) await new Promise((r) => setTimeout(r, 5));
     controller.abort(new Error('deadline'));
-    await rejection(pending);
+    await rejection<ProviderError>(pending);
     expect(cloud.servers.size).toBe(0);
     expect(cloud.deleted).toHaveLength(1);
   });
@@ -326,7 +317,7 @@ describe('servers that go to ERROR', () => {
   it('deletes a server that does not become ACTIVE in time', async () => {
     cloud.buildPolls = 1000;
     const ctx = await context({ activeTimeout: 30, pollInterval: 5 });
-    const error = await rejection(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
+    const error = await rejection<ProviderError>(provider().checkout(args(), targets(ctx, 1)[0]!, ctx));
     expect(BrokerError.isInstance(error)).toBe(true);
     expect(error.message).toMatch(/did not become ACTIVE within .*still BUILD.*activeTimeout/);
     expect(cloud.servers.size).toBe(0);
@@ -429,7 +420,7 @@ describe('secrets', () => {
     const token = cloud.requests.find((r) => r.token)!.token!;
     // A service that echoes a secret in its error message.
     cloud.failNext('GET', /\/servers\/detail$/, 400, { badRequest: { code: 400, message: `bad request for ${token} / ${cloud.users[0]!.password}` } });
-    const error = await rejection(impl.inventory!(ctx));
+    const error = await rejection<ProviderError>(impl.inventory!(ctx));
 
     const secrets = [cloud.users[0]!.password, token, 'AdminPass-Do-Not-Leak-42'];
     const visible = [JSON.stringify(host), JSON.stringify(ready(target!.record, host)), t!.logs.join('\n'), error.message, JSON.stringify(error.toJSON())];

@@ -16,6 +16,7 @@ import { parseSettings } from '../../lib/settings.js';
 import { tower } from '../../providers/tower/definition.js';
 import impl from '../../providers/tower/provider.js';
 import { FakeTower, type Step } from '../helpers/fake-tower.js';
+import { rejection } from '../helpers/rejection.js';
 
 let fake: FakeTower;
 let dir: string;
@@ -103,15 +104,6 @@ async function checkout(ctx: ProviderContext, raw: Record<string, unknown>, inde
   return { host: await impl.checkout(args, t, ctx), record: t.record };
 }
 
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a rejection');
-}
-
 describe('tower arguments', () => {
   it('needs exactly one of workflow or job_template, and passes unknown arguments through', () => {
     expect(tower.args.safeParse({}).success).toBe(false);
@@ -158,7 +150,7 @@ describe('tower checkout', () => {
     const ctx = context({ maxWait: 60, pollInterval: 20 });
     const args = { workflow: 'deploy-vm' };
     const t = await target(ctx, args);
-    const error = await caught(impl.checkout(tower.args.parse(args), t, ctx));
+    const error = await rejection(impl.checkout(tower.args.parse(args), t, ctx));
     expect(error).toBeInstanceOf(TimeoutError);
     expect(error.message).toMatch(/maxWait/);
     expect(error.message).toMatch(/#\/jobs\/workflow\/\d+\/output/);
@@ -174,7 +166,7 @@ describe('tower checkout', () => {
     const ctx = context();
     const args = { workflow: 'deploy-broken' };
     const t = await target(ctx, args);
-    const error = await caught(impl.checkout(tower.args.parse(args), t, ctx));
+    const error = await rejection(impl.checkout(tower.args.parse(args), t, ctx));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.message).toContain('No package matching foo-server is available');
     expect(error.message).toContain('Install packages');
@@ -189,7 +181,7 @@ describe('tower checkout', () => {
     const ctx = context();
     const args = { workflow: 'deploy-broken', dangling: 'keep' };
     const t = await target(ctx, args);
-    const error = await caught(impl.checkout(tower.args.parse(args), t, ctx));
+    const error = await rejection(impl.checkout(tower.args.parse(args), t, ctx));
     expect(error.message).toMatch(/kept in the inventory.*broken-1/);
     expect(fake.launchesOf('remove-vm')).toHaveLength(0);
     const kept = (await ctx.inventory.hosts()).find((h) => h.name === 'broken-1')!;
@@ -204,7 +196,7 @@ describe('tower checkout', () => {
 
   it('fails with the reason when a successful workflow names no host, and cleans up what it made', async () => {
     fake.addTemplate({ name: 'deploy-quiet', script: ({ n }) => [{ name: 'create', status: 'successful', artifacts: { vm_name: `quiet-${n}` } }] });
-    const error = await caught(checkout(context(), { workflow: 'deploy-quiet' }));
+    const error = await rejection(checkout(context(), { workflow: 'deploy-quiet' }));
     expect(error.message).toMatch(/name no host/);
     expect(fake.launchesOf('remove-vm').map((l) => l.extraVars.source_vm)).toEqual(['quiet-1']);
   });
@@ -221,7 +213,7 @@ describe('tower checkout', () => {
 
 describe('tower errors', () => {
   it('carries Tower\'s message for a bad token, and never the token', async () => {
-    const error = await caught(checkout(context({ token: 'wrong-token-value-123' }), { workflow: 'deploy-vm' }));
+    const error = await rejection(checkout(context({ token: 'wrong-token-value-123' }), { workflow: 'deploy-vm' }));
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as ProviderError).status).toBe(401);
     expect(error.message).toContain('Invalid token.');
@@ -229,20 +221,20 @@ describe('tower errors', () => {
   });
 
   it('carries Tower\'s message when the user may not launch (403)', async () => {
-    const error = await caught(checkout(context(), { workflow: 'secret-admin-workflow' }));
+    const error = await rejection(checkout(context(), { workflow: 'secret-admin-workflow' }));
     expect((error as ProviderError).status).toBe(403);
     expect(error.message).toContain('You do not have permission to perform this action.');
   });
 
   it('says which workflow is unknown and how to list them', async () => {
-    const error = await caught(checkout(context(), { workflow: 'no-such-thing' }));
+    const error = await rejection(checkout(context(), { workflow: 'no-such-thing' }));
     expect(error).toBeInstanceOf(UserInputError);
     expect(error.message).toMatch(/no-such-thing.*workflows/);
   });
 
   it('does not launch twice when the launch answers 5xx', async () => {
     fake.faults.push({ method: 'POST', path: /launch/, status: 500, body: { detail: 'A server error has occurred.' } });
-    const error = await caught(checkout(context(), { workflow: 'deploy-vm' }));
+    const error = await rejection(checkout(context(), { workflow: 'deploy-vm' }));
     expect((error as ProviderError).status).toBe(500);
     expect((error as ProviderError).retryable).toBe(true);
     expect(error.message).toContain('A server error has occurred.');
@@ -257,13 +249,13 @@ describe('tower errors', () => {
 
   it('turns a malformed answer into a ProviderError naming the field', async () => {
     fake.faults.push({ method: 'GET', path: /workflow_job_templates\/$/, status: 200, body: { count: 1, results: 'not a list' } });
-    const error = await caught(checkout(context(), { workflow: 'deploy-vm' }));
+    const error = await rejection(checkout(context(), { workflow: 'deploy-vm' }));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.message).toMatch(/unexpected shape.*results/);
   });
 
   it('answers a 400 on launch with the field Tower complains about', async () => {
-    const error = await caught(checkout(context(), { workflow: 'deploy-vm', inventory: 999 }));
+    const error = await rejection(checkout(context(), { workflow: 'deploy-vm', inventory: 999 }));
     expect((error as ProviderError).status).toBe(400);
     expect(error.message).toContain('Invalid pk "999"');
   });
@@ -272,13 +264,13 @@ describe('tower errors', () => {
     const ctx = context();
     const t = await target(ctx, { workflow: 'deploy-vm' });
     await ctx.inventory.patch(t.record.id, { data: { towerJob: { kind: 'workflow', id: 99999 } } });
-    const error = await caught(impl.release(t.record, ctx));
+    const error = await rejection(impl.release(t.record, ctx));
     expect((error as ProviderError).status).toBe(404);
     expect(error.message).toContain('Not found.');
   });
 
   it('needs credentials, and says how to give them', async () => {
-    const error = await caught(checkout(context({ token: undefined }), { workflow: 'deploy-vm' }));
+    const error = await rejection(checkout(context({ token: undefined }), { workflow: 'deploy-vm' }));
     expect(error).toBeInstanceOf(SettingsError);
     expect(error.message).toMatch(/tower\.token/);
   });
@@ -293,11 +285,11 @@ describe('tower errors', () => {
     process.env.HB_TEST_TOWER_PASSWORD = fake.password;
     const ctx = context({ token: undefined, username: fake.username, passwordEnv: 'HB_TEST_TOWER_PASSWORD' });
     await checkout(ctx, { workflow: 'deploy-vm' });
-    const failed = await caught(checkout(ctx, { workflow: 'deploy-broken' }));
+    const failed = await rejection(checkout(ctx, { workflow: 'deploy-broken' }));
     const tokenCtx = context();
     await checkout(tokenCtx, { workflow: 'deploy-vm' });
     fake.faults.push({ method: 'GET', path: /workflow_job_templates/, status: 500, body: { detail: `echoed ${fake.token} and ${fake.password}` }, times: 10 });
-    const echoed = await caught(checkout(tokenCtx, { workflow: 'deploy-vm' }));
+    const echoed = await rejection(checkout(tokenCtx, { workflow: 'deploy-vm' }));
     delete process.env.HB_TEST_TOWER_PASSWORD;
     const basic = Buffer.from(`${fake.username}:${fake.password}`).toString('base64');
     const stored = await readFile(join(dir, 'inventory.json'), 'utf8');
@@ -326,7 +318,7 @@ describe('tower checkin, extend, sync, help, run', () => {
   it('fails a checkin when the release workflow fails, with Tower\'s reason', async () => {
     fake.templates.find((t) => t.name === 'remove-vm')!.script = () => [{ name: 'remove', status: 'failed', events: [{ task: 'Delete VM', msg: 'hypervisor unreachable' }] }];
     const record = { ...(await target(context(), { workflow: 'deploy-vm' })).record, providerId: 'vm-9', state: 'ready' as const };
-    const error = await caught(impl.release(record, context()));
+    const error = await rejection(impl.release(record, context()));
     expect(error.message).toMatch(/remove-vm for vm-9 ended failed: .*hypervisor unreachable/);
   });
 
@@ -398,10 +390,10 @@ describe('tower checkin, extend, sync, help, run', () => {
   it('runs a workflow that makes no host and returns its artifacts', async () => {
     const out = (await impl.execute!('run', { workflow: 'list-templates' }, context())) as Record<string, unknown>;
     expect(out).toMatchObject({ status: 'successful', artifacts: { data_out: { list_templates: ['rhel-9.4', 'rhel-8.10'] } } });
-    const error = await caught(impl.execute!('run', { workflow: 'deploy-broken' }, context()));
+    const error = await rejection(impl.execute!('run', { workflow: 'deploy-broken' }, context()));
     expect(error.message).toContain('No package matching foo-server');
     expect(fake.launchesOf('remove-vm')).toHaveLength(0);
-    expect(await caught(impl.execute!('fly', {}, context()))).toBeInstanceOf(UserInputError);
+    expect(await rejection(impl.execute!('fly', {}, context()))).toBeInstanceOf(UserInputError);
   });
 });
 
@@ -410,12 +402,12 @@ describe('tower through the Broker', () => {
     const { Broker } = await import('../../lib/broker.js');
     const broker = new Broker({ directory: dir, settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, pollInterval: 5, retryDelay: 5 } } });
     try {
-      const kept = await caught(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', dangling: 'keep', waitForSsh: false }));
+      const kept = await rejection(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', dangling: 'keep', waitForSsh: false }));
       expect(kept.message).toContain('No package matching foo-server');
       expect((await broker.inventory()).map((r) => [r.name, Boolean(r.kept)])).toEqual([['broken-1', true]]);
       expect(fake.launchesOf('remove-vm')).toHaveLength(0);
 
-      await caught(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', waitForSsh: false }));
+      await rejection(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', waitForSsh: false }));
       expect(fake.launchesOf('remove-vm').map((l) => l.extraVars.source_vm)).toEqual(['broken-2']);
       expect((await broker.inventory()).map((r) => r.name)).toEqual(['broken-1']);
     } finally {
