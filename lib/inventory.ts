@@ -6,8 +6,8 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { copyFile, link, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import fs, { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -35,8 +35,6 @@ export class Inventory {
   readonly directory: string;
   readonly path: string;
   private readonly lockPath: string;
-  /** Who holds the lock (`pid machine`), so a dead holder's lock can be broken at once. */
-  private readonly ownerPath: string;
   private readonly options: Required<InventoryOptions>;
   /** Serializes this process's updates before taking the file lock. */
   private chain: Promise<unknown> = Promise.resolve();
@@ -45,7 +43,6 @@ export class Inventory {
     this.directory = directory;
     this.path = join(directory, INVENTORY_FILE);
     this.lockPath = join(directory, 'inventory.lock');
-    this.ownerPath = join(directory, 'inventory.lock.owner');
     this.options = { lockWaitMs: options.lockWaitMs ?? 120_000, staleMs: options.staleMs ?? 15_000 };
   }
 
@@ -151,16 +148,18 @@ export class Inventory {
   }
 
   /**
-   * Takes the cross-process lock. A lock whose holder on this machine has died is broken at once
-   * (its pid is in the lock), instead of after proper-lockfile's stale time; one breaker at a time.
+   * Takes the cross-process lock. The lock is a file naming its holder from the instant it exists
+   * (see `lockFs`), so a lock whose holder on this machine has died is broken at once instead of
+   * after proper-lockfile's stale time (one naming no owner after a 2 s grace); one breaker at a time.
    */
   private async acquire(): Promise<() => Promise<void>> {
     const deadline = Date.now() + this.options.lockWaitMs;
     let delay = 2;
     for (;;) {
       try {
-        const release = await lockfile.lock(this.directory, {
+        return await lockfile.lock(this.directory, {
           lockfilePath: this.lockPath,
+          fs: lockFs,
           stale: this.options.staleMs,
           update: Math.max(1000, Math.floor(this.options.staleMs / 3)),
           retries: 0,
@@ -168,18 +167,12 @@ export class Inventory {
           // A holder stalled past the stale time lost the lock; its write still lands atomically.
           onCompromised: () => undefined,
         });
-        await writeFile(this.ownerPath, `${process.pid} ${hostname()}\n`).catch(() => undefined);
-        return async () => {
-          // The owner note goes first, so nobody mistakes a later holder for this one.
-          await rm(this.ownerPath, { force: true });
-          await release();
-        };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') {
           throw new InventoryError(`cannot lock the inventory ${this.path}: ${(error as Error).message}`, { cause: error });
         }
       }
-      if (await this.breakDeadLock()) continue;
+      if (await this.breakAbandonedLock()) continue;
       if (Date.now() > deadline) {
         throw new InventoryError(
           `the inventory ${this.path} stayed locked for ${Math.round(this.options.lockWaitMs / 1000)} s by another process; wait for it, or remove ${this.lockPath} if no hostbroker process is running.`,
@@ -191,10 +184,10 @@ export class Inventory {
     }
   }
 
-  /** Removes the lock when its owner (on this machine) is dead. True when it did. */
-  private async breakDeadLock(): Promise<boolean> {
-    const owner = await readFile(this.ownerPath, 'utf8').catch(() => undefined);
-    if (!owner || !holderIsDead(owner)) return false;
+  /** Removes the lock when nobody can be holding it (see `isAbandoned`). True when it did. */
+  private async breakAbandonedLock(): Promise<boolean> {
+    const seen = await this.lockState();
+    if (!seen || !isAbandoned(seen)) return false;
     const breaking = `${this.lockPath}.breaking`;
     try {
       await mkdir(breaking);
@@ -205,14 +198,31 @@ export class Inventory {
       return false;
     }
     try {
-      // Still the same dead owner? (Nobody else can take the lock while its dir exists.)
-      const again = await readFile(this.ownerPath, 'utf8').catch(() => undefined);
-      if (again !== owner) return false;
-      await rm(this.ownerPath, { force: true });
+      // Still the same abandoned lock? (Nobody else can take the lock while it exists.)
+      const again = await this.lockState();
+      if (!again || again.ino !== seen.ino || again.owner !== seen.owner || !isAbandoned(again)) return false;
       await rm(this.lockPath, { recursive: true, force: true });
       return true;
     } finally {
       await rm(breaking, { recursive: true, force: true });
+    }
+  }
+
+  /** The lock as it is now (inode, mtime and owner read from one open file), or undefined when there is none. */
+  private async lockState(): Promise<LockState | undefined> {
+    const st = await stat(this.lockPath).catch(() => undefined);
+    if (!st) return undefined;
+    // A directory is a lock proper-lockfile made itself: it names no owner.
+    if (st.isDirectory()) return { ino: st.ino, mtimeMs: st.mtimeMs, owner: '' };
+    const handle = await open(this.lockPath, 'r').catch(() => undefined);
+    if (!handle) return undefined;
+    try {
+      const [s, owner] = await Promise.all([handle.stat(), handle.readFile('utf8')]);
+      return { ino: s.ino, mtimeMs: s.mtimeMs, owner };
+    } catch {
+      return undefined;
+    } finally {
+      await handle.close();
     }
   }
 
@@ -264,10 +274,70 @@ export class Inventory {
   }
 }
 
-function holderIsDead(owner: string): boolean {
-  const [pid, machine] = owner.trim().split(' ');
-  return machine === hostname() && Number(pid) > 0 && !isProcessAlive(Number(pid));
+interface LockState {
+  ino: number;
+  mtimeMs: number;
+  /** The lock file's content, `pid machine\n`; empty for a lock that names no owner. */
+  owner: string;
 }
+
+/** What the lock holds: who took it. */
+function ownerLine(): string {
+  return `${process.pid} ${hostname()}\n`;
+}
+
+/**
+ * How long a lock that names no owner is left alone. Every lock this module takes names its owner
+ * from its first instant, so an ownerless one was made otherwise: as proper-lockfile's own mkdir'd
+ * directory (as hostbroker did before owners lived in the lock), or it lost its content in a
+ * machine crash. A maker that writes its owner note after mkdir needs milliseconds for it; 2 s is
+ * ample margin for that, and far below the 15 s stale time we would otherwise wait. (Not a
+ * liveness test: a live holder refreshes the mtime only every max(1 s, stale/3).)
+ */
+const OWNERLESS_GRACE_MS = 2000;
+
+/**
+ * Whether nobody can be holding this lock: its owner is a dead process on this machine, or it
+ * names no owner and is older than `OWNERLESS_GRACE_MS`. A live owner, or one on another
+ * machine, is left to proper-lockfile's stale time.
+ */
+function isAbandoned(lock: LockState): boolean {
+  const owner = /^(\d+) (\S+)\n$/.exec(lock.owner);
+  if (owner) return owner[2] === hostname() && Number(owner[1]) > 0 && !isProcessAlive(Number(owner[1]));
+  return Date.now() - lock.mtimeMs > OWNERLESS_GRACE_MS;
+}
+
+type Callback = (error: NodeJS.ErrnoException | null) => void;
+
+/**
+ * The file system proper-lockfile sees. Where it would mkdir a lock directory, the lock becomes a
+ * file holding its owner (`pid machine`): written under a temporary name, then hard-linked into
+ * place, which is atomic and fails with EEXIST while the lock is held. So no lock of ours ever
+ * exists without its owner, even when its taker is SIGKILLed halfway; and the owner goes away
+ * with the lock, on release, on a stale break and in proper-lockfile's exit cleanup alike, so a
+ * note can never outlive its lock and be mistaken for a later holder's. proper-lockfile only
+ * stats and touches the lock otherwise, which works on a file as on a directory.
+ */
+const lockFs = {
+  ...fs,
+  mkdir(path: string, callback: Callback): void {
+    // While the lock is held (the common case when waiting), fail without writing a temp file.
+    fs.lstat(path, (absent) => {
+      if (!absent) return callback(Object.assign(new Error(`EEXIST: ${path} exists`), { code: 'EEXIST' }));
+      const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+      fs.writeFile(temp, ownerLine(), { flag: 'wx' }, (error) => {
+        if (error) return callback(error);
+        fs.link(temp, path, (linked) => fs.unlink(temp, () => callback(linked)));
+      });
+    });
+  },
+  rmdir(path: string, callback: Callback): void {
+    fs.rm(path, { recursive: true }, callback);
+  },
+  rmdirSync(path: string): void {
+    fs.rmSync(path, { recursive: true });
+  },
+};
 
 /** Validates one record, with a message that names the field. */
 export function validateRecord(record: unknown): HostRecord {

@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { InventoryError } from '../lib/errors.js';
 import { Inventory } from '../lib/inventory.js';
 import type { HostRecord } from '../lib/records.js';
@@ -23,6 +23,58 @@ const record = (id: string): HostRecord => ({
   createdAt: new Date().toISOString(),
   data: {},
 });
+
+const INVENTORY_MODULE = JSON.stringify(join(process.cwd(), 'lib/inventory.ts'));
+const KEEP_ALIVE = `process.stdout.write('held\\n'); await new Promise(() => setInterval(() => {}, 1 << 30));`;
+const holders: Array<{ child: ChildProcess; exited: Promise<void> }> = [];
+afterEach(async () => {
+  for (const h of holders.splice(0)) {
+    h.child.kill('SIGKILL');
+    await h.exited;
+  }
+});
+
+/** Starts a process running `code`, once it has printed `held`; `kill` SIGKILLs it and waits for its end. */
+async function holder(code: string): Promise<{ pid: number; kill: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  holders.push({ child, exited });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += String(d)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += String(d);
+      if (out.includes('held\n')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the lock holder exited before holding the lock: ${err}`)));
+  });
+  return {
+    pid: child.pid!,
+    kill: async () => {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** A process holding the inventory lock through Inventory, inside an update that never ends. */
+const inventoryHolder = (d: string) =>
+  holder(`
+    import { Inventory } from ${INVENTORY_MODULE};
+    await new Inventory(${JSON.stringify(d)}).update(async () => { ${KEEP_ALIVE} });
+  `);
+
+/** A process holding the lock as proper-lockfile makes it by itself: a directory naming no owner. */
+const ownerlessHolder = (d: string) =>
+  holder(`
+    import lockfile from 'proper-lockfile';
+    await lockfile.lock(${JSON.stringify(d)}, { lockfilePath: ${JSON.stringify(join(d, 'inventory.lock'))}, realpath: false, stale: 60_000, onCompromised: () => {} });
+    ${KEEP_ALIVE}
+  `);
+
+/** Waits long enough for any grace or dead-holder rule, but far less than the stale time. */
+const patient = { staleMs: 60_000, lockWaitMs: 10_000 };
 
 describe('inventory', () => {
   it('adds, patches and removes records in a 0600 file, keeping the last good copy', async () => {
@@ -72,5 +124,54 @@ describe('inventory', () => {
     const ids = (await new Inventory(d).hosts()).map((h) => h.id);
     expect(ids).toHaveLength(80);
     expect(new Set(ids).size).toBe(80);
+  });
+
+  it('a lock names its holder from the start; a holder SIGKILLed with it does not block the next update', async () => {
+    const d = await dir();
+    await new Inventory(d).add(record('a'));
+    const h = await inventoryHolder(d);
+    expect(await readFile(join(d, 'inventory.lock'), 'utf8')).toBe(`${h.pid} ${hostname()}\n`);
+    await h.kill();
+    const inv = new Inventory(d, patient);
+    await inv.add(record('b'));
+    expect((await inv.hosts()).map((x) => x.id)).toEqual(['a', 'b']);
+    expect((await readdir(d)).filter((f) => f.startsWith('inventory.lock'))).toEqual([]);
+  });
+
+  it('a lock that names no owner, whose holder died, is broken after a short grace, not the stale time', async () => {
+    const d = await dir();
+    await new Inventory(d).add(record('a'));
+    const h = await ownerlessHolder(d);
+    await h.kill();
+    const inv = new Inventory(d, patient);
+    await inv.add(record('b'));
+    expect((await inv.hosts()).map((x) => x.id)).toEqual(['a', 'b']);
+    expect((await readdir(d)).filter((f) => f.startsWith('inventory.lock'))).toEqual([]);
+  });
+
+  it('a young lock that names no owner is not broken, however long the wait', async () => {
+    const d = await dir();
+    await new Inventory(d).add(record('a'));
+    await ownerlessHolder(d);
+    // An mtime ahead stands for a holder that keeps its lock fresh, without racing its refresh timer.
+    const ahead = new Date(Date.now() + 60_000);
+    await utimes(join(d, 'inventory.lock'), ahead, ahead);
+    // Longer than the 2 s grace: the age is the lock's, not the waiter's.
+    const inv = new Inventory(d, { staleMs: 60_000, lockWaitMs: 4000 });
+    await expect(inv.add(record('b'))).rejects.toThrow(/stayed locked/);
+    expect((await stat(join(d, 'inventory.lock'))).isDirectory()).toBe(true);
+    expect((await inv.hosts()).map((x) => x.id)).toEqual(['a']);
+  });
+
+  it('a live holder on this machine is never broken, however old its lock', async () => {
+    const d = await dir();
+    await new Inventory(d).add(record('a'));
+    await inventoryHolder(d);
+    // Its lock's mtime far in the past: only the owner's liveness counts.
+    const past = new Date(Date.now() - 30_000);
+    await utimes(join(d, 'inventory.lock'), past, past);
+    const inv = new Inventory(d, { staleMs: 60_000, lockWaitMs: 4000 });
+    await expect(inv.add(record('b'))).rejects.toThrow(/stayed locked/);
+    expect((await inv.hosts()).map((x) => x.id)).toEqual(['a']);
   });
 });
