@@ -19,6 +19,7 @@ import type { DiscoveredHost, ProviderContext, ProviderImplementation } from '..
 import type { HostRecord } from '../../lib/records.js';
 import { sleep } from '../../lib/concurrency.js';
 import type { LocalArgs } from './definition.js';
+import { generateEd25519 } from './keys.js';
 import type { LocalServerConfig } from './server.js';
 
 /** What `meta.json` in a host folder holds (the local provider's tags). */
@@ -81,9 +82,8 @@ async function bundleServer(sourceDir: string): Promise<string> {
 }
 
 async function generateKeys(dir: string): Promise<{ privateKeyPath: string }> {
-  const { utils } = (await import('ssh2')).default;
-  const host = utils.generateKeyPairSync('ed25519');
-  const user = utils.generateKeyPairSync('ed25519');
+  const host = await generateEd25519();
+  const user = await generateEd25519();
   await writeFile(join(dir, 'host_key'), host.private, { mode: 0o600 });
   await writeFile(join(dir, 'id_ed25519'), user.private, { mode: 0o600 });
   await writeFile(join(dir, 'id_ed25519.pub'), user.public + '\n', { mode: 0o644 });
@@ -96,17 +96,23 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
   const log = openSync(join(dir, 'server.log'), 'a', 0o600);
   const child = spawn(cmd!, [...argv, configPath], { detached: true, stdio: ['ignore', 'pipe', log], cwd: dir });
   closeSync(log);
-  if (child.pid === undefined) throw new ProviderError('local', 'could not start the SSH server process.');
-  await writeFile(join(dir, 'server.pid'), String(child.pid));
+  // A failed spawn (EAGAIN, EMFILE) also emits 'error' (no 'exit'): unheard, it would crash the
+  // whole process instead of failing this host with the error below.
+  child.on('error', () => undefined);
+  if (child.pid === undefined) throw new ProviderError('local', 'could not start the SSH server process (the system refused a new process; see ulimit -u and free memory).');
   try {
-    const port = await new Promise<number>((resolvePort, reject) => {
+    // Listening before the pid file is written, so an early exit is not missed.
+    const listening = new Promise<number>((resolvePort, reject) => {
       let out = '';
       const timer = setTimeout(() => reject(new ProviderError('local', `the SSH server did not start within 20 s; see ${join(dir, 'server.log')}.`)), 20_000);
-      const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new ProviderError('local', 'checkout aborted'));
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason instanceof Error ? signal.reason : new ProviderError('local', 'checkout aborted'));
+      };
       signal.addEventListener('abort', onAbort, { once: true });
       child.stdout!.on('data', (d: Buffer) => {
         out += String(d);
-        const m = /listening (\d+)/.exec(out);
+        const m = /listening (\d+)\n/.exec(out); // the whole line, not a port cut short
         if (m) {
           clearTimeout(timer);
           signal.removeEventListener('abort', onAbort);
@@ -118,6 +124,9 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
         reject(new ProviderError('local', `the SSH server exited (${code}) before listening: ${tailOf(join(dir, 'server.log'))}`));
       });
     });
+    listening.catch(() => undefined); // awaited below, after the pid file
+    await writeFile(join(dir, 'server.pid'), String(child.pid));
+    const port = await listening;
     return { pid: child.pid, port };
   } finally {
     child.stdout!.destroy();
@@ -125,12 +134,16 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
   }
 }
 
+/** What a server that died wrote: its error line (Node prints the stack after it), else the last lines. */
 function tailOf(path: string): string {
+  let lines: string[];
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-3).join(' | ');
+    lines = readFileSync(path, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
   } catch {
     return '(no log)';
   }
+  const error = lines.find((l) => /^\w*(Error|Exception)\b/.test(l));
+  return error ?? (lines.slice(-3).join(' | ') || '(empty log)');
 }
 
 /** Stops the server of a host folder (only if the pid is really ours) and removes the folder. */

@@ -38,13 +38,20 @@ async function trial(dir: string, request: Record<string, unknown>, delay: numbe
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += String(d)));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // A spawn that fails emits 'error' and never 'exit'.
+  const exited = new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.once('error', (e) => {
+      err += `spawn failed: ${e.message}\n`;
+      r();
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
       out += String(d);
       if (out.includes('start\n')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`checkout child exited (${code}) before starting: ${err}`)));
+    void exited.then(() => reject(new Error(`checkout child exited (${child.exitCode ?? child.signalCode}) before starting: ${err}`)));
     setTimeout(() => reject(new Error(`checkout child printed nothing for 60 s (stderr: ${JSON.stringify(err.slice(-2000))})`)), 60_000).unref();
   }).catch((error: unknown) => {
     child.kill('SIGKILL');
@@ -159,10 +166,7 @@ async function crashLane(provider: string, request: Record<string, unknown>, lef
 const engine = await engineAnswers();
 
 describe.concurrent('a checkout killed with SIGKILL leaves nothing that checkin and reap cannot remove', () => {
-  // retry: one stall of the local lanes was seen in a CI rehearsal (1 run of 4, not reproduced
-  // since); the waits above now fail fast with the child's output, and one retry keeps a rare
-  // stall from failing the run while it is investigated.
-  it(`local provider, ${TRIALS} trials`, { timeout: 400_000, retry: 1 }, async () => {
+  it(`local provider, ${TRIALS} trials`, { timeout: 400_000 }, async () => {
     await crashTrials('local', { provider: 'local' }, async (dir) => [...(await localServers(dir)).map((p) => `server pid ${p}`), ...(await localFolders(dir)).map((f) => `folder ${f}`)]);
   });
 
