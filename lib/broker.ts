@@ -4,18 +4,20 @@
  * Broker → provider → Host → Session.
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { homedir, hostname as machineHostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Host, type HostClass, type HostOwner } from '../hosts/host.js';
 import { HostGroup } from '../hosts/host-group.js';
 import { Session, type Transport } from '../hosts/session.js';
 import { SshTransport } from '../hosts/ssh-transport.js';
-import { mapSettled, withDeadline } from './concurrency.js';
+import { mapSettled, withAbort, withDeadline } from './concurrency.js';
 import {
   BrokerError,
   HostConnectionError,
   PartialFailureError,
   ProviderError,
+  TimeoutError,
   UserInputError,
   asError,
   type FailureEntry,
@@ -86,6 +88,15 @@ export interface CheckoutOptions<H extends Host = Host> {
   bundleVars?: Record<string, string>;
   /** Wait until SSH logins work before handing hosts out (default true). */
   waitForSsh?: boolean;
+  /**
+   * Gives the checkout up when aborted: no further host is started, running provider checkouts
+   * are told (through their `ctx.signal`), everything made so far is released, and the call
+   * rejects with a {@link TimeoutError} (`timeoutMs` 0) that says what was released and what was
+   * kept. A record is removed only when its release succeeded; one whose release failed stays
+   * for `checkin` or `reap`. An already aborted signal rejects before any provider is asked.
+   * It wins over `onPartialFailure: 'keep'`. A running `setup()` is not interrupted.
+   */
+  signal?: AbortSignal;
   /** @internal deployment id (topologies). */
   deployment?: string;
 }
@@ -170,7 +181,10 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   async checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
     if (request === null || typeof request !== 'object') throw new UserInputError('checkout needs a request object, e.g. { provider: "local" } or { nick: "rhel9" }.');
     const req = request as Record<string, unknown> & CheckoutOptions<T>;
+    const signal = req.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
     const { provider, args: rawArgs, nick } = mergeRequest(req, this.settings);
+    if (signal?.aborted) throw abortedBeforeStart(`checkout of ${req.count ?? 1} host(s) from ${provider}`, signal);
     const definition = this.definition(provider);
     const args = validateArgs(definition, rawArgs);
     const count = req.count;
@@ -190,6 +204,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       for (const name of bundles) parseBundle(this.settings, name);
     }
 
+    if (signal?.aborted) throw abortedBeforeStart(`checkout of ${n} host(s) from ${provider}`, signal);
     const records = Array.from({ length: n }, (_, i) => this.intentRecord(provider, ctx.instance, args, nick, i, n, leaseMs, req.deployment));
     await this.inventoryFile.update((data) => {
       data.hosts.push(...records);
@@ -197,19 +212,46 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     this.logger.info(`checking out ${n} host(s) from ${provider}`, { instance: ctx.instance, ids: records.map((r) => r.id) });
 
     let done = 0;
-    const settled = await mapSettled(records, req.concurrency ?? this.settings.checkout.concurrency, async (record, index) => {
-      try {
-        const host = await this.provisionOne<T>(impl, definition, ctx, args, record, index, n, timeoutMs, req, bundles);
-        this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: host.name, outcome: 'ok' });
-        return host;
-      } catch (error) {
-        this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: record.name, outcome: 'failed' });
-        throw error;
-      }
-    });
+    /** Indexes whose provider checkout never started because the signal came first. */
+    const notStarted = new Set<number>();
+    const aborted = abortErrors(`checkout of ${records.length} host(s) from ${provider}`, signal);
+    // One listener on the caller's signal; each running host listens on this one, whose listener
+    // count grows with the concurrency (Node warns past 10 on a signal it does not know to allow).
+    const inner = signal ? new AbortController() : undefined;
+    if (inner) setMaxListeners(0, inner.signal);
+    const forward = (): void => inner?.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
+    let settled: PromiseSettledResult<T>[];
+    try {
+      settled = await mapSettled(records, req.concurrency ?? this.settings.checkout.concurrency, async (record, index) => {
+        if (inner?.signal.aborted) {
+          notStarted.add(index);
+          throw aborted.make();
+        }
+        try {
+          const host = await this.provisionOne<T>(impl, definition, ctx, args, record, index, n, timeoutMs, req, bundles, inner?.signal, aborted.make);
+          this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: host.name, outcome: 'ok' });
+          return host;
+        } catch (error) {
+          this.onProgress?.({ operation: 'checkout', done: ++done, total: n, host: record.name, outcome: 'failed' });
+          throw error;
+        }
+      });
+    } finally {
+      signal?.removeEventListener('abort', forward);
+    }
 
     const hosts = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
     const failures: FailureEntry[] = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: records[i]!.name, error: asError(s.reason) }] : []));
+    if (signal?.aborted) {
+      throw await this.abandonCheckout(
+        records,
+        hosts,
+        notStarted,
+        failures.filter((f) => !aborted.isOwn(f.error)),
+        aborted.make(),
+      );
+    }
     if (failures.length && (policy === 'abort' || hosts.length === 0)) {
       const released = await this.releaseHosts(hosts).then(
         () => undefined,
@@ -222,6 +264,38 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     if (failures.length) this.logger.warn(`${failures.length} of ${n} hosts failed; keeping the ${hosts.length} that succeeded`, { failures: failures.map((f) => `${f.target}: ${f.error.message}`) });
     if (count === undefined) return hosts[0]!;
     return HostGroup.fromHosts(hosts, failures);
+  }
+
+  /**
+   * After an aborted checkout: forgets the records no provider was asked about, releases the
+   * hosts that were made, and returns the error that says what was released and what was kept.
+   */
+  private async abandonCheckout(records: HostRecord[], hosts: readonly Host[], notStarted: ReadonlySet<number>, failures: FailureEntry[], error: TimeoutError): Promise<TimeoutError> {
+    const skipped = new Set(records.filter((_, i) => notStarted.has(i)).map((r) => r.id));
+    if (skipped.size) {
+      // No provider was asked for these, so there is nothing to release.
+      await this.inventoryFile
+        .update((data) => {
+          data.hosts = data.hosts.filter((h) => !skipped.has(h.id));
+        })
+        .catch((e: unknown) => this.logger.warn('could not remove the records of hosts that were never started', { error: asError(e).message }));
+    }
+    await this.releaseHosts(hosts).catch(() => undefined); // what failed keeps its record, read below
+    const names = new Map(records.map((r) => [r.id, r.name]));
+    for (const h of hosts) names.set(h.id, h.name);
+    const left = new Map((await this.inventoryFile.hosts().catch(() => [] as HostRecord[])).map((h) => [h.id, h]));
+    const kept = records.filter((r) => left.has(r.id));
+    const released = records.filter((r) => !left.has(r.id) && !skipped.has(r.id));
+    const parts = [`released ${released.length}${released.length ? ` (${released.map((r) => names.get(r.id)).join(', ')})` : ''}`];
+    const never = records.length - released.length - kept.length;
+    if (never) parts.push(`${never} never started`);
+    if (kept.length) {
+      const list = kept.map((r) => `${names.get(r.id)}${left.get(r.id)?.lastError ? `: ${left.get(r.id)!.lastError}` : ''}`).join('; ');
+      parts.push(`kept ${kept.length} in the inventory because releasing failed (${list}); check them in later with \`hostbroker checkin ${kept.map((r) => r.id).join(' ')}\` or \`hostbroker reap\``);
+    }
+    if (failures.length) parts.push(`failed before the abort: ${failures.map((f) => `${f.target}: ${f.error.message}`).join('; ')}`);
+    this.logger.info(`${error.message}; ${parts.join('; ')}`);
+    return new TimeoutError(`${error.message}: ${parts.join('; ')}.`, 0, { cause: error.cause });
   }
 
   private intentRecord(provider: string, instance: string, args: Record<string, unknown>, nick: string | undefined, index: number, count: number, leaseMs: number | undefined, deployment: string | undefined): HostRecord {
@@ -259,18 +333,29 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     timeoutMs: number,
     req: CheckoutOptions<T>,
     bundles: string[],
+    signal: AbortSignal | undefined,
+    aborted: () => TimeoutError,
   ): Promise<T> {
     const controller = new AbortController();
+    // The caller's abort reaches the provider through the context's signal.
+    const forward = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
     const ctx: ProviderContext = { ...baseCtx, signal: controller.signal };
-    const work = impl.checkout(args, { record, index, count }, ctx);
     let provisioned: ProvisionedHost;
     try {
-      provisioned = await withDeadline(work, timeoutMs, `checkout of ${record.name} from ${definition.name}`, controller);
-    } catch (error) {
-      // Let a provider that ignores the abort finish before releasing, so nothing is left behind.
-      await withDeadline(work, 30_000, 'abandoned checkout').catch(() => undefined);
-      await this.releaseFailed(impl, ctx, record, error);
-      throw wrapProviderError(definition.name, error);
+      const work = impl.checkout(args, { record, index, count }, ctx);
+      try {
+        provisioned = await withDeadline(withAbort(work, signal, aborted), timeoutMs, `checkout of ${record.name} from ${definition.name}`, controller);
+      } catch (error) {
+        // Let a provider that ignores the abort finish before releasing, so nothing is left behind.
+        await withDeadline(work, 30_000, 'abandoned checkout').catch(() => undefined);
+        // Released with the base context: this checkout's signal may be aborted, and a release
+        // that honours it would give up at once.
+        await this.releaseFailed(impl, baseCtx, record, error);
+        throw signal?.aborted ? aborted() : wrapProviderError(definition.name, error);
+      }
+    } finally {
+      signal?.removeEventListener('abort', forward);
     }
     let ready: HostRecord | undefined;
     try {
@@ -284,11 +369,11 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
         ...(provisioned.leaseExpires ? { leaseExpires: provisioned.leaseExpires } : {}),
       });
     } catch (error) {
-      await this.releaseFailed(impl, ctx, record, error);
+      await this.releaseFailed(impl, baseCtx, record, error);
       throw error;
     }
     if (!ready) {
-      await this.releaseFailed(impl, ctx, record, new Error('record removed'));
+      await this.releaseFailed(impl, baseCtx, record, new Error('record removed'));
       throw new BrokerError(`the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`);
     }
     const HostCtor = (req.hostClass ?? this.hostClass) as unknown as HostClass<T>;
@@ -297,18 +382,24 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     try {
       if (ready.connection?.kind === 'ssh' && req.waitForSsh !== false) {
         const transport = host.session.transport;
-        if (transport instanceof SshTransport) await withDeadline(transport.ready(), timeoutMs, `waiting for SSH on ${ready.name}`);
+        if (transport instanceof SshTransport) await withAbort(withDeadline(transport.ready(), timeoutMs, `waiting for SSH on ${ready.name}`), signal, aborted);
       }
       if (bundles.length) {
         const { applyBundles } = await import('./bundles.js');
-        await applyBundles(host, bundles, this.settings, req.bundleVars ?? {}, { directory: this.directory });
+        await withAbort(applyBundles(host, bundles, this.settings, req.bundleVars ?? {}, { directory: this.directory }), signal, aborted);
       }
+      // setup() is the caller's code: it is not interrupted, only not started after an abort.
+      if (signal?.aborted) throw aborted();
       await host.setup();
     } catch (error) {
       // The host exists: release it through the normal path (teardown is skipped: setup did not finish).
       host.tornDown = true;
-      await this.releaseHosts([host]).catch((e: unknown) => this.logger.error(`could not release ${host.name} after a failed setup`, { error: asError(e).message }));
-      throw error;
+      // Closing the connection first ends commands still running on it (an interrupted bundle script).
+      if (signal?.aborted) await host.disconnect().catch(() => undefined);
+      await this.releaseHosts([host]).catch((e: unknown) =>
+        this.logger.error(`could not release ${host.name} after ${signal?.aborted ? 'the checkout was aborted' : 'a failed setup'}; it stays in the inventory`, { error: asError(e).message }),
+      );
+      throw signal?.aborted ? aborted() : error;
     }
     return host;
   }
@@ -449,14 +540,26 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     if (failures.length) throw new PartialFailureError(`${failures.length} of ${items.length} lease(s) could not be extended:`, failures);
   }
 
-  /** Checks out new hosts with the same recipe as existing ones. */
-  async duplicate(target: HostTarget, options: { count?: number } = {}): Promise<HostGroup<H>> {
+  /**
+   * Checks out new hosts with the same recipe as existing ones. With `signal`, an abort stops it
+   * as it stops {@link checkout}, and the copies made before are released too.
+   */
+  async duplicate(target: HostTarget, options: { count?: number; signal?: AbortSignal } = {}): Promise<HostGroup<H>> {
     const items = await this.resolveTarget(target);
     const out: H[] = [];
     for (const { record } of items) {
       const { name: _name, ...args } = record.recipe.args;
-      const request = { ...args, provider: record.recipe.provider, instance: record.recipe.instance, count: options.count ?? 1 } as unknown as CheckoutRequest<H> & { count: number };
-      out.push(...(await this.checkout<H>(request)));
+      const request = { ...args, provider: record.recipe.provider, instance: record.recipe.instance, count: options.count ?? 1, ...(options.signal ? { signal: options.signal } : {}) } as unknown as CheckoutRequest<H> & { count: number };
+      try {
+        out.push(...(await this.checkout<H>(request)));
+      } catch (error) {
+        if (!options.signal?.aborted || !out.length) throw error;
+        const released = await this.releaseHosts(out).then(
+          () => `the ${out.length} copies made before were released`,
+          (e: unknown) => `releasing the ${out.length} copies made before failed (${asError(e).message}); their records are kept for \`hostbroker checkin\``,
+        );
+        throw new TimeoutError(`${asError(error).message} Also, ${released}.`, 0, { cause: options.signal.reason });
+      }
     }
     return HostGroup.fromHosts(out);
   }
@@ -784,6 +887,30 @@ function isRecord(v: unknown): v is HostRecord {
 function instancesOf(settings: Settings, provider: string): string[] {
   const names = Object.keys(settings.providers[provider]?.instances ?? {});
   return names.length ? names : ['default'];
+}
+
+/** Why a signal was aborted, for messages: the reason's text unless it is the generic default. */
+function abortReason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  if (r === undefined || (r instanceof Error && r.name === 'AbortError')) return '';
+  return ` (${r instanceof Error ? r.message : String(r)})`;
+}
+
+function abortedBeforeStart(what: string, signal: AbortSignal): TimeoutError {
+  return new TimeoutError(`${what} was aborted before it started${abortReason(signal)}; nothing was created.`, 0, { cause: signal.reason });
+}
+
+/** Makes the errors of one aborted operation and recognises them among its failures. */
+function abortErrors(what: string, signal: AbortSignal | undefined): { make: () => TimeoutError; isOwn: (error: unknown) => boolean } {
+  const own = new WeakSet<object>();
+  return {
+    make: () => {
+      const error = new TimeoutError(`${what} was aborted${signal ? abortReason(signal) : ''}`, 0, { cause: signal?.reason });
+      own.add(error);
+      return error;
+    },
+    isOwn: (error) => typeof error === 'object' && error !== null && own.has(error),
+  };
 }
 
 function wrapProviderError(provider: string, error: unknown): Error {

@@ -36,6 +36,24 @@ export function withDeadline<T>(work: Promise<T>, ms: number, what: string, cont
   return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Settles as `work` does, or rejects with `aborted()` as soon as `signal` aborts (the work itself
+ * goes on; stop it through the signal). Without a signal it is `work`.
+ */
+export function withAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, aborted: () => Error): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) {
+    work.catch(() => undefined); // nobody waits for it any more
+    return Promise.reject(aborted());
+  }
+  let onAbort = (): void => undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([work, stopped]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -26,6 +26,7 @@ export const CHECKOUT_OPTION_KEYS = [
   'bundleVars',
   'waitForSsh',
   'deployment',
+  'signal',
 ] as const;
 
 /** Reads an args file (JSON or YAML) whose top-level keys become arguments. */

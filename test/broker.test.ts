@@ -4,12 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { Broker } from '../lib/broker.js';
-import { PartialFailureError, ProviderError, SettingsError, UserInputError } from '../lib/errors.js';
+import { PartialFailureError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../lib/errors.js';
+import { defineProvider, type ProviderContext, type ProviderImplementation } from '../lib/provider.js';
+import { local } from '../providers/local/definition.js';
 import { Host } from '../hosts/host.js';
 import { HostGroup } from '../hosts/host-group.js';
 import { sshdProvider } from './helpers/providers.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
+import { localFolders, localServers } from './reliability/util.js';
 
 const run = promisify(execFile);
 const tmp = (p: string) => mkdtemp(join(tmpdir(), p));
@@ -206,5 +210,160 @@ describe('bad input gets the right error class and a message that says what to d
   it('checkin of a name that is not in the inventory says how to list it', async () => {
     const broker = new Broker({ directory: await tmp('hb-bad-') });
     await expect(broker.checkin('ghost')).rejects.toThrow(/no host `ghost` in the inventory/);
+  });
+});
+
+/** Resolves once `check` is true, looking every 10 ms. */
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * The real `local` provider, watched: counts checkouts, can hold each checkout (host made) until
+ * its `ctx.signal` aborts, and can refuse to release chosen hosts.
+ */
+function watchedLocal(behaviour: { hold?: boolean; failRelease?: Set<string> } = {}) {
+  const seen: { checkouts: number; signals: AbortSignal[] } = { checkouts: 0, signals: [] };
+  const definition = defineProvider({
+    ...local,
+    load: async () => {
+      const impl = (await local.load()) as ProviderImplementation;
+      const watched: ProviderImplementation = {
+        ...impl,
+        async checkout(args, target, ctx: ProviderContext) {
+          seen.checkouts++;
+          seen.signals.push(ctx.signal);
+          const made = await impl.checkout(args, target, ctx);
+          if (behaviour.hold) {
+            // A slow provider that honours the signal: it gives up once told to.
+            await new Promise((r) => (ctx.signal.aborted ? r(undefined) : ctx.signal.addEventListener('abort', r, { once: true })));
+            throw new ProviderError('local', 'gave up: the checkout was aborted');
+          }
+          return made;
+        },
+        async release(record, ctx) {
+          if (behaviour.failRelease?.has(record.name)) throw new ProviderError('local', `release of ${record.name} refused on purpose`);
+          return impl.release(record, ctx);
+        },
+      };
+      return watched;
+    },
+  });
+  return { definition: definition as typeof local, seen };
+}
+
+// A bundle that keeps every checkout running (hosts made, script sleeping) until it is aborted.
+const SLOW = { bundles: { slow: { scripts: [{ run: 'sleep 45' }] } } };
+
+describe('aborting a checkout with a signal (local provider)', { timeout: 120_000 }, () => {
+  it('stops starting hosts, releases the running ones, rejects saying so, and leaves nothing behind', async () => {
+    const directory = await tmp('hb-abort-');
+    const broker = new Broker({ directory, settings: SLOW });
+    const controller = new AbortController();
+    const pending = broker.checkout({ provider: 'local', name: 'cut', count: 4, concurrency: 2, bundles: ['slow'], signal: controller.signal }).catch((e: unknown) => e);
+    await until(async () => (await localFolders(directory)).length === 2); // two running, two waiting for a slot
+    controller.abort(new Error('stop now'));
+    const error = await pending;
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).timeoutMs).toBe(0);
+    expect((error as Error).message).toMatch(/^checkout of 4 host\(s\) from local was aborted \(stop now\): released 2 \(cut-\d, cut-\d\); 2 never started\.$/);
+    expect(await broker.inventory()).toEqual([]);
+    expect(await localFolders(directory)).toEqual([]);
+    expect(await localServers(directory)).toEqual([]);
+    await broker.close();
+  });
+
+  it('tells running provider checkouts through ctx.signal, then releases what they made', async () => {
+    const directory = await tmp('hb-abort-');
+    const { definition, seen } = watchedLocal({ hold: true });
+    const broker = new Broker({ directory, providers: [definition] });
+    const controller = new AbortController();
+    const pending = broker.checkout({ provider: 'local', count: 3, signal: controller.signal }).catch((e: unknown) => e);
+    await until(async () => seen.checkouts === 3 && (await localServers(directory)).length === 3);
+    expect(seen.signals.some((s) => s.aborted)).toBe(false);
+    controller.abort();
+    const error = await pending;
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).message).toMatch(/^checkout of 3 host\(s\) from local was aborted: released 3 \(/);
+    expect(seen.signals.every((s) => s.aborted)).toBe(true);
+    expect(await broker.inventory()).toEqual([]);
+    expect(await localFolders(directory)).toEqual([]);
+    expect(await localServers(directory)).toEqual([]);
+    await broker.close();
+  });
+
+  it('keeps the record of a host whose release fails, so checkin can finish the job', async () => {
+    const directory = await tmp('hb-abort-');
+    const failRelease = new Set(['keep-1']);
+    const { definition } = watchedLocal({ failRelease });
+    const broker = new Broker({ directory, settings: SLOW, providers: [definition] });
+    const controller = new AbortController();
+    const pending = broker.checkout({ provider: 'local', name: 'keep', count: 2, bundles: ['slow'], signal: controller.signal }).catch((e: unknown) => e);
+    // Both hosts made (records ready) and sleeping in their bundle.
+    await until(async () => (await broker.inventoryFile.hosts()).filter((h) => h.state === 'ready').length === 2);
+    controller.abort(new Error('enough'));
+    const error = await pending;
+    expect(error).toBeInstanceOf(TimeoutError);
+    const left = await broker.inventory();
+    expect(left.map((r) => r.name)).toEqual(['keep-1']);
+    expect(left[0]!.lastError).toMatch(/release of keep-1 refused on purpose/);
+    expect((error as Error).message).toContain(
+      `was aborted (enough): released 1 (keep-0); kept 1 in the inventory because releasing failed (keep-1: [local] release of keep-1 refused on purpose); check them in later with \`hostbroker checkin ${left[0]!.id}\``,
+    );
+    expect(await localServers(directory)).toHaveLength(1); // the kept host is still there
+    failRelease.clear();
+    await broker.checkin('keep-1');
+    expect(await broker.inventory()).toEqual([]);
+    expect(await localFolders(directory)).toEqual([]);
+    expect(await localServers(directory)).toEqual([]);
+    await broker.close();
+  });
+
+  it('many hosts on one signal: every running checkout is told, with no listener-leak warning', async () => {
+    const signals: AbortSignal[] = [];
+    const released: string[] = [];
+    const impl: ProviderImplementation = {
+      async checkout(_args, { record }, ctx) {
+        signals.push(ctx.signal);
+        await new Promise((r) => ctx.signal.addEventListener('abort', r, { once: true }));
+        throw new ProviderError('held', `${record.name} gave up`);
+      },
+      async release(record) {
+        released.push(record.id);
+      },
+    };
+    const held = defineProvider({ name: 'held', description: 'test: waits for its signal', args: z.strictObject({}), load: async () => impl });
+    const broker = new Broker({ directory: await tmp('hb-abort-'), providers: [held] });
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const controller = new AbortController();
+      const pending = broker.checkout({ provider: 'held', count: 30, concurrency: 30, signal: controller.signal } as never).catch((e: unknown) => e);
+      await until(() => signals.length === 30);
+      controller.abort();
+      expect(await pending).toBeInstanceOf(TimeoutError);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(signals.every((s) => s.aborted)).toBe(true);
+    expect(released).toHaveLength(30);
+    expect(warnings.filter((w) => w.includes('MaxListeners'))).toEqual([]);
+    expect(await broker.inventory()).toEqual([]);
+  });
+
+  it('an already aborted signal rejects at once: no provider call, inventory unchanged', async () => {
+    const directory = await tmp('hb-abort-');
+    const { definition, seen } = watchedLocal();
+    const broker = new Broker({ directory, providers: [definition] });
+    await using kept = await broker.checkout({ provider: 'local', name: 'before' });
+    const before = await broker.inventoryFile.read();
+    const error = await broker.checkout({ provider: 'local', count: 3, signal: AbortSignal.abort(new Error('too late')) }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).message).toBe('checkout of 3 host(s) from local was aborted before it started (too late); nothing was created.');
+    expect(seen.checkouts).toBe(1);
+    expect(await broker.inventoryFile.read()).toEqual(before);
+    expect(await localFolders(directory)).toEqual([kept.id]);
   });
 });
