@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { Broker, PartialFailureError, UserInputError } from '../lib/index.js';
-import { ProviderError } from '../lib/errors.js';
+import { ProviderError, TimeoutError } from '../lib/errors.js';
 import { defineProvider, type ProviderImplementation } from '../lib/provider.js';
 import { startSshd, sshdAvailable, type Sshd } from './helpers/sshd.js';
 
@@ -158,6 +158,34 @@ function flaky(name: string, failures: Map<string, number>, calls: string[], rel
   return defineProvider({ name, description: `test provider ${name}`, args: z.strictObject({ name: z.string().optional() }), load: async () => impl as ProviderImplementation });
 }
 
+/**
+ * A provider whose checkouts wait until their `ctx.signal` aborts, then give up (or succeed after
+ * 20 s if no abort ever comes, so a missing abort fails an assertion instead of hanging).
+ */
+function patient(name: string, seen: { signals: AbortSignal[]; entered?: () => void }, released: string[]) {
+  const impl: ProviderImplementation<{ name?: string }> = {
+    async checkout(args, { record }, ctx) {
+      seen.signals.push(ctx.signal);
+      seen.entered?.();
+      const aborted = await new Promise<boolean>((r) => {
+        const timer = setTimeout(() => r(false), 20_000);
+        ctx.signal.addEventListener('abort', () => (clearTimeout(timer), r(true)), { once: true });
+      });
+      if (aborted) throw new ProviderError(name, 'gave up: aborted');
+      return { hostname: `${args.name ?? record.name}.invalid`, providerId: record.id, connection: { kind: 'provider' } };
+    },
+    async release(record) {
+      released.push(record.name);
+    },
+  };
+  return defineProvider({ name, description: `test provider ${name}`, args: z.strictObject({ name: z.string().optional() }), load: async () => impl as ProviderImplementation });
+}
+
+/** Resolves once `check` is true, looking every 10 ms. */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 10));
+}
+
 function metadata(hosts: Array<{ name: string; provider?: string }>, provider?: string) {
   return { ...(provider ? { provider } : {}), domains: [{ name: 'example.test', hosts }] };
 }
@@ -181,13 +209,71 @@ describe('deployment strategies', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PartialFailureError);
     expect((error as PartialFailureError).failures.map((f) => f.target)).toEqual(['b2.example.test [beta]']);
-    expect((error as Error).message).toMatch(/the 3 that were provisioned have been released/);
+    // b2's failure stops the checkouts still running: those count as stopped, not as failures.
+    const m = /the (\d) that were provisioned(?: and the (\d) whose checkouts were stopped)? have been released/.exec((error as Error).message);
+    expect(Number(m?.[1]) + Number(m?.[2] ?? 0)).toBe(3);
     // The three that were made, and b2's own half-made attempt (the Broker cleans up failed checkouts).
     expect(released.sort()).toEqual(['a1', 'a2', 'b1', 'b2']);
     expect(calls.filter((c) => c === 'b2')).toHaveLength(1); // abort never asks again
     const inv = await broker.inventoryFile.read();
     expect(inv.hosts).toEqual([]);
     expect(inv.deployments).toEqual([]);
+  });
+
+  it("abort: a failure stops other providers' running checkouts instead of waiting for them", async () => {
+    const released: string[] = [];
+    let entered!: () => void;
+    const slowStarted = new Promise<void>((r) => (entered = r));
+    const seen = { signals: [] as AbortSignal[], entered: () => seen.signals.length === 2 && entered() };
+    const failing = flaky('beta', new Map([['b1', Infinity]]), [], released);
+    const impl = (await failing.load()) as ProviderImplementation<{ name?: string }>;
+    const beta = defineProvider({
+      ...failing,
+      load: async () => ({ ...impl, checkout: async (...a: Parameters<typeof impl.checkout>) => (await slowStarted, impl.checkout(...a)) }) as ProviderImplementation,
+    });
+    const broker = new Broker({ directory: join(dir, 'stop-others'), providers: [patient('slow', seen, released), beta] });
+    const error = await broker.up(metadata([{ name: 's1', provider: 'slow' }, { name: 's2', provider: 'slow' }, { name: 'b1', provider: 'beta' }])).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PartialFailureError);
+    expect((error as PartialFailureError).failures.map((f) => f.target)).toEqual(['b1.example.test [beta]']);
+    expect((error as Error).message).toMatch(/the 0 that were provisioned and the 2 whose checkouts were stopped have been released/);
+    expect(seen.signals.map((s) => s.aborted)).toEqual([true, true]);
+    expect(released.sort()).toEqual(['b1', 's1', 's2']);
+    const inv = await broker.inventoryFile.read();
+    expect(inv.hosts).toEqual([]);
+    expect(inv.deployments).toEqual([]);
+  });
+
+  it("the caller's signal stops every provider, releases what was made, and rejects saying so", async () => {
+    const released: string[] = [];
+    const seen = { signals: [] as AbortSignal[] };
+    const events: string[] = [];
+    const broker = new Broker({ directory: join(dir, 'caller-abort'), providers: [patient('slow', seen, released), flaky('alpha', new Map(), [], released)] });
+    const controller = new AbortController();
+    const pending = broker
+      .up(metadata([{ name: 'a1', provider: 'alpha' }, { name: 's1', provider: 'slow' }, { name: 's2', provider: 'slow' }]), {
+        name: 'cut',
+        signal: controller.signal,
+        onProgress: (e) => events.push(`${e.host}:${e.outcome}`),
+      })
+      .catch((e: unknown) => e);
+    await until(() => seen.signals.length === 2 && events.includes('a1.example.test:ok'));
+    controller.abort(new Error('stop'));
+    const error = await pending;
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).message).toBe('deployment cut was aborted (stop): 1 host(s) that were provisioned and 2 stopped checkout(s) were released, 0 never started.');
+    expect(events.sort()).toEqual(['a1.example.test:ok', 's1.example.test:stopped', 's2.example.test:stopped']);
+    expect(released.sort()).toEqual(['a1', 's1', 's2']);
+    const inv = await broker.inventoryFile.read();
+    expect(inv.hosts).toEqual([]);
+    expect(inv.deployments).toEqual([]);
+
+    const calls: string[] = [];
+    const before = new Broker({ directory: join(dir, 'caller-abort'), providers: [flaky('alpha', new Map(), calls, released)] });
+    await expect(before.up(metadata([{ name: 'a1' }], 'alpha'), { name: 'never', signal: AbortSignal.abort() })).rejects.toThrow(
+      /^deployment never was aborted before it started; nothing was created\.$/,
+    );
+    expect(calls).toEqual([]);
+    expect((await before.inventoryFile.read()).deployments).toEqual([]);
   });
 
   it('retry: only failed hosts are asked for again, and the deployment succeeds within max_retry', async () => {

@@ -5,10 +5,11 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { Broker } from '../broker.js';
 import { mapSettled } from '../concurrency.js';
-import { BrokerError, PartialFailureError, UserInputError, asError, type FailureEntry } from '../errors.js';
+import { BrokerError, PartialFailureError, TimeoutError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { Host, HostClass } from '../../hosts/host.js';
 import type { ProviderDefinition } from '../provider.js';
 import type { DeploymentRecord } from '../records.js';
@@ -25,7 +26,8 @@ export interface UpProgressEvent {
   total: number;
   host: string;
   provider: string;
-  outcome: 'ok' | 'failed' | 'retrying';
+  /** `stopped`: its checkout was given up because another host failed or `signal` aborted. */
+  outcome: 'ok' | 'failed' | 'retrying' | 'stopped';
   /** 1 for the first try. */
   attempt: number;
 }
@@ -42,6 +44,12 @@ export interface UpOptions<H extends Host = Host> {
   hostClass?: HostClass<H>;
   /** Called as hosts are provisioned. */
   onProgress?: (event: UpProgressEvent) => void;
+  /**
+   * Gives the deployment up when aborted: checkouts still running are stopped (see
+   * `CheckoutOptions.signal`), every host made so far is released, and `up` rejects with a
+   * {@link TimeoutError} (`timeoutMs` 0) saying what was released and what was kept.
+   */
+  signal?: AbortSignal;
 }
 
 interface Planned {
@@ -52,6 +60,8 @@ interface Planned {
 
 /** Provisions a topology; see {@link UpOptions}. */
 export async function up<H extends Host>(broker: Broker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
+  const signal = options.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
   const metadata = parseMetadata(metadataInput);
   const providerNames = broker.providers().map((p) => p.name);
   const provisioning = loadProvisioning(options.provisioning, broker.settings.provisioning, providerNames);
@@ -86,6 +96,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     metadata: stored,
     hosts: Object.fromEntries(plan.map((p) => [p.entry.fqdn, { ...p.entry } as Record<string, unknown>])),
   };
+  if (signal?.aborted) throw new TimeoutError(`deployment ${name} was aborted before it started${reasonOf(signal)}; nothing was created.`, 0, { cause: signal.reason });
   // Recorded before provisioning, so `destroy` finds what a killed process left behind.
   await broker.inventoryFile.putDeployment(record);
   broker.logger.info(`deployment ${name} (${id}): provisioning ${plan.length} host(s)`, { providers: [...new Set(plan.map((p) => p.provider))] });
@@ -97,15 +108,43 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
   const failures: FailureEntry[] = [];
   let givenUp = false;
   let done = 0;
+  /** Checkouts stopped by the deployment's abort while running, and hosts never started. */
+  let stopped = 0;
+  let neverStarted = 0;
+  // Aborted when the deployment is given up (a host failed for good, or the caller aborted), so
+  // every provider's running checkouts stop instead of finishing only to be released.
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal); // one listener per running checkout
+  const giveUp = (reason: Error): void => {
+    givenUp = true;
+    stop.abort(reason);
+  };
+  const onCallerAbort = (): void => giveUp(new TimeoutError(`deployment ${name} was aborted${reasonOf(signal!)}`, 0, { cause: signal!.reason }));
+  signal?.addEventListener('abort', onCallerAbort, { once: true });
 
   const runProvider = async (provider: string, items: Planned[]): Promise<void> => {
     const { strategy, max_retry } = sectionFor(provisioning, provider);
     let pending = items;
     for (let attempt = 1; ; attempt++) {
+      const lastTry = strategy !== 'retry' || attempt > max_retry;
+      /** Hosts whose checkout was given up because of the deployment's abort, not their own failure. */
+      const halted = new Set<Planned>();
       const settled = await mapSettled(pending, broker.settings.checkout.concurrency, async (p) => {
-        if (givenUp) throw new BrokerError('not provisioned: the deployment was given up after another host failed');
-        const request = { ...p.args, provider, deployment: id, ...(options.hostClass ? { hostClass: options.hostClass } : {}) };
-        return broker.checkout(request as unknown as Parameters<Broker<H>['checkout']>[0] & { count?: undefined }) as Promise<H>;
+        if (givenUp) {
+          halted.add(p);
+          neverStarted++;
+          throw new BrokerError('not provisioned: the deployment was given up');
+        }
+        const request = { ...p.args, provider, deployment: id, signal: stop.signal, ...(options.hostClass ? { hostClass: options.hostClass } : {}) };
+        try {
+          return await (broker.checkout(request as unknown as Parameters<Broker<H>['checkout']>[0] & { count?: undefined }) as Promise<H>);
+        } catch (error) {
+          if (stop.signal.aborted) {
+            halted.add(p);
+            stopped++;
+          } else if (lastTry) giveUp(new BrokerError(`another host (${p.entry.fqdn}) failed`));
+          throw error;
+        }
       });
       const failed: Array<{ p: Planned; error: Error }> = [];
       settled.forEach((s, i) => {
@@ -113,6 +152,8 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
         if (s.status === 'fulfilled') {
           made.set(p, s.value);
           options.onProgress?.({ done: ++done, total: plan.length, host: p.entry.fqdn, provider, outcome: 'ok', attempt });
+        } else if (halted.has(p)) {
+          options.onProgress?.({ done: ++done, total: plan.length, host: p.entry.fqdn, provider, outcome: 'stopped', attempt });
         } else failed.push({ p, error: asError(s.reason) });
       });
       if (!failed.length) return;
@@ -131,7 +172,31 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     }
   };
 
-  await Promise.all([...byProvider].map(([provider, items]) => runProvider(provider, items)));
+  try {
+    await Promise.all([...byProvider].map(([provider, items]) => runProvider(provider, items)));
+  } finally {
+    signal?.removeEventListener('abort', onCallerAbort);
+  }
+
+  if (signal?.aborted) {
+    const hosts = [...made.values()];
+    let cleanup = '';
+    try {
+      await destroyDeployment(broker, id, hosts);
+    } catch (error) {
+      cleanup = asError(error).message;
+    }
+    const left = (await broker.inventoryFile.hosts()).filter((r) => r.deployment === id);
+    const own = failures.length ? `; failed before the abort: ${failures.map((f) => `${f.target}: ${f.error.message}`).join('; ')}` : '';
+    const kept = left.length
+      ? `; kept ${left.length} in the inventory because releasing failed (${left.map((r) => r.name).join(', ')}: ${cleanup || left.map((r) => r.lastError).join('; ')}); run \`hostbroker destroy ${id}\` later`
+      : '';
+    throw new TimeoutError(
+      `deployment ${name} was aborted${reasonOf(signal)}: ${hosts.length} host(s) that were provisioned and ${stopped} stopped checkout(s) were released, ${neverStarted} never started${kept}${own}.`,
+      0,
+      { cause: signal.reason },
+    );
+  }
 
   if (failures.length) {
     const hosts = [...made.values()];
@@ -144,7 +209,9 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     }
     throw new PartialFailureError(
       `deployment ${name} failed: ${failures.length - (cleanup ? 1 : 0)} of ${plan.length} host(s) could not be provisioned; ` +
-        (cleanup ? `some of the ${hosts.length} provisioned host(s) could not be released (run \`hostbroker destroy ${id}\`):` : `the ${hosts.length} that were provisioned have been released:`),
+        (cleanup
+          ? `some of the ${hosts.length} provisioned host(s) could not be released (run \`hostbroker destroy ${id}\`):`
+          : `the ${hosts.length} that were provisioned${stopped ? ` and the ${stopped} whose checkouts were stopped` : ''} have been released:`),
       failures,
     );
   }
@@ -153,6 +220,13 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
   record.hosts = Object.fromEntries(members.map((m) => [m.entry.fqdn, { ...m.entry, recordId: m.host.id } satisfies StoredMember as Record<string, unknown>]));
   await broker.inventoryFile.putDeployment(record);
   return new Deployment(broker, record, members);
+}
+
+/** Why a signal was aborted, for messages: the reason's text unless it is the generic default. */
+function reasonOf(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  if (r === undefined || (r instanceof Error && r.name === 'AbortError')) return '';
+  return ` (${r instanceof Error ? r.message : String(r)})`;
 }
 
 /** A host's checkout arguments: the provider's own mapping, or `{ name }` plus the host's `args`. */
