@@ -3,12 +3,14 @@
  * `local` provider in a temporary BROKER_DIRECTORY, including `--output-file`, `--json`, exit
  * codes and bad input.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
+import { Inventory } from '../lib/inventory.js';
+import { localFolders, localServers } from './reliability/util.js';
 
 // `npm test` builds first and sets HB_TEST_BUILT=1: the built CLI starts without compiling
 // TypeScript (about 1 s of CPU per command); run directly, vitest uses the sources through tsx.
@@ -24,20 +26,36 @@ interface Ran {
 
 let dir: string;
 
-function cli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Ran> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
-      env: { ...process.env, BROKER_DIRECTORY: dir, CI: '', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += String(d)));
-    child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
-    child.on('error', fail);
-    child.on('close', (status) => done({ status, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+/** Starts the CLI; `output` is what it printed so far, `done` its end. */
+function startCli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
+    env: { ...process.env, BROKER_DIRECTORY: dir, CI: '', ...options.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  const output: Ran = { status: null, stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (output.stdout += String(d)));
+  child.stderr.on('data', (d: Buffer) => (output.stderr += String(d)));
+  const done = new Promise<Ran>((resolve, fail) => {
+    child.on('error', fail);
+    child.on('close', (status) => resolve({ ...output, status }));
+  });
+  child.stdin.end(options.input ?? '');
+  return { child, output, done };
+}
+
+function cli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Ran> {
+  return startCli(args, options).done;
+}
+
+/** Resolves once `check` is true, looking every 10 ms. */
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await check())) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** The inventory's host records, read straight from the file (none before it exists). */
+async function inventoryHosts(): Promise<Rec[]> {
+  const text = await readFile(join(dir, 'inventory.json'), 'utf8').catch(() => '{"hosts":[]}');
+  return (JSON.parse(text) as { hosts: Rec[] }).hosts;
 }
 
 async function json<T>(path: string): Promise<T> {
@@ -251,6 +269,58 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     expect(sh.stdout).toContain('in-tty-5');
     expect(sh.status).toBe(7);
     expect((await cli(['checkin', '--filter', 'name{tty-'])).stdout).toMatch(/^checked in 2 host\(s\)/);
+  });
+
+  it('SIGINT during a multi-host checkout releases what was made, says so, and exits 130', async () => {
+    // A bundle that sleeps keeps the checkout running until it is interrupted.
+    await writeFile(join(dir, 'broker_settings.yaml'), stringify({ bundles: { slow: { scripts: [{ run: 'sleep 45' }] } } }));
+    const run = startCli(['checkout', '--provider', 'local', '--name', 'int', '--count', '3', '--bundle', 'slow']);
+    // Intent records are written just before the provider calls start.
+    await until(async () => (await inventoryHosts()).length === 3);
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    expect(r.status).toBe(130);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^hostbroker: SIGINT: stopping and releasing the hosts made so far/m);
+    expect(r.stderr).toMatch(/^hostbroker: checkout of 3 host\(s\) from local was aborted \(interrupted by SIGINT\): released 3 \(int-\d, int-\d, int-\d\)\.$/m);
+    expect(await inventoryHosts()).toEqual([]);
+    expect(await localFolders(dir)).toEqual([]);
+    expect(await localServers(dir)).toEqual([]);
+  });
+
+  it('a second SIGINT exits at once and leaves the records for reap and checkin', async () => {
+    await writeFile(join(dir, 'broker_settings.yaml'), stringify({ bundles: { slow: { scripts: [{ run: 'sleep 45' }] } } }));
+    const run = startCli(['checkout', '--provider', 'local', '--name', 'twice', '--count', '3', '--bundle', 'slow']);
+    await until(async () => (await inventoryHosts()).length === 3);
+    // Hold the inventory lock: the CLI's cleanup after the first SIGINT waits for it, so the
+    // second SIGINT surely comes in the middle of that cleanup.
+    let open = (): void => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    let held = (): void => undefined;
+    const locked = new Promise<void>((r) => (held = r));
+    const holding = new Inventory(dir).update(async () => {
+      held();
+      await gate;
+    });
+    await locked;
+    run.child.kill('SIGINT');
+    await until(() => run.output.stderr.includes('SIGINT: stopping'));
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    open();
+    await holding;
+    expect(r.status).toBe(130);
+    expect(r.stderr).toMatch(/^hostbroker: SIGINT again: exiting now\. .*hostbroker reap/m);
+    expect(r.stderr).not.toMatch(/was aborted/);
+    // The inventory is whole and still names every host, made or not.
+    const left = JSON.parse((await cli(['inventory', '--json'])).stdout) as Rec[];
+    expect(left.map((h) => h.name).sort()).toEqual(['twice-0', 'twice-1', 'twice-2']);
+    // Records of checkouts that never finished (their process is gone) are reaped; the rest checked in.
+    expect((await cli(['reap'])).status).toBe(0);
+    expect((await cli(['checkin', '--all'])).status).toBe(0);
+    expect(await inventoryHosts()).toEqual([]);
+    expect(await localFolders(dir)).toEqual([]);
+    expect(await localServers(dir)).toEqual([]);
   });
 
   it('keeps secrets out of what it prints and writes', async () => {

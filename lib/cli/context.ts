@@ -26,9 +26,14 @@ export interface CommandResult {
   exitCode?: number;
 }
 
+/** Exit status after a signal, as shells report it: 128 + the signal's number. */
+export const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
+
 /** Shared state of one CLI run. */
 export class CliContext {
   result: CommandResult | undefined;
+  /** The signal that interrupted the command, if one did (the runner exits with 128 + its number). */
+  interrupted: keyof typeof SIGNAL_EXIT | undefined;
   readonly progress: ProgressLine;
   #broker: Broker | undefined;
 
@@ -57,6 +62,35 @@ export class CliContext {
       });
     }
     return this.#broker;
+  }
+
+  /**
+   * Runs a command that creates hosts so that SIGINT/SIGTERM abort it through `signal` (the
+   * Broker then releases what it made and rejects saying so). A second signal exits at once:
+   * records written before the provider calls stay in the inventory for `reap` and `checkin`.
+   */
+  async interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
+      this.progress.clear();
+      if (this.interrupted) {
+        this.io.stderr.write(`hostbroker: ${name} again: exiting now. Hosts still being made or released stay in the inventory; run \`hostbroker reap\`, then \`hostbroker inventory\` and \`hostbroker checkin\`.\n`);
+        process.exit(SIGNAL_EXIT[name]);
+      }
+      this.interrupted = name;
+      this.io.stderr.write(`hostbroker: ${name}: stopping and releasing the hosts made so far (${name === 'SIGINT' ? 'Ctrl-C' : 'signal'} again to exit at once)\n`);
+      controller.abort(new Error(`interrupted by ${name}`));
+    };
+    const onInt = (): void => onSignal('SIGINT');
+    const onTerm = (): void => onSignal('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    try {
+      return await fn(controller.signal);
+    } finally {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+    }
   }
 
   /** Closes sessions; hosts stay checked out (the CLI never checks in on exit). */

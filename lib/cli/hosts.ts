@@ -77,7 +77,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
         if (opts.argsFile) request.argsFile = opts.argsFile;
         if (opts.bundle) request.bundles = opts.bundle;
         if (opts.keepPartial) request.onPartialFailure = 'keep';
-        const result = await broker.checkout(request as Parameters<typeof broker.checkout>[0]);
+        const result = await ctx.interruptible((signal) => broker.checkout({ ...request, signal } as Parameters<typeof broker.checkout>[0]));
         const hosts = Symbol.iterator in Object(result) ? [...(result as Iterable<{ record: HostRecord }>)] : [result as { record: HostRecord }];
         const records = hosts.map((h) => h.record);
         return { data: records, text: hostTable(records, false) };
@@ -140,7 +140,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .action((keys: string[], opts: TargetOpts & { count?: number }) =>
       act(async () => {
         const records = await selectTargets(ctx, keys, opts, 'duplicate');
-        const group = await ctx.broker().duplicate(records, opts.count !== undefined ? { count: opts.count } : {});
+        const group = await ctx.interruptible((signal) => ctx.broker().duplicate(records, { signal, ...(opts.count !== undefined ? { count: opts.count } : {}) }));
         const made = group.map((h) => h.record);
         return { data: made, text: hostTable(made, false) };
       }),

@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { BrokerError } from '../errors.js';
 import { scrub } from '../secrets.js';
-import { CliContext, type CommandResult } from './context.js';
+import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
 import { registerHostCommands } from './hosts.js';
 import { registerProviderCommands } from './providers.js';
@@ -102,7 +102,8 @@ export async function run(argv: readonly string[], io: CliContext['io'] = { stdo
       exitCode = error.exitCode === 0 ? 0 : 2;
       if (exitCode !== 0) outputData = { error: { name: 'UsageError', code: 'USER_INPUT', message: error.message.replace(/^error: /, '') } };
     } else {
-      exitCode = exitCodeOf(error);
+      // Aborted by SIGINT/SIGTERM: the error says what was released; the status says why.
+      exitCode = ctx.interrupted ? SIGNAL_EXIT[ctx.interrupted] : exitCodeOf(error);
       const message = error instanceof Error ? error.message : String(error);
       io.stderr.write(scrub(`hostbroker: ${message}`) + (exitCode === 1 && error instanceof Error && ctx.globals.logLevel === 'debug' ? `\n${scrub(error.stack ?? '')}` : '') + '\n');
       outputData = { error: BrokerError.isInstance(error) ? error.toJSON() : { name: error instanceof Error ? error.name : 'Error', message } };

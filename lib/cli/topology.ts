@@ -62,12 +62,15 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
   ).action((metadata: string, opts: OutputOpts & { provisioning?: string; provider?: string; name?: string }) =>
     act(async () => {
       ctx.progress.deployment = true;
-      const d = await ctx.broker().up(metadata, {
-        ...(opts.provisioning ? { provisioning: opts.provisioning } : {}),
-        ...(opts.provider ? { provider: opts.provider } : {}),
-        ...(opts.name ? { name: opts.name } : {}),
-        onProgress: ctx.progress.onUp,
-      });
+      const d = await ctx.interruptible((signal) =>
+        ctx.broker().up(metadata, {
+          ...(opts.provisioning ? { provisioning: opts.provisioning } : {}),
+          ...(opts.provider ? { provider: opts.provider } : {}),
+          ...(opts.name ? { name: opts.name } : {}),
+          onProgress: ctx.progress.onUp,
+          signal,
+        }),
+      );
       const written = writeOutputs(d, opts);
       return { data: { ...d.toJSON(), outputs: written }, text: summary(d) + Object.entries(written).map(([k, v]) => `wrote ${k}: ${v}\n`).join('') };
     }),
