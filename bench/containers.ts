@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Broker } from '../lib/broker.js';
+import { generateEd25519 } from '../lib/ssh-keys.js';
 import { connectEngine, type Engine } from '../providers/container/engine.js';
 
 const run = promisify(execFile);
@@ -22,7 +23,7 @@ const LABEL = 'hostbroker.bench';
 
 type Ssh2 = typeof import('ssh2');
 const ssh2: Ssh2 = ((await import('ssh2')) as unknown as { default: Ssh2 }).default;
-const keys = ssh2.utils.generateKeyPairSync('ed25519');
+const keys = await generateEd25519();
 
 /** Logs in and runs `true`, retrying until it works. */
 async function untilTrue(port: number, deadlineMs = 120_000): Promise<void> {

@@ -6,14 +6,9 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { HostConnectionError, TimeoutError, importOptional, messageOf } from '../../lib/errors.js';
+import { HostConnectionError, TimeoutError, messageOf } from '../../lib/errors.js';
+import { generateEd25519 } from '../../lib/ssh-keys.js';
 
-type Ssh2 = typeof import('ssh2');
-/** ssh2 is CommonJS: Node's ESM import exposes only some names directly, all on `default`. */
-async function loadSsh2(): Promise<Ssh2> {
-  const mod = await importOptional('ssh2', 'SSH to containers', () => import('ssh2'));
-  return ((mod as { default?: Ssh2 }).default ?? mod) as Ssh2;
-}
 
 /** Where the private key of a container host lives. */
 export function keyPathFor(directory: string, recordId: string): string {
@@ -22,8 +17,7 @@ export function keyPathFor(directory: string, recordId: string): string {
 
 /** Makes an ed25519 key pair for a host; writes the private key (0600) and returns the public line. */
 export async function createHostKey(directory: string, recordId: string): Promise<{ privateKeyPath: string; publicKey: string }> {
-  const { utils } = await loadSsh2();
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `hostbroker ${recordId}` });
+  const pair = await generateEd25519(`hostbroker ${recordId}`, 'container');
   const privateKeyPath = keyPathFor(directory, recordId);
   await mkdir(join(directory, 'keys', 'container'), { recursive: true, mode: 0o700 });
   await writeFile(privateKeyPath, pair.private, { mode: 0o600 });

@@ -19,7 +19,7 @@ import type { DiscoveredHost, ProviderContext, ProviderImplementation } from '..
 import type { HostRecord } from '../../lib/records.js';
 import { sleep } from '../../lib/concurrency.js';
 import type { LocalArgs } from './definition.js';
-import { generateEd25519 } from './keys.js';
+import { generateEd25519 } from '../../lib/ssh-keys.js';
 import type { LocalServerConfig } from './server.js';
 
 /** What `meta.json` in a host folder holds (the local provider's tags). */

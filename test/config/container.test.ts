@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import ssh2 from 'ssh2';
+import { generateEd25519 } from '../../lib/ssh-keys.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker.js';
 import { CommandError } from '../../lib/errors.js';
@@ -17,7 +18,7 @@ const probe = await probeEngine();
 const skip = skipReason(probe);
 if (skip) console.warn(`skipping configuration tests on container hosts: ${skip}`);
 
-const key = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'bundle@test' });
+const key = await generateEd25519('bundle@test');
 const directory = await tempDirectory('hb-config-container-');
 let broker: Broker;
 let execHost: Host;
@@ -87,7 +88,7 @@ describe.skipIf(skip)('configuration on container hosts', () => {
           .connect({ host: c.host, port: c.port, username: c.username, privateKey, readyTimeout: 10_000 });
       });
     expect(await login(key.private)).toBe(c.username);
-    await expect(login(ssh2.utils.generateKeyPairSync('ed25519').private)).rejects.toThrow(/authentication/i);
+    await expect(login((await generateEd25519()).private)).rejects.toThrow(/authentication/i);
   });
 
   for (const kind of ['exec', 'ssh'] as const) {
