@@ -28,8 +28,8 @@ export interface SshTransportOptions {
   maxConnections?: number;
   /**
    * Streams a big file transfer is split into, each on a connection of its own. `auto` (the
-   * default): one stream when the host answers within {@link SINGLE_STREAM_RTT_MS} (same machine
-   * or LAN), else 4.
+   * default): one stream when a TCP connect to the host takes under 2 ms (same machine or LAN),
+   * else 4.
    */
   bulkStreams?: number | 'auto';
   /** Key file used when the connection names none. */
@@ -400,7 +400,7 @@ function openChannel<T>(client: Client, command: string, options: SpawnOptions, 
 }
 
 /** Round trip below which one bulk stream is enough (its 2 MiB window then allows > 1 GB/s). */
-export const SINGLE_STREAM_RTT_MS = 2;
+const SINGLE_STREAM_RTT_MS = 2;
 
 /** Receive window for a channel that turned out to carry bulk output (downloads, `cat` of big files). */
 const BULK_WINDOW = 8 << 20;
