@@ -223,6 +223,7 @@ async function main(): Promise<void> {
     if (ONLY.has('latency')) await latency(host, master);
     if (ONLY.has('concurrency')) await concurrency(host, sshd.process.pid);
     if (ONLY.has('transfer')) {
+      console.log(`  transfers: ${(host.session.transport as { bulkStreams?: number }).bulkStreams ?? 1} stream(s) per big file (ssh.bulkStreams: auto)`);
       // Files on tmpfs when there is one, so that disk writeback does not add noise to either side.
       const scratch = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hb-bench-ssh-'));
       try {

@@ -48,10 +48,8 @@ export interface Transport {
   readFile?(path: string): Promise<Buffer>;
   /** Optional fast path for writing a whole file (creating parent directories). */
   writeFile?(path: string, data: Buffer, mode?: number): Promise<void>;
-  /** How many parallel streams a big file transfer may use (`spawn` with `bulk`); default 1. Read after {@link Transport.ready}. */
+  /** How many parallel streams a big file transfer may use (`spawn` with `bulk`); default 1. */
   readonly bulkStreams?: number;
-  /** Connects now, so that what depends on the connection (e.g. {@link bulkStreams}) is known. */
-  ready?(): Promise<void>;
   /** Releases connections. Further use reconnects. */
   close(): Promise<void>;
   /** Human name of the peer, for messages. */
@@ -144,7 +142,6 @@ export class Session {
     const tmp = `${remote}.hb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const chmod = options.mode !== undefined ? `chmod ${options.mode.toString(8)} -- ${quote(tmp)} && ` : '';
     const size = localPath === undefined ? 0 : await localSize(localPath, 'upload');
-    if (size >= SPLIT_AT) await this.transport.ready?.();
     const lanes = laneCount(size, this.transport.bulkStreams);
     if (localPath !== undefined && lanes > 1) return this.writeSplit(localPath, size, lanes, remote, dir, tmp, chmod);
     const input = localPath !== undefined ? createReadStream(localPath, { highWaterMark: CHUNK }) : Buffer.from(data as string | Buffer);

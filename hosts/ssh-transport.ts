@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
-import { homedir } from 'node:os';
+import { homedir, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import { HostConnectionError, TimeoutError, UserInputError, importOptional, messageOf } from '../lib/errors.js';
@@ -28,7 +28,7 @@ export interface SshTransportOptions {
   maxConnections?: number;
   /**
    * Streams a big file transfer is split into, each on a connection of its own. `auto` (the
-   * default): one stream when a TCP connect to the host takes under 2 ms (same machine or LAN),
+   * default): one stream when the host is this machine (a loopback address or one of its own),
    * else 4.
    */
   bulkStreams?: number | 'auto';
@@ -79,8 +79,6 @@ export class SshTransport implements Transport {
   private everConnected = false;
   /** Recording of a first-seen host key, awaited before the connection is used. */
   private hostKeyWrite: Promise<void> | undefined;
-  /** Shortest TCP connect time seen, ms: a round trip, which decides how many bulk streams pay. */
-  private rttMs: number | undefined;
   /** The last failed connect, shared with callers queued behind it so a dead host fails fast. */
   private lastFailure: { error: unknown; at: number } | undefined;
 
@@ -102,15 +100,15 @@ export class SshTransport implements Transport {
   }
 
   /**
-   * How many connections a big file transfer is split over (see Session.write). Far away, one
-   * stream is held back by its window (2 MiB per round trip), so several go at once. Near by, a
-   * stream's window allows more than this process can encrypt, and extra streams only compete
-   * for the same CPUs: on a 2-CPU machine with sshd on loopback, 4 streams moved 256 MiB at
-   * 0.6-0.7x scp's rate and 1 stream at 1.0-1.1x.
+   * How many connections a big file transfer is split over (see Session.write). To another
+   * machine one stream is held back by its window (2 MiB per round trip) and the far side's sshd
+   * uses one CPU per connection, so several go at once. On this machine both ends share the same
+   * CPUs and extra streams only compete for them: on a 2-CPU machine with sshd on loopback,
+   * 4 streams moved 256 MiB at 0.6-0.8x scp's rate and 1 stream at about 1.0x.
    */
   get bulkStreams(): number {
     const wanted = this.options.bulkStreams;
-    const streams = wanted !== 'auto' ? wanted : this.rttMs !== undefined && this.rttMs < SINGLE_STREAM_RTT_MS ? 1 : 4;
+    const streams = wanted !== 'auto' ? wanted : isThisMachine(this.options.connection.host) ? 1 : 4;
     return Math.max(1, Math.min(streams, this.options.maxConnections));
   }
 
@@ -294,13 +292,8 @@ export class SshTransport implements Transport {
   private connectOnce(ClientClass: SshModule['Client']): Promise<Client> {
     const c = this.options.connection;
     return new Promise((resolve, reject) => {
-      const started = performance.now();
       const socket: Socket = netConnect({ host: c.host, port: c.port });
       socket.setNoDelay(true);
-      socket.once('connect', () => {
-        const rtt = performance.now() - started;
-        this.rttMs = Math.min(this.rttMs ?? rtt, rtt);
-      });
       const client = new ClientClass();
       let hostKeyError: Error | undefined;
       const timer = setTimeout(() => {
@@ -399,8 +392,12 @@ function openChannel<T>(client: Client, command: string, options: SpawnOptions, 
   });
 }
 
-/** Round trip below which one bulk stream is enough (its 2 MiB window then allows > 1 GB/s). */
-const SINGLE_STREAM_RTT_MS = 2;
+/** Whether `host` names this machine: `localhost`, a loopback address, or one of its interfaces' addresses. */
+export function isThisMachine(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1' || /^127\./.test(h) || /^::ffff:127\./.test(h)) return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address.toLowerCase() === h));
+}
 
 /** Receive window for a channel that turned out to carry bulk output (downloads, `cat` of big files). */
 const BULK_WINDOW = 8 << 20;

@@ -43,8 +43,8 @@ export const SshSettings = z.object({
   /** Connections opened to one host at most. */
   maxConnections: z.number().int().min(1).max(64).default(8),
   /**
-   * Connections a big file transfer (32 MiB and up) is split over. `auto`: one for a host that
-   * answers within 2 ms (same machine, LAN), where more only compete for CPU; else 4.
+   * Connections a big file transfer (32 MiB and up) is split over. `auto`: one when the host is
+   * this machine (loopback or one of its addresses), where more only compete for its CPUs; else 4.
    */
   bulkStreams: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
   /** `record`: remember the host key on first use, refuse a changed one. `ignore`: never check. */

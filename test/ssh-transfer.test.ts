@@ -4,13 +4,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../lib/broker.js';
 import { CommandError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';
-import type { SshTransport } from '../hosts/ssh-transport.js';
+import { SshTransport, isThisMachine } from '../hosts/ssh-transport.js';
 import { sshdProvider } from './helpers/providers.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
 
@@ -52,12 +52,12 @@ describe.skipIf(!available)('file transfers over SSH (real sshd)', () => {
     expect(sha(await readFile(back))).toBe(sha(data));
   });
 
-  it('splits big transfers only for far hosts when bulkStreams is auto', async () => {
+  it('splits big transfers only to other machines when bulkStreams is auto', async () => {
     const auto = new Broker({ directory: join(local, 'broker-auto'), providers: [sshdProvider(sshd)] });
     try {
       const near = await auto.checkout({ provider: 'sshd' });
       await near.execute('true');
-      // sshd answers on loopback within microseconds: one stream, more would only share the CPUs.
+      // sshd on loopback shares this machine's CPUs: one stream, more would only compete for them.
       expect((near.session.transport as SshTransport).bulkStreams).toBe(1);
       expect((host.session.transport as SshTransport).bulkStreams).toBe(4);
       const data = randomBytes((33 << 20) + 1);
@@ -104,5 +104,17 @@ describe.skipIf(!available)('file transfers over SSH (real sshd)', () => {
     expect(error).toBeInstanceOf(CommandError);
     expect((error as Error).message).toMatch(/cannot write .*a-file\/sub\/x\.bin/);
     expect((await readdir(sshd.dir)).filter((n) => n.includes('.hb-'))).toEqual([]);
+  });
+});
+
+describe('which hosts count as this machine (one bulk stream under auto)', () => {
+  it('loopback names and addresses, and this machine\'s own interface addresses, but not others', () => {
+    for (const h of ['localhost', '127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1']) expect(isThisMachine(h), h).toBe(true);
+    const own = Object.values(networkInterfaces()).flatMap((l) => l ?? []).find((i) => !i.internal);
+    if (own) expect(isThisMachine(own.address)).toBe(true);
+    // TEST-NET addresses (RFC 5737 / 3849) are never assigned to a machine.
+    for (const h of ['192.0.2.10', '2001:db8::1', 'example.test']) expect(isThisMachine(h), h).toBe(false);
+    const far = new SshTransport({ connection: { kind: 'ssh', host: '192.0.2.10', port: 22, username: 'root' } });
+    expect(far.bulkStreams).toBe(4);
   });
 });
