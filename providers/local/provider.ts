@@ -21,6 +21,7 @@ import { sleep } from '../../lib/concurrency.js';
 import type { LocalArgs } from './definition.js';
 import { generateEd25519 } from '../../lib/ssh-keys.js';
 import type { LocalServerConfig } from './server.js';
+import { endProcesses, markedProcesses } from './processes.js';
 
 /** What `meta.json` in a host folder holds (the local provider's tags). */
 interface LocalMeta {
@@ -69,7 +70,7 @@ let bundled: Promise<string> | undefined;
 async function bundleServer(sourceDir: string): Promise<string> {
   const esbuildPath = createRequire(import.meta.url).resolve('esbuild');
   const esbuild = (await import(pathToFileURL(esbuildPath).href)) as typeof import('esbuild');
-  const sources = ['server.ts', 'sftp.ts'].map((f) => join(sourceDir, f));
+  const sources = ['server.ts', 'sftp.ts', 'processes.ts'].map((f) => join(sourceDir, f));
   const stamps = await Promise.all(sources.map(async (f) => `${f}:${(await stat(f)).mtimeMs}`));
   const key = createHash('sha256').update(stamps.join('|')).digest('hex').slice(0, 16);
   const nodeModules = esbuildPath.slice(0, esbuildPath.lastIndexOf('/node_modules/') + '/node_modules'.length);
@@ -100,35 +101,33 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
   // whole process instead of failing this host with the error below.
   child.on('error', () => undefined);
   if (child.pid === undefined) throw new ProviderError('local', 'could not start the SSH server process (the system refused a new process; see ulimit -u and free memory).');
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = (): void => undefined;
   try {
     // Listening before the pid file is written, so an early exit is not missed.
     const listening = new Promise<number>((resolvePort, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new ProviderError('local', `the SSH server did not start within 20 s; see ${join(dir, 'server.log')}.`)), 20_000);
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(signal.reason instanceof Error ? signal.reason : new ProviderError('local', 'checkout aborted'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
+      timer = setTimeout(() => reject(new ProviderError('local', `the SSH server did not start within 20 s; see ${join(dir, 'server.log')}.`)), 20_000);
+      onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new ProviderError('local', 'checkout aborted'));
       child.stdout!.on('data', (d: Buffer) => {
         out += String(d);
         const m = /listening (\d+)\n/.exec(out); // the whole line, not a port cut short
-        if (m) {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          resolvePort(Number(m[1]));
-        }
+        if (m) resolvePort(Number(m[1]));
       });
       child.on('exit', (code) => {
-        clearTimeout(timer);
         reject(new ProviderError('local', `the SSH server exited (${code}) before listening: ${tailOf(join(dir, 'server.log'))}`));
       });
     });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     listening.catch(() => undefined); // awaited below, after the pid file
     await writeFile(join(dir, 'server.pid'), String(child.pid));
     const port = await listening;
     return { pid: child.pid, port };
   } finally {
+    // Every way out (port, exit, timeout, abort, a failed pid file write) lets go of the signal.
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
     child.stdout!.destroy();
     child.unref();
   }
@@ -154,6 +153,9 @@ async function destroy(dir: string): Promise<void> {
   // pid file names: find it by the config path in its command line.
   for (const found of await serversByCommandLine(dir)) pids.add(found);
   for (const pid of pids) await stopServer(pid, dir);
+  // The server ends its commands' processes when it stops; these are what it could not (it was
+  // SIGKILLed or crashed, or a process left its group): found by the marker in their environment.
+  await endProcesses(() => markedProcesses(dir), 1000);
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -177,7 +179,8 @@ async function stopServer(pid: number, dir: string): Promise<void> {
     } catch {
       // gone already
     }
-    for (let i = 0; i < 40 && isProcessAlive(pid); i++) await sleep(25);
+    // The server gives its commands 1 s to end after SIGTERM before it KILLs them and exits.
+    for (let i = 0; i < 120 && isProcessAlive(pid); i++) await sleep(25);
     if (isProcessAlive(pid)) {
       try {
         process.kill(pid, 'SIGKILL');

@@ -7,8 +7,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
+import { dirname } from 'node:path';
 import ssh2 from 'ssh2';
+import { HOST_MARKER, endProcesses, markedProcesses } from './processes.js';
 import { serveSftp } from './sftp.js';
 
 /** What the provider writes for the server. */
@@ -21,6 +23,11 @@ export interface LocalServerConfig {
   /** Hostname commands see in $HOSTNAME. */
   name: string;
 }
+
+/** Commands whose first process has not exited yet (each leads its own session and process group). */
+const commands = new Set<ChildProcess>();
+/** Set once SIGTERM/SIGINT arrived: the shutdown ends the commands, not a closed channel. */
+let stopping = false;
 
 function main(): void {
   const configPath = process.argv[2];
@@ -82,7 +89,10 @@ function main(): void {
   });
 
   // Our own listener, so every socket gets Nagle turned off (about 40 ms per command otherwise).
+  const sockets = new Set<Socket>();
   const listener = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
     socket.setNoDelay(true);
     server.injectSocket(socket);
   });
@@ -91,9 +101,21 @@ function main(): void {
     const port = typeof address === 'object' && address ? address.port : 0;
     process.stdout.write(`listening ${port}\n`);
   });
+  // The host is being checked in: everything its commands started ends with it, also what runs
+  // in the background (`nohup x &`, in the command's process group) or left the group (found by
+  // the marker). TERM, a second to go, then KILL, then exit (the provider waits longer than that).
   const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
     listener.close();
-    process.exit(0);
+    // Clients see their connection drop (a pending command fails), not an exit status from the kill.
+    for (const socket of sockets) socket.destroy();
+    // Groups of commands still running; their leaders are not reaped yet, so the ids are not reused.
+    const groups = [...commands].flatMap((c) => (c.pid !== undefined ? [-c.pid] : []));
+    const folder = dirname(config.home);
+    void endProcesses(async () => [...groups, ...(await markedProcesses(folder))], 1000)
+      .catch(() => undefined)
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
@@ -133,12 +155,15 @@ function run(channel: Channel, argv: string[], config: LocalServerConfig, extraE
       LANG: process.env.LANG ?? 'C.UTF-8',
       ...(pty ? { TERM: pty.term } : {}),
       ...extraEnv,
+      [HOST_MARKER]: dirname(config.home),
     },
     // Own process group, so a signal or a closed channel ends the whole command tree.
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let ended = false;
+  commands.add(child);
+  child.on('exit', () => commands.delete(child));
   const killTree = (signal: NodeJS.Signals): void => {
     if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
     try {
@@ -152,16 +177,19 @@ function run(channel: Channel, argv: string[], config: LocalServerConfig, extraE
   channel.pipe(child.stdin!);
   child.stdin!.on('error', () => undefined);
   channel.on('close', () => {
-    if (!ended) killTree('SIGKILL');
+    if (!ended && !stopping) killTree('SIGKILL');
   });
   child.on('error', (error) => {
     ended = true;
+    commands.delete(child);
+    if (stopping) return;
     channel.stderr.write(`${error.message}\n`);
     channel.exit(127);
     channel.end();
   });
   child.on('close', (code, signal) => {
     ended = true;
+    if (stopping) return;
     try {
       if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
       else channel.exit(code ?? 0);
