@@ -29,6 +29,14 @@ export interface CommandResult {
 /** Exit status after a signal, as shells report it: 128 + the signal's number. */
 export const SIGNAL_EXIT: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };
 
+/** What {@link CliContext.interruptible} prints on the first and the second signal. */
+export interface InterruptMessages {
+  /** After `hostbroker: SIGINT: `; `again` says how to exit at once. */
+  stopping?: (again: string) => string;
+  /** After `hostbroker: SIGINT again: exiting now. `: what is left and how to finish it. */
+  exiting?: () => string;
+}
+
 /** Shared state of one CLI run. */
 export class CliContext {
   result: CommandResult | undefined;
@@ -65,20 +73,24 @@ export class CliContext {
   }
 
   /**
-   * Runs a command that creates hosts so that SIGINT/SIGTERM abort it through `signal` (the
-   * Broker then releases what it made and rejects saying so). A second signal exits at once:
-   * records written before the provider calls stay in the inventory for `reap` and `checkin`.
+   * Runs a command so that SIGINT/SIGTERM abort it through `signal`. By default the messages are
+   * those of a command that creates hosts (the Broker then releases what it made and rejects
+   * saying so); `messages` replaces them, e.g. for a command that releases hosts. A second signal
+   * exits at once: records written before the provider calls stay in the inventory for `reap`
+   * and `checkin`.
    */
-  async interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async interruptible<T>(fn: (signal: AbortSignal) => Promise<T>, messages: InterruptMessages = {}): Promise<T> {
     const controller = new AbortController();
     const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
       this.progress.clear();
       if (this.interrupted) {
-        this.io.stderr.write(`hostbroker: ${name} again: exiting now. Hosts still being made or released stay in the inventory; run \`hostbroker reap\`, then \`hostbroker inventory\` and \`hostbroker checkin\`.\n`);
+        const left = messages.exiting?.() ?? 'Hosts still being made or released stay in the inventory; run `hostbroker reap`, then `hostbroker inventory` and `hostbroker checkin`.';
+        this.io.stderr.write(`hostbroker: ${name} again: exiting now. ${left}\n`);
         process.exit(SIGNAL_EXIT[name]);
       }
       this.interrupted = name;
-      this.io.stderr.write(`hostbroker: ${name}: stopping and releasing the hosts made so far (${name === 'SIGINT' ? 'Ctrl-C' : 'signal'} again to exit at once)\n`);
+      const again = `${name === 'SIGINT' ? 'Ctrl-C' : 'signal'} again to exit at once`;
+      this.io.stderr.write(`hostbroker: ${name}: ${messages.stopping?.(again) ?? `stopping and releasing the hosts made so far (${again})`}\n`);
       controller.abort(new Error(`interrupted by ${name}`));
     };
     const onInt = (): void => onSignal('SIGINT');

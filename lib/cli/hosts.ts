@@ -5,12 +5,14 @@
 import { Option, type Command } from 'commander';
 import { UserInputError } from '../errors.js';
 import { applyFilter } from '../filter.js';
+import { junitPassed } from '../junit.js';
 import type { HostRecord } from '../records.js';
 import { readArgsFile } from '../requests.js';
 import { parseProviderOptions } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
 import { hostTable, yaml } from './format.js';
 import { collect, duration, positiveInt } from './options.js';
+import { releaseMany } from './release.js';
 
 interface CheckoutOpts {
   nick?: string;
@@ -90,11 +92,20 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--all', 'every host in the inventory')
     .option('--filter <filter>', "only hosts matching, e.g. 'name<web,provider=local'")
     .option('--if-tests-passed <junit.xml>', 'only when this JUnit report has no failures; else keep the hosts')
-    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string }) =>
+    .option('--concurrency <n>', 'hosts released at once (default 16)', positiveInt)
+    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string; concurrency?: number }) =>
       act(async () => {
         const records = await selectTargets(ctx, keys, opts, 'check in');
         if (!records.length) return { data: [], text: 'no hosts matched; nothing checked in\n' };
-        await ctx.broker().checkin(records, opts.ifTestsPassed ? { ifTestsPassed: opts.ifTestsPassed } : {});
+        if (opts.ifTestsPassed) {
+          const verdict = await junitPassed(opts.ifTestsPassed);
+          if (!verdict.passed) {
+            await ctx.broker().checkin(records, { ifTestsPassed: opts.ifTestsPassed }); // keeps them, saying why
+            return { data: [], text: `tests did not pass (${verdict.summary}): kept ${records.length} host(s) for inspection: ${records.map((r) => r.name).join(', ')}\n` };
+          }
+        }
+        // Released here rather than by one broker.checkin, so a first Ctrl-C can stop starting more.
+        await releaseMany(ctx, records, { concurrency: opts.concurrency ?? 16, finish: (ids) => `hostbroker checkin ${ids.join(' ')}` });
         return { data: records.map((r) => ({ id: r.id, name: r.name })), text: `checked in ${records.length} host(s): ${records.map((r) => r.name).join(', ')}\n` };
       }),
     );

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import type { ProviderInfo } from '../broker.js';
-import { UserInputError } from '../errors.js';
+import { TimeoutError, UserInputError } from '../errors.js';
 import type { ArgumentDoc } from '../requests.js';
 import { parseProviderOptions } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
@@ -85,8 +85,14 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
     .description('release what killed processes left behind (stuck records, tagged resources without a record)')
     .action((provider: string | undefined) =>
       act(async () => {
-        const r = await ctx.broker().reap(provider);
-        return { data: r, text: `released ${r.released.length} stale record(s)${r.released.length ? `: ${r.released.map((x) => x.name).join(', ')}` : ''}; removed ${r.removed.length} orphaned resource(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}\n` };
+        // reap cannot stop between records: a first signal lets it finish, then exits 130/143.
+        const r = await ctx.interruptible(() => ctx.broker().reap(provider), {
+          stopping: (again) => `finishing the reap under way, which does not stop half-way (${again}; records not yet reaped stay in the inventory)`,
+          exiting: () => 'Records not yet reaped stay in the inventory; run `hostbroker reap` again.',
+        });
+        const text = `released ${r.released.length} stale record(s)${r.released.length ? `: ${r.released.map((x) => x.name).join(', ')}` : ''}; removed ${r.removed.length} orphaned resource(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}`;
+        if (ctx.interrupted) throw new TimeoutError(`reap was interrupted by ${ctx.interrupted} and finished first: ${text}.`, 0);
+        return { data: r, text: `${text}\n` };
       }),
     );
 }

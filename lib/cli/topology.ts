@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import type { Deployment } from '../topology/deployment.js';
 import type { CliContext, CommandResult } from './context.js';
 import { table } from './format.js';
+import { releaseMany } from './release.js';
 
 interface OutputOpts {
   ansibleInventory?: string;
@@ -83,7 +84,9 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
       act(async () => {
         const d = await ctx.broker().deployment(key);
         const names = d.hosts.map((h) => d.entryOf(h).fqdn);
-        await d.destroy();
+        // Host by host, so a first Ctrl-C finishes the releases under way and starts no more;
+        // destroy() then forgets the deployment (and checks in any record not among its hosts).
+        await releaseMany(ctx, d.hosts, { concurrency: 16, finish: () => `hostbroker destroy ${d.id}`, then: () => d.destroy() });
         return { data: { id: d.id, name: d.name, destroyed: names }, text: `destroyed deployment ${d.name} (${d.id}): ${names.length} host(s)\n` };
       }),
     );
