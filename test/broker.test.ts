@@ -219,10 +219,11 @@ async function until(check: () => boolean | Promise<boolean>): Promise<void> {
 }
 
 /**
- * The real `local` provider, watched: counts checkouts, can hold each checkout (host made) until
- * its `ctx.signal` aborts, and can refuse to release chosen hosts.
+ * The real `local` provider, watched: counts checkouts, can hold each checkout (or the n-th ones:
+ * `hold(call)`, counting from 1) with its host made until its `ctx.signal` aborts, and can refuse
+ * to release chosen hosts.
  */
-function watchedLocal(behaviour: { hold?: boolean; failRelease?: Set<string> } = {}) {
+function watchedLocal(behaviour: { hold?: boolean | ((call: number) => boolean); failRelease?: Set<string> } = {}) {
   const seen: { checkouts: number; signals: AbortSignal[] } = { checkouts: 0, signals: [] };
   const definition = defineProvider({
     ...local,
@@ -231,10 +232,10 @@ function watchedLocal(behaviour: { hold?: boolean; failRelease?: Set<string> } =
       const watched: ProviderImplementation = {
         ...impl,
         async checkout(args, target, ctx: ProviderContext) {
-          seen.checkouts++;
+          const call = ++seen.checkouts;
           seen.signals.push(ctx.signal);
           const made = await impl.checkout(args, target, ctx);
-          if (behaviour.hold) {
+          if (typeof behaviour.hold === 'function' ? behaviour.hold(call) : behaviour.hold) {
             // A slow provider that honours the signal: it gives up once told to.
             await new Promise((r) => (ctx.signal.aborted ? r(undefined) : ctx.signal.addEventListener('abort', r, { once: true })));
             throw new ProviderError('local', 'gave up: the checkout was aborted');
@@ -314,6 +315,35 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     failRelease.clear();
     await broker.checkin('keep-1');
     expect(await broker.inventory()).toEqual([]);
+    expect(await localFolders(directory)).toEqual([]);
+    expect(await localServers(directory)).toEqual([]);
+    await broker.close();
+  });
+
+  it('duplicate: an abort while copying the second host also releases the copy of the first', async () => {
+    const directory = await tmp('hb-abort-');
+    // The originals come from a plain Broker; the copying one holds its second checkout.
+    const plain = new Broker({ directory });
+    const a = await plain.checkout({ provider: 'local', name: 'orig-a' });
+    const b = await plain.checkout({ provider: 'local', name: 'orig-b', files: { 'b.txt': 'b' } });
+    await plain.close();
+    const { definition, seen } = watchedLocal({ hold: (call) => call === 2 });
+    const broker = new Broker({ directory, providers: [definition] });
+    const controller = new AbortController();
+    const pending = broker.duplicate([a.record, b.record], { signal: controller.signal }).catch((e: unknown) => e);
+    // The copy of a is made and handed back; the copy of b is made and held.
+    await until(async () => seen.checkouts === 2 && (await localServers(directory)).length === 4);
+    expect((await broker.inventory()).filter((r) => r.state === 'ready')).toHaveLength(3);
+    controller.abort(new Error('stop copying'));
+    const error = await pending;
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as TimeoutError).timeoutMs).toBe(0);
+    expect((error as Error).message).toMatch(/^checkout of 1 host\(s\) from local was aborted \(stop copying\): released 1 \(local-[0-9a-f]+\)\. Also, the 1 copies made before were released\.$/);
+    expect(seen.signals[1]!.aborted).toBe(true);
+    expect((await broker.inventory()).map((r) => r.name).sort()).toEqual(['orig-a', 'orig-b']);
+    expect((await localFolders(directory)).sort()).toEqual([a.id, b.id].sort());
+    expect(await localServers(directory)).toHaveLength(2);
+    await broker.checkin({ all: true });
     expect(await localFolders(directory)).toEqual([]);
     expect(await localServers(directory)).toEqual([]);
     await broker.close();

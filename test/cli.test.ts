@@ -3,10 +3,11 @@
  * `local` provider in a temporary BROKER_DIRECTORY, including `--output-file`, `--json`, exit
  * codes and bad input.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import { Inventory } from '../lib/inventory.js';
@@ -318,6 +319,88 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     // Records of checkouts that never finished (their process is gone) are reaped; the rest checked in.
     expect((await cli(['reap'])).status).toBe(0);
     expect((await cli(['checkin', '--all'])).status).toBe(0);
+    expect(await inventoryHosts()).toEqual([]);
+    expect(await localFolders(dir)).toEqual([]);
+    expect(await localServers(dir)).toEqual([]);
+  });
+
+  /**
+   * Checks out three local hosts and makes the release of the middle one wait: its server.pid
+   * becomes a FIFO, which the local provider's release reads (blocking) before it stops anything.
+   * `unblock()` writes the pid into the FIFO. (A FIFO left blocked would also block the CLI's
+   * exit: Node waits for its file-system threads.)
+   */
+  async function threeHostsOneStuck(name: string): Promise<{ ids: string[]; unblock: () => Promise<void> }> {
+    const co = await cli(['checkout', '--provider', 'local', '--name', name, '--count', '3', '--json']);
+    expect(co.status).toBe(0);
+    const ids = (JSON.parse(co.stdout) as Rec[]).map((r) => r.id);
+    const pidFile = join(dir, 'local-hosts', ids[1]!, 'server.pid');
+    const pid = await readFile(pidFile, 'utf8');
+    await rm(pidFile);
+    await promisify(execFile)('mkfifo', [pidFile]);
+    return { ids, unblock: () => writeFile(pidFile, pid) };
+  }
+
+  it('SIGINT during checkin --all finishes the release under way, starts no more, says what is left, and exits 130', async () => {
+    const { ids, unblock } = await threeHostsOneStuck('ci');
+    // One at a time: ci-0 is released, ci-1's release waits on the FIFO, ci-2 waits for a slot.
+    const run = startCli(['checkin', '--all', '--concurrency', '1']);
+    await until(async () => {
+      const hosts = await inventoryHosts();
+      return hosts.length === 2 && hosts[0]!.name === 'ci-1' && hosts[0]!.state === 'releasing';
+    });
+    run.child.kill('SIGINT');
+    await until(() => run.output.stderr.includes('SIGINT: finishing'));
+    await unblock();
+    const r = await run.done;
+    expect(r.status).toBe(130);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^hostbroker: SIGINT: finishing the 1 release\(s\) under way \(ci-1\); not starting the other 1 \(Ctrl-C again to exit at once; hosts not checked in stay in the inventory\)$/m);
+    expect(r.stderr).toMatch(new RegExp(`^hostbroker: interrupted by SIGINT: checked in 2 of 3 host\\(s\\) \\(ci-0, ci-1\\); 1 still in the inventory \\(ci-2\\); finish with \`hostbroker checkin ${ids[2]}\`\\.$`, 'm'));
+    expect((await inventoryHosts()).map((h) => [h.name, h.state])).toEqual([['ci-2', 'ready']]);
+    const rest = await cli(['checkin', '--all']);
+    expect(rest).toMatchObject({ status: 0, stdout: 'checked in 1 host(s): ci-2\n' });
+    expect(await inventoryHosts()).toEqual([]);
+    expect(await localFolders(dir)).toEqual([]);
+    expect(await localServers(dir)).toEqual([]);
+  });
+
+  it('a second SIGINT during checkin exits at once; the interrupted release stays as releasing and a later checkin finishes it', async () => {
+    const { ids, unblock } = await threeHostsOneStuck('ci2');
+    const run = startCli(['checkin', '--all', '--concurrency', '1']);
+    await until(async () => (await inventoryHosts()).some((h) => h.name === 'ci2-1' && h.state === 'releasing'));
+    // Hold the inventory lock, then let ci2-1's release go on: it stops the server and removes
+    // the folder, then waits for the lock to forget the record, so the second SIGINT surely
+    // comes while that release is under way.
+    let open = (): void => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    let held = (): void => undefined;
+    const locked = new Promise<void>((r) => (held = r));
+    const holding = new Inventory(dir).update(async () => {
+      held();
+      await gate;
+    });
+    await locked;
+    run.child.kill('SIGINT');
+    await until(() => run.output.stderr.includes('SIGINT: finishing'));
+    await unblock();
+    await until(async () => !(await localFolders(dir)).includes(ids[1]!));
+    run.child.kill('SIGINT');
+    const r = await run.done;
+    open();
+    await holding;
+    expect(r.status).toBe(130);
+    const finish = `hostbroker checkin ${ids[1]} ${ids[2]}`;
+    expect(r.stderr).toContain(`hostbroker: SIGINT again: exiting now. Not checked in: ci2-1 (releasing), ci2-2; they stay in the inventory. Finish with \`${finish}\`.`);
+    expect(r.stderr).not.toMatch(/interrupted by SIGINT: checked in/);
+    // The record of the release that was cut off is still there, in state releasing.
+    expect((await inventoryHosts()).map((h) => [h.name, h.state])).toEqual([
+      ['ci2-1', 'releasing'],
+      ['ci2-2', 'ready'],
+    ]);
+    expect(await localServers(dir)).toHaveLength(1);
+    const again = await cli(finish.split(' ').slice(1));
+    expect(again).toMatchObject({ status: 0, stdout: 'checked in 2 host(s): ci2-1, ci2-2\n' });
     expect(await inventoryHosts()).toEqual([]);
     expect(await localFolders(dir)).toEqual([]);
     expect(await localServers(dir)).toEqual([]);
