@@ -606,7 +606,10 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
           const existing = data.hosts.find((h) => (d.id && h.id === d.id) || (d.providerId && h.provider === t.name && h.providerId === d.providerId));
           if (existing) {
             seen.add(existing.id);
-            Object.assign(existing, { hostname: d.hostname, connection: d.connection, state: existing.state === 'provisioning' ? existing.state : 'ready' });
+            // A checkout or release under way (or cut off) keeps its state: `releasing` tells
+            // checkin and reap to finish the job even though the provider still has the host.
+            const busy = existing.state === 'provisioning' || existing.state === 'releasing';
+            Object.assign(existing, { hostname: d.hostname, connection: d.connection, state: busy ? existing.state : 'ready' });
             if (d.providerId) existing.providerId = d.providerId;
             if (d.data) existing.data = redact(d.data, 'drop');
             result.updated.push(existing);

@@ -397,3 +397,26 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     expect(await localFolders(directory)).toEqual([kept.id]);
   });
 });
+
+describe('sync and an interrupted release', () => {
+  it('keeps a releasing record releasing while the provider still has the host, and checkin finishes it', async () => {
+    const directory = await tmp('hb-sync-releasing-');
+    const broker = new Broker({ directory });
+    try {
+      const host = await broker.checkout({ provider: 'local' });
+      // What a release cut off by Ctrl-C or a kill leaves: the record says releasing, the host is still there.
+      await broker.inventoryFile.update((data) => {
+        data.hosts.find((h) => h.id === host.id)!.state = 'releasing';
+      });
+      const result = await broker.sync('local');
+      expect(result.updated.map((h) => h.id)).toEqual([host.id]);
+      expect((await broker.inventory()).map((h) => [h.id, h.state])).toEqual([[host.id, 'releasing']]);
+      await broker.checkin(host.id);
+      expect(await broker.inventory()).toEqual([]);
+      expect(await localFolders(directory)).toEqual([]);
+      expect(await localServers(directory)).toEqual([]);
+    } finally {
+      await broker.close();
+    }
+  });
+});
