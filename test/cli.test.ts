@@ -295,21 +295,12 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     await until(async () => (await inventoryHosts()).length === 3);
     // Hold the inventory lock: the CLI's cleanup after the first SIGINT waits for it, so the
     // second SIGINT surely comes in the middle of that cleanup.
-    let open = (): void => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    let held = (): void => undefined;
-    const locked = new Promise<void>((r) => (held = r));
-    const holding = new Inventory(dir).update(async () => {
-      held();
-      await gate;
-    });
-    await locked;
+    const lock = await holdInventoryLock(dir);
     run.child.kill('SIGINT');
     await until(() => run.output.stderr.includes('SIGINT: stopping'));
     run.child.kill('SIGINT');
     const r = await run.done;
-    open();
-    await holding;
+    await lock.release();
     expect(r.status).toBe(130);
     expect(r.stderr).toMatch(/^hostbroker: SIGINT again: exiting now\. .*hostbroker reap/m);
     expect(r.stderr).not.toMatch(/was aborted/);
@@ -372,23 +363,14 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     // Hold the inventory lock, then let ci2-1's release go on: it stops the server and removes
     // the folder, then waits for the lock to forget the record, so the second SIGINT surely
     // comes while that release is under way.
-    let open = (): void => undefined;
-    const gate = new Promise<void>((r) => (open = r));
-    let held = (): void => undefined;
-    const locked = new Promise<void>((r) => (held = r));
-    const holding = new Inventory(dir).update(async () => {
-      held();
-      await gate;
-    });
-    await locked;
+    const lock = await holdInventoryLock(dir);
     run.child.kill('SIGINT');
     await until(() => run.output.stderr.includes('SIGINT: finishing'));
     await unblock();
     await until(async () => !(await localFolders(dir)).includes(ids[1]!));
     run.child.kill('SIGINT');
     const r = await run.done;
-    open();
-    await holding;
+    await lock.release();
     expect(r.status).toBe(130);
     const finish = `hostbroker checkin ${ids[1]} ${ids[2]}`;
     expect(r.stderr).toContain(`hostbroker: SIGINT again: exiting now. Not checked in: ci2-1 (releasing), ci2-2; they stay in the inventory. Finish with \`${finish}\`.`);
@@ -418,3 +400,22 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     await rm(secretDir, { recursive: true, force: true });
   });
 });
+
+/** Takes the inventory lock in this process and holds it until `release()`. */
+async function holdInventoryLock(directory: string): Promise<{ release(): Promise<void> }> {
+  let open = (): void => undefined;
+  const gate = new Promise<void>((r) => (open = r));
+  let held = (): void => undefined;
+  const locked = new Promise<void>((r) => (held = r));
+  const holding = new Inventory(directory).update(async () => {
+    held();
+    await gate;
+  });
+  await locked;
+  return {
+    async release() {
+      open();
+      await holding;
+    },
+  };
+}
