@@ -104,7 +104,7 @@ export class SshTransport implements Transport {
    * machine one stream is held back by its window (2 MiB per round trip) and the far side's sshd
    * uses one CPU per connection, so several go at once. On this machine both ends share the same
    * CPUs and extra streams only compete for them: on a 2-CPU machine with sshd on loopback,
-   * 4 streams moved 256 MiB at 0.6-0.8x scp's rate and 1 stream at about 1.0x.
+   * 1 stream beat 4 in every run of bench:ssh.
    */
   get bulkStreams(): number {
     const wanted = this.options.bulkStreams;
