@@ -11,7 +11,7 @@ import { Host, type HostClass, type HostOwner } from '../hosts/host.js';
 import { HostGroup } from '../hosts/host-group.js';
 import { Session, type Transport } from '../hosts/session.js';
 import { SshTransport } from '../hosts/ssh-transport.js';
-import { mapSettled, withAbort, withDeadline } from './concurrency.js';
+import { abortReason, abortedBeforeStart, mapSettled, signalOption, withAbort, withDeadline } from './concurrency.js';
 import {
   BrokerError,
   HostConnectionError,
@@ -181,8 +181,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   async checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
     if (request === null || typeof request !== 'object') throw new UserInputError('checkout needs a request object, e.g. { provider: "local" } or { nick: "rhel9" }.');
     const req = request as Record<string, unknown> & CheckoutOptions<T>;
-    const signal = req.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
+    const signal = signalOption(req.signal);
     const { provider, args: rawArgs, nick } = mergeRequest(req, this.settings);
     if (signal?.aborted) throw abortedBeforeStart(`checkout of ${req.count ?? 1} host(s) from ${provider}`, signal);
     const definition = this.definition(provider);
@@ -890,17 +889,6 @@ function isRecord(v: unknown): v is HostRecord {
 function instancesOf(settings: Settings, provider: string): string[] {
   const names = Object.keys(settings.providers[provider]?.instances ?? {});
   return names.length ? names : ['default'];
-}
-
-/** Why a signal was aborted, for messages: the reason's text unless it is the generic default. */
-function abortReason(signal: AbortSignal): string {
-  const r: unknown = signal.reason;
-  if (r === undefined || (r instanceof Error && r.name === 'AbortError')) return '';
-  return ` (${r instanceof Error ? r.message : String(r)})`;
-}
-
-function abortedBeforeStart(what: string, signal: AbortSignal): TimeoutError {
-  return new TimeoutError(`${what} was aborted before it started${abortReason(signal)}; nothing was created.`, 0, { cause: signal.reason });
 }
 
 /** Makes the errors of one aborted operation and recognises them among its failures. */

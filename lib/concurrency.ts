@@ -2,7 +2,7 @@
  * Bounded concurrency and deadlines.
  * @module
  */
-import { TimeoutError } from './errors.js';
+import { TimeoutError, UserInputError } from './errors.js';
 
 /** Runs `fn` over `items` with at most `limit` at once; returns settled results in order. */
 export async function mapSettled<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
@@ -52,6 +52,24 @@ export function withAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, 
     signal.addEventListener('abort', onAbort, { once: true });
   });
   return Promise.race([work, stopped]).finally(() => signal.removeEventListener('abort', onAbort));
+}
+
+/** The `signal` option of an operation, checked: undefined or an AbortSignal. */
+export function signalOption(signal: unknown): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
+  return signal;
+}
+
+/** Why a signal was aborted, for messages: ` (its reason)`, or nothing for the generic default. */
+export function abortReason(signal: AbortSignal): string {
+  const r: unknown = signal.reason;
+  if (r === undefined || (r instanceof Error && r.name === 'AbortError')) return '';
+  return ` (${r instanceof Error ? r.message : String(r)})`;
+}
+
+/** The error of an operation (`what`) whose signal was aborted before it created anything. */
+export function abortedBeforeStart(what: string, signal: AbortSignal): TimeoutError {
+  return new TimeoutError(`${what} was aborted before it started${abortReason(signal)}; nothing was created.`, 0, { cause: signal.reason });
 }
 
 /** Resolves after `ms`. */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { Broker } from '../broker.js';
-import { mapSettled } from '../concurrency.js';
+import { abortReason, abortedBeforeStart, mapSettled, signalOption } from '../concurrency.js';
 import { BrokerError, PartialFailureError, TimeoutError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { Host, HostClass } from '../../hosts/host.js';
 import type { ProviderDefinition } from '../provider.js';
@@ -60,8 +60,7 @@ interface Planned {
 
 /** Provisions a topology; see {@link UpOptions}. */
 export async function up<H extends Host>(broker: Broker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
-  const signal = options.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
+  const signal = signalOption(options.signal);
   const metadata = parseMetadata(metadataInput);
   const providerNames = broker.providers().map((p) => p.name);
   const provisioning = loadProvisioning(options.provisioning, broker.settings.provisioning, providerNames);
@@ -96,7 +95,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     metadata: stored,
     hosts: Object.fromEntries(plan.map((p) => [p.entry.fqdn, { ...p.entry } as Record<string, unknown>])),
   };
-  if (signal?.aborted) throw new TimeoutError(`deployment ${name} was aborted before it started${reasonOf(signal)}; nothing was created.`, 0, { cause: signal.reason });
+  if (signal?.aborted) throw abortedBeforeStart(`deployment ${name}`, signal);
   // Recorded before provisioning, so `destroy` finds what a killed process left behind.
   await broker.inventoryFile.putDeployment(record);
   broker.logger.info(`deployment ${name} (${id}): provisioning ${plan.length} host(s)`, { providers: [...new Set(plan.map((p) => p.provider))] });
@@ -119,7 +118,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     givenUp = true;
     stop.abort(reason);
   };
-  const onCallerAbort = (): void => giveUp(new TimeoutError(`deployment ${name} was aborted${reasonOf(signal!)}`, 0, { cause: signal!.reason }));
+  const onCallerAbort = (): void => giveUp(new TimeoutError(`deployment ${name} was aborted${abortReason(signal!)}`, 0, { cause: signal!.reason }));
   signal?.addEventListener('abort', onCallerAbort, { once: true });
 
   const runProvider = async (provider: string, items: Planned[]): Promise<void> => {
@@ -192,7 +191,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
       ? `; kept ${left.length} in the inventory because releasing failed (${left.map((r) => r.name).join(', ')}: ${cleanup || left.map((r) => r.lastError).join('; ')}); run \`hostbroker destroy ${id}\` later`
       : '';
     throw new TimeoutError(
-      `deployment ${name} was aborted${reasonOf(signal)}: ${hosts.length} host(s) that were provisioned and ${stopped} stopped checkout(s) were released, ${neverStarted} never started${kept}${own}.`,
+      `deployment ${name} was aborted${abortReason(signal)}: ${hosts.length} host(s) that were provisioned and ${stopped} stopped checkout(s) were released, ${neverStarted} never started${kept}${own}.`,
       0,
       { cause: signal.reason },
     );
@@ -220,13 +219,6 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
   record.hosts = Object.fromEntries(members.map((m) => [m.entry.fqdn, { ...m.entry, recordId: m.host.id } satisfies StoredMember as Record<string, unknown>]));
   await broker.inventoryFile.putDeployment(record);
   return new Deployment(broker, record, members);
-}
-
-/** Why a signal was aborted, for messages: the reason's text unless it is the generic default. */
-function reasonOf(signal: AbortSignal): string {
-  const r: unknown = signal.reason;
-  if (r === undefined || (r instanceof Error && r.name === 'AbortError')) return '';
-  return ` (${r instanceof Error ? r.message : String(r)})`;
 }
 
 /** A host's checkout arguments: the provider's own mapping, or `{ name }` plus the host's `args`. */
