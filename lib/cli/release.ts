@@ -91,7 +91,7 @@ export async function releaseMany(ctx: CliContext, targets: readonly ReleaseTarg
   }
   if (failures.length === 1 && targets.length === 1) throw failures[0]!.error;
   if (failures.length) {
-    const ids = targets.filter((t) => !released.has(t)).map(idOf);
+    const ids = left().map(idOf);
     throw new PartialFailureError(`${failures.length} of ${targets.length} host(s) could not be checked in (their records are kept; try again with \`${options.finish(ids)}\`):`, failures);
   }
 }
