@@ -2,7 +2,7 @@
  * Bounded concurrency and deadlines.
  * @module
  */
-import { TimeoutError, UserInputError } from './errors.js';
+import { type FailureEntry, PartialFailureError, TimeoutError, UserInputError, asError } from './errors.js';
 
 /** Runs `fn` over `items` with at most `limit` at once; returns settled results in order. */
 export async function mapSettled<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
@@ -20,6 +20,42 @@ export async function mapSettled<T, R>(items: readonly T[], limit: number, fn: (
   };
   await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
   return results;
+}
+
+/** Settled results split into what succeeded (with their items) and what failed, named. */
+export interface Outcomes<T, R> {
+  values: R[];
+  succeeded: T[];
+  failures: FailureEntry[];
+}
+
+/** Splits settled results of `items`; `name` says which item a failure was about. */
+export function outcomes<T, R>(items: readonly T[], settled: readonly PromiseSettledResult<R>[], name: (item: T, index: number) => string): Outcomes<T, R> {
+  const out: Outcomes<T, R> = { values: [], succeeded: [], failures: [] };
+  settled.forEach((s, i) => {
+    if (s.status === 'fulfilled') {
+      out.values.push(s.value);
+      out.succeeded.push(items[i]!);
+    } else out.failures.push({ target: name(items[i]!, i), error: asError(s.reason) });
+  });
+  return out;
+}
+
+/**
+ * Throws for failures of a many-item operation: a lone item's error as it is, else a
+ * PartialFailureError with `summary` and what succeeded. Nothing when there were none.
+ */
+export function throwFailures(failures: readonly FailureEntry[], total: number, summary: string, succeeded: readonly unknown[] = []): void {
+  if (!failures.length) return;
+  if (failures.length === 1 && total === 1) throw failures[0]!.error;
+  throw new PartialFailureError(summary, [...failures], [...succeeded]);
+}
+
+/** Runs `fn` over `items` (at most `limit` at once) and throws as {@link throwFailures} does. */
+export async function mapAll<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>, name: (item: T, index: number) => string, summary: (failed: number, total: number) => string): Promise<R[]> {
+  const o = outcomes(items, await mapSettled(items, limit, fn), name);
+  throwFailures(o.failures, items.length, summary(o.failures.length, items.length), o.succeeded);
+  return o.values;
 }
 
 /** Rejects with a TimeoutError after `ms`, aborting `controller`; the work's own promise is returned settled in `work`. */

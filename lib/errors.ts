@@ -14,6 +14,7 @@ export type BrokerErrorCode =
   | 'PROVIDER'
   | 'HOST_CONNECTION'
   | 'TIMEOUT'
+  | 'ABORTED'
   | 'INVENTORY'
   | 'COMMAND'
   | 'PARTIAL_FAILURE'
@@ -69,21 +70,35 @@ export class ProviderError extends BrokerError {
   readonly status: number | string | undefined;
   /** Whether trying again may succeed (throttling, capacity, 5xx). */
   readonly retryable: boolean;
+  /**
+   * Hosts a failed checkout left behind that the provider did not release (e.g. a workflow that
+   * made two of three VMs): the Broker records each as a kept host, so nothing is forgotten.
+   */
+  readonly dangling: DanglingHost[];
 
   constructor(
     provider: string,
     message: string,
-    options: BrokerErrorOptions & { status?: number | string; retryable?: boolean } = {},
+    options: BrokerErrorOptions & { status?: number | string; retryable?: boolean; dangling?: DanglingHost[] } = {},
   ) {
     super(`[${provider}] ${message}`, options);
     this.provider = provider;
     this.status = options.status;
     this.retryable = options.retryable ?? false;
+    this.dangling = options.dangling ?? [];
   }
 
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), provider: this.provider, status: this.status, retryable: this.retryable };
+    return { ...super.toJSON(), provider: this.provider, status: this.status, retryable: this.retryable, ...(this.dangling.length ? { dangling: this.dangling.map((d) => d.name) } : {}) };
   }
+}
+
+/** A host a failed checkout left behind (see {@link ProviderError.dangling}). No secrets. */
+export interface DanglingHost {
+  name: string;
+  hostname?: string;
+  providerId?: string;
+  data?: Record<string, unknown>;
 }
 
 /** A host could not be reached, refused the login, or dropped the connection. */
@@ -101,6 +116,33 @@ export class TimeoutError extends BrokerError {
   constructor(message: string, timeoutMs: number, options: BrokerErrorOptions = {}) {
     super(message, options);
     this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * An operation was given up through its `signal` (or Ctrl-C in the CLI). Says, as data, what was
+ * released, what was kept (its release failed: check it in later) and what never started.
+ */
+export class AbortedError extends BrokerError {
+  override readonly code = 'ABORTED' as const;
+  static override readonly exitCode = 130;
+  /** Names of the hosts made and released again. */
+  readonly released: string[];
+  /** Ids of the records kept because their release failed (`hostbroker checkin ID` later). */
+  readonly kept: string[];
+  /** How many hosts were never started. */
+  readonly neverStarted: number;
+  /** The signal's reason. */
+  readonly reason: unknown;
+  constructor(message: string, outcome: { released?: string[]; kept?: string[]; neverStarted?: number; reason?: unknown } = {}, options: BrokerErrorOptions = {}) {
+    super(message, options.cause === undefined && outcome.reason !== undefined ? { cause: outcome.reason } : options);
+    this.released = outcome.released ?? [];
+    this.kept = outcome.kept ?? [];
+    this.neverStarted = outcome.neverStarted ?? 0;
+    this.reason = outcome.reason;
+  }
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), released: this.released, kept: this.kept, neverStarted: this.neverStarted };
   }
 }
 
@@ -156,6 +198,7 @@ export class PartialFailureError extends BrokerError {
   override toJSON(): Record<string, unknown> {
     return {
       ...super.toJSON(),
+      succeeded: this.succeeded.map((s) => (typeof s === 'object' && s !== null && 'name' in s ? (s as { name: unknown }).name : s)),
       failures: this.failures.map((f) => ({
         target: f.target,
         error: BrokerError.isInstance(f.error) ? f.error.toJSON() : { name: f.error.name, message: f.error.message },

@@ -11,33 +11,57 @@
  * @module
  */
 import type { z } from 'zod';
-import type { Inventory } from './inventory.js';
 import type { Logger } from './logger.js';
 import type { Connection, HostRecord, SshConnection } from './records.js';
 import type { Settings } from './settings.js';
 import type { Transport } from '../hosts/session.js';
 
+/**
+ * Version of the provider contract a definition is written against. The Broker refuses a
+ * definition of another version with a message, instead of failing half-way through a checkout.
+ */
+export const SPECIFICATION_VERSION = 'v2';
+
 /** What a provider is given for every call. */
-export interface ProviderContext {
+export interface ProviderContext<Instance = Record<string, unknown>> {
   /** Provider name, e.g. `container`. */
   provider: string;
   /** Name of the settings instance in use. */
   instance: string;
-  /** That instance's settings, validated by the definition's `instance` schema when it has one. */
-  instanceSettings: Record<string, unknown>;
+  /** That instance's settings, parsed once by the definition's `instance` schema. */
+  instanceSettings: Instance;
   /** The whole validated settings. */
   settings: Settings;
-  /** The broker directory (settings + inventory). */
+  /** The broker directory (settings, inventory, keys). */
   directory: string;
   /** Stable identity of the broker directory; tag resources with it. */
   brokerId: string;
   /** User name recorded as owner. */
   owner: string;
   logger: Logger;
-  /** The inventory, for providers that reserve under its lock (e.g. `static`). */
-  inventory: Inventory;
-  /** Aborted when the operation is given up (timeout, abort policy). */
+  /** Aborted when the operation is given up (deadline, abort policy, the caller's signal). */
   signal: AbortSignal;
+}
+
+/**
+ * What a provider is given for a call about one host (checkout, release, extend). The record is
+ * the Broker's; the provider writes nothing but its own facts, through `checkpoint`.
+ */
+export interface HostContext<Instance = Record<string, unknown>> extends ProviderContext<Instance> {
+  /**
+   * Notes facts on this host's record at once (merged into `record.data`; no secrets), so that a
+   * process killed right after still leaves them for `release` or `reap`: e.g. a launched job's
+   * id. Returns the stored record.
+   */
+  checkpoint(data: Record<string, unknown>): Promise<HostRecord>;
+  /**
+   * Claims the first of `candidates` that no other host of this provider instance holds, for this
+   * host, exclusively across every process sharing the inventory; undefined when all are held.
+   * The claim goes with the record (checkin frees it). For providers that choose from a pool.
+   */
+  reserve(candidates: readonly string[]): Promise<string | undefined>;
+  /** Who holds which resource of this provider instance's pool (resource → record). */
+  holders(): Promise<Map<string, HostRecord>>;
 }
 
 /** One host the Broker asks a provider to create. Its record is already in the inventory. */
@@ -76,17 +100,23 @@ export interface DiscoveredHost extends ProvisionedHost {
   recipe?: HostRecord['recipe'];
 }
 
-/** Docs of a provider action that creates no host (`broker.execute`). */
+/** A provider action that creates no host (`broker.execute`): its docs and argument schema. */
 export interface ProviderActionDefinition<S extends z.ZodType = z.ZodType> {
   description: string;
   schema: S;
 }
 
+/** Action name → its definition. */
+export type ProviderActions = Record<string, ProviderActionDefinition>;
+
 /** The light, eagerly loaded part of a provider. */
 export interface ProviderDefinition<
   Args extends z.ZodType = z.ZodType,
   Instance extends z.ZodType = z.ZodType,
+  Actions extends ProviderActions = ProviderActions,
 > {
+  /** The contract version this definition follows: {@link SPECIFICATION_VERSION}. */
+  specificationVersion: typeof SPECIFICATION_VERSION;
   /** Name used in requests and settings, lower-case: `container`, `ec2`. */
   name: string;
   /** One line for `providers()` help. */
@@ -95,8 +125,8 @@ export interface ProviderDefinition<
   args: Args;
   /** Settings of one instance (`<name>.instances.<instance>` in broker_settings.yaml). */
   instance?: Instance;
-  /** Actions for `broker.execute`, by name. */
-  actions?: Record<string, ProviderActionDefinition>;
+  /** Actions for `broker.execute`, by name; the implementation has a function for each. */
+  actions?: Actions;
   /**
    * Maps one topology host (`broker.up`) to this provider's checkout arguments, using the
    * provider's `provisioning` config (os → image, group → flavor/size, network). Without it,
@@ -104,8 +134,15 @@ export interface ProviderDefinition<
    */
   fromTopology?(host: TopologyHost, provisioning: ProvisioningConfig): Record<string, unknown>;
   /** Loads the implementation (dynamic import). */
-  load(): Promise<ProviderImplementation<z.output<Args>>>;
+  load(): Promise<ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions>>;
 }
+
+/** Instance settings as a provider sees them: the schema's output, or a plain mapping. */
+export type InstanceOf<Instance extends z.ZodType> = z.ZodType extends Instance ? Record<string, unknown> : z.output<Instance>;
+
+/** Any definition, whatever its schemas (what registries and the Broker hold). */
+// biome-ignore lint/suspicious/noExplicitAny: a registry holds definitions of every shape
+export type AnyProviderDefinition = ProviderDefinition<any, any, any>;
 
 /** One host of a topology, as a provider's `fromTopology` sees it. */
 export interface TopologyHost {
@@ -146,46 +183,71 @@ export function pickImage(host: TopologyHost, config: ProvisioningConfig): strin
   return host.os ? (config.images?.[host.os] ?? host.os) : undefined;
 }
 
-/** The part of a provider that does the work. */
-export interface ProviderImplementation<Args = Record<string, unknown>> {
-  /** Creates one host. Throw a ProviderError (retryable where it is) on failure. */
-  checkout(args: Args, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost>;
+/** The part of a provider that does the work. It returns data and never writes the inventory. */
+export interface ProviderImplementation<
+  Args = Record<string, unknown>,
+  Instance = Record<string, unknown>,
+  Actions extends ProviderActions = ProviderActions,
+> {
   /**
-   * Releases a host. Must succeed when the resource is already gone (idempotent), and must work
-   * for a record still in state `provisioning` (find by the record id tag).
+   * Creates one host. Throw a ProviderError (retryable where it is) on failure; when the failure
+   * left hosts behind that you cannot release, name them in the error's `dangling` so the Broker
+   * records them.
    */
-  release(record: HostRecord, ctx: ProviderContext): Promise<void>;
+  checkout(args: Args, target: CheckoutTarget, ctx: HostContext<Instance>): Promise<ProvisionedHost>;
+  /**
+   * Releases a host, given its current record. Must succeed when the resource is already gone
+   * (idempotent), and must work for a record still in state `provisioning` (find it by the
+   * record id tag or by what `ctx.checkpoint` noted).
+   */
+  release(record: HostRecord, ctx: HostContext<Instance>): Promise<void>;
   /** Moves the lease end to `leaseExpires` (ISO). */
-  extend?(record: HostRecord, leaseExpires: string, ctx: ProviderContext): Promise<void>;
-  /** Lists the hosts this provider holds for this broker (by tags), for `sync`. */
-  inventory?(ctx: ProviderContext): Promise<DiscoveredHost[]>;
-  /** Runs an action that creates no host. */
-  execute?(action: string, args: Record<string, unknown>, ctx: ProviderContext): Promise<unknown>;
-  /** A transport for hosts with `connection.kind === 'provider'`. */
-  transport?(record: HostRecord, ctx: ProviderContext): Transport;
-  /** Live help: what the service offers (workflows, images, ...). `topic` narrows it. */
-  describe?(ctx: ProviderContext, topic?: string): Promise<Record<string, unknown>>;
+  extend?(record: HostRecord, leaseExpires: string, ctx: HostContext<Instance>): Promise<void>;
   /**
-   * Removes resources tagged by this broker whose record is gone (`isKnown(id)` false) or whose
-   * lease has passed. Returns what was removed.
+   * Lists what this provider holds for this broker (by its tags), for `sync` and `reap`: every
+   * resource carries its record `id`, `brokerId`, `createdAt` and `leaseExpires` where tagged.
+   * The Broker decides what is orphaned or expired and releases it through `release`.
    */
-  reap?(ctx: ProviderContext, isKnown: (recordId: string) => boolean): Promise<string[]>;
+  inventory?(ctx: ProviderContext<Instance>): Promise<DiscoveredHost[]>;
+  /** One function per action of the definition, given that action's parsed arguments. */
+  actions?: { [K in keyof Actions]: (args: z.output<Actions[K]['schema']>, ctx: ProviderContext<Instance>) => Promise<unknown> };
+  /** A transport for hosts with `connection.kind === 'provider'`. */
+  transport?(record: HostRecord, ctx: ProviderContext<Instance>): Transport;
+  /** Live help: what the service offers (workflows, images, ...). `topic` narrows it. */
+  describe?(ctx: ProviderContext<Instance>, topic?: string): Promise<Record<string, unknown>>;
+  /**
+   * Only for leftovers `inventory()` cannot list (e.g. files without a host): removes those
+   * tagged by this broker whose record is gone (`isKnown(id)` false). Returns what was removed.
+   */
+  reap?(ctx: ProviderContext<Instance>, isKnown: (recordId: string) => Promise<boolean>): Promise<string[]>;
   /** Frees clients and sockets. */
   close?(): Promise<void>;
 }
 
-/** Identity helper: gives a definition its full type. */
-export function defineProvider<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType>(
-  definition: ProviderDefinition<Args, Instance>,
-): ProviderDefinition<Args, Instance> {
-  return definition;
+/** The implementation type that belongs to a definition. */
+export type ImplementationOf<D> =
+  D extends ProviderDefinition<infer Args, infer Instance, infer Actions> ? ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions> : never;
+
+/** Identity helper: gives a definition its full type and the current contract version. */
+export function defineProvider<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions>(
+  definition: Omit<ProviderDefinition<Args, Instance, Actions>, 'specificationVersion'> & { specificationVersion?: typeof SPECIFICATION_VERSION },
+): ProviderDefinition<Args, Instance, Actions> {
+  return { ...definition, specificationVersion: SPECIFICATION_VERSION };
+}
+
+/**
+ * Identity helper for `provider.ts`: types an implementation from its definition, so every
+ * function sees its parsed arguments, instance settings and actions without casts.
+ */
+export function implementProvider<D extends AnyProviderDefinition>(_definition: D, implementation: ImplementationOf<D>): ImplementationOf<D> {
+  return implementation;
 }
 
 /**
  * An SSH connection to `hostname` with the settings' `ssh` defaults (port, user, key path or
  * password variable): for providers whose hosts take the site's usual login.
  */
-export function defaultSshConnection(hostname: string, ctx: ProviderContext): SshConnection {
+export function defaultSshConnection(hostname: string, ctx: Pick<ProviderContext, 'settings'>): SshConnection {
   const ssh = ctx.settings.ssh;
   return {
     kind: 'ssh',

@@ -5,7 +5,7 @@
  * @module
  */
 import type { z } from 'zod';
-import type { ProviderDefinition } from './provider.js';
+import type { AnyProviderDefinition } from './provider.js';
 import { local } from '../providers/local/definition.js';
 import { container } from '../providers/container/definition.js';
 import { ec2 } from '../providers/ec2/definition.js';
@@ -18,7 +18,7 @@ import { mrprovisioner } from '../providers/mrprovisioner/definition.js';
 import { staticProvider } from '../providers/static/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly ProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner, staticProvider];
+export const builtinProviders: readonly AnyProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner, staticProvider];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`
