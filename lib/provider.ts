@@ -128,6 +128,11 @@ export interface ProviderDefinition<
   /** Actions for `broker.execute`, by name; the implementation has a function for each. */
   actions?: Actions;
   /**
+   * False for a provider that works with no settings at all (`local`): `sync` and `reap` then
+   * look at it even when settings do not mention it. Default true.
+   */
+  needsSettings?: boolean;
+  /**
    * Maps one topology host (`broker.up`) to this provider's checkout arguments, using the
    * provider's `provisioning` config (os → image, group → flavor/size, network). Without it,
    * the topology passes `{ name }` plus the host's `args`.

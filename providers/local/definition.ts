@@ -25,6 +25,7 @@ export type LocalInstance = z.output<typeof LocalInstance>;
 export const local = defineProvider({
   name: 'local',
   description: 'A fresh home directory on this machine behind its own SSH server on 127.0.0.1 (no engine or cloud needed).',
+  needsSettings: false,
   args: LocalArgs,
   instance: LocalInstance,
   load: async () => (await import('./provider.js')).default,

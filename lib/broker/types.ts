@@ -1,0 +1,126 @@
+/**
+ * The options and results of the Broker's public methods.
+ * @module
+ */
+import type { Host, HostClass } from '../../hosts/host.js';
+import type { Filter } from '../filter.js';
+import type { Logger } from '../logger.js';
+import type { AnyProviderDefinition } from '../provider.js';
+import type { HostRecord } from '../records.js';
+import type { ProviderArgs } from '../registry.js';
+import type { ArgumentDoc } from '../requests.js';
+import type { Duration, SettingsInput } from '../settings.js';
+import type { InventoryStore } from '../inventory/store.js';
+
+/** Most hosts one checkout may ask for. */
+export const MAX_COUNT = 1000;
+
+/** Options for `new Broker()`. */
+export interface BrokerOptions<H extends Host = Host> {
+  /** Where settings and the inventory live. Default `$BROKER_DIRECTORY`, else `~/.broker`. */
+  directory?: string;
+  /** Settings given in code; merged over `broker_settings.yaml`. */
+  settings?: SettingsInput;
+  /** Class of the hosts checkout returns. */
+  hostClass?: HostClass<H>;
+  /** Where log lines go (secrets are scrubbed first). */
+  logger?: Logger;
+  /** Providers beyond the built-in ones (or replacing one by name). */
+  providers?: readonly AnyProviderDefinition[];
+  /** Where records live; default: the file store in `directory` (see `inventory.store` in settings). */
+  store?: InventoryStore;
+  /** Called as multi-host work progresses (the CLI draws a progress line from it). */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** Progress of a multi-host operation. */
+export interface ProgressEvent {
+  operation: 'checkout' | 'checkin' | 'extend' | 'sync';
+  /** How many are done (succeeded or failed). */
+  done: number;
+  total: number;
+  /** The host this event is about. */
+  host?: string;
+  /** What happened to it. */
+  outcome?: 'ok' | 'failed';
+}
+
+/** Options every checkout takes, whatever the provider. */
+export interface CheckoutOptions<H extends Host = Host> {
+  /** How many hosts; with a count, checkout returns a HostGroup. */
+  count?: number;
+  /** Settings instance of the provider to use. */
+  instance?: string;
+  hostClass?: HostClass<H>;
+  /** JSON or YAML file whose top-level keys become arguments. */
+  argsFile?: string;
+  /** Lease length (providers with leases), e.g. `4h`. */
+  lease?: Duration;
+  /** Limit for each host's checkout, e.g. `10m`. */
+  timeout?: Duration;
+  /** Hosts provisioned at once. */
+  concurrency?: number;
+  /** `abort` (default): one failure releases every host and throws. `keep`: return what succeeded. */
+  onPartialFailure?: 'abort' | 'keep';
+  /** Bundles (settings `bundles:`) applied after provisioning, before `setup()`. */
+  bundles?: string[];
+  /** Values for templated bundle scripts. */
+  bundleVars?: Record<string, string>;
+  /** Wait until SSH logins work before handing hosts out (default true). */
+  waitForSsh?: boolean;
+  /**
+   * Gives the checkout up when aborted: no further host is started, running provider checkouts
+   * are told (through their `ctx.signal`), everything made so far is released, and the call
+   * rejects with an {@link AbortedError} whose `released`, `kept` and `neverStarted` say what
+   * happened. A record is removed only when its release succeeded; one whose release failed stays
+   * for `checkin` or `reap`. An already aborted signal rejects before any provider is asked.
+   * It wins over `onPartialFailure: 'keep'`. A running `setup()` is not interrupted.
+   */
+  signal?: AbortSignal;
+  /** @internal deployment id (topologies). */
+  deployment?: string;
+}
+
+/** `{ provider, ...args }` for each known provider. */
+export type ProviderRequest = { [P in keyof ProviderArgs]: { provider: P; nick?: string } & ProviderArgs[P] }[keyof ProviderArgs];
+/** `{ nick }`, optionally with arguments that override the nick's. */
+export type NickRequest = { nick: string; provider?: undefined } & Record<string, unknown>;
+/** What `broker.checkout` takes. */
+export type CheckoutRequest<H extends Host = Host> = (ProviderRequest | NickRequest) & CheckoutOptions<H>;
+
+/** What `checkin`, `extend` and `duplicate` act on. */
+export type HostTarget = Host | Iterable<Host | HostRecord | string> | HostRecord | string | { all: true; filter?: Filter<HostRecord> } | { filter: Filter<HostRecord> };
+
+/** Options for {@link Broker.checkin}. */
+export interface CheckinOptions {
+  /** Hosts released at once. */
+  concurrency?: number;
+  /** Release only when this JUnit XML file reports no failures or errors; else keep the hosts. */
+  ifTestsPassed?: string;
+  /**
+   * Stops starting further releases when aborted; releases under way finish (a release cut off
+   * half-way would leave a host nobody can see). Rejects with an {@link AbortedError} listing
+   * what was released and what is left.
+   */
+  signal?: AbortSignal;
+}
+
+/** Result of {@link Broker.sync}. */
+export interface SyncResult {
+  added: HostRecord[];
+  updated: HostRecord[];
+  removed: HostRecord[];
+}
+
+/** What `broker.providers()` tells about one provider. */
+export interface ProviderInfo {
+  name: string;
+  description: string;
+  arguments: ArgumentDoc[];
+  actions: Record<string, { description: string; arguments: ArgumentDoc[] }>;
+  instances: string[];
+}
+
+/** A request for a provider action that creates no host. */
+export type ExecuteRequest = { provider: string; action: string; instance?: string } & Record<string, unknown>;
+
