@@ -27,7 +27,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import type { Host } from '../hosts/host.js';
 import { sshdProvider } from '../test/helpers/providers.js';
 import { startSshd } from '../test/helpers/sshd.js';

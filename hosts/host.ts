@@ -4,6 +4,7 @@
  * through the Broker that made them.
  * @module
  */
+import { PartialFailureError, asError, type FailureEntry } from '../lib/errors.js';
 import type { HostRecord } from '../lib/records.js';
 import type { ApplyConfig, PlanReport, SitePlan } from './config/index.js';
 import type { ExecOptions, Result } from './result.js';
@@ -13,8 +14,8 @@ import type { Session } from './session.js';
 export interface HostOwner {
   /** Opens (or reuses) the session for a record. */
   sessionFor(record: HostRecord): Session;
-  /** Checks the host in (teardown, release, forget). */
-  checkin(host: Host): Promise<void>;
+  /** Releases the host's record through its provider and forgets it (the Host ran its teardown). */
+  release(record: HostRecord): Promise<void>;
   /** Extends the host's lease. */
   extend(host: Host, options?: { lease?: string | number }): Promise<void>;
   /** The current record of a host id (after extend, the lease changed). */
@@ -36,8 +37,8 @@ export class Host implements AsyncDisposable {
   readonly #owner: HostOwner;
   #session: Session | undefined;
   #disposal: Promise<void> | undefined;
-  /** @internal set by the Broker once teardown has run, so it never runs twice. */
-  tornDown = false;
+  /** Teardown runs once, even when a release is retried. */
+  #tornDown = false;
 
   constructor(init: HostInit) {
     this.#record = init.record;
@@ -99,11 +100,33 @@ export class Host implements AsyncDisposable {
    * succeeded) share its result; after a failure, calling again retries the release.
    */
   checkin(): Promise<void> {
-    this.#disposal ??= this.#owner.checkin(this).catch((error: unknown) => {
+    this.#disposal ??= this.#checkin().catch((error: unknown) => {
       this.#disposal = undefined;
       throw error;
     });
     return this.#disposal;
+  }
+
+  /** Teardown (once), then release; an error in one never skips the other. */
+  async #checkin(): Promise<void> {
+    const errors: FailureEntry[] = [];
+    if (!this.#tornDown) {
+      this.#tornDown = true;
+      try {
+        await this.teardown();
+      } catch (error) {
+        errors.push({ target: `${this.name} teardown`, error: asError(error) });
+      }
+    }
+    try {
+      await this.#owner.release(this.#record);
+    } catch (error) {
+      errors.push({ target: `${this.name} release`, error: asError(error) });
+    } finally {
+      await this.disconnect().catch(() => undefined);
+    }
+    if (errors.length === 1 && errors[0]!.target.endsWith('release')) throw errors[0]!.error;
+    if (errors.length) throw new PartialFailureError(`checkin of ${this.name} had ${errors.length} error(s):`, errors);
   }
 
   /** Extends the lease where the provider supports it. */

@@ -52,8 +52,16 @@ export interface Transport {
   readonly bulkStreams?: number;
   /** Releases connections. Further use reconnects. */
   close(): Promise<void>;
+  /** Resolves once the host accepts a login (SSH), for transports that can tell. */
+  ready?(): Promise<void>;
   /** Human name of the peer, for messages. */
   readonly label: string;
+}
+
+/** A transport made on first use (e.g. by a provider that loads lazily). */
+export interface TransportFactory {
+  readonly label: string;
+  connect(): Promise<Transport>;
 }
 
 /** Options for {@link Session.write}. */
@@ -82,10 +90,42 @@ const BLOCK = 1 << 20;
 
 /** Runs commands and moves files on one host. */
 export class Session {
-  readonly transport: Transport;
+  readonly #given: Transport | TransportFactory;
+  #transport: Transport | undefined;
+  #connecting: Promise<Transport> | undefined;
 
-  constructor(transport: Transport) {
-    this.transport = transport;
+  /** Takes a transport, or a factory that makes one on first use. */
+  constructor(transport: Transport | TransportFactory) {
+    this.#given = transport;
+    if (!('connect' in transport)) this.#transport = transport;
+  }
+
+  /** Human name of the peer, for messages. */
+  get label(): string {
+    return this.#given.label;
+  }
+
+  /** The transport, once made (undefined before a factory's first use). */
+  get transport(): Transport | undefined {
+    return this.#transport;
+  }
+
+  /** The transport, making it on first use. */
+  async connected(): Promise<Transport> {
+    if (this.#transport) return this.#transport;
+    this.#connecting ??= (this.#given as TransportFactory).connect().then(
+      (t) => (this.#transport = t),
+      (error: unknown) => {
+        this.#connecting = undefined;
+        throw error;
+      },
+    );
+    return this.#connecting;
+  }
+
+  /** Resolves once the host accepts a login, where the transport can tell; at once otherwise. */
+  async ready(): Promise<void> {
+    await (await this.connected()).ready?.();
   }
 
   /** Runs a command and collects its output. A non-zero status is returned, not thrown. */
@@ -101,7 +141,7 @@ export class Session {
   ): Promise<Omit<Result, 'stdout' | 'stderr'> & { stdout: Buffer; stderr: Buffer }> {
     const started = Date.now();
     const full = wrapCommand(cmd, options);
-    const proc = await this.transport.spawn(full);
+    const proc = await (await this.connected()).spawn(full);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     proc.stdout.on('data', (d: Buffer) => out.push(d));
@@ -112,7 +152,7 @@ export class Session {
     const stderr = Buffer.concat(err);
     if (options.cwd !== undefined && exit.status === 125 && stderr.toString().startsWith(CWD_MISSING)) {
       throw new UserInputError(
-        `cannot run \`${cmd}\` on ${this.transport.label}: the working directory ${options.cwd} does not exist; create it first or pass another cwd.`,
+        `cannot run \`${cmd}\` on ${this.label}: the working directory ${options.cwd} does not exist; create it first or pass another cwd.`,
       );
     }
     const status = exit.status ?? (exit.signal ? 128 + (signalNumber(exit.signal) ?? 0) : 255);
@@ -122,9 +162,10 @@ export class Session {
 
   /** Reads a remote file. */
   async read(remote: string): Promise<Buffer> {
-    if (this.transport.readFile) return this.transport.readFile(remote);
+    const t = await this.connected();
+    if (t.readFile) return t.readFile(remote);
     const r = await this.runRaw(`cat -- ${quote(remote)}`);
-    if (r.status !== 0) throw fileError('read', remote, this.transport.label, r);
+    if (r.status !== 0) throw fileError('read', remote, this.label, r);
     return r.stdout;
   }
 
@@ -135,18 +176,19 @@ export class Session {
    */
   async write(data: string | Buffer | { localPath: string }, remote: string, options: WriteOptions = {}): Promise<void> {
     const localPath = typeof data === 'object' && 'localPath' in data ? data.localPath : undefined;
-    if (this.transport.writeFile && localPath === undefined) {
-      return this.transport.writeFile(remote, Buffer.from(data as string | Buffer), options.mode);
+    const t = await this.connected();
+    if (t.writeFile && localPath === undefined) {
+      return t.writeFile(remote, Buffer.from(data as string | Buffer), options.mode);
     }
     const dir = remote.includes('/') ? remote.slice(0, remote.lastIndexOf('/')) || '/' : '.';
     const tmp = `${remote}.hb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const chmod = options.mode !== undefined ? `chmod ${options.mode.toString(8)} -- ${quote(tmp)} && ` : '';
     const size = localPath === undefined ? 0 : await localSize(localPath, 'upload');
-    const lanes = laneCount(size, this.transport.bulkStreams);
+    const lanes = laneCount(size, (await this.connected()).bulkStreams);
     if (localPath !== undefined && lanes > 1) return this.writeSplit(localPath, size, lanes, remote, dir, tmp, chmod);
     const cmd = `mkdir -p -- ${quote(dir)} && cat > ${quote(tmp)} && ${chmod}mv -f -- ${quote(tmp)} ${quote(remote)} || { rm -f -- ${quote(tmp)}; exit 1; }`;
     const r = localPath !== undefined ? await this.runBulk(cmd, localPath, 0, undefined) : await this.runRaw(cmd, { input: Buffer.from(data as string | Buffer) });
-    if (r.status !== 0) throw fileError('write', remote, this.transport.label, r);
+    if (r.status !== 0) throw fileError('write', remote, this.label, r);
   }
 
   /** Upload in `lanes` block-aligned ranges, each `dd`-ed into place in one temporary file. */
@@ -164,7 +206,7 @@ export class Session {
       await this.runRaw(`rm -f -- ${quote(tmp)}`).catch(() => undefined);
       if (failed?.status === 'rejected') throw failed.reason;
       const bad = failed?.status === 'fulfilled' ? failed.value : r!;
-      throw fileError('write', remote, this.transport.label, bad);
+      throw fileError('write', remote, this.label, bad);
     }
   }
 
@@ -177,13 +219,13 @@ export class Session {
     const r = await this.runRaw(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`, { input });
     const code = await localExit;
     if (code !== 0) throw new UserInputError(`cannot upload ${localDir}: local tar exited ${code}; check that the directory exists and is readable.`);
-    if (r.status !== 0) throw fileError('upload to', remoteDir, this.transport.label, r);
+    if (r.status !== 0) throw fileError('upload to', remoteDir, this.label, r);
   }
 
   /** Copies a remote directory's contents into a local directory. */
   async download(remoteDir: string, localDir: string): Promise<void> {
     await mkdir(localDir, { recursive: true });
-    const proc = await this.transport.spawn(`tar -C ${quote(remoteDir)} -cf - .`);
+    const proc = await (await this.connected()).spawn(`tar -C ${quote(remoteDir)} -cf - .`);
     proc.stdin.end();
     const tar = spawnLocal('tar', ['-C', localDir, '-xf', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
     const err: Buffer[] = [];
@@ -192,7 +234,7 @@ export class Session {
     await pipeline(proc.stdout, tar.stdin!);
     const [remote, local] = await Promise.all([proc.exit, localExit]);
     if (remote.status !== 0) {
-      throw fileError('download', remoteDir, this.transport.label, {
+      throw fileError('download', remoteDir, this.label, {
         command: 'tar',
         status: remote.status ?? 255,
         stdout: Buffer.alloc(0),
@@ -208,19 +250,20 @@ export class Session {
    * appears under its name only once complete; a failed download leaves nothing behind.
    */
   async downloadFile(remote: string, localPath: string): Promise<void> {
-    if (this.transport.readFile) {
-      await writeFile(localPath, await this.transport.readFile(remote));
+    const t = await this.connected();
+    if (t.readFile) {
+      await writeFile(localPath, await t.readFile(remote));
       return;
     }
     const tmp = `${localPath}.hb-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     try {
       let lanes = 1;
       let size = 0;
-      if ((this.transport.bulkStreams ?? 1) > 1) {
+      if (((await this.connected()).bulkStreams ?? 1) > 1) {
         const r = await this.runRaw(`wc -c < ${quote(remote)}`);
-        if (r.status !== 0) throw fileError('read', remote, this.transport.label, r);
+        if (r.status !== 0) throw fileError('read', remote, this.label, r);
         size = Number(r.stdout.toString().trim());
-        lanes = laneCount(size, this.transport.bulkStreams);
+        lanes = laneCount(size, (await this.connected()).bulkStreams);
       }
       if (lanes > 1) {
         await writeFile(tmp, '');
@@ -242,7 +285,7 @@ export class Session {
 
   /** Streams one remote command's output into `localPath` from byte `start` on. */
   private async downloadRange(cmd: string, remote: string, localPath: string, start: number, expected: number | undefined): Promise<void> {
-    const proc = await this.transport.spawn(cmd, expected === undefined && start === 0 ? {} : { bulk: true });
+    const proc = await (await this.connected()).spawn(cmd, expected === undefined && start === 0 ? {} : { bulk: true });
     proc.stdin.end();
     const err: Buffer[] = [];
     proc.stderr.on('data', (d: Buffer) => err.push(d));
@@ -261,10 +304,10 @@ export class Session {
     }
     const exit = await proc.exit;
     if (exit.status !== 0) {
-      throw fileError('read', remote, this.transport.label, { command: cmd, status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
+      throw fileError('read', remote, this.label, { command: cmd, status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
     }
     if (expected !== undefined && received !== expected) {
-      throw new CommandError(`cannot read ${remote} on ${this.transport.label}: it changed size while it was being downloaded; try again once it is complete.`, {
+      throw new CommandError(`cannot read ${remote} on ${this.label}: it changed size while it was being downloaded; try again once it is complete.`, {
         command: cmd,
         status: 0,
         stdout: '',
@@ -278,7 +321,7 @@ export class Session {
    * of a local file; resolves with its status and stderr.
    */
   private async runBulk(cmd: string, localPath: string, start: number, end: number | undefined): Promise<{ command: string; status: number; stdout: Buffer; stderr: Buffer }> {
-    const proc = await this.transport.spawn(cmd, { bulk: true });
+    const proc = await (await this.connected()).spawn(cmd, { bulk: true });
     const err: Buffer[] = [];
     proc.stdout.resume();
     proc.stderr.on('data', (d: Buffer) => err.push(d));
@@ -300,7 +343,7 @@ export class Session {
   async copyTo(other: HasSession | Session, src: string, dest: string): Promise<void> {
     const target = other instanceof Session ? other : other.session;
     const isDir = (await this.run(`test -d ${quote(src)}`)).status === 0;
-    const producer = await this.transport.spawn(isDir ? `tar -C ${quote(src)} -cf - .` : `cat -- ${quote(src)}`);
+    const producer = await (await this.connected()).spawn(isDir ? `tar -C ${quote(src)} -cf - .` : `cat -- ${quote(src)}`);
     producer.stdin.end();
     const err: Buffer[] = [];
     producer.stderr.on('data', (d: Buffer) => err.push(d));
@@ -314,20 +357,21 @@ export class Session {
         );
     const [exit, r] = await Promise.all([producer.exit, consume]);
     if (exit.status !== 0) {
-      throw fileError('copy', src, this.transport.label, { command: 'copy', status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
+      throw fileError('copy', src, this.label, { command: 'copy', status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
     }
-    if (r.status !== 0) throw fileError('copy to', dest, target.transport.label, r);
+    if (r.status !== 0) throw fileError('copy to', dest, target.label, r);
   }
 
   /** Opens an interactive shell with a pseudo-terminal. */
   async shell(options: { rows?: number; cols?: number; term?: string } = {}): Promise<RemoteProcess> {
-    if (this.transport.spawnShell) return this.transport.spawnShell({ pty: options });
-    return this.transport.spawn('exec "${SHELL:-/bin/sh}" -l', { pty: options });
+    const t = await this.connected();
+    if (t.spawnShell) return t.spawnShell({ pty: options });
+    return (await this.connected()).spawn('exec "${SHELL:-/bin/sh}" -l', { pty: options });
   }
 
   /** Follows a remote file, yielding lines as they are appended (like `tail -F`). */
   tail(path: string, options: { fromStart?: boolean } = {}): Tail {
-    const procPromise = this.transport.spawn(`exec tail -n ${options.fromStart ? '+1' : '0'} -F -- ${quote(path)} 2>/dev/null`);
+    const procPromise = this.connected().then((t) => t.spawn(`exec tail -n ${options.fromStart ? '+1' : '0'} -F -- ${quote(path)} 2>/dev/null`));
     let proc: RemoteProcess | undefined;
     let stopped = false;
     const iterable = {
@@ -363,7 +407,7 @@ export class Session {
 
   /** Closes the transport's connections. */
   async close(): Promise<void> {
-    await this.transport.close();
+    await this.#transport?.close();
   }
 
   private waitFor(proc: RemoteProcess, cmd: string, options: ExecOptions): Promise<{ status: number | null; signal?: string }> {
@@ -380,13 +424,13 @@ export class Session {
         reject(error);
       };
       const onAbort = (): void =>
-        stop(new TimeoutError(`\`${cmd}\` on ${this.transport.label} was aborted`, 0, { cause: options.signal?.reason }));
+        stop(new TimeoutError(`\`${cmd}\` on ${this.label} was aborted`, 0, { cause: options.signal?.reason }));
       if (options.timeout !== undefined) {
         timer = setTimeout(
           () =>
             stop(
               new TimeoutError(
-                `\`${cmd}\` on ${this.transport.label} did not finish within ${options.timeout} ms and was ended; raise \`timeout\` if it needs longer.`,
+                `\`${cmd}\` on ${this.label} did not finish within ${options.timeout} ms and was ended; raise \`timeout\` if it needs longer.`,
                 options.timeout!,
               ),
             ),

@@ -2,7 +2,7 @@
  * Bounded concurrency and deadlines.
  * @module
  */
-import { type FailureEntry, PartialFailureError, TimeoutError, UserInputError, asError } from './errors.js';
+import { AbortedError, type FailureEntry, PartialFailureError, TimeoutError, UserInputError, asError } from './errors.js';
 
 /** Runs `fn` over `items` with at most `limit` at once; returns settled results in order. */
 export async function mapSettled<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
@@ -104,8 +104,8 @@ export function abortReason(signal: AbortSignal): string {
 }
 
 /** The error of an operation (`what`) whose signal was aborted before it created anything. */
-export function abortedBeforeStart(what: string, signal: AbortSignal): TimeoutError {
-  return new TimeoutError(`${what} was aborted before it started${abortReason(signal)}; nothing was created.`, 0, { cause: signal.reason });
+export function abortedBeforeStart(what: string, signal: AbortSignal): AbortedError {
+  return new AbortedError(`${what} was aborted before it started${abortReason(signal)}; nothing was created.`, { reason: signal.reason });
 }
 
 /** Resolves after `ms`. */

@@ -10,7 +10,7 @@
  * ```
  * @module hostbroker
  */
-export { Broker } from './broker.js';
+export { Broker } from './broker/index.js';
 export type {
   BrokerOptions,
   CheckinOptions,
@@ -23,17 +23,18 @@ export type {
   ProviderInfo,
   ProviderRequest,
   SyncResult,
-} from './broker.js';
+} from './broker/index.js';
 export { Host } from '../hosts/host.js';
 export type { HostClass, HostInit, HostOwner } from '../hosts/host.js';
 export { HostGroup } from '../hosts/host-group.js';
 export { Session } from '../hosts/session.js';
-export type { HasSession, RemoteProcess, RemoteSignal, SpawnOptions, Tail, Transport, WriteOptions } from '../hosts/session.js';
+export type { HasSession, RemoteProcess, RemoteSignal, SpawnOptions, Tail, Transport, TransportFactory, WriteOptions } from '../hosts/session.js';
 export { SshTransport, fingerprint } from '../hosts/ssh-transport.js';
 export type { SshTransportOptions } from '../hosts/ssh-transport.js';
 export type { ExecOptions, Result } from '../hosts/result.js';
 export { quote, command } from '../hosts/quote.js';
 export {
+  AbortedError,
   BrokerError,
   CommandError,
   HostConnectionError,
@@ -46,19 +47,24 @@ export {
   UserInputError,
   importOptional,
 } from './errors.js';
-export type { BrokerErrorCode, BrokerErrorOptions, FailureEntry } from './errors.js';
-export { Inventory, INVENTORY_FILE } from './inventory.js';
-export type { InventoryOptions } from './inventory.js';
+export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
+export type { InventoryChange, InventoryOptions, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './inventory/index.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
-export { defineProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
+export { defineProvider, implementProvider, standardTags, pickFlavor, pickImage, SPECIFICATION_VERSION, TAGS } from './provider.js';
 export type {
+  AnyProviderDefinition,
   CheckoutTarget,
   DiscoveredHost,
+  HostContext,
+  ImplementationOf,
+  InstanceOf,
   ProviderActionDefinition,
+  ProviderActions,
   ProviderContext,
   ProviderDefinition,
   ProviderImplementation,

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import { PartialFailureError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../lib/errors.js';
 import { defineProvider, type ProviderContext, type ProviderImplementation } from '../lib/provider.js';
 import { local } from '../providers/local/definition.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { generateEd25519 } from '../lib/ssh-keys.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, type ProgressEvent } from '../lib/broker.js';
+import { Broker, type ProgressEvent } from '../lib/broker/index.js';
 import { applyBundles } from '../lib/bundles.js';
 import { CommandError, SettingsError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, type BrokerOptions, type CheckoutRequest } from '../lib/broker.js';
+import { Broker, type BrokerOptions, type CheckoutRequest } from '../lib/broker/index.js';
 import { BrokerError } from '../lib/errors.js';
 import type { ProviderDefinition, ProviderImplementation } from '../lib/provider.js';
 import type { HostRecord } from '../lib/records.js';

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import { globalSetup, reapLeftovers, type ReapSummary } from '../lib/fixtures/core.js';
 import { localFolders, localServers, nodeTs, ROOT, tempBrokerDir } from './reliability/util.js';
 

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import { localFolders, localServers, ROOT } from './reliability/util.js';
 
 const VITEST = join(ROOT, 'node_modules', 'vitest', 'vitest.mjs');

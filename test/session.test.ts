@@ -3,7 +3,7 @@ import { mkdtemp, readFile, writeFile, mkdir, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import { HostConnectionError, TimeoutError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';
 import { sshdProvider } from './helpers/providers.js';

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../lib/broker.js';
+import { Broker } from '../lib/broker/index.js';
 import { CommandError, UserInputError } from '../lib/errors.js';
 import type { Host } from '../hosts/host.js';
 import { SshTransport, isThisMachine } from '../hosts/ssh-transport.js';

@@ -72,7 +72,7 @@ async function readFacts(target: ConfigTarget): Promise<Facts> {
   const cpus = Number.parseInt(get('cpus'), 10);
   return {
     user: get('user'),
-    host: target.hostname || target.session.transport.label,
+    host: target.hostname || target.session.label,
     kernel: get('kernel'),
     distro: get('distro'),
     distroVersion: get('distro_version'),

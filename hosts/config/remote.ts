@@ -100,7 +100,7 @@ export async function ensureFile(session: Session, path: string, data: Buffer, a
   const state = await remoteState(session, path);
   if (state.type === 'dir' || state.type === 'other') {
     if (options.dryRun) return [`${path} is a ${state.type === 'dir' ? 'directory' : 'non-regular file'}, not a file`];
-    throw new UserInputError(`cannot write the file ${path} on ${session.transport.label}: a ${state.type === 'dir' ? 'directory' : 'non-regular file'} is in the way; remove it or choose another path.`);
+    throw new UserInputError(`cannot write the file ${path} on ${session.label}: a ${state.type === 'dir' ? 'directory' : 'non-regular file'} is in the way; remove it or choose another path.`);
   }
   if (state.type === 'file' && state.sha256 === sha256(data)) return ensureAttributes(session, path, state, attrs, options.dryRun);
   const what = state.type === 'file' ? `content of ${path} differs` : `${path} does not exist`;
@@ -114,7 +114,7 @@ export async function ensureFile(session: Session, path: string, data: Buffer, a
 /** A CommandError naming what failed, the command, its status and (scrubbed) output. */
 export function commandError(what: string, r: Result, session?: Session): CommandError {
   const output = tailOf(r.stderr.trim() || r.stdout.trim());
-  const where = session ? ` on ${session.transport.label}` : '';
+  const where = session ? ` on ${session.label}` : '';
   return new CommandError(`${what}${where}: \`${r.command}\` exited with status ${r.status}${output ? `:\n${output}` : ' and printed nothing'}`, {
     command: r.command,
     status: r.status,

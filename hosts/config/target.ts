@@ -15,7 +15,7 @@ export interface ConfigTarget {
 
 /** The name of a target for messages. */
 export function labelOf(target: ConfigTarget): string {
-  return target.name || target.hostname || target.session.transport.label;
+  return target.name || target.hostname || target.session.label;
 }
 
 /** Expands a leading `~` or `~/` against the remote home directory (remote shells do not see it quoted). */

@@ -12,6 +12,7 @@ import {
   type AnyProviderDefinition,
   type HostContext,
   type ProviderContext,
+  type ProviderActions,
   type ProviderImplementation,
 } from '../provider.js';
 import type { HostRecord } from '../records.js';
@@ -195,7 +196,7 @@ export class ProviderRuntime {
       name: d.name,
       description: d.description,
       arguments: describeArgs(d.args),
-      actions: Object.fromEntries(Object.entries(d.actions ?? {}).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
+      actions: Object.fromEntries(Object.entries((d.actions ?? {}) as ProviderActions).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
       instances: this.instances(),
     };
   }

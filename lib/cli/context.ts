@@ -3,8 +3,9 @@
  * and the way results are printed.
  * @module
  */
+import { coreOf } from '../broker/core.js';
 import type { Command } from 'commander';
-import { Broker } from '../broker.js';
+import { Broker } from '../broker/index.js';
 import { UserInputError } from '../errors.js';
 import type { LogLevel } from '../logger.js';
 import type { HostRecord } from '../records.js';
@@ -116,7 +117,7 @@ export class CliContext {
    */
   async resolveHosts(keys: readonly string[]): Promise<HostRecord[]> {
     const broker = this.broker();
-    const data = await broker.inventoryFile.read();
+    const data = await coreOf(broker).store.snapshot();
     return keys.map((key) => {
       const all = data.hosts;
       const found = all.find((h) => h.id === key) ?? all.find((h) => h.name === key) ?? all.find((h) => h.hostname === key);
@@ -130,7 +131,7 @@ export class CliContext {
         }
       }
       if (/^\d+$/.test(key) && Number(key) < all.length) return all[Number(key)]!;
-      throw new UserInputError(`no host \`${key}\` in the inventory ${broker.inventoryFile.path}; run \`hostbroker inventory\` to see ids, names and # indexes.`);
+      throw new UserInputError(`no host \`${key}\` in the inventory ${coreOf(broker).store.location}; run \`hostbroker inventory\` to see ids, names and # indexes.`);
     });
   }
 }

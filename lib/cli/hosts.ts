@@ -2,6 +2,7 @@
  * Host commands: checkout, checkin, inventory, extend, duplicate.
  * @module
  */
+import { coreOf } from '../broker/core.js';
 import { Option, type Command } from 'commander';
 import { UserInputError } from '../errors.js';
 import { applyFilter } from '../filter.js';
@@ -36,7 +37,7 @@ async function selectTargets(ctx: CliContext, keys: string[], opts: TargetOpts, 
   if (keys.length && opts.all) throw new UserInputError(`give host ids/names or --all, not both.`);
   let records: HostRecord[];
   if (keys.length) records = await ctx.resolveHosts(keys);
-  else if (opts.all || opts.filter) records = await ctx.broker().inventoryFile.hosts();
+  else if (opts.all || opts.filter) records = await ctx.broker().inventory();
   else throw new UserInputError(`say which hosts to ${verb}: ids, names or # indexes from \`hostbroker inventory\`, --all, or --filter 'name<web'.`);
   return opts.filter ? applyFilter(records, opts.filter) : records;
 }
@@ -66,7 +67,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
           throw new UserInputError('checkout needs --provider <name> or --nick <nick>; `hostbroker providers` lists the providers.');
         }
         const info = broker.providers().find((p) => p.name === provider);
-        if (!info) broker.definition(provider); // throws, listing the known providers
+        if (!info) coreOf(broker).runtime(provider); // throws, listing the known providers
         const args = parseProviderOptions(cmd.args, info!.arguments, `provider \`${provider}\``);
         const request: Record<string, unknown> = { ...args };
         if (opts.nick) request.nick = opts.nick;
@@ -120,7 +121,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
       act(async () => {
         const broker = ctx.broker();
         if (opts.sync) await broker.sync(opts.sync === true ? undefined : opts.sync);
-        const all = await broker.inventoryFile.hosts();
+        const all = await broker.inventory();
         const records = opts.filter ? applyFilter(all, opts.filter) : all;
         const indexes = records.map((r) => all.indexOf(r));
         return { data: records, text: opts.details ? yaml(records) : hostTable(records, indexes) };

@@ -2,7 +2,7 @@
  * One updating progress line on stderr for multi-host work, drawn only on a terminal.
  * @module
  */
-import type { ProgressEvent } from '../broker.js';
+import type { ProgressEvent } from '../broker/index.js';
 import type { UpProgressEvent } from '../topology/up.js';
 
 /** Draws and clears the progress line. All methods do nothing when stderr is not a TTY. */

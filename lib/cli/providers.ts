@@ -2,8 +2,9 @@
  * Provider commands: providers (help from zod schemas, live describe), execute, reap.
  * @module
  */
+import { coreOf } from '../broker/core.js';
 import type { Command } from 'commander';
-import type { ProviderInfo } from '../broker.js';
+import type { ProviderInfo } from '../broker/index.js';
 import { TimeoutError, UserInputError } from '../errors.js';
 import type { ArgumentDoc } from '../requests.js';
 import { parseProviderOptions } from './args.js';
@@ -44,7 +45,7 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
           return { data: all, text: table(['PROVIDER', 'DESCRIPTION'], all.map((p) => [p.name, p.description])) };
         }
         const info = all.find((p) => p.name === name);
-        if (!info) broker.definition(name); // throws, listing the known providers
+        if (!info) coreOf(broker).runtime(name); // throws, listing the known providers
         const data: Record<string, unknown> = { ...info! };
         let text = providerHelp(info!);
         if (opts.live) {
@@ -68,7 +69,7 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
       act(async () => {
         const broker = ctx.broker();
         const info = broker.providers().find((p) => p.name === opts.provider);
-        if (!info) broker.definition(opts.provider);
+        if (!info) coreOf(broker).runtime(opts.provider); // throws, listing the known providers
         const action = info!.actions[opts.action];
         if (!action) {
           const known = Object.keys(info!.actions);

@@ -2,6 +2,7 @@
  * Topology commands: up, destroy, output, deployments.
  * @module
  */
+import { coreOf } from '../broker/core.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
@@ -109,7 +110,7 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
     .description('list deployments made by `up`')
     .action(() =>
       act(async () => {
-        const data = await ctx.broker().inventoryFile.read();
+        const data = await coreOf(ctx.broker()).store.snapshot();
         const rows = data.deployments.map((d) => [d.name, d.id, Object.keys(d.hosts).length, data.hosts.filter((h) => h.deployment === d.id).length, d.owner, d.createdAt]);
         return { data: data.deployments.map(({ metadata: _m, ...rest }) => rest), text: rows.length ? table(['NAME', 'ID', 'HOSTS', 'IN INVENTORY', 'OWNER', 'CREATED'], rows) : 'no deployments\n' };
       }),

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { Broker } from '../broker.js';
+import type { TopologyBroker } from './seam.js';
 import { PartialFailureError, UserInputError, asError } from '../errors.js';
 import type { Host } from '../../hosts/host.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
@@ -27,13 +27,13 @@ export type StoredMember = TopologyEntry & { recordId?: string };
 
 /** The hosts of one `broker.up()`. Dispose it (or call `destroy()`) to release them all. */
 export class Deployment<H extends Host = Host> implements AsyncDisposable {
-  readonly #broker: Broker<H>;
+  readonly #broker: TopologyBroker<H>;
   readonly #record: DeploymentRecord;
   readonly #members: Array<{ entry: TopologyEntry; host: H }>;
   #destroying: Promise<void> | undefined;
 
   /** @internal use `broker.up()` or `broker.deployment()`. */
-  constructor(broker: Broker<H>, record: DeploymentRecord, members: Array<{ entry: TopologyEntry; host: H }>) {
+  constructor(broker: TopologyBroker<H>, record: DeploymentRecord, members: Array<{ entry: TopologyEntry; host: H }>) {
     this.#broker = broker;
     this.#record = record;
     this.#members = members;
@@ -141,8 +141,8 @@ export class Deployment<H extends Host = Host> implements AsyncDisposable {
 }
 
 /** Checks in every record of a deployment (live hosts first, so their teardown runs) and forgets it. */
-export async function destroyDeployment<H extends Host>(broker: Broker<H>, id: string, live: readonly H[]): Promise<void> {
-  const records = (await broker.inventoryFile.hosts()).filter((r) => r.deployment === id);
+export async function destroyDeployment<H extends Host>(broker: TopologyBroker<H>, id: string, live: readonly H[]): Promise<void> {
+  const records = (await broker.store.list()).filter((r) => r.deployment === id);
   const liveIds = new Set(live.map((h) => h.id));
   const targets: Array<H | HostRecord> = [...live.filter((h) => records.some((r) => r.id === h.id)), ...records.filter((r) => !liveIds.has(r.id))];
   let failure: Error | undefined;
@@ -153,11 +153,9 @@ export async function destroyDeployment<H extends Host>(broker: Broker<H>, id: s
       failure = asError(error);
     }
   }
-  const left = (await broker.inventoryFile.hosts()).filter((r) => r.deployment === id);
+  const left = (await broker.store.list()).filter((r) => r.deployment === id);
   if (left.length === 0) {
-    await broker.inventoryFile.update((data) => {
-      data.deployments = data.deployments.filter((d) => d.id !== id);
-    });
+    await broker.store.removeDeployment(id);
     rmSync(join(broker.directory, 'deployments', `${id}.known_hosts`), { force: true });
   }
   if (failure) {
@@ -168,8 +166,8 @@ export async function destroyDeployment<H extends Host>(broker: Broker<H>, id: s
 }
 
 /** Finds a deployment record by id or name; a UserInputError lists the known ones. */
-export async function findDeploymentRecord(broker: Broker, key?: string): Promise<DeploymentRecord> {
-  const all = (await broker.inventoryFile.read()).deployments;
+export async function findDeploymentRecord(broker: TopologyBroker, key?: string): Promise<DeploymentRecord> {
+  const all = (await broker.store.snapshot()).deployments;
   const list = (): string => (all.length ? all.map((d) => `${d.name} (${d.id})`).join(', ') : 'none; make one with `hostbroker up <metadata>`');
   if (key === undefined) {
     if (all.length === 1) return all[0]!;
@@ -180,18 +178,18 @@ export async function findDeploymentRecord(broker: Broker, key?: string): Promis
   const byName = all.filter((d) => d.name === key);
   if (byName.length === 1) return byName[0]!;
   if (byName.length > 1) throw new UserInputError(`${byName.length} deployments are named \`${key}\`; give an id: ${byName.map((d) => d.id).join(', ')}.`);
-  throw new UserInputError(`no deployment \`${key}\` in ${broker.inventoryFile.path}. Deployments: ${list()}.`);
+  throw new UserInputError(`no deployment \`${key}\` in ${broker.store.location}. Deployments: ${list()}.`);
 }
 
 /** Rebuilds a Deployment (with live Hosts) from the inventory, in any process. */
-export async function openDeployment<H extends Host>(broker: Broker<H>, key?: string): Promise<Deployment<H>> {
-  const record = await findDeploymentRecord(broker as unknown as Broker, key);
-  const records = new Map((await broker.inventoryFile.hosts()).map((r) => [r.id, r]));
+export async function openDeployment<H extends Host>(broker: TopologyBroker<H>, key?: string): Promise<Deployment<H>> {
+  const record = await findDeploymentRecord(broker as unknown as TopologyBroker, key);
+  const records = new Map((await broker.store.list()).map((r) => [r.id, r]));
   const members: Array<{ entry: TopologyEntry; host: H }> = [];
   for (const stored of Object.values(record.hosts) as unknown as StoredMember[]) {
     const { recordId, ...entry } = stored;
     const hostRecord = recordId ? records.get(recordId) : undefined;
-    if (hostRecord) members.push({ entry, host: broker.reconstruct<H>(hostRecord) });
+    if (hostRecord) members.push({ entry, host: broker.reconstruct(hostRecord) });
   }
   return new Deployment(broker, record, members);
 }

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { basename, extname } from 'node:path';
-import type { Broker } from '../broker.js';
+import type { TopologyBroker } from './seam.js';
 import { abortReason, abortedBeforeStart, mapSettled, signalOption } from '../concurrency.js';
 import { BrokerError, PartialFailureError, TimeoutError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { Host, HostClass } from '../../hosts/host.js';
@@ -59,10 +59,10 @@ interface Planned {
 }
 
 /** Provisions a topology; see {@link UpOptions}. */
-export async function up<H extends Host>(broker: Broker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
+export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
   const signal = signalOption(options.signal);
   const metadata = parseMetadata(metadataInput);
-  const providerNames = broker.providers().map((p) => p.name);
+  const providerNames = broker.providerNames();
   const provisioning = loadProvisioning(options.provisioning, broker.settings.provisioning, providerNames);
   const entries = topologyEntries(metadata);
 
@@ -97,7 +97,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
   };
   if (signal?.aborted) throw abortedBeforeStart(`deployment ${name}`, signal);
   // Recorded before provisioning, so `destroy` finds what a killed process left behind.
-  await broker.inventoryFile.putDeployment(record);
+  await broker.store.putDeployment(record);
   broker.logger.info(`deployment ${name} (${id}): provisioning ${plan.length} host(s)`, { providers: [...new Set(plan.map((p) => p.provider))] });
 
   const byProvider = new Map<string, Planned[]>();
@@ -136,7 +136,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
         }
         const request = { ...p.args, provider, deployment: id, signal: stop.signal, ...(options.hostClass ? { hostClass: options.hostClass } : {}) };
         try {
-          return await (broker.checkout(request as unknown as Parameters<Broker<H>['checkout']>[0] & { count?: undefined }) as Promise<H>);
+          return await broker.checkout(request);
         } catch (error) {
           if (stop.signal.aborted) {
             halted.add(p);
@@ -185,7 +185,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
     } catch (error) {
       cleanup = asError(error).message;
     }
-    const left = (await broker.inventoryFile.hosts()).filter((r) => r.deployment === id);
+    const left = (await broker.store.list()).filter((r) => r.deployment === id);
     const own = failures.length ? `; failed before the abort: ${failures.map((f) => `${f.target}: ${f.error.message}`).join('; ')}` : '';
     const kept = left.length
       ? `; kept ${left.length} in the inventory because releasing failed (${left.map((r) => r.name).join(', ')}: ${cleanup || left.map((r) => r.lastError).join('; ')}); run \`hostbroker destroy ${id}\` later`
@@ -217,7 +217,7 @@ export async function up<H extends Host>(broker: Broker<H>, metadataInput: strin
 
   const members = plan.map((p) => ({ entry: p.entry, host: made.get(p)! }));
   record.hosts = Object.fromEntries(members.map((m) => [m.entry.fqdn, { ...m.entry, recordId: m.host.id } satisfies StoredMember as Record<string, unknown>]));
-  await broker.inventoryFile.putDeployment(record);
+  await broker.store.putDeployment(record);
   return new Deployment(broker, record, members);
 }
 

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { generateEd25519 } from '../../lib/ssh-keys.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import { CommandError } from '../../lib/errors.js';
 import { FileFromString, SitePlan, Whiteprint, gatherFacts } from '../../lib/index.js';
 import type { Host } from '../../hosts/host.js';

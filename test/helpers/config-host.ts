@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import type { SettingsInput } from '../../lib/settings.js';
 import type { Host } from '../../hosts/host.js';
 

@@ -4,7 +4,7 @@
  * scripts/setup-test-env.sh.
  */
 import { afterAll } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import type { HostRecord } from '../../lib/records.js';
 import { providerConformance } from '../conformance.js';
 import { BUSYBOX_IMAGE, SSHD_IMAGE, containerExists, probeEngine, removeBrokerContainers, tempDirectory } from '../helpers/engine.js';

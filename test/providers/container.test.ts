@@ -11,7 +11,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import { BrokerError, HostConnectionError, ProviderError, TimeoutError } from '../../lib/errors.js';
 import { INVENTORY_FILE } from '../../lib/inventory.js';
 import { LABELS } from '../../providers/container/spec.js';

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import { HostConnectionError, ProviderError } from '../../lib/errors.js';
 import { isProcessAlive } from '../../lib/identity.js';
 import type { HostRecord } from '../../lib/records.js';

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import type { ProviderDefinition } from '../../lib/provider.js';
 import { openstack } from '../../providers/openstack/definition.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';

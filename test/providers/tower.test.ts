@@ -399,7 +399,7 @@ describe('tower checkin, extend, sync, help, run', () => {
 
 describe('tower through the Broker', () => {
   it('a failed checkout with dangling: keep leaves only the kept host in the inventory; with checkin, nothing', async () => {
-    const { Broker } = await import('../../lib/broker.js');
+    const { Broker } = await import('../../lib/broker/index.js');
     const broker = new Broker({ directory: dir, settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, pollInterval: 5, retryDelay: 5 } } });
     try {
       const kept = await rejection(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', dangling: 'keep', waitForSsh: false }));

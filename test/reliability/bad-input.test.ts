@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Broker, type CheckoutRequest } from '../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../lib/broker/index.js';
 import { BrokerError } from '../../lib/errors.js';
 import { InventoryFile } from '../../lib/records.js';
 import { memoryProvider } from './children/memory-provider.js';

@@ -6,7 +6,7 @@
 import { copyFile, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Broker, type CheckoutRequest } from '../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../lib/broker/index.js';
 import { BrokerError, InventoryError } from '../../lib/errors.js';
 import { memoryProvider } from './children/memory-provider.js';
 import { reportFigures, tempBrokerDir } from './util.js';

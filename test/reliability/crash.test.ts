@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Broker } from '../../lib/broker.js';
+import { Broker } from '../../lib/broker/index.js';
 import { InventoryFile } from '../../lib/records.js';
 import { builtinProviders } from '../../lib/registry.js';
 import { engineContainers, engineAnswers } from './engine.js';

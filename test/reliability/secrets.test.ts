@@ -7,7 +7,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { afterAll, expect, it } from 'vitest';
-import { Broker, type CheckoutRequest } from '../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../lib/broker/index.js';
 import { BrokerError } from '../../lib/errors.js';
 import { defineProvider, type ProviderImplementation } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';

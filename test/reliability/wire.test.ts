@@ -9,7 +9,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Broker, type CheckoutRequest } from '../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../lib/broker/index.js';
 import { HostConnectionError, TimeoutError } from '../../lib/errors.js';
 import type { Host } from '../../hosts/host.js';
 import { sshdProvider } from '../helpers/providers.js';

@@ -3,8 +3,8 @@
  * `start` before the checkout and `done` after; the parent SIGKILLs it at a random moment.
  * argv: <broker dir> <count> <request JSON>.
  */
-import { Broker } from '../../../lib/broker.js';
-import type { CheckoutRequest } from '../../../lib/broker.js';
+import { Broker } from '../../../lib/broker/index.js';
+import type { CheckoutRequest } from '../../../lib/broker/index.js';
 
 const [dir, count, request] = process.argv.slice(2);
 const broker = new Broker({ directory: dir!, settings: { logLevel: 'silent' } });

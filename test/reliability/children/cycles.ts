@@ -4,7 +4,7 @@
  * can prove no record was lost or duplicated. argv: <broker dir> <resource folder> <cycles> <log>.
  */
 import { appendFileSync } from 'node:fs';
-import { Broker, type CheckoutRequest } from '../../../lib/broker.js';
+import { Broker, type CheckoutRequest } from '../../../lib/broker/index.js';
 import type { Host } from '../../../hosts/host.js';
 import { memoryProvider } from './memory-provider.js';
 

@@ -2,7 +2,7 @@
  * A test worker for the reaper tests: checks hosts out the way the fixtures do, keeps one of
  * them, prints `ready <json>` and waits to be killed. argv: <broker dir> <count> <keep: 0|1>.
  */
-import { Broker } from '../../../lib/broker.js';
+import { Broker } from '../../../lib/broker/index.js';
 import { checkoutForFixture } from '../../../lib/fixtures/core.js';
 
 const [dir, count, keep] = process.argv.slice(2);

@@ -1,0 +1,174 @@
+/**
+ * Reconciling the inventory with what providers really hold: `sync` (the view follows the
+ * providers) and `reap` (what killed processes left behind is released). The reap decision is
+ * the Broker's, made from providers' `inventory()` tags and leases, the same for every provider.
+ * @module
+ */
+import { hostname as machineHostname } from 'node:os';
+import { asError } from '../errors.js';
+import { isProcessAlive, newRecordId } from '../identity.js';
+import type { DiscoveredHost } from '../provider.js';
+import type { HostRecord } from '../records.js';
+import { redact } from '../secrets.js';
+import { toMs, type Duration } from '../settings.js';
+import type { BrokerCore } from './core.js';
+import { releaseRecord } from './release.js';
+import type { ProviderRuntime } from './runtime.js';
+import type { SyncResult } from './types.js';
+
+/** Providers (and instances) a sync or reap covers: the one named (`name` or `name::instance`), or every one in use. */
+function scope(core: BrokerCore, provider: string | undefined): Array<{ runtime: ProviderRuntime; instances: string[] }> {
+  if (provider) {
+    const [name, instance] = provider.split('::');
+    const runtime = core.runtime(name!);
+    return [{ runtime, instances: instance ? [instance] : runtime.instances() }];
+  }
+  return core
+    .providerNames()
+    .map((n) => core.runtime(n))
+    .filter((r) => r.inUse)
+    .map((runtime) => ({ runtime, instances: runtime.instances() }));
+}
+
+/** A record for a resource a provider reported. */
+function recordOf(core: BrokerCore, d: DiscoveredHost, provider: string, instance: string): HostRecord {
+  const record: HostRecord = {
+    id: d.id ?? newRecordId(),
+    name: d.name ?? d.hostname,
+    hostname: d.hostname,
+    provider,
+    instance,
+    state: 'ready',
+    recipe: d.recipe ?? { provider, instance, args: {} },
+    owner: d.owner ?? core.owner,
+    brokerId: d.brokerId ?? core.brokerId,
+    createdAt: d.createdAt ?? new Date().toISOString(),
+    connection: d.connection,
+    data: redact(d.data ?? {}, 'drop'),
+  };
+  if (d.providerId) record.providerId = d.providerId;
+  if (d.leaseExpires) record.leaseExpires = d.leaseExpires;
+  return record;
+}
+
+/**
+ * Rebuilds the inventory view from what providers report (by their tags): hosts created by
+ * another process appear, hosts that are gone are removed. Records of checkouts or releases
+ * under way (or cut off) keep their state: `releasing` tells checkin and reap to finish the job.
+ */
+export async function sync(core: BrokerCore, provider?: string): Promise<SyncResult> {
+  const result: SyncResult = { added: [], updated: [], removed: [] };
+  for (const { runtime, instances } of scope(core, provider)) {
+    const impl = provider ? await runtime.require('inventory') : await runtime.implementation();
+    if (!impl.inventory) continue;
+    for (const instance of provider?.includes('::') ? instances : [undefined]) {
+      const ctx = runtime.context(instance);
+      const found = await runtime.call(() => impl.inventory!(ctx));
+      const all = await core.store.list();
+      const seen = new Set<string>();
+      for (const d of found) {
+        const existing = all.find((h) => (d.id && h.id === d.id) || (d.providerId && h.provider === runtime.name && h.providerId === d.providerId));
+        if (existing) {
+          seen.add(existing.id);
+          const next = await core.store.patch(existing.id, (current) => {
+            const busy = current.state === 'provisioning' || current.state === 'releasing';
+            return {
+              hostname: d.hostname,
+              connection: d.connection,
+              state: busy ? current.state : 'ready',
+              ...(d.providerId ? { providerId: d.providerId } : {}),
+              ...(d.data ? { data: redact(d.data, 'drop') } : {}),
+            };
+          });
+          if (next) result.updated.push(next);
+          continue;
+        }
+        const record = recordOf(core, d, runtime.name, ctx.instance);
+        seen.add(record.id);
+        await core.store.add([record]);
+        result.added.push(record);
+      }
+      // Ready hosts of this provider instance that the provider no longer has are gone.
+      const gone = all.filter((h) => h.provider === runtime.name && h.instance === ctx.instance && h.state === 'ready' && !seen.has(h.id));
+      const removed = new Set(await core.store.remove(gone.map((h) => h.id), { state: 'ready' }));
+      result.removed.push(...gone.filter((h) => removed.has(h.id)));
+    }
+  }
+  return result;
+}
+
+/** What the reap rule needs to know. */
+export interface ReapFacts {
+  brokerId: string;
+  /** Whether a record id is in the inventory now (a fresh read). */
+  isKnown: (id: string) => Promise<boolean>;
+  now: number;
+  /** Resources younger than this are left alone: their record may be on its way from another process. */
+  graceMs: number;
+}
+
+/**
+ * The reap rule, one for every provider: a resource tagged with this broker's id whose record is
+ * gone, or whose lease has passed. Untagged resources (no record id) are never reaped: hostbroker
+ * cannot know they are its own.
+ */
+export async function reapable(found: readonly DiscoveredHost[], facts: ReapFacts): Promise<DiscoveredHost[]> {
+  const out: DiscoveredHost[] = [];
+  for (const d of found) {
+    if (!d.id || d.brokerId !== facts.brokerId) continue;
+    const leasePassed = d.leaseExpires !== undefined && Date.parse(d.leaseExpires) <= facts.now;
+    if (leasePassed) {
+      out.push(d);
+      continue;
+    }
+    const young = d.createdAt !== undefined && Date.parse(d.createdAt) > facts.now - facts.graceMs;
+    if (!young && !(await facts.isKnown(d.id))) out.push(d);
+  }
+  return out;
+}
+
+/**
+ * Removes what killed processes left behind: records stuck in `provisioning`/`releasing` whose
+ * process on this machine is gone (released through their provider), and provider resources
+ * that the reap rule finds orphaned or expired.
+ */
+export async function reap(core: BrokerCore, provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
+  const released: HostRecord[] = [];
+  const removed: string[] = [];
+  const here = machineHostname();
+  const stale = (await core.store.list()).filter(
+    (h) => (!provider || h.provider === provider.split('::')[0]) && h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && !isProcessAlive(h.pid),
+  );
+  for (const record of stale) {
+    try {
+      await releaseRecord(core, record);
+      released.push(record);
+    } catch (error) {
+      core.logger.warn(`could not reap ${record.name}`, { error: asError(error).message });
+    }
+  }
+  const known = new Set((await core.store.list()).map((h) => h.id));
+  const isKnown = async (id: string): Promise<boolean> => known.has(id) || (await core.store.has(id));
+  for (const { runtime, instances } of scope(core, provider)) {
+    const impl = await runtime.implementation();
+    for (const instance of instances) {
+      const ctx = runtime.context(instance);
+      if (impl.inventory) {
+        const grace = (ctx.instanceSettings as { reapGrace?: Duration }).reapGrace;
+        const found = await runtime.call(() => impl.inventory!(ctx));
+        const doomed = await reapable(found, { brokerId: core.brokerId, isKnown, now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) });
+        for (const d of doomed) {
+          const record = recordOf(core, d, runtime.name, ctx.instance);
+          try {
+            await runtime.call(() => impl.release(record, runtime.hostContext(record)));
+            removed.push(record.name);
+          } catch (error) {
+            core.logger.warn(`could not reap ${record.name} (${runtime.name})`, { error: asError(error).message });
+          }
+        }
+      }
+      if (impl.reap) removed.push(...(await runtime.call(() => impl.reap!(ctx, isKnown))));
+    }
+  }
+  return { released, removed };
+}

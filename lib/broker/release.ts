@@ -1,0 +1,115 @@
+/**
+ * Giving hosts back: checkin (live hosts run their own teardown first), the release of one
+ * record through its provider, and keeping hosts for a person to look at.
+ * @module
+ */
+import { mapSettled, outcomes, throwFailures, abortReason } from '../concurrency.js';
+import { AbortedError, asError } from '../errors.js';
+import type { HostRecord } from '../records.js';
+import { scrub } from '../secrets.js';
+import type { BrokerCore } from './core.js';
+import { resolveTarget } from './targets.js';
+import type { CheckinOptions, HostTarget } from './types.js';
+
+/**
+ * Releases one record through its provider and forgets it. A record already gone is done; a
+ * failed release keeps the record (state as before, `lastError` set) and rethrows.
+ */
+export async function releaseRecord(core: BrokerCore, record: HostRecord): Promise<void> {
+  const current = await core.store.get(record.id);
+  if (!current) {
+    core.held.delete(record.id);
+    return; // already checked in (by another process or call)
+  }
+  const runtime = core.runtime(current.provider);
+  await core.store.patch(current.id, { state: 'releasing' });
+  try {
+    await runtime.call((impl) => impl.release(current, runtime.hostContext(current)));
+  } catch (error) {
+    await core.store.patch(current.id, { state: current.state, lastError: asError(error).message }).catch(() => undefined);
+    throw error;
+  }
+  await core.store.remove([current.id]);
+  core.held.delete(current.id);
+  core.logger.info(`checked in ${current.name}`, { id: current.id, provider: current.provider });
+}
+
+/** What a Host's checkin asks of its owner: release its record and close what this Broker had open for it. */
+export async function releaseHostRecord(core: BrokerCore, record: HostRecord): Promise<void> {
+  try {
+    await releaseRecord(core, record);
+  } finally {
+    await core.sessions.get(record.id)?.close().catch(() => undefined);
+    core.dropSession(record.id);
+  }
+}
+
+/**
+ * Checks hosts in, concurrently: a live Host runs its teardown then asks for its release; a bare
+ * record is released. One failure never stops the others; a record is removed only when its
+ * release succeeded. With a signal, no further release starts after an abort.
+ */
+export async function checkin(core: BrokerCore, target: HostTarget, options: CheckinOptions = {}): Promise<void> {
+  if (options.ifTestsPassed !== undefined) {
+    const { junitPassed } = await import('../junit.js');
+    const verdict = await junitPassed(options.ifTestsPassed);
+    if (!verdict.passed) {
+      // Kept, and no longer held: disposing this Broker must not check them in either.
+      await keep(core, target, `tests did not pass (${verdict.summary}); kept for inspection`);
+      return;
+    }
+  }
+  const items = await resolveTarget(core, target);
+  const signal = options.signal;
+  const notStarted = new Set<number>();
+  let done = 0;
+  const settled = await mapSettled(items, options.concurrency ?? 16, async (item, index) => {
+    if (signal?.aborted) {
+      notStarted.add(index);
+      throw signal.reason;
+    }
+    try {
+      await (item.host ? item.host.checkin() : releaseHostRecord(core, item.record));
+      core.progress({ operation: 'checkin', done: ++done, total: items.length, host: item.record.name, outcome: 'ok' });
+    } catch (error) {
+      core.progress({ operation: 'checkin', done: ++done, total: items.length, host: item.record.name, outcome: 'failed' });
+      throw error;
+    }
+  });
+  const o = outcomes(items, settled, (i) => i.record.name);
+  if (signal?.aborted && notStarted.size) {
+    const started = outcomes(
+      items.filter((_, i) => !notStarted.has(i)),
+      settled.filter((_, i) => !notStarted.has(i)),
+      (i) => i.record.name,
+    );
+    const left = items.filter((_, i) => notStarted.has(i) || settled[i]!.status === 'rejected').map((i) => i.record.id);
+    const failed = started.failures.map((f) => `${f.target}: ${f.error.message}`).join('; ');
+    throw new AbortedError(
+      `checkin of ${items.length} host(s) was aborted${abortReason(signal)}: released ${started.succeeded.length}, ${notStarted.size} not started` +
+        `${failed ? `, ${started.failures.length} failed (${failed})` : ''}; their records are kept: finish with \`hostbroker checkin ${left.join(' ')}\`.`,
+      { released: started.succeeded.map((i) => i.record.name), kept: left, neverStarted: notStarted.size, reason: signal.reason },
+    );
+  }
+  throwFailures(o.failures, items.length, `${o.failures.length} of ${items.length} host(s) could not be checked in (their records are kept):`, o.succeeded.map((i) => i.record));
+}
+
+/**
+ * Keeps hosts for a person to look at: records `kept: { reason, at }`, closes their sessions and
+ * stops holding them, so disposing this Broker does not check them in.
+ */
+export async function keep(core: BrokerCore, target: HostTarget, reason: string): Promise<HostRecord[]> {
+  const items = await resolveTarget(core, target);
+  const at = new Date().toISOString();
+  const why = scrub(reason); // a failure text may quote a password or token
+  const kept: HostRecord[] = [];
+  for (const { record, host } of items) {
+    const next = await core.store.patch(record.id, { kept: { reason: why, at } });
+    if (next) kept.push(next);
+    core.held.delete(record.id);
+    await host?.disconnect().catch(() => undefined);
+    core.dropSession(record.id);
+  }
+  core.logger.warn(`keeping ${kept.length} host(s): ${why}`, { hosts: kept.map((r) => r.name) });
+  return kept;
+}

@@ -1,0 +1,58 @@
+/**
+ * Sessions: one per record, over SSH or the provider's own transport, shared by every Host
+ * object of that record; host keys recorded on first use.
+ * @module
+ */
+import { Session } from '../../hosts/session.js';
+import { SshTransport } from '../../hosts/ssh-transport.js';
+import { HostConnectionError } from '../errors.js';
+import type { HostRecord } from '../records.js';
+import { toMs } from '../settings.js';
+import type { BrokerCore } from './core.js';
+
+/** The session for a record: SSH, or the provider's own transport (made on first use). */
+export function sessionFor(core: BrokerCore, record: HostRecord): Session {
+  const existing = core.sessions.get(record.id);
+  if (existing) return existing;
+  const connection = record.connection;
+  if (!connection) throw new HostConnectionError(`${record.name} has no connection details yet (state ${record.state}); wait for its checkout to finish or run sync.`);
+  let session: Session;
+  if (connection.kind === 'ssh') {
+    const ssh = core.settings.ssh;
+    session = new Session(
+      new SshTransport({
+        connection,
+        connectTimeout: toMs(ssh.connectTimeout),
+        readyTimeout: toMs(ssh.readyTimeout),
+        keepaliveInterval: toMs(ssh.keepaliveInterval),
+        keepaliveCountMax: ssh.keepaliveCountMax,
+        channelsPerConnection: ssh.channelsPerConnection,
+        maxConnections: ssh.maxConnections,
+        bulkStreams: ssh.bulkStreams,
+        hostKeyPolicy: ssh.hostKeyPolicy,
+        ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
+        ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
+        label: `${record.name} (${connection.username}@${connection.host}:${connection.port})`,
+        onHostKey: (fp) => recordHostKey(core, record.id, fp),
+      }),
+    );
+  } else {
+    const runtime = core.runtime(record.provider);
+    session = new Session({
+      label: record.name,
+      connect: async () => {
+        const impl = await runtime.require('transport', `${record.name} cannot be reached`);
+        return impl.transport(record, runtime.context(record.instance));
+      },
+    });
+  }
+  core.sessions.set(record.id, session);
+  return session;
+}
+
+/** Pins the key a host showed on its first connection. */
+async function recordHostKey(core: BrokerCore, id: string, fingerprint: string): Promise<void> {
+  await core.store.patch(id, (current) =>
+    current.connection?.kind === 'ssh' && !current.connection.hostKey ? { connection: { ...current.connection, hostKey: fingerprint } } : undefined,
+  );
+}
