@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Broker } from '../lib/broker/index.js';
-import { PartialFailureError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../lib/errors.js';
+import { AbortedError, PartialFailureError, ProviderError, SettingsError, UserInputError } from '../lib/errors.js';
 import { defineProvider, type ProviderContext, type ProviderImplementation } from '../lib/provider.js';
 import { local } from '../providers/local/definition.js';
 import { Host } from '../hosts/host.js';
@@ -265,8 +265,10 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     await until(async () => (await localFolders(directory)).length === 2); // two running, two waiting for a slot
     controller.abort(new Error('stop now'));
     const error = await pending;
-    expect(error).toBeInstanceOf(TimeoutError);
-    expect((error as TimeoutError).timeoutMs).toBe(0);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error).toMatchObject({ code: 'ABORTED', neverStarted: 2, kept: [] });
+    expect((error as AbortedError).released).toHaveLength(2);
+    expect((error as AbortedError).reason).toEqual(new Error('stop now'));
     expect((error as Error).message).toMatch(/^checkout of 4 host\(s\) from local was aborted \(stop now\): released 2 \(cut-\d, cut-\d\); 2 never started\.$/);
     expect(await broker.inventory()).toEqual([]);
     expect(await localFolders(directory)).toEqual([]);
@@ -284,7 +286,9 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     expect(seen.signals.some((s) => s.aborted)).toBe(false);
     controller.abort();
     const error = await pending;
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error).toMatchObject({ code: 'ABORTED', neverStarted: 0, kept: [] });
+    expect((error as AbortedError).released).toHaveLength(3);
     expect((error as Error).message).toMatch(/^checkout of 3 host\(s\) from local was aborted: released 3 \(/);
     expect(seen.signals.every((s) => s.aborted)).toBe(true);
     expect(await broker.inventory()).toEqual([]);
@@ -304,9 +308,10 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     await until(async () => (await broker.inventoryFile.hosts()).filter((h) => h.state === 'ready').length === 2);
     controller.abort(new Error('enough'));
     const error = await pending;
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(AbortedError);
     const left = await broker.inventory();
     expect(left.map((r) => r.name)).toEqual(['keep-1']);
+    expect(error).toMatchObject({ released: ['keep-0'], kept: [left[0]!.id], neverStarted: 0 });
     expect(left[0]!.lastError).toMatch(/release of keep-1 refused on purpose/);
     expect((error as Error).message).toContain(
       `was aborted (enough): released 1 (keep-0); kept 1 in the inventory because releasing failed (keep-1: [local] release of keep-1 refused on purpose); check them in later with \`hostbroker checkin ${left[0]!.id}\``,
@@ -336,8 +341,8 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     expect((await broker.inventory()).filter((r) => r.state === 'ready')).toHaveLength(3);
     controller.abort(new Error('stop copying'));
     const error = await pending;
-    expect(error).toBeInstanceOf(TimeoutError);
-    expect((error as TimeoutError).timeoutMs).toBe(0);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect((error as AbortedError).released).toHaveLength(2); // the held copy of b, and the copy of a made before
     expect((error as Error).message).toMatch(/^checkout of 1 host\(s\) from local was aborted \(stop copying\): released 1 \(local-[0-9a-f]+\)\. Also, the 1 copies made before were released\.$/);
     expect(seen.signals[1]!.aborted).toBe(true);
     expect((await broker.inventory()).map((r) => r.name).sort()).toEqual(['orig-a', 'orig-b']);
@@ -372,7 +377,7 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
       const pending = broker.checkout({ provider: 'held', count: 30, concurrency: 30, signal: controller.signal } as never).catch((e: unknown) => e);
       await until(() => signals.length === 30);
       controller.abort();
-      expect(await pending).toBeInstanceOf(TimeoutError);
+      expect(await pending).toBeInstanceOf(AbortedError);
       await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick
     } finally {
       process.off('warning', onWarning);
@@ -390,7 +395,8 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     await using kept = await broker.checkout({ provider: 'local', name: 'before' });
     const before = await broker.inventoryFile.read();
     const error = await broker.checkout({ provider: 'local', count: 3, signal: AbortSignal.abort(new Error('too late')) }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error).toMatchObject({ code: 'ABORTED', released: [], kept: [], neverStarted: 0 });
     expect((error as Error).message).toBe('checkout of 3 host(s) from local was aborted before it started (too late); nothing was created.');
     expect(seen.checkouts).toBe(1);
     expect(await broker.inventoryFile.read()).toEqual(before);

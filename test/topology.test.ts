@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { Broker, PartialFailureError, UserInputError } from '../lib/index.js';
-import { ProviderError, TimeoutError } from '../lib/errors.js';
+import { AbortedError, ProviderError } from '../lib/errors.js';
 import { defineProvider, type ProviderImplementation } from '../lib/provider.js';
 import { startSshd, sshdAvailable, type Sshd } from './helpers/sshd.js';
 
@@ -259,7 +259,8 @@ describe('deployment strategies', () => {
     await until(() => seen.signals.length === 2 && events.includes('a1.example.test:ok'));
     controller.abort(new Error('stop'));
     const error = await pending;
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error).toMatchObject({ code: 'ABORTED', released: ['a1'], kept: [], neverStarted: 0 });
     expect((error as Error).message).toBe('deployment cut was aborted (stop): 1 host(s) that were provisioned and 2 stopped checkout(s) were released, 0 never started.');
     expect(events.sort()).toEqual(['a1.example.test:ok', 's1.example.test:stopped', 's2.example.test:stopped']);
     expect(released.sort()).toEqual(['a1', 's1', 's2']);

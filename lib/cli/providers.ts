@@ -5,7 +5,7 @@
 import { coreOf } from '../broker/core.js';
 import type { Command } from 'commander';
 import type { ProviderInfo } from '../broker/index.js';
-import { TimeoutError, UserInputError } from '../errors.js';
+import { AbortedError, UserInputError } from '../errors.js';
 import type { ArgumentDoc } from '../requests.js';
 import { parseProviderOptions } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
@@ -92,7 +92,7 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
           exiting: () => 'Records not yet reaped stay in the inventory; run `hostbroker reap` again.',
         });
         const text = `released ${r.released.length} stale record(s)${r.released.length ? `: ${r.released.map((x) => x.name).join(', ')}` : ''}; removed ${r.removed.length} orphaned resource(s)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}`;
-        if (ctx.interrupted) throw new TimeoutError(`reap was interrupted by ${ctx.interrupted} and finished first: ${text}.`, 0);
+        if (ctx.interrupted) throw new AbortedError(`reap was interrupted by ${ctx.interrupted} and finished first: ${text}.`);
         return { data: r, text: `${text}\n` };
       }),
     );

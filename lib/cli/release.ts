@@ -7,7 +7,7 @@
  */
 import type { Host } from '../../hosts/host.js';
 import { mapSettled } from '../concurrency.js';
-import { PartialFailureError, TimeoutError, asError, type FailureEntry } from '../errors.js';
+import { AbortedError, PartialFailureError, asError, type FailureEntry } from '../errors.js';
 import type { HostRecord } from '../records.js';
 import type { CliContext } from './context.js';
 
@@ -30,7 +30,7 @@ const idOf = (t: ReleaseTarget): string => t.id;
 /**
  * Checks `targets` in through `broker.checkin`, `concurrency` at a time. Without a signal it fails
  * as `broker.checkin` does (the one error for one host, else a PartialFailureError); after a
- * signal it throws a TimeoutError (`timeoutMs` 0) naming what was checked in and what is left.
+ * signal it throws an AbortedError naming what was checked in and what is left.
  */
 export async function releaseMany(ctx: CliContext, targets: readonly ReleaseTarget[], options: ReleaseManyOptions): Promise<void> {
   const broker = ctx.broker();
@@ -87,7 +87,12 @@ export async function releaseMany(ctx: CliContext, targets: readonly ReleaseTarg
     const parts = [`checked in ${released.size} of ${targets.length} host(s)${released.size ? ` (${targets.filter((t) => released.has(t)).map(nameOf).join(', ')})` : ''}`];
     if (failures.length) parts.push(`failed: ${failures.map((f) => `${f.target}: ${f.error.message}`).join('; ')}`);
     if (rest.length) parts.push(`${rest.length} still in the inventory (${rest.map(nameOf).join(', ')}); finish with \`${options.finish(rest.map(idOf))}\``);
-    throw new TimeoutError(`${asError(signalled.reason).message}: ${parts.join('; ')}.`, 0, { cause: signalled.reason });
+    throw new AbortedError(`${asError(signalled.reason).message}: ${parts.join('; ')}.`, {
+      released: targets.filter((t) => released.has(t)).map(nameOf),
+      kept: rest.map(idOf),
+      neverStarted: notStarted.size,
+      reason: signalled.reason,
+    });
   }
   if (failures.length === 1 && targets.length === 1) throw failures[0]!.error;
   if (failures.length) {

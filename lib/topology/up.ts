@@ -9,7 +9,7 @@ import { setMaxListeners } from 'node:events';
 import { basename, extname } from 'node:path';
 import type { TopologyBroker } from './seam.js';
 import { abortReason, abortedBeforeStart, mapSettled, signalOption } from '../concurrency.js';
-import { BrokerError, PartialFailureError, TimeoutError, UserInputError, asError, type FailureEntry } from '../errors.js';
+import { AbortedError, BrokerError, PartialFailureError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { Host, HostClass } from '../../hosts/host.js';
 import type { ProviderDefinition } from '../provider.js';
 import type { DeploymentRecord } from '../records.js';
@@ -47,7 +47,7 @@ export interface UpOptions<H extends Host = Host> {
   /**
    * Gives the deployment up when aborted: checkouts still running are stopped (see
    * `CheckoutOptions.signal`), every host made so far is released, and `up` rejects with a
-   * {@link TimeoutError} (`timeoutMs` 0) saying what was released and what was kept.
+   * {@link AbortedError} saying what was released and what was kept.
    */
   signal?: AbortSignal;
 }
@@ -118,7 +118,7 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
     givenUp = true;
     stop.abort(reason);
   };
-  const onCallerAbort = (): void => giveUp(new TimeoutError(`deployment ${name} was aborted${abortReason(signal!)}`, 0, { cause: signal!.reason }));
+  const onCallerAbort = (): void => giveUp(new AbortedError(`deployment ${name} was aborted${abortReason(signal!)}`, { reason: signal!.reason }));
   signal?.addEventListener('abort', onCallerAbort, { once: true });
 
   const runProvider = async (provider: string, items: Planned[]): Promise<void> => {
@@ -190,10 +190,10 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
     const kept = left.length
       ? `; kept ${left.length} in the inventory because releasing failed (${left.map((r) => r.name).join(', ')}: ${cleanup || left.map((r) => r.lastError).join('; ')}); run \`hostbroker destroy ${id}\` later`
       : '';
-    throw new TimeoutError(
+    const keptIds = new Set(left.map((r) => r.id));
+    throw new AbortedError(
       `deployment ${name} was aborted${abortReason(signal)}: ${hosts.length} host(s) that were provisioned and ${stopped} stopped checkout(s) were released, ${neverStarted} never started${kept}${own}.`,
-      0,
-      { cause: signal.reason },
+      { released: hosts.filter((h) => !keptIds.has(h.id)).map((h) => h.name), kept: left.map((r) => r.id), neverStarted, reason: signal.reason },
     );
   }
 
