@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../lib/broker/index.js';
 import { UserInputError } from '../lib/errors.js';
-import { circusTestFailure, useGroup, useHost } from '../lib/fixtures/jest.js';
+import { circusTestFailure, useGroup, useHost } from '../lib/runners/jest.js';
 import { localFolders, localServers, tempBrokerDir } from './reliability/util.js';
 
 const hooks = { beforeAll, afterAll, afterEach };

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { Broker } from '../lib/broker/index.js';
-import { globalSetup, reapLeftovers, type ReapSummary } from '../lib/fixtures/core.js';
+import { globalSetup, reapLeftovers, type ReapSummary } from '../lib/runners/core.js';
 import { localFolders, localServers, nodeTs, ROOT, tempBrokerDir } from './reliability/util.js';
 
 const WORKER = join(ROOT, 'test', 'reliability', 'children', 'fixture-worker.ts');

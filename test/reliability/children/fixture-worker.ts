@@ -3,7 +3,7 @@
  * them, prints `ready <json>` and waits to be killed. argv: <broker dir> <count> <keep: 0|1>.
  */
 import { Broker } from '../../../lib/broker/index.js';
-import { checkoutForFixture } from '../../../lib/fixtures/core.js';
+import { checkoutForFixture } from '../../../lib/runners/core.js';
 
 const [dir, count, keep] = process.argv.slice(2);
 const broker = new Broker({ directory: dir! });
