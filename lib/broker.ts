@@ -24,7 +24,7 @@ import {
 } from './errors.js';
 import { applyFilter, type Filter } from './filter.js';
 import { brokerIdOf, defaultOwner, isProcessAlive, newRecordId, shortId } from './identity.js';
-import { Inventory } from './inventory.js';
+import { Inventory } from './inventory/index.js';
 import { createLogger, safeLogger, type Logger } from './logger.js';
 import type { DiscoveredHost, ProviderContext, ProviderDefinition, ProviderImplementation, ProvisionedHost } from './provider.js';
 import type { HostRecord } from './records.js';

@@ -47,8 +47,8 @@ export {
   importOptional,
 } from './errors.js';
 export type { BrokerErrorCode, BrokerErrorOptions, FailureEntry } from './errors.js';
-export { Inventory, INVENTORY_FILE } from './inventory.js';
-export type { InventoryOptions } from './inventory.js';
+export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
+export type { InventoryChange, InventoryOptions, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './inventory/index.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';

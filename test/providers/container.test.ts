@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker.js';
 import { BrokerError, HostConnectionError, ProviderError, TimeoutError } from '../../lib/errors.js';
-import { INVENTORY_FILE } from '../../lib/inventory.js';
+import { INVENTORY_FILE } from '../../lib/inventory/index.js';
 import { LABELS } from '../../providers/container/spec.js';
 import { engineCandidates, forgetEngines } from '../../providers/container/engine.js';
 import {
