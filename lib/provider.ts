@@ -55,12 +55,12 @@ export interface HostContext<Instance = Record<string, unknown>> extends Provide
    */
   checkpoint(data: Record<string, unknown>): Promise<HostRecord>;
   /**
-   * Claims the first of `candidates` that no other host of this provider instance holds, for this
-   * host, exclusively across every process sharing the inventory; undefined when all are held.
+   * Claims the first of `candidates` that no other host of this provider holds (in any instance),
+   * for this host, exclusively across every process sharing the inventory; undefined when all are held.
    * The claim goes with the record (checkin frees it). For providers that choose from a pool.
    */
   reserve(candidates: readonly string[]): Promise<string | undefined>;
-  /** Who holds which resource of this provider instance's pool (resource → record). */
+  /** Who holds which resource of this provider's pool (resource → record). */
   holders(): Promise<Map<string, HostRecord>>;
 }
 

@@ -74,6 +74,11 @@ export const HostRecord = z.object({
   kept: z.object({ reason: z.string(), at: z.string() }).optional(),
   /** Last release error, kept so a person can see why a checkin failed. */
   lastError: z.string().optional(),
+  /**
+   * The pool resource this host holds (e.g. a static machine), claimed through the store's
+   * `reserve`. It lives on the record so that removing the record frees it.
+   */
+  reserved: z.object({ pool: z.string().min(1), resource: z.string().min(1) }).optional(),
 });
 export type HostRecord = z.infer<typeof HostRecord>;
 /** A record as written by callers (defaults may be omitted). */
@@ -95,6 +100,8 @@ export type DeploymentRecord = z.infer<typeof DeploymentRecord>;
 /** The whole inventory file. */
 export const InventoryFile = z.object({
   version: z.literal(1),
+  /** Raised by every write; a writer that finds another than it read knows its view is stale. */
+  generation: z.number().int().nonnegative().optional(),
   hosts: z.array(HostRecord),
   deployments: z.array(DeploymentRecord).default([]),
 });

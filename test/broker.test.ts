@@ -7,13 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Broker } from '../lib/broker/index.js';
 import { AbortedError, PartialFailureError, ProviderError, SettingsError, UserInputError } from '../lib/errors.js';
-import { defineProvider, type ProviderContext, type ProviderImplementation } from '../lib/provider.js';
+import { defineProvider, type HostContext, type ProviderImplementation } from '../lib/provider.js';
 import { local } from '../providers/local/definition.js';
 import { Host } from '../hosts/host.js';
 import { HostGroup } from '../hosts/host-group.js';
 import { sshdProvider } from './helpers/providers.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
 import { localFolders, localServers } from './reliability/util.js';
+import { inventoryOf } from './helpers/inventory.js';
 
 const run = promisify(execFile);
 const tmp = (p: string) => mkdtemp(join(tmpdir(), p));
@@ -231,7 +232,7 @@ function watchedLocal(behaviour: { hold?: boolean | ((call: number) => boolean);
       const impl = (await local.load()) as ProviderImplementation;
       const watched: ProviderImplementation = {
         ...impl,
-        async checkout(args, target, ctx: ProviderContext) {
+        async checkout(args, target, ctx: HostContext) {
           const call = ++seen.checkouts;
           seen.signals.push(ctx.signal);
           const made = await impl.checkout(args, target, ctx);
@@ -305,7 +306,7 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     const controller = new AbortController();
     const pending = broker.checkout({ provider: 'local', name: 'keep', count: 2, bundles: ['slow'], signal: controller.signal }).catch((e: unknown) => e);
     // Both hosts made (records ready) and sleeping in their bundle.
-    await until(async () => (await broker.inventoryFile.hosts()).filter((h) => h.state === 'ready').length === 2);
+    await until(async () => (await inventoryOf(broker).list()).filter((h) => h.state === 'ready').length === 2);
     controller.abort(new Error('enough'));
     const error = await pending;
     expect(error).toBeInstanceOf(AbortedError);
@@ -393,13 +394,13 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     const { definition, seen } = watchedLocal();
     const broker = new Broker({ directory, providers: [definition] });
     await using kept = await broker.checkout({ provider: 'local', name: 'before' });
-    const before = await broker.inventoryFile.read();
+    const before = await inventoryOf(broker).snapshot();
     const error = await broker.checkout({ provider: 'local', count: 3, signal: AbortSignal.abort(new Error('too late')) }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AbortedError);
     expect(error).toMatchObject({ code: 'ABORTED', released: [], kept: [], neverStarted: 0 });
     expect((error as Error).message).toBe('checkout of 3 host(s) from local was aborted before it started (too late); nothing was created.');
     expect(seen.checkouts).toBe(1);
-    expect(await broker.inventoryFile.read()).toEqual(before);
+    expect(await inventoryOf(broker).snapshot()).toEqual(before);
     expect(await localFolders(directory)).toEqual([kept.id]);
   });
 });
@@ -411,9 +412,7 @@ describe('sync and an interrupted release', () => {
     try {
       const host = await broker.checkout({ provider: 'local' });
       // What a release cut off by Ctrl-C or a kill leaves: the record says releasing, the host is still there.
-      await broker.inventoryFile.update((data) => {
-        data.hosts.find((h) => h.id === host.id)!.state = 'releasing';
-      });
+      await inventoryOf(broker).patch(host.id, { state: 'releasing' });
       const result = await broker.sync('local');
       expect(result.updated.map((h) => h.id)).toEqual([host.id]);
       expect((await broker.inventory()).map((h) => [h.id, h.state])).toEqual([[host.id, 'releasing']]);

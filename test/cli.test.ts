@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
-import { Inventory } from '../lib/inventory.js';
+import { Inventory } from '../lib/inventory/index.js';
 import { localFolders, localServers } from './reliability/util.js';
 
 // `npm test` builds first and sets HB_TEST_BUILT=1: the built CLI starts without compiling

@@ -15,6 +15,7 @@ import { Broker, PartialFailureError, UserInputError } from '../lib/index.js';
 import { AbortedError, ProviderError } from '../lib/errors.js';
 import { defineProvider, type ProviderImplementation } from '../lib/provider.js';
 import { startSshd, sshdAvailable, type Sshd } from './helpers/sshd.js';
+import { inventoryOf } from './helpers/inventory.js';
 
 const run = promisify(execFile);
 
@@ -130,7 +131,7 @@ describe.skipIf(!sshdAvailable())('the seed topology on local and static hosts',
     expect(again.hosts.map((h) => h.id)).toEqual(d.hosts.map((h) => h.id));
     await again.destroy();
     await other.close();
-    const left = await broker.inventoryFile.read();
+    const left = await inventoryOf(broker).snapshot();
     expect(left.hosts).toEqual([]);
     expect(left.deployments).toEqual([]);
     await d.destroy(); // already gone: nothing more to do
@@ -215,7 +216,7 @@ describe('deployment strategies', () => {
     // The three that were made, and b2's own half-made attempt (the Broker cleans up failed checkouts).
     expect(released.sort()).toEqual(['a1', 'a2', 'b1', 'b2']);
     expect(calls.filter((c) => c === 'b2')).toHaveLength(1); // abort never asks again
-    const inv = await broker.inventoryFile.read();
+    const inv = await inventoryOf(broker).snapshot();
     expect(inv.hosts).toEqual([]);
     expect(inv.deployments).toEqual([]);
   });
@@ -238,7 +239,7 @@ describe('deployment strategies', () => {
     expect((error as Error).message).toMatch(/the 0 that were provisioned and the 2 whose checkouts were stopped have been released/);
     expect(seen.signals.map((s) => s.aborted)).toEqual([true, true]);
     expect(released.sort()).toEqual(['b1', 's1', 's2']);
-    const inv = await broker.inventoryFile.read();
+    const inv = await inventoryOf(broker).snapshot();
     expect(inv.hosts).toEqual([]);
     expect(inv.deployments).toEqual([]);
   });
@@ -264,7 +265,7 @@ describe('deployment strategies', () => {
     expect((error as Error).message).toBe('deployment cut was aborted (stop): 1 host(s) that were provisioned and 2 stopped checkout(s) were released, 0 never started.');
     expect(events.sort()).toEqual(['a1.example.test:ok', 's1.example.test:stopped', 's2.example.test:stopped']);
     expect(released.sort()).toEqual(['a1', 's1', 's2']);
-    const inv = await broker.inventoryFile.read();
+    const inv = await inventoryOf(broker).snapshot();
     expect(inv.hosts).toEqual([]);
     expect(inv.deployments).toEqual([]);
 
@@ -274,7 +275,7 @@ describe('deployment strategies', () => {
       /^deployment never was aborted before it started; nothing was created\.$/,
     );
     expect(calls).toEqual([]);
-    expect((await before.inventoryFile.read()).deployments).toEqual([]);
+    expect((await inventoryOf(before).snapshot()).deployments).toEqual([]);
   });
 
   it('retry: only failed hosts are asked for again, and the deployment succeeds within max_retry', async () => {
@@ -293,7 +294,7 @@ describe('deployment strategies', () => {
     expect(events).toContain('b2.example.test:retrying:1');
     expect(events).toContain('b2.example.test:ok:3');
     expect(released).toEqual(['b2', 'b2']); // only the failed attempts were cleaned up
-    expect((await broker.inventoryFile.hosts()).every((h) => h.deployment === d.id)).toBe(true);
+    expect((await inventoryOf(broker).list()).every((h) => h.deployment === d.id)).toBe(true);
   });
 
   it('retry: still failing after max_retry releases everything', async () => {
@@ -308,7 +309,7 @@ describe('deployment strategies', () => {
     expect((error as Error).message).toMatch(/b1\.example\.test \[beta\] \(after 2 attempts\)/);
     expect(calls.filter((c) => c === 'b1')).toHaveLength(2);
     expect(released.sort()).toEqual(['a1', 'b1', 'b1']);
-    expect((await broker.inventoryFile.read()).hosts).toEqual([]);
+    expect((await inventoryOf(broker).snapshot()).hosts).toEqual([]);
   });
 
   it('picks each host’s provider: host > metadata > provisioning default > option', async () => {
@@ -341,6 +342,6 @@ describe('deployment strategies', () => {
     await expect(broker.up(metadata([{ name: 'x' }, { name: 'x' }], 'alpha'))).rejects.toThrow(/x\.example\.test appear more than once/);
     await expect(broker.up(metadata([{ name: 'x' }], 'alpha'), { provisioning: { alhpa: {} } as never })).rejects.toThrow(/`alhpa` is neither a provider/);
     expect(calls).toEqual([]);
-    expect((await broker.inventoryFile.read()).deployments).toEqual([]);
+    expect((await inventoryOf(broker).snapshot()).deployments).toEqual([]);
   });
 });

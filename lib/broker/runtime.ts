@@ -128,7 +128,8 @@ export class ProviderRuntime {
   /** The context for a call about one host: the provider may note facts on its record, and reserve. */
   hostContext(record: HostRecord, signal?: AbortSignal): HostContext {
     const store = this.#env.store;
-    const pool = `${this.name}/${record.instance}`;
+    // One pool per provider: the same machine listed by two instances is still one machine.
+    const pool = this.name;
     const gone = (): InventoryError =>
       new InventoryError(`the record of ${record.name} (${record.id}) was removed while its provider was working on it (another process checked it in); nothing more is noted on it.`);
     return {

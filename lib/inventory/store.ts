@@ -20,7 +20,8 @@ export interface InventorySnapshot {
 /**
  * A change to one record: the fields to set, or a function of the current record that returns
  * them (`undefined`: change nothing). A function may run more than once (a store that retries a
- * compare-and-swap calls it again with the newer record), so it must not have side effects.
+ * compare-and-swap calls it again with the newer record), so it must not have side effects. A
+ * field set to `undefined` is removed; the id never changes.
  */
 export type RecordPatch = Partial<HostRecord> | ((current: HostRecord) => Partial<HostRecord> | undefined);
 
@@ -31,12 +32,12 @@ export interface WriteCondition {
 }
 
 /**
- * One exclusive claim on a resource of a pool (e.g. a static machine), held by a record. A
- * resource is claimed by at most one record at a time across every process (and every machine,
- * for a shared store); the claim goes away with the record.
+ * One exclusive claim on a resource of a pool (e.g. a static machine), held by a record (its
+ * `reserved` field). A resource is claimed by at most one record at a time across every process
+ * (and every machine, for a shared store); the claim goes away with the record.
  */
 export interface Reservation {
-  /** The pool: `provider/instance`, e.g. `static/default`. */
+  /** The pool: the provider's name, e.g. `static` (one machine is one resource, whatever instance lists it). */
   pool: string;
   /** The resource within the pool, e.g. the machine's address. */
   resource: string;
@@ -44,7 +45,10 @@ export interface Reservation {
   recordId: string;
 }
 
-/** What a store reports to a watcher. */
+/**
+ * What a store reports to a watcher: a record's state after a change (`undefined`: removed).
+ * Changes close together may be reported as one (the latest state), never out of order per record.
+ */
 export type InventoryChange =
   | { kind: 'host'; id: string; record: HostRecord | undefined }
   | { kind: 'deployment'; id: string; deployment: DeploymentRecord | undefined }
@@ -70,11 +74,16 @@ export interface InventoryStore {
    */
   has(id: string): Promise<boolean>;
 
-  /** Adds new records in one step; fails with an InventoryError when an id exists already. */
+  /**
+   * Adds new records in one step (all or none); fails with an InventoryError when an id exists
+   * already, and with a UserInputError naming the field when a record is invalid.
+   */
   add(records: readonly HostRecord[]): Promise<void>;
   /**
-   * Changes one record; returns the new record, or undefined when it is gone (or `when` did not
-   * hold). The result is validated: an invalid record is refused and nothing changes.
+   * Changes one record; returns the new record (the current one when the patch changes nothing),
+   * or undefined when it is gone or `when` did not hold. The result is validated: an invalid
+   * record (UserInputError) or a `reserved` resource another record holds (InventoryError) is
+   * refused and nothing changes.
    */
   patch(id: string, change: RecordPatch, when?: WriteCondition): Promise<HostRecord | undefined>;
   /** Removes records (and the reservations they hold); returns the ids that were there. */
@@ -83,7 +92,8 @@ export interface InventoryStore {
   /**
    * Claims the first of `candidates` (in order) that no other record holds in `pool`, for
    * `recordId`, atomically, and returns it; undefined when all are held. The record must exist
-   * (an InventoryError otherwise: it was checked in meanwhile).
+   * (an InventoryError otherwise: it was checked in meanwhile). A record holds one resource at a
+   * time: a new claim replaces the one it had.
    */
   reserve(recordId: string, pool: string, candidates: readonly string[]): Promise<string | undefined>;
   /** Every claim in a pool (or in all pools). */
@@ -94,8 +104,12 @@ export interface InventoryStore {
   /** Removes a deployment record (its hosts are removed separately). */
   removeDeployment(id: string): Promise<boolean>;
 
-  /** Calls `onChange` for changes made by anyone; returns a function that stops watching. */
+  /**
+   * Calls `onChange` for changes made by anyone (this instance, another process, another
+   * machine) after it returns; returns a function that stops watching. A watch never keeps the
+   * process alive.
+   */
   watch?(onChange: (change: InventoryChange) => void): () => void;
-  /** Frees clients, watchers and timers. */
+  /** Frees clients, watchers and timers (watches stop). */
   close(): Promise<void>;
 }

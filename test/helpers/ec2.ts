@@ -19,7 +19,7 @@ import {
   type TerminateInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
-import { Inventory } from '../../lib/inventory.js';
+import { Inventory } from '../../lib/inventory/index.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Inventory } from '../../lib/inventory.js';
+import { Inventory } from '../../lib/inventory/index.js';
 import { createLogger } from '../../lib/logger.js';
 import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';

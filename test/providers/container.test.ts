@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import { BrokerError, HostConnectionError, ProviderError, TimeoutError } from '../../lib/errors.js';
-import { INVENTORY_FILE } from '../../lib/inventory.js';
+import { INVENTORY_FILE } from '../../lib/inventory/index.js';
 import { LABELS } from '../../providers/container/spec.js';
 import { engineCandidates, forgetEngines } from '../../providers/container/engine.js';
 import {
@@ -28,6 +28,7 @@ import {
   startPodmanService,
   tempDirectory,
 } from '../helpers/engine.js';
+import { inventoryOf } from '../helpers/inventory.js';
 
 const probe = await probeEngine();
 const skip = skipReason(probe);
@@ -255,7 +256,7 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
     const kept = await broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE });
     const orphan = await broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE });
     const expired = await broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE, lease: 1 });
-    await broker.inventoryFile.remove(orphan.id);
+    await inventoryOf(broker).remove([orphan.id]);
     await new Promise((r) => setTimeout(r, 50));
     const { removed } = await broker.reap('container');
     expect(removed.sort()).toEqual([orphan.name, expired.name].sort());
@@ -268,7 +269,7 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
   it('reap leaves young containers of unknown records alone (their record may be on its way)', async () => {
     const broker = await newBroker({ container: { reapGrace: '10m' } });
     const host = await broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE });
-    await broker.inventoryFile.remove(host.id);
+    await inventoryOf(broker).remove([host.id]);
     expect((await broker.reap('container')).removed).toEqual([]);
     expect(await containerExists(engine(), host.record.providerId!)).toBe(true);
     await broker.close();

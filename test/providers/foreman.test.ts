@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
-import { Inventory } from '../../lib/inventory.js';
+import { Inventory } from '../../lib/inventory/index.js';
 import { createLogger } from '../../lib/logger.js';
 import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';

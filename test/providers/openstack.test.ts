@@ -460,6 +460,6 @@ describe('help and topology', () => {
 
 it('intentRecord is valid for the inventory', async () => {
   const ctx = await context();
-  const { validateRecord } = await import('../../lib/inventory.js');
+  const { validateRecord } = await import('../../lib/inventory/index.js');
   expect(() => validateRecord(intentRecord(ctx))).not.toThrow();
 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { Broker, ProviderError, UserInputError } from '../../lib/index.js';
 import { startSshd, sshdAvailable, type Sshd } from '../helpers/sshd.js';
+import { inventoryOf } from '../helpers/inventory.js';
 
 const run = promisify(execFile);
 
@@ -50,7 +51,7 @@ describe.skipIf(!sshdAvailable())('static provider', () => {
     expect(taken).toBeInstanceOf(ProviderError);
     expect((taken as Error).message).toMatch(/all 1 machine\(s\) matching name=db1 are taken: db1 by \S+ \(record hb-/);
     expect((taken as Error).message).toContain(host.id);
-    expect((await broker.inventoryFile.hosts()).map((h) => h.name)).toEqual(['db1']); // the failed attempt left no record
+    expect((await inventoryOf(broker).list()).map((h) => h.name)).toEqual(['db1']); // the failed attempt left no record
 
     await host.checkin();
     const again = await broker.checkout({ provider: 'static', labels: { arch: 'x86_64' }, waitForSsh: false });
@@ -106,9 +107,9 @@ await broker.close();
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/all 2 machine\(s\) matching any machine are taken/);
     const raced = new Broker({ directory: raceDir });
-    expect((await raced.inventoryFile.hosts()).map((h) => h.name).sort()).toEqual(['db1', 'web1']);
+    expect((await inventoryOf(raced).list()).map((h) => h.name).sort()).toEqual(['db1', 'web1']);
     await raced.checkin({ all: true });
-    expect(await raced.inventoryFile.hosts()).toEqual([]);
+    expect(await inventoryOf(raced).list()).toEqual([]);
     await raced.close();
     await rm(raceDir, { recursive: true, force: true });
   });
