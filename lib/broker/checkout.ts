@@ -4,6 +4,7 @@
  * apply bundles, run `setup()`, and apply the failure policy.
  * @module
  */
+import { setMaxListeners } from 'node:events';
 import { hostname as machineHostname } from 'node:os';
 import type { Host, HostClass } from '../../hosts/host.js';
 import { HostGroup } from '../../hosts/host-group.js';
@@ -74,7 +75,9 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
     bundleVars: req.bundleVars ?? {},
     waitForSsh: req.waitForSsh !== false,
     hostClass: req.hostClass,
-    signal,
+    // One listener on the caller's signal; each running host listens on this derived one, whose
+    // listener count grows with the concurrency (Node warns past 10 on a signal it does not know to allow).
+    signal: signal && unlimited(AbortSignal.any([signal])),
     what,
   };
   if (signal?.aborted) throw abortedBeforeStart(what, signal);
@@ -130,6 +133,11 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
   if (o.failures.length) core.logger.warn(`${o.failures.length} of ${n} hosts failed; keeping the ${hosts.length} that succeeded`, { failures: o.failures.map((f) => `${f.target}: ${f.error.message}`) });
   if (count === undefined) return hosts[0]!;
   return HostGroup.fromHosts(hosts, o.failures);
+}
+
+function unlimited(signal: AbortSignal): AbortSignal {
+  setMaxListeners(0, signal);
+  return signal;
 }
 
 /** The inner error of an aborted checkout, for one host (the caller sees {@link abandon}'s). */
