@@ -93,6 +93,9 @@ describe.skipIf(!sshdAvailable())('Broker with hosts on a real sshd', () => {
     const failures = (error as PartialFailureError).failures;
     expect(failures.map((f) => f.error.message).sort()).toEqual(['[sshd] host #1 failed on purpose', '[sshd] host #3 failed on purpose']);
     expect(released).toHaveLength(4); // two good hosts, and the two failed intents
+    // What did succeed (and was released again) is data too.
+    expect((error as PartialFailureError).succeeded.map((r) => (r as { state: string }).state)).toEqual(['ready', 'ready']);
+    expect((error as PartialFailureError).toJSON().succeeded).toHaveLength(2);
     expect(await broker.inventory()).toEqual([]);
   });
 
@@ -113,7 +116,25 @@ describe.skipIf(!sshdAvailable())('Broker with hosts on a real sshd', () => {
     const error = (await broker.checkin({ all: true }).catch((e: unknown) => e)) as PartialFailureError;
     expect(error).toBeInstanceOf(PartialFailureError);
     expect(error.failures.map((f) => f.target)).toEqual(['bad']);
+    expect(error.succeeded.map((r) => (r as { name: string }).name).sort()).toEqual(['good-0', 'good-1']);
     expect((await broker.inventory()).map((r) => r.name)).toEqual(['bad']);
+  });
+
+  it('checkin with a signal: an abort starts no further release, finishes those under way, and says what is left', async () => {
+    const broker = new Broker({ directory: await tmp('hb-b-'), providers: [sshdProvider(sshd)] });
+    const group = await broker.checkout({ provider: 'sshd', name: 'cut', count: 4 });
+    const controller = new AbortController();
+    let seen = 0;
+    const watched = new Broker({ directory: broker.directory, providers: [sshdProvider(sshd)], onProgress: () => ++seen === 1 && controller.abort(new Error('enough')) });
+    const error = (await watched.checkin({ all: true }, { concurrency: 1, signal: controller.signal }).catch((e: unknown) => e)) as AbortedError;
+    expect(error).toBeInstanceOf(AbortedError);
+    expect(error).toMatchObject({ code: 'ABORTED', released: ['cut-0'], neverStarted: 3 });
+    const left = await broker.inventory();
+    expect(left.map((r) => r.name)).toEqual(['cut-1', 'cut-2', 'cut-3']);
+    expect([...error.kept].sort()).toEqual(left.map((r) => r.id).sort());
+    expect(error.message).toContain(`hostbroker checkin ${error.kept.join(' ')}`);
+    await broker.checkin(group);
+    expect(await broker.inventory()).toEqual([]);
   });
 
   it('duplicates a host with the same recipe, and disposing the Broker checks in what it holds', async () => {
