@@ -132,17 +132,24 @@ export class AbortedError extends BrokerError {
   readonly kept: string[];
   /** How many hosts were never started. */
   readonly neverStarted: number;
+  /** What failed on its own before or during the abort (those records are among `kept`). */
+  readonly failed: FailureEntry[];
   /** The signal's reason. */
   readonly reason: unknown;
-  constructor(message: string, outcome: { released?: string[]; kept?: string[]; neverStarted?: number; reason?: unknown } = {}, options: BrokerErrorOptions = {}) {
+  constructor(
+    message: string,
+    outcome: { released?: string[]; kept?: string[]; neverStarted?: number; failed?: FailureEntry[]; reason?: unknown } = {},
+    options: BrokerErrorOptions = {},
+  ) {
     super(message, options.cause === undefined && outcome.reason !== undefined ? { cause: outcome.reason } : options);
     this.released = outcome.released ?? [];
     this.kept = outcome.kept ?? [];
     this.neverStarted = outcome.neverStarted ?? 0;
+    this.failed = outcome.failed ?? [];
     this.reason = outcome.reason;
   }
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), released: this.released, kept: this.kept, neverStarted: this.neverStarted };
+    return { ...super.toJSON(), released: this.released, kept: this.kept, neverStarted: this.neverStarted, failed: this.failed.map((f) => ({ target: f.target, message: f.error.message })) };
   }
 }
 

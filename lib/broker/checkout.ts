@@ -285,6 +285,7 @@ async function abandon(core: BrokerCore, plan: Plan<Host>, records: HostRecord[]
     released: released.map((r) => names.get(r.id)!),
     kept: kept.map((r) => r.id),
     neverStarted: skipped.length,
+    failed: failures,
     reason: plan.signal?.reason,
   });
 }

@@ -68,11 +68,17 @@ export async function checkin(core: BrokerCore, target: HostTarget, options: Che
       notStarted.add(index);
       throw signal.reason;
     }
+    const report = (outcome: 'started' | 'ok' | 'failed'): void => {
+      const event = { operation: 'checkin' as const, done: outcome === 'started' ? done : ++done, total: items.length, host: item.record.name, outcome };
+      core.progress(event);
+      options.onProgress?.({ ...event, id: item.record.id });
+    };
+    report('started');
     try {
       await (item.host ? item.host.checkin() : releaseHostRecord(core, item.record));
-      core.progress({ operation: 'checkin', done: ++done, total: items.length, host: item.record.name, outcome: 'ok' });
+      report('ok');
     } catch (error) {
-      core.progress({ operation: 'checkin', done: ++done, total: items.length, host: item.record.name, outcome: 'failed' });
+      report('failed');
       throw error;
     }
   });
@@ -88,7 +94,7 @@ export async function checkin(core: BrokerCore, target: HostTarget, options: Che
     throw new AbortedError(
       `checkin of ${items.length} host(s) was aborted${abortReason(signal)}: released ${started.succeeded.length}, ${notStarted.size} not started` +
         `${failed ? `, ${started.failures.length} failed (${failed})` : ''}; their records are kept: finish with \`hostbroker checkin ${left.join(' ')}\`.`,
-      { released: started.succeeded.map((i) => i.record.name), kept: left, neverStarted: notStarted.size, reason: signal.reason },
+      { released: started.succeeded.map((i) => i.record.name), kept: left, neverStarted: notStarted.size, failed: started.failures, reason: signal.reason },
     );
   }
   throwFailures(o.failures, items.length, `${o.failures.length} of ${items.length} host(s) could not be checked in (their records are kept):`, o.succeeded.map((i) => i.record));

@@ -41,8 +41,8 @@ export interface ProgressEvent {
   total: number;
   /** The host this event is about. */
   host?: string;
-  /** What happened to it. */
-  outcome?: 'ok' | 'failed';
+  /** What happened to it (`started`: work on it began; `done` is unchanged). */
+  outcome?: 'started' | 'ok' | 'failed';
 }
 
 /** Options every checkout takes, whatever the provider. */
@@ -103,6 +103,8 @@ export interface CheckinOptions {
    * what was released and what is left.
    */
   signal?: AbortSignal;
+  /** Progress of this call (besides the Broker's `onProgress`), with the record id of each host. */
+  onProgress?: (event: ProgressEvent & { id: string }) => void;
 }
 
 /** Result of {@link Broker.sync}. */
