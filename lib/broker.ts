@@ -25,6 +25,7 @@ import {
 import { applyFilter, type Filter } from './filter.js';
 import { brokerIdOf, defaultOwner, isProcessAlive, newRecordId, shortId } from './identity.js';
 import { Inventory } from './inventory.js';
+import { keepPinnedKey, knownHostsPath, pinHostKey, syncKnownHosts } from './known-hosts.js';
 import { createLogger, safeLogger, type Logger } from './logger.js';
 import type { DiscoveredHost, ProviderContext, ProviderDefinition, ProviderImplementation, ProvisionedHost } from './provider.js';
 import type { HostRecord } from './records.js';
@@ -371,6 +372,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       await this.releaseFailed(impl, baseCtx, record, error);
       throw error;
     }
+    await this.syncKnownHosts();
     if (!ready) {
       await this.releaseFailed(impl, baseCtx, record, new Error('record removed'));
       throw new BrokerError(`the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`);
@@ -511,6 +513,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       throw wrapProviderError(current.provider, error);
     }
     await this.inventoryFile.remove(current.id);
+    await this.syncKnownHosts();
     this.held.delete(current.id);
     this.logger.info(`checked in ${current.name}`, { id: current.id, provider: current.provider });
   }
@@ -608,7 +611,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
             // A checkout or release under way (or cut off) keeps its state: `releasing` tells
             // checkin and reap to finish the job even though the provider still has the host.
             const busy = existing.state === 'provisioning' || existing.state === 'releasing';
-            Object.assign(existing, { hostname: d.hostname, connection: d.connection, state: busy ? existing.state : 'ready' });
+            Object.assign(existing, { hostname: d.hostname, connection: keepPinnedKey(d.connection, existing.connection), state: busy ? existing.state : 'ready' });
             if (d.providerId) existing.providerId = d.providerId;
             if (d.data) existing.data = redact(d.data, 'drop');
             result.updated.push(existing);
@@ -642,6 +645,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
         });
       });
     }
+    await this.syncKnownHosts();
     return result;
   }
 
@@ -788,7 +792,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
         ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
         ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
         label: `${record.name} (${connection.username}@${connection.host}:${connection.port})`,
-        onHostKey: (fp) => this.recordHostKey(record.id, fp),
+        onHostKey: (fp, publicKey) => this.recordHostKey(record.id, fp, publicKey),
       });
     } else {
       transport = lazyTransport(record.name, async () => {
@@ -806,11 +810,18 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     this.sessions.delete(id);
   }
 
-  private async recordHostKey(id: string, fp: string): Promise<void> {
+  private async recordHostKey(id: string, fp: string, publicKey: string): Promise<void> {
     await this.inventoryFile.update((data) => {
-      const r = data.hosts.find((h) => h.id === id);
-      if (r?.connection?.kind === 'ssh' && !r.connection.hostKey) r.connection.hostKey = fp;
+      pinHostKey(data.hosts.find((h) => h.id === id), fp, publicKey);
     });
+    await this.syncKnownHosts();
+  }
+
+  /** Rewrites `<directory>/known_hosts` (what OpenSSH clients and Ansible check hosts against) from the inventory. */
+  private async syncKnownHosts(): Promise<void> {
+    await syncKnownHosts(this.directory, () => this.inventoryFile.hosts()).catch((error: unknown) =>
+      this.logger.warn(`could not update ${knownHostsPath(this.directory)}; OpenSSH clients may not know the newest hosts until the next change`, { error: asError(error).message }),
+    );
   }
 
   /** The definition of a provider, or a UserInputError listing the known ones. */
