@@ -5,13 +5,14 @@
  * connection and frees them late), and reconnects after a drop.
  * @module
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { homedir, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { Client, ClientChannel, ConnectConfig } from 'ssh2';
+import type { Client, ClientChannel, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
 import { HostConnectionError, TimeoutError, UserInputError, importOptional, messageOf } from '../lib/errors.js';
+import { fingerprint, lineFingerprint, publicKeyLine } from '../lib/known-hosts.js';
 import type { SshConnection } from '../lib/records.js';
 import type { RemoteProcess, RemoteSignal, SpawnOptions, Transport } from './session.js';
 
@@ -36,10 +37,16 @@ export interface SshTransportOptions {
   defaultPrivateKeyPath?: string;
   /** Password env var used when the connection names none. */
   defaultPasswordEnv?: string;
-  /** `record`: check against `connection.hostKey` and report a new key; `ignore`: never check. */
+  /**
+   * `record`: check against `connection.hostPublicKey` (else `hostKey`, the fingerprint) and
+   * report a key not pinned yet; `ignore`: never check.
+   */
   hostKeyPolicy?: 'record' | 'ignore';
-  /** Called with the SHA256 fingerprint the first time a host key is seen (to record it). */
-  onHostKey?: (fingerprint: string) => void | Promise<void>;
+  /**
+   * Called with the SHA256 fingerprint and the key line (`ssh-ed25519 AAAA...`) when a key is
+   * seen that the connection does not pin in full yet (to record it).
+   */
+  onHostKey?: (fingerprint: string, publicKey: string) => void | Promise<void>;
   /** Label for messages. */
   label?: string;
 }
@@ -61,10 +68,7 @@ function loadSsh2(): Promise<SshModule> {
   return ssh2Module;
 }
 
-/** OpenSSH-style fingerprint of a raw host key: `SHA256:base64`. */
-export function fingerprint(key: Buffer): string {
-  return 'SHA256:' + createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
-}
+export { fingerprint };
 
 /** SSH to one host. */
 export class SshTransport implements Transport {
@@ -75,6 +79,8 @@ export class SshTransport implements Transport {
   private opening = 0;
   private readonly waiters: Array<() => void> = [];
   private knownHostKey: string | undefined;
+  /** The whole pinned key (`ssh-ed25519 AAAA...`), when known (else only its fingerprint, or nothing). */
+  private knownPublicKey: string | undefined;
   /** A first successful login means later attempts need not wait for a boot. */
   private everConnected = false;
   /** Recording of a first-seen host key, awaited before the connection is used. */
@@ -95,6 +101,7 @@ export class SshTransport implements Transport {
       ...options,
     };
     this.knownHostKey = options.connection.hostKey;
+    this.knownPublicKey = options.connection.hostPublicKey;
     const c = options.connection;
     this.label = options.label ?? `${c.username}@${c.host}:${c.port}`;
   }
@@ -316,6 +323,8 @@ export class SshTransport implements Transport {
         client.off('error', fail);
         resolve(client);
       });
+      // Negotiate the pinned key's type: a host with several keys must show the pinned one.
+      const pinnedAlgorithms = this.options.hostKeyPolicy === 'ignore' ? undefined : hostKeyAlgorithms(this.knownPublicKey);
       const config: ConnectConfig = {
         sock: socket,
         username: c.username,
@@ -325,18 +334,23 @@ export class SshTransport implements Transport {
         hostVerifier: (key: Buffer) => {
           if (this.options.hostKeyPolicy === 'ignore') return true;
           const seen = fingerprint(key);
-          if (this.knownHostKey && this.knownHostKey !== seen) {
+          // Both pins must hold: the fingerprint and the whole key (a record may carry either or both).
+          const pinned = [this.knownHostKey, this.knownPublicKey && lineFingerprint(this.knownPublicKey)].find((p) => p && p !== seen);
+          if (pinned) {
             hostKeyError = new HostConnectionError(
-              `the host key of ${this.label} changed (recorded ${this.knownHostKey}, now ${seen}). If the host was rebuilt on purpose, set ssh.hostKeyPolicy: ignore or check it in and out again; otherwise someone may be intercepting the connection.`,
+              `the host key of ${this.label} changed: hostbroker pinned ${pinned}, the host now presents ${seen}, so the connection was refused. ` +
+                'If the host was rebuilt on purpose, check it in and out again (or set ssh.hostKeyPolicy: ignore); otherwise someone may be intercepting the connection.',
             );
             return false;
           }
-          if (!this.knownHostKey) {
+          if (!this.knownPublicKey) {
             this.knownHostKey = seen;
-            this.hostKeyWrite = Promise.resolve(this.options.onHostKey?.(seen)).catch(() => undefined);
+            this.knownPublicKey = publicKeyLine(key);
+            this.hostKeyWrite = Promise.resolve(this.options.onHostKey?.(seen, this.knownPublicKey)).catch(() => undefined);
           }
           return true;
         },
+        ...(pinnedAlgorithms ? { algorithms: { serverHostKey: pinnedAlgorithms } } : {}),
         ...this.credentials(),
       };
       try {
@@ -390,6 +404,13 @@ function openChannel<T>(client: Client, command: string, options: SpawnOptions, 
       reject(error as Error);
     }
   });
+}
+
+/** The host key algorithms ssh2 can use with a key of this line's type (an RSA key signs with three). */
+function hostKeyAlgorithms(line: string | undefined): ServerHostKeyAlgorithm[] | undefined {
+  const type = line?.split(' ')[0];
+  if (type === 'ssh-rsa') return ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+  return type && /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-dss)$/.test(type) ? [type as ServerHostKeyAlgorithm] : undefined;
 }
 
 /** Whether `host` names this machine: `localhost`, a loopback address, or one of its interfaces' addresses. */

@@ -9,6 +9,9 @@ import { z } from 'zod';
 export const HostState = z.enum(['provisioning', 'ready', 'releasing']);
 export type HostState = z.infer<typeof HostState>;
 
+/** A public key in OpenSSH's one-line form without comment: `ssh-ed25519 AAAA...`. */
+export const PUBLIC_KEY_LINE = /^[a-z][a-z0-9@.-]* [A-Za-z0-9+/]+={0,2}$/;
+
 /** How to reach a host over SSH. Secrets are referenced, never stored. */
 export const SshConnection = z.object({
   kind: z.literal('ssh'),
@@ -19,8 +22,13 @@ export const SshConnection = z.object({
   privateKeyPath: z.string().optional(),
   /** Name of an environment variable that holds the password. */
   passwordEnv: z.string().optional(),
-  /** SHA256 fingerprint of the host key, recorded on first use. */
+  /** SHA256 fingerprint of the host key (`SHA256:...`): given by the provider or recorded on first use. */
   hostKey: z.string().optional(),
+  /**
+   * The host key itself in OpenSSH's one-line form (`ssh-ed25519 AAAA...`, no comment): what
+   * `<broker directory>/known_hosts` lists and every later connection must present.
+   */
+  hostPublicKey: z.string().regex(PUBLIC_KEY_LINE, 'an OpenSSH public key line: `<type> <base64>`, e.g. `ssh-ed25519 AAAA...`').optional(),
 });
 export type SshConnection = z.infer<typeof SshConnection>;
 

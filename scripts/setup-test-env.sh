@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a machine for hostbroker's integration tests (see docs/providers/container.md):
-#   - installs sshd, Podman (with runc), busybox, debootstrap, libvirt and tools, when missing;
+#   - installs sshd, Podman (with runc), busybox, debootstrap, libvirt, ansible-core and tools, when missing;
 #   - writes /etc/containers/containers.conf (runc; ulimits a sandbox allows);
 #   - starts Podman's Docker-compatible API service on the standard socket;
 #   - builds the local test images localhost/hostbroker-busybox:latest and
@@ -11,7 +11,8 @@
 # Environment:
 #   HOSTBROKER_CACHE      where the debootstrap root file system tarball is kept
 #                         (default /var/cache/hostbroker)
-#   HOSTBROKER_REBUILD=1  rebuild the images even when they exist
+#   HOSTBROKER_REBUILD=1  rebuild the images even when they exist (the sshd image is also rebuilt
+#                         by itself when its recipe below changes)
 set -euo pipefail
 
 say() { printf '[setup-test-env] %s\n' "$*"; }
@@ -26,10 +27,17 @@ SOCKET=/run/podman/podman.sock
 BUSYBOX_IMAGE=localhost/hostbroker-busybox:latest
 SSHD_IMAGE=localhost/hostbroker-sshd:bookworm
 SUITE=bookworm
+# What the sshd image holds beyond minbase: full python3 (Ansible modules import shutil and more,
+# which python3-minimal lacks), sudo (Ansible `become`), rsync (the remote end of `rsync -e ssh`).
+SSHD_IMAGE_PACKAGES=openssh-server,python3,sudo,tar,rsync
+# A non-root login with passwordless sudo, for tests of `become` and of non-root SSH users.
+SSHD_IMAGE_USER=tester
 
 # 1. Packages -------------------------------------------------------------------------------
+# ansible-core: test/clients/ansible.test.ts runs real playbooks against every kind of host.
 PACKAGES=(openssh-server openssh-client podman runc busybox-static debootstrap
-  libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables)
+  libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables
+  ansible-core)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -114,18 +122,38 @@ else
 fi
 
 # 5. Debian image with sshd -------------------------------------------------------------------
-if image_exists "$SSHD_IMAGE"; then
+# The root file system: minbase plus the packages, and the login user with passwordless sudo.
+rootfs_setup() {
+  local root=$1
+  chroot "$root" useradd --create-home --shell /bin/bash "$SSHD_IMAGE_USER"
+  # '*': no password, but not locked, so key logins work whatever sshd's PAM setting.
+  chroot "$root" usermod -p '*' "$SSHD_IMAGE_USER"
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$SSHD_IMAGE_USER" >"$root/etc/sudoers.d/$SSHD_IMAGE_USER"
+  chmod 0440 "$root/etc/sudoers.d/$SSHD_IMAGE_USER"
+}
+# The command: take the public key from HOSTBROKER_AUTHORIZED_KEY (when set); serve the ed25519
+# host key hostbroker put in before the start (so the key it pinned is the only one offered), or
+# make host keys when run without hostbroker; run sshd in the foreground logging to stderr.
+start='mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && if [ -n "$HOSTBROKER_AUTHORIZED_KEY" ]; then printf "%s\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; fi && if [ -s /etc/ssh/ssh_host_ed25519_key ]; then exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key; else ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e; fi'
+# The image and the cached root file system are named by a hash of what makes them, so a change
+# to the packages, the user set-up or the command rebuilds them on the next run.
+RECIPE_LABEL=io.hostbroker.recipe
+rootfs_key=$(printf '%s\n' "$SUITE" "$SSHD_IMAGE_PACKAGES" "$SSHD_IMAGE_USER" "$(declare -f rootfs_setup)" | sha256sum | cut -c1-12)
+image_key=$(printf '%s\n' "$rootfs_key" "$start" | sha256sum | cut -c1-12)
+image_recipe() { podman image inspect --format "{{ index .Labels \"$RECIPE_LABEL\" }}" "$1" 2>/dev/null || true; }
+if image_exists "$SSHD_IMAGE" && [ "$(image_recipe "$SSHD_IMAGE")" = "$image_key" ]; then
   say "image $SSHD_IMAGE: present"
 else
-  rootfs_tar="$CACHE/$SUITE-sshd-rootfs.tar"
+  rootfs_tar="$CACHE/$SUITE-sshd-rootfs-$rootfs_key.tar"
   if [ ! -s "$rootfs_tar" ]; then
     mkdir -p "$CACHE"
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
-    say "debootstrap $SUITE (minbase + openssh-server): about 80 s, once; cached in $rootfs_tar"
-    debootstrap --variant=minbase --include=openssh-server,python3-minimal,sudo,tar "$SUITE" "$root" >"$CACHE/debootstrap.log" 2>&1 \
+    say "debootstrap $SUITE (minbase + $SSHD_IMAGE_PACKAGES): about 90 s, once; cached in $rootfs_tar"
+    debootstrap --variant=minbase --include="$SSHD_IMAGE_PACKAGES" "$SUITE" "$root" >"$CACHE/debootstrap.log" 2>&1 \
       || die "debootstrap failed; see $CACHE/debootstrap.log"
-    # Host keys are made when each container starts (ssh-keygen -A), never baked into the image.
+    rootfs_setup "$root"
+    # Host keys are never baked into the image: hostbroker puts one in per container.
     rm -f "$root"/etc/ssh/ssh_host_*
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
     tar -C "$root" -cf "$rootfs_tar.tmp" . && mv -f "$rootfs_tar.tmp" "$rootfs_tar"
@@ -134,17 +162,16 @@ else
   else
     say "debootstrap: using cached $rootfs_tar"
   fi
-  # The command: take the public key from HOSTBROKER_AUTHORIZED_KEY (when set), make host keys,
-  # run sshd in the foreground logging to stderr (podman logs).
-  start='mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && if [ -n "$HOSTBROKER_AUTHORIZED_KEY" ]; then printf "%s\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; fi && ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e'
   json=${start//\\/\\\\}
   json=${json//\"/\\\"}
   podman import --quiet \
     --change "CMD [\"/bin/sh\", \"-c\", \"$json\"]" \
     --change 'EXPOSE 22' \
+    --change "LABEL $RECIPE_LABEL=$image_key" \
+    --change "LABEL io.hostbroker.packages=$SSHD_IMAGE_PACKAGES" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     "$rootfs_tar" "$SSHD_IMAGE" >/dev/null
-  say "image $SSHD_IMAGE: built"
+  say "image $SSHD_IMAGE: built (recipe $image_key)"
 fi
 
 say "ready: DOCKER_HOST=unix://$SOCKET (found by hostbroker's engine discovery without setting it)"

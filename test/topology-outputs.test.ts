@@ -2,6 +2,7 @@
  * The output renderers on their own: password hosts, hosts without SSH, layouts written with empty
  * (null) groups, interpreters per os, and OpenSSH quoting.
  */
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { HostRecord } from '../lib/records.js';
@@ -63,10 +64,21 @@ describe('topology outputs', () => {
     expect(inv.all.hosts['web.lab.test'].ansible_ssh_private_key_file).toBe('/keys/my key');
   });
 
+  it('points SSH hosts at the known_hosts file with strict checking, quoted for shlex and for ssh', () => {
+    const inv = parseYaml(renderAnsibleInventory(members, { knownHostsFile: "/b/it's here/known_hosts" })) as any;
+    const args = inv.all.hosts['web.lab.test'].ansible_ssh_common_args as string;
+    // What Python's shlex.split (Ansible) makes of it, done by a real shell here.
+    const words = execFileSync('sh', ['-c', `for w in ${args}; do printf '%s\\n' "$w"; done`], { encoding: 'utf8' }).trim().split('\n');
+    expect(words).toEqual(['-o', `UserKnownHostsFile="/b/it's here/known_hosts"`, '-o', 'StrictHostKeyChecking=yes']);
+    expect(inv.all.hosts['db.lab.test'].ansible_ssh_common_args).toBe(args);
+    expect(inv.all.hosts['box.other.test']).not.toHaveProperty('ansible_ssh_common_args');
+    expect(parseYaml(renderAnsibleInventory(members)).all.hosts['web.lab.test']).not.toHaveProperty('ansible_ssh_common_args');
+  });
+
   it('writes one Host block per SSH host, quoting paths with spaces, and a note for hosts without SSH', () => {
     const text = renderSshConfig(members, { knownHostsFile: '/tmp/known hosts', title: 't' });
     expect(text).toContain('Host db.lab.test db\n  HostName 10.0.0.1\n  Port 2222\n  User ci\n  # password login: the password is in $LAB_PASSWORD\n');
-    expect(text).toContain('Host web.lab.test web\n  HostName 10.0.0.2\n  Port 22\n  User ci\n  IdentityFile "/keys/my key"\n  IdentitiesOnly yes\n  StrictHostKeyChecking accept-new\n  UserKnownHostsFile "/tmp/known hosts"\n');
+    expect(text).toContain('Host web.lab.test web\n  HostName 10.0.0.2\n  Port 22\n  User ci\n  IdentityFile "/keys/my key"\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile "/tmp/known hosts"\n');
     expect(text).toContain('# box.other.test: reached through the container provider, not SSH (use `hostbroker ssh hb-3`)');
     expect(text).not.toMatch(/^Host box/m);
   });

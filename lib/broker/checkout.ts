@@ -19,6 +19,7 @@ import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
 import { releaseHostRecord } from './release.js';
 import type { ProviderRuntime } from './runtime.js';
+import { syncKnownHosts } from './sessions.js';
 import { MAX_COUNT, type CheckoutOptions, type CheckoutRequest } from './types.js';
 
 /** Everything one checkout decided before any host is asked for. */
@@ -181,6 +182,7 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
       await releaseFailed(core, runtime, record, error);
       throw error;
     });
+  await syncKnownHosts(core);
   if (!ready) {
     await releaseFailed(core, runtime, record, new Error('record removed'));
     throw new BrokerError(`the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`);

@@ -8,6 +8,7 @@ import type { Host, HostClass } from '../../hosts/host.js';
 import { HostGroup } from '../../hosts/host-group.js';
 import { asError, AbortedError, UserInputError } from '../errors.js';
 import { applyFilter, type Filter } from '../filter.js';
+import { knownHostsPath } from '../known-hosts.js';
 import type { Logger } from '../logger.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { Duration, Settings } from '../settings.js';
@@ -48,6 +49,14 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       recordOf: (id) => core.store.get(id),
     };
     attachCore(this, core);
+  }
+
+  /**
+   * `<directory>/known_hosts`: the pinned key of every SSH host in the inventory, kept in step
+   * with it, for `ssh -o UserKnownHostsFile=... -o StrictHostKeyChecking=yes`, scp, rsync, Ansible.
+   */
+  get knownHostsFile(): string {
+    return knownHostsPath(this.directory);
   }
 
   /** Checks out hosts. Without `count`: one Host; with `count`: a HostGroup. */

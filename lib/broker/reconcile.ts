@@ -7,6 +7,7 @@
 import { hostname as machineHostname } from 'node:os';
 import { asError } from '../errors.js';
 import { isProcessAlive, newRecordId } from '../identity.js';
+import { keepPinnedKey } from '../known-hosts.js';
 import type { DiscoveredHost } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import { redact } from '../secrets.js';
@@ -14,6 +15,7 @@ import { toMs, type Duration } from '../settings.js';
 import type { BrokerCore } from './core.js';
 import { releaseRecord } from './release.js';
 import type { ProviderRuntime } from './runtime.js';
+import { syncKnownHosts } from './sessions.js';
 import type { SyncResult } from './types.js';
 
 /** Providers (and instances) a sync or reap covers: the one named (`name` or `name::instance`), or every one in use. */
@@ -74,7 +76,7 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
             const busy = current.state === 'provisioning' || current.state === 'releasing';
             return {
               hostname: d.hostname,
-              connection: d.connection,
+              connection: keepPinnedKey(d.connection, current.connection),
               state: busy ? current.state : 'ready',
               ...(d.providerId ? { providerId: d.providerId } : {}),
               ...(d.data ? { data: redact(d.data, 'drop') } : {}),
@@ -94,6 +96,7 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
       result.removed.push(...gone.filter((h) => removed.has(h.id)));
     }
   }
+  await syncKnownHosts(core);
   return result;
 }
 

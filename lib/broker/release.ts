@@ -8,6 +8,7 @@ import { AbortedError, asError } from '../errors.js';
 import type { HostRecord } from '../records.js';
 import { scrub } from '../secrets.js';
 import type { BrokerCore } from './core.js';
+import { syncKnownHosts } from './sessions.js';
 import { resolveTarget } from './targets.js';
 import type { CheckinOptions, HostTarget } from './types.js';
 
@@ -30,6 +31,7 @@ export async function releaseRecord(core: BrokerCore, record: HostRecord): Promi
     throw error;
   }
   await core.store.remove([current.id]);
+  await syncKnownHosts(core);
   core.held.delete(current.id);
   core.logger.info(`checked in ${current.name}`, { id: current.id, provider: current.provider });
 }

@@ -5,7 +5,8 @@
  */
 import { Session } from '../../hosts/session.js';
 import { SshTransport } from '../../hosts/ssh-transport.js';
-import { HostConnectionError } from '../errors.js';
+import { HostConnectionError, asError } from '../errors.js';
+import { knownHostsPath, pinHostKey, syncKnownHosts as writeKnownHosts } from '../known-hosts.js';
 import type { HostRecord } from '../records.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
@@ -33,7 +34,7 @@ export function sessionFor(core: BrokerCore, record: HostRecord): Session {
         ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
         ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
         label: `${record.name} (${connection.username}@${connection.host}:${connection.port})`,
-        onHostKey: (fp) => recordHostKey(core, record.id, fp),
+        onHostKey: (fp, publicKey) => recordHostKey(core, record.id, fp, publicKey),
       }),
     );
   } else {
@@ -50,9 +51,21 @@ export function sessionFor(core: BrokerCore, record: HostRecord): Session {
   return session;
 }
 
-/** Pins the key a host showed on its first connection. */
-async function recordHostKey(core: BrokerCore, id: string, fingerprint: string): Promise<void> {
-  await core.store.patch(id, (current) =>
-    current.connection?.kind === 'ssh' && !current.connection.hostKey ? { connection: { ...current.connection, hostKey: fingerprint } } : undefined,
+/** Pins the key a host showed on its first connection (fingerprint, and the whole key when it matches). */
+async function recordHostKey(core: BrokerCore, id: string, fingerprint: string, publicKey: string | undefined): Promise<void> {
+  await core.store.patch(id, (current) => {
+    const next = structuredClone(current);
+    return pinHostKey(next, fingerprint, publicKey) ? { connection: next.connection } : undefined;
+  });
+  await syncKnownHosts(core);
+}
+
+/**
+ * Rewrites `<directory>/known_hosts` (what OpenSSH clients and Ansible check hosts against) from
+ * the inventory. A failure is a warning: no checkout fails for it, the next change writes it again.
+ */
+export async function syncKnownHosts(core: BrokerCore): Promise<void> {
+  await writeKnownHosts(core.directory, () => core.store.list()).catch((error: unknown) =>
+    core.logger.warn(`could not update ${knownHostsPath(core.directory)}; OpenSSH clients may not know the newest hosts until the next change`, { error: asError(error).message }),
   );
 }

@@ -1,8 +1,9 @@
 /**
  * `hostbroker ssh <host> [command...]`: an interactive shell (or one command) through the
  * host's own session. That works the same for `local` hosts, real SSH hosts and hosts reached
- * through their provider (containers), and needs no `ssh` binary; for OpenSSH itself use
- * `hostbroker output --ssh-config FILE` and `ssh -F FILE <host>`.
+ * through their provider (containers), and needs no `ssh` binary. Over SSH it checks the host's
+ * pinned key (the one `<broker directory>/known_hosts` lists) and refuses a changed one; for
+ * OpenSSH itself use `hostbroker output --ssh-config FILE` and `ssh -F FILE <host>`.
  * @module
  */
 import type { Command } from 'commander';

@@ -4,10 +4,11 @@
  * It is rebuilt from the inventory in any process (`broker.deployment(key)`).
  * @module
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { TopologyBroker } from './seam.js';
 import { PartialFailureError, UserInputError, asError } from '../errors.js';
+import { knownHostsPath, renderKnownHosts } from '../known-hosts.js';
 import type { Host } from '../../hosts/host.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { Metadata, TopologyEntry } from './metadata.js';
@@ -108,21 +109,38 @@ export class Deployment<H extends Host = Host> implements AsyncDisposable {
       ...(stored.python ? { python: stored.python } : {}),
       ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
       ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
+      knownHostsFile: this.knownHostsFile,
       ...options,
     });
   }
 
-  /** Where {@link sshConfig} tells OpenSSH to keep this deployment's host keys. */
+  /**
+   * The known_hosts file the outputs point OpenSSH and Ansible at: `<broker directory>/known_hosts`,
+   * which the Broker keeps in step with the inventory (every pinned host key).
+   */
   get knownHostsFile(): string {
-    return join(this.#broker.directory, 'deployments', `${this.id}.known_hosts`);
+    return knownHostsPath(this.#broker.directory);
   }
 
-  /** An OpenSSH config snippet, one `Host` block per host: `ssh -F file <name>`. */
+  /**
+   * An OpenSSH config snippet, one `Host` block per host: `ssh -F file <name>`, checking host keys
+   * strictly. With `knownHostsFile`, the broker's known_hosts is copied there (0600) and the
+   * config points at the copy.
+   */
   sshConfig(options: { knownHostsFile?: string } = {}): string {
     const key = this.#broker.settings.ssh.privateKeyPath;
     const knownHostsFile = options.knownHostsFile ?? this.knownHostsFile;
-    // OpenSSH cannot record host keys into a missing directory.
-    mkdirSync(dirname(knownHostsFile), { recursive: true, mode: 0o700 });
+    if (options.knownHostsFile !== undefined) {
+      mkdirSync(dirname(knownHostsFile), { recursive: true, mode: 0o700 });
+      // The broker's file rather than these Host objects: a key recorded at first login is there.
+      let pinned: string;
+      try {
+        pinned = readFileSync(this.knownHostsFile, 'utf8');
+      } catch {
+        pinned = renderKnownHosts(this.#current().map((m) => m.record));
+      }
+      writeFileSync(knownHostsFile, pinned, { mode: 0o600 });
+    }
     return renderSshConfig(this.#current(), {
       knownHostsFile,
       title: `hostbroker deployment ${this.name} (${this.id})`,
@@ -156,7 +174,6 @@ export async function destroyDeployment<H extends Host>(broker: TopologyBroker<H
   const left = (await broker.store.list()).filter((r) => r.deployment === id);
   if (left.length === 0) {
     await broker.store.removeDeployment(id);
-    rmSync(join(broker.directory, 'deployments', `${id}.known_hosts`), { force: true });
   }
   if (failure) {
     throw failure instanceof PartialFailureError || left.length === 0

@@ -4,6 +4,7 @@
  * @module
  */
 import { stringify as stringifyYaml } from 'yaml';
+import { command } from '../../hosts/quote.js';
 import type { HostRecord } from '../records.js';
 import type { TopologyEntry } from './metadata.js';
 
@@ -25,6 +26,11 @@ export interface AnsibleInventoryOptions {
   defaultPrivateKeyPath?: string;
   /** Password variable used for hosts that name none (settings `ssh.passwordEnv`). */
   defaultPasswordEnv?: string;
+  /**
+   * The known_hosts file with the hosts' pinned keys (`<broker directory>/known_hosts`): SSH hosts
+   * get `ansible_ssh_common_args` that make OpenSSH check them against it, strictly.
+   */
+  knownHostsFile?: string;
 }
 
 type Group = { hosts?: Record<string, unknown>; children?: Record<string, Group | null>; vars?: Record<string, unknown> };
@@ -43,6 +49,7 @@ export function hostVars(member: DeploymentMember, options: AnsibleInventoryOpti
     const passwordEnv = c.passwordEnv ?? (key ? undefined : options.defaultPasswordEnv);
     // A lookup, not the password: Ansible reads the variable when it connects.
     if (passwordEnv) vars.ansible_password = `{{ lookup('env', '${passwordEnv}') }}`;
+    if (options.knownHostsFile) vars.ansible_ssh_common_args = sshCommonArgs(options.knownHostsFile);
   } else {
     vars.ansible_host = record.hostname;
   }
@@ -85,6 +92,14 @@ export function renderAnsibleInventory(members: readonly DeploymentMember[], opt
   return stringifyYaml(layout, { lineWidth: 0 });
 }
 
+/**
+ * OpenSSH options that check host keys against `file` only: Ansible splits them like a shell, then
+ * ssh reads each `-o` value like a config line (which splits an unquoted file list at spaces).
+ */
+export function sshCommonArgs(file: string): string {
+  return command('-o', `UserKnownHostsFile=${quoteArg(file)}`, '-o', 'StrictHostKeyChecking=yes');
+}
+
 /** Finds a group by name anywhere under `node.children`, turning a `null` leaf into an object. */
 function findGroup(node: Group, name: string): Group | undefined {
   const children = node.children;
@@ -99,7 +114,7 @@ function findGroup(node: Group, name: string): Group | undefined {
 
 /** Options for {@link renderSshConfig}. */
 export interface SshConfigOptions {
-  /** known_hosts file used by every block (one per deployment). */
+  /** The known_hosts file with the hosts' pinned keys (`<broker directory>/known_hosts`). */
   knownHostsFile: string;
   /** Heading comment. */
   title?: string;
@@ -108,8 +123,8 @@ export interface SshConfigOptions {
 
 /**
  * An OpenSSH client config snippet: one `Host` block per host (FQDN plus the short name when it
- * is unique), so `ssh -F file master` works. Host keys are accepted on first use into the
- * deployment's own known_hosts file, never the user's.
+ * is unique), so `ssh -F file master` works. Host keys are checked strictly against the keys
+ * hostbroker pinned (its known_hosts file), never the user's own known_hosts.
  */
 export function renderSshConfig(members: readonly DeploymentMember[], options: SshConfigOptions): string {
   const shortCounts = new Map<string, number>();
@@ -140,7 +155,7 @@ export function renderSshConfig(members: readonly DeploymentMember[], options: S
       lines.push(`  # password login: the password is in $${c.passwordEnv}`);
       lines.push('  PreferredAuthentications keyboard-interactive,password');
     }
-    lines.push('  StrictHostKeyChecking accept-new');
+    lines.push('  StrictHostKeyChecking yes');
     lines.push(`  UserKnownHostsFile ${quoteArg(options.knownHostsFile)}`);
     lines.push('');
   }

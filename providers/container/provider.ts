@@ -15,7 +15,8 @@ import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, s
 import { ExecTransport } from './exec-transport.js';
 import { packFile } from './archive.js';
 import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './spec.js';
-import { createHostKey, keyPathFor, removeHostKey, waitForSshd } from './ssh.js';
+import { createHostKey, createSshdHostKey, keyPathFor, removeHostKey, waitForSshd } from './ssh.js';
+import { pinnedKey } from '../../lib/known-hosts.js';
 
 const PROVIDER = 'container';
 
@@ -173,6 +174,19 @@ async function injectRootKey(container: Dockerode.Container, publicKey: string):
   await container.putArchive(tar, { path: '/root' });
 }
 
+/**
+ * Puts the host key where sshd looks for it, before the container starts (an image whose
+ * command runs `ssh-keygen -A` keeps it; the test image serves only it).
+ */
+async function injectSshdHostKey(container: Dockerode.Container, privateKey: string): Promise<void> {
+  const tar = await packFile('ssh_host_ed25519_key', Buffer.from(privateKey), 0o600);
+  try {
+    await container.putArchive(tar, { path: '/etc/ssh' });
+  } catch (error) {
+    throw new ProviderError(PROVIDER, `cannot put the SSH host key into /etc/ssh of the container: ${engineMessage(error)}. An SSH host needs an image with OpenSSH's sshd (and its /etc/ssh).`, { cause: error });
+  }
+}
+
 /** Adds the key for another user once the container runs (its home and ids are known only then). */
 async function injectUserKey(transport: ExecTransport, user: string, publicKey: string): Promise<void> {
   const { quote } = await import('../../hosts/quote.js');
@@ -217,7 +231,17 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     const name = containerName(args, record, instance);
     const ssh = sshPlan(args);
     const key = ssh ? await createHostKey(ctx.directory, record.id) : undefined;
-    const options = createOptions({ args, name, record, instance: ctx.instance, publishAddress: instance.publishAddress, ...(ssh ? { ssh: { user: ssh.user, port: ssh.port } } : {}), ...(key ? { publicKey: key.publicKey } : {}) });
+    const sshdKey = ssh ? await createSshdHostKey(record.id) : undefined;
+    const options = createOptions({
+      args,
+      name,
+      record,
+      instance: ctx.instance,
+      publishAddress: instance.publishAddress,
+      ...(ssh ? { ssh: { user: ssh.user, port: ssh.port } } : {}),
+      ...(key ? { publicKey: key.publicKey } : {}),
+      ...(sshdKey ? { hostPublicKey: sshdKey.public } : {}),
+    });
     let container: Dockerode.Container | undefined;
     const t0 = Date.now();
     const trace = (step: string): void => ctx.logger.debug(`container ${name}: ${step}`, { ms: Date.now() - t0 });
@@ -225,6 +249,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       checkAborted(ctx, `checkout of ${name}`);
       container = await createContainer(engine, options, args.pull);
       trace('created');
+      if (sshdKey) await injectSshdHostKey(container, sshdKey.private);
       checkAborted(ctx, `checkout of ${name}`);
       try {
         await container.start();
@@ -282,7 +307,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
           throw new ProviderError(PROVIDER, `cannot authorize the SSH key for ${ssh.user} in ${name}: ${messageOf(error)}. Check that the user exists in the image.`, { cause: error });
         }
         trace('sshd answers');
-        connection = { kind: 'ssh', host: instance.publishAddress, port, username: ssh.user, privateKeyPath: key.privateKeyPath };
+        connection = { kind: 'ssh', host: instance.publishAddress, port, username: ssh.user, privateKeyPath: key.privateKeyPath, ...(sshdKey ? pinnedKey(sshdKey.public) : {}) };
       }
       return {
         hostname: name,
@@ -334,7 +359,16 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       let connection: Connection = { kind: 'provider' };
       if (labels.ssh) {
         const port = c.Ports?.find((p) => p.PrivatePort === labels.ssh!.port && p.PublicPort)?.PublicPort;
-        if (port) connection = { kind: 'ssh', host: instance.publishAddress, port, username: labels.ssh.user, privateKeyPath: keyPathFor(ctx.directory, labels.id) };
+        if (port) {
+          connection = {
+            kind: 'ssh',
+            host: instance.publishAddress,
+            port,
+            username: labels.ssh.user,
+            privateKeyPath: keyPathFor(ctx.directory, labels.id),
+            ...(labels.hostPublicKey ? pinnedKey(labels.hostPublicKey) : {}),
+          };
+        }
       }
       const host: DiscoveredHost = {
         id: labels.id,

@@ -6,7 +6,7 @@
 import type Dockerode from 'dockerode';
 import { UserInputError } from '../../lib/errors.js';
 import { TAGS, standardTags } from '../../lib/provider.js';
-import { Recipe, type HostRecord } from '../../lib/records.js';
+import { PUBLIC_KEY_LINE, Recipe, type HostRecord } from '../../lib/records.js';
 import { redact } from '../../lib/secrets.js';
 import type { CommandArg, ContainerArgs, PortArg, VolumeArg } from './definition.js';
 
@@ -18,6 +18,8 @@ export const LABELS = {
   created: 'hostbroker.created',
   /** `{"user":"root","port":22}` on hosts reached over SSH. */
   ssh: 'hostbroker.ssh',
+  /** The public half of the host key hostbroker gave sshd (`ssh-ed25519 AAAA...`): pinned again by sync. */
+  hostKey: 'hostbroker.hostkey',
   /** Set on containers of the `run` action (not hosts). */
   action: 'hostbroker.action',
 } as const;
@@ -93,10 +95,12 @@ export interface CreateInput {
   ssh?: SshPlan;
   /** Public key line for SSH hosts (not a secret). */
   publicKey?: string;
+  /** Public half of the host key sshd serves, for SSH hosts. */
+  hostPublicKey?: string;
 }
 
 /** The labels of a host container. */
-export function hostLabels(input: Pick<CreateInput, 'args' | 'name' | 'record' | 'instance' | 'ssh'>): Record<string, string> {
+export function hostLabels(input: Pick<CreateInput, 'args' | 'name' | 'record' | 'instance' | 'ssh' | 'hostPublicKey'>): Record<string, string> {
   return {
     ...(input.args.labels ?? {}),
     ...standardTags(input.record),
@@ -105,6 +109,7 @@ export function hostLabels(input: Pick<CreateInput, 'args' | 'name' | 'record' |
     [LABELS.created]: input.record.createdAt,
     [LABELS.recipe]: JSON.stringify(redact(input.record.recipe, 'drop')),
     ...(input.ssh ? { [LABELS.ssh]: JSON.stringify(input.ssh) } : {}),
+    ...(input.hostPublicKey ? { [LABELS.hostKey]: input.hostPublicKey } : {}),
   };
 }
 
@@ -156,6 +161,7 @@ export interface LabelledHost {
   leaseExpires?: string;
   recipe?: Recipe;
   ssh?: SshPlan;
+  hostPublicKey?: string;
   action?: string;
 }
 
@@ -171,6 +177,8 @@ export function readLabels(labels: Record<string, string> | undefined): Labelled
   if (l[LABELS.created]) out.createdAt = l[LABELS.created];
   if (l[LABELS.lease]) out.leaseExpires = l[LABELS.lease];
   if (l[LABELS.action]) out.action = l[LABELS.action];
+  const hostKey = l[LABELS.hostKey];
+  if (hostKey && PUBLIC_KEY_LINE.test(hostKey)) out.hostPublicKey = hostKey;
   const recipe = parseJson(l[LABELS.recipe]);
   const parsedRecipe = Recipe.safeParse(recipe);
   if (parsedRecipe.success) out.recipe = parsedRecipe.data;

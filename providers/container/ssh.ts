@@ -7,7 +7,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { HostConnectionError, TimeoutError, messageOf } from '../../lib/errors.js';
-import { generateEd25519 } from '../../lib/ssh-keys.js';
+import { stripComment } from '../../lib/known-hosts.js';
+import { type KeyPair, generateEd25519 } from '../../lib/ssh-keys.js';
 
 
 /** Where the private key of a container host lives. */
@@ -22,6 +23,15 @@ export async function createHostKey(directory: string, recordId: string): Promis
   await mkdir(join(directory, 'keys', 'container'), { recursive: true, mode: 0o700 });
   await writeFile(privateKeyPath, pair.private, { mode: 0o600 });
   return { privateKeyPath, publicKey: pair.public.trim() };
+}
+
+/**
+ * Makes the ed25519 host key sshd in the container serves. hostbroker keeps only its public half
+ * (pinned in the record), so the first login already checks it: nothing is trusted on first use.
+ */
+export async function createSshdHostKey(recordId: string): Promise<KeyPair> {
+  const pair = await generateEd25519(`hostbroker ${recordId} host`, 'container');
+  return { private: pair.private, public: stripComment(pair.public) };
 }
 
 /** Deletes a host's key file (missing is fine). */

@@ -20,6 +20,7 @@ import type { HostRecord } from '../../lib/records.js';
 import { sleep } from '../../lib/concurrency.js';
 import type { LocalArgs } from './definition.js';
 import { generateEd25519 } from '../../lib/ssh-keys.js';
+import { pinnedKey } from '../../lib/known-hosts.js';
 import type { LocalServerConfig } from './server.js';
 import { endProcesses, markedProcesses } from './processes.js';
 
@@ -82,13 +83,21 @@ async function bundleServer(sourceDir: string): Promise<string> {
   return out;
 }
 
-async function generateKeys(dir: string): Promise<{ privateKeyPath: string }> {
+/** Makes the host key (its public half pins the host: nothing is trusted on first use) and the user key. */
+async function generateKeys(dir: string): Promise<{ privateKeyPath: string; hostPublicKey: string }> {
   const host = await generateEd25519();
   const user = await generateEd25519();
   await writeFile(join(dir, 'host_key'), host.private, { mode: 0o600 });
+  await writeFile(join(dir, 'host_key.pub'), host.public + '\n', { mode: 0o644 });
   await writeFile(join(dir, 'id_ed25519'), user.private, { mode: 0o600 });
   await writeFile(join(dir, 'id_ed25519.pub'), user.public + '\n', { mode: 0o644 });
-  return { privateKeyPath: join(dir, 'id_ed25519') };
+  return { privateKeyPath: join(dir, 'id_ed25519'), hostPublicKey: host.public };
+}
+
+/** The pinned host key of a host folder, for sync (folders made before it was kept have none). */
+async function hostKeyOf(dir: string): Promise<{ hostKey: string; hostPublicKey: string } | Record<string, never>> {
+  const line = await readFile(join(dir, 'host_key.pub'), 'utf8').catch(() => '');
+  return line.trim() ? pinnedKey(line) : {};
 }
 
 /** Starts the server detached and waits for the port it listens on. */
@@ -216,7 +225,7 @@ const provider: ProviderImplementation<LocalArgs> = {
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, content);
     }
-    const { privateKeyPath } = await generateKeys(dir);
+    const { privateKeyPath, hostPublicKey } = await generateKeys(dir);
     const config: LocalServerConfig = {
       id: record.id,
       home,
@@ -245,7 +254,7 @@ const provider: ProviderImplementation<LocalArgs> = {
     return {
       hostname: config.listen,
       providerId: record.id,
-      connection: { kind: 'ssh', host: config.listen, port, username, privateKeyPath },
+      connection: { kind: 'ssh', host: config.listen, port, username, privateKeyPath, ...pinnedKey(hostPublicKey) },
       data: { home, pid, port, folder: dir },
     };
   },
@@ -277,7 +286,7 @@ const provider: ProviderImplementation<LocalArgs> = {
         brokerId: meta.brokerId,
         createdAt: meta.createdAt,
         recipe: meta.recipe,
-        connection: { kind: 'ssh', host: listenOf(ctx), port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519') },
+        connection: { kind: 'ssh', host: listenOf(ctx), port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519'), ...(await hostKeyOf(dir)) },
         data: { home: join(dir, 'home'), pid: meta.pid, port: meta.port, folder: dir },
         ...(meta.leaseExpires ? { leaseExpires: meta.leaseExpires } : {}),
       });
