@@ -5,9 +5,10 @@
  * (atomically, mode 0600) whenever they change.
  * @module
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { writeAtomic } from './atomic-file.js';
 import type { Connection, HostRecord } from './records.js';
 
 /** File name of the known_hosts file in the broker directory. */
@@ -94,24 +95,6 @@ export function keepPinnedKey(discovered: Connection | undefined, existing: Conn
     ...(existing.hostKey ? { hostKey: existing.hostKey } : {}),
     ...(existing.hostPublicKey ? { hostPublicKey: existing.hostPublicKey } : {}),
   };
-}
-
-/** Writes `text` to `path` atomically (temp file, fsync, rename), mode 0600. */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
 }
 
 /**

@@ -4,10 +4,10 @@
  * rename) with mode 0600 and the previous version kept as `.bak`.
  * @module
  */
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { copyFile, link, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { writeTemp } from '../atomic-file.js';
 import { InventoryError } from '../errors.js';
 import { InventoryFile } from '../records.js';
 import { formatIssues } from '../settings.js';
@@ -70,14 +70,7 @@ async function corrupt(path: string, why: string): Promise<never> {
  * last, right before the rename: when it says no, nothing is replaced and this returns false.
  */
 export async function replaceInventory(path: string, text: string, stillMine: () => Promise<boolean>): Promise<boolean> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await open(tmp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  const tmp = await writeTemp(path, text);
   try {
     // The old file survives as .bak through a hard link: no data copied.
     await rm(`${path}.bak`, { force: true });
