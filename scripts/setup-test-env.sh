@@ -26,9 +26,15 @@ SOCKET=/run/podman/podman.sock
 BUSYBOX_IMAGE=localhost/hostbroker-busybox:latest
 SSHD_IMAGE=localhost/hostbroker-sshd:bookworm
 SUITE=bookworm
+# What the sshd image holds beyond minbase (rsync: the remote end of `rsync -e ssh`). The image
+# carries this list as a label and the root file system cache is named by it, so changing it
+# rebuilds both on the next run.
+SSHD_IMAGE_PACKAGES=openssh-server,python3-minimal,sudo,tar,rsync
+PACKAGES_LABEL=io.hostbroker.packages
 
 # 1. Packages -------------------------------------------------------------------------------
-PACKAGES=(openssh-server openssh-client podman runc busybox-static debootstrap
+# rsync: test/clients/openssh.test.ts runs `rsync -e ssh` against every kind of host.
+PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static debootstrap
   libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -84,6 +90,7 @@ else
 fi
 
 image_exists() { [ "${HOSTBROKER_REBUILD:-0}" != 1 ] && podman image exists "$1"; }
+image_packages() { podman image inspect --format "{{ index .Labels \"$PACKAGES_LABEL\" }}" "$1" 2>/dev/null || true; }
 
 # 4. busybox image ----------------------------------------------------------------------------
 if image_exists "$BUSYBOX_IMAGE"; then
@@ -114,16 +121,16 @@ else
 fi
 
 # 5. Debian image with sshd -------------------------------------------------------------------
-if image_exists "$SSHD_IMAGE"; then
+if image_exists "$SSHD_IMAGE" && [ "$(image_packages "$SSHD_IMAGE")" = "$SSHD_IMAGE_PACKAGES" ]; then
   say "image $SSHD_IMAGE: present"
 else
-  rootfs_tar="$CACHE/$SUITE-sshd-rootfs.tar"
+  rootfs_tar="$CACHE/$SUITE-sshd-rootfs-$(printf '%s' "$SSHD_IMAGE_PACKAGES" | sha256sum | cut -c1-12).tar"
   if [ ! -s "$rootfs_tar" ]; then
     mkdir -p "$CACHE"
     root=$(mktemp -d)
     trap 'rm -rf "$root"' EXIT
-    say "debootstrap $SUITE (minbase + openssh-server): about 80 s, once; cached in $rootfs_tar"
-    debootstrap --variant=minbase --include=openssh-server,python3-minimal,sudo,tar "$SUITE" "$root" >"$CACHE/debootstrap.log" 2>&1 \
+    say "debootstrap $SUITE (minbase + $SSHD_IMAGE_PACKAGES): about 80 s, once; cached in $rootfs_tar"
+    debootstrap --variant=minbase --include="$SSHD_IMAGE_PACKAGES" "$SUITE" "$root" >"$CACHE/debootstrap.log" 2>&1 \
       || die "debootstrap failed; see $CACHE/debootstrap.log"
     # Host keys are made when each container starts (ssh-keygen -A), never baked into the image.
     rm -f "$root"/etc/ssh/ssh_host_*
@@ -142,6 +149,7 @@ else
   podman import --quiet \
     --change "CMD [\"/bin/sh\", \"-c\", \"$json\"]" \
     --change 'EXPOSE 22' \
+    --change "LABEL $PACKAGES_LABEL=$SSHD_IMAGE_PACKAGES" \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     "$rootfs_tar" "$SSHD_IMAGE" >/dev/null
   say "image $SSHD_IMAGE: built"
