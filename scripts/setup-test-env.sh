@@ -34,8 +34,8 @@ SSHD_IMAGE_PACKAGES=openssh-server,python3,sudo,tar,rsync
 SSHD_IMAGE_USER=tester
 
 # 1. Packages -------------------------------------------------------------------------------
-# ansible-core: test/clients/ansible.test.ts runs real playbooks against every kind of host.
-PACKAGES=(openssh-server openssh-client podman runc busybox-static debootstrap
+# ansible-core and rsync: test/clients/ runs real playbooks and `rsync -e ssh` against every kind of host.
+PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static debootstrap
   libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables
   ansible-core)
 missing=()

@@ -67,18 +67,21 @@ let bundled: Promise<string> | undefined;
 /**
  * Running from TypeScript sources (tests, tsx): bundle server.ts with esbuild (which tsx brings)
  * into node_modules/.cache once per source version, so each host's server starts as plain Node.
+ * The version is the content of every .ts file in this folder (the server imports only these
+ * and ssh2), so a new or changed module is always picked up, whatever its mtime.
  */
 async function bundleServer(sourceDir: string): Promise<string> {
   const esbuildPath = createRequire(import.meta.url).resolve('esbuild');
   const esbuild = (await import(pathToFileURL(esbuildPath).href)) as typeof import('esbuild');
-  const sources = ['server.ts', 'sftp.ts', 'processes.ts'].map((f) => join(sourceDir, f));
-  const stamps = await Promise.all(sources.map(async (f) => `${f}:${(await stat(f)).mtimeMs}`));
-  const key = createHash('sha256').update(stamps.join('|')).digest('hex').slice(0, 16);
+  const sources = (await readdir(sourceDir)).filter((f) => f.endsWith('.ts')).sort();
+  const hash = createHash('sha256').update(esbuild.version);
+  for (const f of sources) hash.update(`\0${f}\0`).update(await readFile(join(sourceDir, f)));
+  const key = hash.digest('hex').slice(0, 16);
   const nodeModules = esbuildPath.slice(0, esbuildPath.lastIndexOf('/node_modules/') + '/node_modules'.length);
   const out = join(nodeModules, '.cache', 'hostbroker', `local-server-${key}.mjs`);
   if (await stat(out).catch(() => undefined)) return out;
   const tmp = `${out}.${process.pid}.tmp.mjs`;
-  await esbuild.build({ entryPoints: [sources[0]!], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: tmp, external: ['ssh2'], logLevel: 'silent' });
+  await esbuild.build({ entryPoints: [join(sourceDir, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: tmp, external: ['ssh2'], logLevel: 'silent' });
   await rename(tmp, out);
   return out;
 }

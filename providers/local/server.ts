@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import ssh2 from 'ssh2';
 import { HOST_MARKER, endProcesses, markedProcesses } from './processes.js';
@@ -40,7 +41,8 @@ function main(): void {
   if (allowed instanceof Error) throw allowed;
   const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
 
-  const server = new ssh2.Server({ hostKeys: [readFileSync(config.hostKeyPath)] }, (client) => {
+  const user = userInfo().username;
+  const server = new ssh2.Server({ hostKeys: [readFileSync(config.hostKeyPath)] }, (client, info) => {
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
       const offered = ctx.key.data;
@@ -75,15 +77,22 @@ function main(): void {
           accept?.();
           signalChild(`SIG${info.name}` as NodeJS.Signals);
         });
-        session.on('exec', (accept, _reject, info) => {
-          signalChild = run(accept(), ['/bin/sh', '-c', info.command], config, env, pty);
-        });
-        session.on('shell', (accept) => {
-          // `script` gives the shell a real terminal when util-linux is there.
-          const argv = pty ? ['script', '-qfec', '/bin/sh -i', '/dev/null'] : ['/bin/sh', '-i'];
+        session.on('exec', (accept, _reject, request) => {
+          // With a terminal asked for (`ssh -t`), `script` gives the command a real one, as for the shell.
+          const argv = pty ? ['script', '-qfec', request.command, '/dev/null'] : ['/bin/sh', '-c', request.command];
           signalChild = run(accept(), argv, config, env, pty);
         });
-        session.on('sftp', (accept) => serveSftp(accept(), config.home));
+        session.on('shell', (accept) => {
+          // `script` gives the shell a real terminal when util-linux is there; without a terminal
+          // (`ssh -T host < script`) the shell reads its stdin quietly, as under sshd.
+          const argv = pty ? ['script', '-qfec', '/bin/sh -i', '/dev/null'] : ['/bin/sh'];
+          signalChild = run(accept(), argv, config, env, pty);
+        });
+        // Our own SFTP server on the raw channel (not ssh2's), so it can offer OpenSSH's extensions.
+        session.on('subsystem', (accept, reject, request) => {
+          if (request.name !== 'sftp') return reject?.();
+          serveSftp(accept(), { home: config.home, user, clientIdent: info.header.identRaw });
+        });
       });
     });
   });
@@ -190,13 +199,16 @@ function run(channel: Channel, argv: string[], config: LocalServerConfig, extraE
   child.on('close', (code, signal) => {
     ended = true;
     if (stopping) return;
-    try {
-      if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
-      else channel.exit(code ?? 0);
-      channel.end();
-    } catch {
-      // the client went away first
-    }
+    // As sshd: all of stderr, then the exit status, then EOF and close once stdout is out.
+    channel.stderr.end(() => {
+      try {
+        if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
+        else channel.exit(code ?? 0);
+        channel.end();
+      } catch {
+        // the client went away first
+      }
+    });
   });
   return killTree;
 }
