@@ -197,7 +197,7 @@ describe('SitePlan on a local host', () => {
 describe('facts', () => {
   it('are gathered in one remote command and cached per host', async () => {
     let spawns = 0;
-    const inner = fx.host.session.transport;
+    const inner = await fx.host.session.connected();
     const counting: Transport = {
       label: 'counting',
       spawn(command: string, options?: SpawnOptions): Promise<RemoteProcess> {
