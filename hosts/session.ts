@@ -212,36 +212,23 @@ export class Session {
 
   /** Copies a local directory's contents into a remote directory (tar over the session). */
   async upload(localDir: string, remoteDir: string): Promise<void> {
-    const tar = spawnLocal('tar', ['-C', localDir, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    const localExit = exitOf(tar);
-    // Read from the pipe at once: Node discards unread child output when the child exits.
-    const input = tar.stdout!.pipe(new PassThrough());
-    const r = await this.runRaw(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`, { input });
-    const code = await localExit;
-    if (code !== 0) throw new UserInputError(`cannot upload ${localDir}: local tar exited ${code}; check that the directory exists and is readable.`);
-    if (r.status !== 0) throw fileError('upload to', remoteDir, this.label, r);
+    const consumer = await (await this.connected()).spawn(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`);
+    const producer = localProcess('tar', ['-C', localDir, '-cf', '-', '.']);
+    const { failed, ends } = await joinProcesses(producer, consumer);
+    if (failed === 'producer') throw new UserInputError(`cannot upload ${localDir}: local tar ${endedHow(ends.producer)}; check that the directory exists and is readable.`);
+    if (failed === 'consumer') throw fileError('upload to', remoteDir, this.label, asResult('tar -x', ends.consumer));
   }
 
   /** Copies a remote directory's contents into a local directory. */
   async download(remoteDir: string, localDir: string): Promise<void> {
-    await mkdir(localDir, { recursive: true });
-    const proc = await (await this.connected()).spawn(`tar -C ${quote(remoteDir)} -cf - .`);
-    proc.stdin.end();
-    const tar = spawnLocal('tar', ['-C', localDir, '-xf', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    const err: Buffer[] = [];
-    proc.stderr.on('data', (d: Buffer) => err.push(d));
-    const localExit = exitOf(tar);
-    await pipeline(proc.stdout, tar.stdin!);
-    const [remote, local] = await Promise.all([proc.exit, localExit]);
-    if (remote.status !== 0) {
-      throw fileError('download', remoteDir, this.label, {
-        command: 'tar',
-        status: remote.status ?? 255,
-        stdout: Buffer.alloc(0),
-        stderr: Buffer.concat(err),
-      });
-    }
-    if (local !== 0) throw new UserInputError(`cannot unpack ${remoteDir} into ${localDir}: local tar exited ${local}.`);
+    await mkdir(localDir, { recursive: true }).catch((error: unknown) => {
+      throw new UserInputError(`cannot download ${remoteDir} into ${localDir}: ${(error as Error).message}; choose a local directory that can be created.`, { cause: error });
+    });
+    const producer = await (await this.connected()).spawn(`tar -C ${quote(remoteDir)} -cf - .`);
+    const consumer = localProcess('tar', ['-C', localDir, '-xf', '-']);
+    const { failed, ends } = await joinProcesses(producer, consumer);
+    if (failed === 'producer') throw fileError('download', remoteDir, this.label, asResult('tar -c', ends.producer));
+    if (failed === 'consumer') throw new UserInputError(`cannot unpack ${remoteDir} into ${localDir}: local tar ${endedHow(ends.consumer)}.`);
   }
 
   /**
@@ -343,23 +330,19 @@ export class Session {
   async copyTo(other: HasSession | Session, src: string, dest: string): Promise<void> {
     const target = other instanceof Session ? other : other.session;
     const isDir = (await this.run(`test -d ${quote(src)}`)).status === 0;
-    const producer = await (await this.connected()).spawn(isDir ? `tar -C ${quote(src)} -cf - .` : `cat -- ${quote(src)}`);
-    producer.stdin.end();
-    const err: Buffer[] = [];
-    producer.stderr.on('data', (d: Buffer) => err.push(d));
-    const stream = new PassThrough();
-    producer.stdout.pipe(stream);
-    const consume = isDir
-      ? target.runRaw(`mkdir -p -- ${quote(dest)} && tar -C ${quote(dest)} -xf -`, { input: stream })
-      : target.runRaw(
-          `mkdir -p -- "$(dirname -- ${quote(dest)})" && cat > ${quote(dest)}`,
-          { input: stream },
-        );
-    const [exit, r] = await Promise.all([producer.exit, consume]);
-    if (exit.status !== 0) {
-      throw fileError('copy', src, this.label, { command: 'copy', status: exit.status ?? 255, stdout: Buffer.alloc(0), stderr: Buffer.concat(err) });
+    const consumer = await (await target.connected()).spawn(
+      isDir ? `mkdir -p -- ${quote(dest)} && tar -C ${quote(dest)} -xf -` : `mkdir -p -- "$(dirname -- ${quote(dest)})" && cat > ${quote(dest)}`,
+    );
+    let producer: RemoteProcess;
+    try {
+      producer = await (await this.connected()).spawn(isDir ? `tar -C ${quote(src)} -cf - .` : `cat -- ${quote(src)}`);
+    } catch (error) {
+      consumer.kill();
+      throw error;
     }
-    if (r.status !== 0) throw fileError('copy to', dest, target.label, r);
+    const { failed, ends } = await joinProcesses(producer, consumer);
+    if (failed === 'producer') throw fileError('copy', src, this.label, asResult('copy', ends.producer));
+    if (failed === 'consumer') throw fileError('copy to', dest, target.label, asResult('copy', ends.consumer));
   }
 
   /** Opens an interactive shell with a pseudo-terminal. */
@@ -538,11 +521,119 @@ async function localSize(path: string, verb: string): Promise<number> {
   }
 }
 
-function exitOf(child: import('node:child_process').ChildProcess): Promise<number> {
-  return new Promise((resolve) => {
-    child.on('error', () => resolve(127));
-    child.on('close', (code) => resolve(code ?? 255));
+/** How a process of a transfer ended, with what it wrote to stderr. */
+interface Ended {
+  status: number | null;
+  signal?: string;
+  stderr: string;
+}
+
+/**
+ * Runs a transfer's two ends joined like a shell pipe (producer's stdout into consumer's stdin)
+ * and waits for both. A consumer may stop reading before the end: tar stops at its end-of-archive
+ * blocks and leaves the producer's trailing padding unread. Whatever it no longer takes is read
+ * and dropped, so the producer always finishes, and a transfer is judged by both exit statuses
+ * only, never by a closed pipe. A consumer that fails while the producer still sends ends the
+ * producer (nothing waits for data nobody takes); a producer whose connection drops ends the
+ * consumer's input, so neither waits forever. `failed` is the end to blame; a dropped
+ * connection rejects with its own error.
+ */
+async function joinProcesses(producer: RemoteProcess, consumer: RemoteProcess): Promise<{ failed?: 'producer' | 'consumer'; ends: { producer: Ended; consumer: Ended } }> {
+  producer.stdin.on('error', () => undefined);
+  producer.stdin.end();
+  producer.stdout.on('error', () => undefined);
+  consumer.stdout.on('error', () => undefined);
+  consumer.stdout.resume();
+  const producerErr = collect(producer.stderr);
+  const consumerErr = collect(consumer.stderr);
+  let sent = false;
+  producer.stdout.once('end', () => (sent = true));
+  const endInput = pump(producer.stdout, consumer.stdin);
+  let stopped = false;
+  const settle = (p: RemoteProcess) => p.exit.then((e) => ({ ...e, error: undefined as unknown }), (error: unknown) => ({ status: null, error }));
+  const [p, c] = await Promise.all([
+    settle(producer).then((e) => {
+      // Only a dropped producer: a finished one may still hold output the consumer has not taken.
+      if (e.error !== undefined) endInput();
+      return e;
+    }),
+    settle(consumer).then((e) => {
+      if ((e.error !== undefined || e.status !== 0) && !sent) {
+        stopped = true;
+        producer.kill();
+      }
+      return e;
+    }),
+  ]);
+  if (p.error !== undefined && !stopped) throw p.error;
+  if (c.error !== undefined) throw c.error;
+  const ends = { producer: { ...pick(p), stderr: producerErr() }, consumer: { ...pick(c), stderr: consumerErr() } };
+  if (!stopped && p.status !== 0) return { failed: 'producer', ends };
+  if (c.status !== 0) return { failed: 'consumer', ends };
+  return { ends };
+}
+
+/**
+ * Copies `source` into `sink` with back-pressure until the sink closes or fails; from then on
+ * the source is read and dropped. Returns a function that ends the sink's input early.
+ */
+function pump(source: Readable, sink: Writable): () => void {
+  let open = true;
+  const drop = (): void => {
+    open = false;
+    source.resume();
+  };
+  const end = (): void => {
+    if (open) sink.end();
+    open = false;
+  };
+  sink.on('error', drop);
+  sink.on('close', drop);
+  sink.on('drain', () => source.resume());
+  source.on('data', (chunk: Buffer) => {
+    if (open && !sink.write(chunk)) source.pause();
   });
+  source.on('end', end);
+  source.on('error', end);
+  return end;
+}
+
+function collect(stream: Readable): () => string {
+  const parts: Buffer[] = [];
+  stream.on('data', (d: Buffer) => parts.push(d));
+  stream.on('error', () => undefined);
+  return () => Buffer.concat(parts).toString().trim();
+}
+
+function pick(e: { status: number | null; signal?: string }): { status: number | null; signal?: string } {
+  return e.signal ? { status: e.status, signal: e.signal } : { status: e.status };
+}
+
+function endedHow(e: Ended): string {
+  const how = e.signal ? `was killed by SIG${e.signal}` : `exited ${e.status ?? 'without a status'}`;
+  return e.stderr ? `${how}: ${e.stderr}` : how;
+}
+
+function asResult(command: string, e: Ended): { command: string; status: number; stdout: string; stderr: string } {
+  return { command, status: e.status ?? 255, stdout: '', stderr: e.stderr };
+}
+
+/** A local process in the shape of a {@link RemoteProcess}, so a transfer treats both ends alike. */
+function localProcess(command: string, args: string[]): RemoteProcess {
+  const child = spawnLocal(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const stderr = new PassThrough();
+  stderr.on('error', () => undefined);
+  child.stderr!.pipe(stderr);
+  const exit = new Promise<{ status: number | null; signal?: string }>((resolve) => {
+    // A process that could not start emits 'error' and maybe never 'close' (EMFILE): the reason becomes its stderr.
+    child.once('error', (error) => {
+      child.stderr!.unpipe(stderr);
+      if (!stderr.writableEnded) stderr.end(`cannot start ${command}: ${error.message}`);
+      resolve({ status: 127 });
+    });
+    child.once('close', (code, signal) => resolve(signal ? { status: null, signal: signal.replace(/^SIG/, '') } : { status: code }));
+  });
+  return { stdin: child.stdin!, stdout: child.stdout!, stderr, exit, kill: (signal: RemoteSignal = 'KILL') => child.kill(`SIG${signal}`) };
 }
 
 function fileError(

@@ -2,7 +2,8 @@
  * The SSH transport: a small pool of ssh2 connections to one host. It connects lazily, retries
  * until SSH answers (bounded, with backoff, so a booting VM can be waited for), turns Nagle off,
  * sends keepalives, opens more connections when channels run short (OpenSSH allows 10 per
- * connection and frees them late), and reconnects after a drop.
+ * connection and frees them late), and reconnects after a drop. An idle connection never keeps
+ * the process alive: its socket is unref'd while no channel is open, its keepalive timer always.
  * @module
  */
 import { randomBytes } from 'node:crypto';
@@ -53,6 +54,8 @@ export interface SshTransportOptions {
 
 interface PooledConnection {
   client: Client;
+  /** Unref'd while no channel is open, so an idle connection never keeps the process alive. */
+  socket: Socket;
   active: number;
   /** Bulk transfer channels on this connection: parallel transfers go to different connections. */
   bulk: number;
@@ -217,8 +220,7 @@ export class SshTransport implements Transport {
       // A bulk channel prefers a connection without one; it opens a new connection for that if it may.
       const free = (bulk ? this.pool.find((c) => usable(c) && c.bulk === 0) : undefined) ?? (bulk && canOpen ? undefined : this.pool.find(usable));
       if (free) {
-        free.active++;
-        if (bulk) free.bulk++;
+        take(free, bulk);
         return free;
       }
       if (this.pool.length === 0 && this.opening === 0 && this.lastFailure && Date.now() - this.lastFailure.at < 1000) {
@@ -231,8 +233,7 @@ export class SshTransport implements Transport {
           const conn = await this.open();
           this.lastFailure = undefined;
           this.pool.push(conn);
-          conn.active++;
-          if (bulk) conn.bulk++;
+          take(conn, bulk);
           return conn;
         } catch (error) {
           this.lastFailure = { error, at: Date.now() };
@@ -249,6 +250,7 @@ export class SshTransport implements Transport {
   private releaseSlot(conn: PooledConnection, bulk = false): void {
     conn.active = Math.max(0, conn.active - 1);
     if (bulk) conn.bulk = Math.max(0, conn.bulk - 1);
+    if (conn.active === 0) conn.socket.unref();
     this.wake();
   }
 
@@ -263,11 +265,13 @@ export class SshTransport implements Transport {
     let authFailures = 0;
     for (;;) {
       try {
-        const client = await this.connectOnce(Client);
+        const { client, socket } = await this.connectOnce(Client);
         await this.hostKeyWrite;
         this.everConnected = true;
-        const conn: PooledConnection = { client, active: 0, bulk: 0, closed: false, pending: new Set() };
+        const conn: PooledConnection = { client, socket, active: 0, bulk: 0, closed: false, pending: new Set() };
+        let stopKeepalive = (): void => undefined;
         const drop = (error?: Error) => {
+          stopKeepalive();
           if (conn.closed && !error) return;
           conn.closed = true;
           const i = this.pool.indexOf(conn);
@@ -279,6 +283,10 @@ export class SshTransport implements Transport {
         };
         client.on('error', (e: Error) => drop(e));
         client.on('close', () => drop());
+        stopKeepalive = keepalive(client, socket, this.options.keepaliveInterval, this.options.keepaliveCountMax, () => {
+          drop(new Error('Keepalive timeout'));
+          socket.destroy();
+        });
         return conn;
       } catch (error) {
         const msg = messageOf(error);
@@ -296,7 +304,7 @@ export class SshTransport implements Transport {
     }
   }
 
-  private connectOnce(ClientClass: SshModule['Client']): Promise<Client> {
+  private connectOnce(ClientClass: SshModule['Client']): Promise<{ client: Client; socket: Socket }> {
     const c = this.options.connection;
     return new Promise((resolve, reject) => {
       const socket: Socket = netConnect({ host: c.host, port: c.port });
@@ -321,15 +329,15 @@ export class SshTransport implements Transport {
         clearTimeout(timer);
         socket.off('error', fail);
         client.off('error', fail);
-        resolve(client);
+        resolve({ client, socket });
       });
       // Negotiate the pinned key's type: a host with several keys must show the pinned one.
       const pinnedAlgorithms = this.options.hostKeyPolicy === 'ignore' ? undefined : hostKeyAlgorithms(this.knownPublicKey);
       const config: ConnectConfig = {
         sock: socket,
         username: c.username,
-        keepaliveInterval: this.options.keepaliveInterval,
-        keepaliveCountMax: this.options.keepaliveCountMax,
+        // ssh2's keepalive timer cannot be unref'd: keepalive() below replaces it.
+        keepaliveInterval: 0,
         readyTimeout: this.options.connectTimeout,
         hostVerifier: (key: Buffer) => {
           if (this.options.hostKeyPolicy === 'ignore') return true;
@@ -391,6 +399,51 @@ export class SshTransport implements Transport {
     }
     return out;
   }
+}
+
+/** A connection's socket counts as work (ref'd) from the moment a channel slot is taken. */
+function take(conn: PooledConnection, bulk: boolean): void {
+  conn.active++;
+  if (bulk) conn.bulk++;
+  conn.socket.ref();
+}
+
+/** The ssh2 client internals keepalive() uses (not in ssh2's types). */
+interface ClientInternals {
+  _protocol?: { ping?(): void };
+  _callbacks?: Array<() => void>;
+}
+
+/**
+ * OpenSSH-style keepalive (a `keepalive@openssh.com` request every `intervalMs`; `countMax`
+ * unanswered in a row end the connection) on an unref'd timer: ssh2's own timer is re-created on
+ * every reply and would keep an idle process alive. Replies are matched in order through ssh2's
+ * global-request callback queue, as ssh2 itself does. Stops when called; skipped (TCP keepalive
+ * only) if ssh2's internals ever change shape.
+ */
+function keepalive(client: Client, socket: Socket, intervalMs: number, countMax: number, onDead: () => void): () => void {
+  const c = client as unknown as ClientInternals;
+  if (!(intervalMs > 0)) return () => undefined;
+  if (typeof c._protocol?.ping !== 'function' || !Array.isArray(c._callbacks)) {
+    socket.setKeepAlive(true, intervalMs);
+    return () => undefined;
+  }
+  let unanswered = 0;
+  const timer = setInterval(() => {
+    if (++unanswered > countMax) {
+      clearInterval(timer);
+      onDead();
+      return;
+    }
+    try {
+      c._callbacks!.push(() => (unanswered = 0));
+      c._protocol!.ping!();
+    } catch {
+      // The connection is closing: its 'close' stops this timer.
+    }
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function openChannel<T>(client: Client, command: string, options: SpawnOptions, onOpen: (channel: ClientChannel) => T): Promise<T> {

@@ -294,16 +294,21 @@ export class ExecTransport implements Transport {
   }
 }
 
-/** The exit code of a finished exec (the engine may record it a moment after output ends). */
+/**
+ * The exit code of a finished exec. The engine may record it a moment after output ends, and
+ * much later on a loaded machine: giving up after a fixed number of polls (about 2 s) would turn
+ * a command that succeeded into a failure. Null only if the engine still says "running" after 30 s.
+ */
 async function exitCodeOf(exec: import('dockerode').Exec): Promise<number | null> {
-  for (let i = 0; i < 50; i++) {
+  const deadline = Date.now() + 30_000;
+  for (let i = 0; ; i++) {
     try {
       const info = await exec.inspect();
       if (!info.Running && info.ExitCode !== null && info.ExitCode !== undefined) return info.ExitCode;
     } catch {
       return null;
     }
+    if (Date.now() > deadline) return null;
     await new Promise((r) => setTimeout(r, i < 10 ? 10 : 50));
   }
-  return null;
 }
