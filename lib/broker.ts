@@ -15,6 +15,7 @@ import { abortReason, abortedBeforeStart, mapSettled, signalOption, withAbort, w
 import {
   BrokerError,
   HostConnectionError,
+  InventoryError,
   PartialFailureError,
   ProviderError,
   TimeoutError,
@@ -26,7 +27,8 @@ import { applyFilter, type Filter } from './filter.js';
 import { brokerIdOf, defaultOwner, isProcessAlive, newRecordId, shortId } from './identity.js';
 import { Inventory } from './inventory.js';
 import { createLogger, safeLogger, type Logger } from './logger.js';
-import type { DiscoveredHost, ProviderContext, ProviderDefinition, ProviderImplementation, ProvisionedHost } from './provider.js';
+import type { AnyProviderDefinition, DiscoveredHost, HostContext, ProviderActionDefinition, ProviderContext, ProviderImplementation, ProvisionedHost } from './provider.js';
+import { reapable } from './broker/reap-rule.js';
 import type { HostRecord } from './records.js';
 import { builtinProviders, type ProviderArgs } from './registry.js';
 import { describeArgs, mergeRequest, validateArgs, validateInstance, type ArgumentDoc } from './requests.js';
@@ -48,7 +50,7 @@ export interface BrokerOptions<H extends Host = Host> {
   /** Where log lines go (secrets are scrubbed first). */
   logger?: Logger;
   /** Providers beyond the built-in ones (or replacing one by name). */
-  providers?: readonly ProviderDefinition[];
+  providers?: readonly AnyProviderDefinition[];
   /** Called as multi-host work progresses (the CLI draws a progress line from it). */
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -147,7 +149,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   readonly brokerId: string;
   readonly owner: string;
   private readonly hostClass: HostClass<H>;
-  private readonly definitions = new Map<string, ProviderDefinition>();
+  private readonly definitions = new Map<string, AnyProviderDefinition>();
   private readonly implementations = new Map<string, Promise<ProviderImplementation>>();
   private readonly held = new Map<string, Host>();
   private readonly sessions = new Map<string, Session>();
@@ -323,7 +325,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
 
   private async provisionOne<T extends Host>(
     impl: ProviderImplementation,
-    definition: ProviderDefinition,
+    definition: AnyProviderDefinition,
     baseCtx: ProviderContext,
     args: Record<string, unknown>,
     record: HostRecord,
@@ -339,7 +341,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     // The caller's abort reaches the provider through the context's signal.
     const forward = (): void => controller.abort(signal?.reason);
     signal?.addEventListener('abort', forward, { once: true });
-    const ctx: ProviderContext = { ...baseCtx, signal: controller.signal };
+    const ctx = this.hostContext(baseCtx, record.id, controller.signal); // contract v2 adapter
     let provisioned: ProvisionedHost;
     try {
       const work = impl.checkout(args, { record, index, count }, ctx);
@@ -358,11 +360,13 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     }
     let ready: HostRecord | undefined;
     try {
+      // contract v2 adapter: what the provider noted through ctx.checkpoint (and its claim) stays.
+      const noted = (await this.inventoryFile.get(record.id))?.data ?? {};
       ready = await this.inventoryFile.patch(record.id, {
         hostname: provisioned.hostname,
         name: provisioned.name ?? record.name,
         connection: provisioned.connection,
-        data: redact(provisioned.data ?? {}, 'drop'),
+        data: { ...noted, ...redact(provisioned.data ?? {}, 'drop') },
         state: 'ready',
         ...(provisioned.providerId ? { providerId: provisioned.providerId } : {}),
         ...(provisioned.leaseExpires ? { leaseExpires: provisioned.leaseExpires } : {}),
@@ -404,8 +408,12 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   }
 
   private async releaseFailed(impl: ProviderImplementation, ctx: ProviderContext, record: HostRecord, cause: unknown): Promise<void> {
+    // contract v2 adapter: hosts the failed checkout left behind are recorded as kept; the
+    // provider is given the record as stored now (with what it noted through ctx.checkpoint).
+    await this.recordDangling(record, cause);
     try {
-      await impl.release(record, ctx);
+      const current = (await this.inventoryFile.get(record.id)) ?? record;
+      await impl.release(current, this.hostContext(ctx, record.id));
       await this.inventoryFile.remove(record.id);
     } catch (error) {
       // Keep the record so `checkin` or `sync` can find what may have been created.
@@ -505,7 +513,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     const impl = await this.implementation(current.provider);
     await this.inventoryFile.patch(current.id, { state: 'releasing' });
     try {
-      await impl.release(current, ctx);
+      await impl.release(current, this.hostContext(ctx, current.id)); // contract v2 adapter
     } catch (error) {
       await this.inventoryFile.patch(current.id, { state: current.state, lastError: asError(error).message }).catch(() => undefined);
       throw wrapProviderError(current.provider, error);
@@ -528,7 +536,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       const leaseExpires = new Date(Date.now() + toMs(lease)).toISOString();
       const ctx = this.context(this.definition(record.provider), record.instance);
       try {
-        await impl.extend(record, leaseExpires, ctx);
+        await impl.extend(record, leaseExpires, this.hostContext(ctx, record.id)); // contract v2 adapter
       } catch (error) {
         throw wrapProviderError(record.provider, error);
       }
@@ -665,24 +673,111 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
         this.logger.warn(`could not reap ${record.name}`, { error: asError(error).message });
       }
     }
-    const known = new Set((await this.inventoryFile.hosts()).map((h) => h.id));
     const names = provider ? [provider] : [...this.definitions.keys()].filter((n) => n === 'local' || this.settings.providers[n]);
     for (const name of names) {
       const impl = await this.implementation(name);
-      if (!impl.reap) continue;
       const definition = this.definition(name);
-      for (const instance of instancesOf(this.settings, name)) {
-        removed.push(...(await impl.reap(this.context(definition, instance), (id) => known.has(id) || this.inventoryFile.hasSync(id))));
-      }
+      for (const instance of instancesOf(this.settings, name)) removed.push(...(await this.reapResources(impl, this.context(definition, instance))));
     }
     return { released, removed };
   }
+
+  // ---- contract v2 adapter (providers branch): the reap decision is the Broker's, made by
+  // reapable() over what inventory() reports; the lead ports this behaviour into lib/broker/.
+  private async reapResources(impl: ProviderImplementation, ctx: ProviderContext): Promise<string[]> {
+    const removed: string[] = [];
+    const records = new Map((await this.inventoryFile.hosts()).map((h) => [h.id, h]));
+    // Asked again right before a release: a checkout that began since writes its record first.
+    const isKnown = (id: string): boolean => records.has(id) || this.inventoryFile.hasSync(id);
+    if (impl.inventory) {
+      let found: DiscoveredHost[];
+      try {
+        found = await impl.inventory(ctx);
+      } catch (error) {
+        throw wrapProviderError(ctx.provider, error);
+      }
+      const grace = ctx.instanceSettings.reapGrace;
+      const graceMs = typeof grace === 'number' || typeof grace === 'string' ? toMs(grace) : 0;
+      for (const { host, reason } of reapable(found, { brokerId: this.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs })) {
+        const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
+        try {
+          const record = records.get(host.id) ?? (await this.inventoryFile.get(host.id));
+          if (record) {
+            if (reason !== 'expired') continue;
+            await this.releaseRecord(record);
+          } else {
+            if (isKnown(host.id)) continue;
+            await impl.release(recordOf(host, ctx), this.hostContext(ctx, host.id));
+          }
+          removed.push(label);
+        } catch (error) {
+          this.logger.warn(`could not reap ${label}`, { error: asError(error).message });
+        }
+      }
+    }
+    if (impl.reap) removed.push(...(await impl.reap(ctx, async (id) => isKnown(id))));
+    return removed;
+  }
+
+  /** Hosts a failed checkout left behind (ProviderError.dangling), recorded as kept. */
+  private async recordDangling(record: HostRecord, error: unknown): Promise<void> {
+    if (!(error instanceof ProviderError) || !error.dangling.length) return;
+    const at = new Date().toISOString();
+    const kept = error.dangling.map((d): HostRecord => {
+      const { connection: _c, pid: _p, machine: _m, lastError: _l, ...rest } = record;
+      return {
+        ...rest,
+        id: newRecordId(),
+        name: d.name,
+        hostname: d.hostname ?? d.name,
+        state: 'ready',
+        providerId: d.providerId ?? d.name,
+        createdAt: at,
+        data: redact({ ...d.data, deployFailed: true }, 'drop'),
+        kept: { reason: scrub(error.message).slice(0, 500), at },
+      };
+    });
+    await this.inventoryFile
+      .update((data) => {
+        data.hosts.push(...kept);
+      })
+      .catch((e: unknown) => this.logger.error(`could not record the host(s) a failed checkout left behind: ${kept.map((k) => k.name).join(', ')}`, { error: asError(e).message }));
+  }
+
+  /** The context of a call about one host: checkpoint and reserve act on its record. */
+  private hostContext(base: ProviderContext, recordId: string, signal?: AbortSignal): HostContext {
+    return {
+      ...base,
+      ...(signal ? { signal } : {}),
+      checkpoint: (data) =>
+        this.inventoryFile.update((file) => {
+          const r = file.hosts.find((h) => h.id === recordId);
+          if (!r) throw new InventoryError(`the record ${recordId} is no longer in the inventory ${this.inventoryFile.path} (it was checked in meanwhile).`);
+          r.data = { ...r.data, ...redact(data, 'drop') };
+          return structuredClone(r);
+        }),
+      reserve: (candidates) =>
+        this.inventoryFile.update((file) => {
+          const mine = file.hosts.find((h) => h.id === recordId);
+          if (!mine) throw new InventoryError(`the record ${recordId} was checked in while a resource was being chosen for it; nothing was reserved.`);
+          const pool = poolOf(base);
+          const held = claims(file.hosts, pool);
+          const own = claimOf(mine, pool);
+          if (own && candidates.includes(own)) return own;
+          const free = candidates.find((c) => !held.has(c));
+          if (free) mine.data = { ...mine.data, [CLAIM]: { pool, resource: free } };
+          return free;
+        }),
+    };
+  }
+  // ---- end of the contract v2 adapter
+
 
   /** Runs a provider action that creates no host. */
   async execute(request: ExecuteRequest): Promise<unknown> {
     const { provider, action, instance, ...rest } = request;
     const definition = this.definition(provider);
-    const actionDef = definition.actions?.[action];
+    const actionDef: ProviderActionDefinition | undefined = definition.actions?.[action];
     if (!actionDef) {
       const known = Object.keys(definition.actions ?? {});
       throw new UserInputError(`provider \`${provider}\` has no action \`${action}\`; ${known.length ? `actions: ${known.join(', ')}` : 'it has no actions'}.`);
@@ -690,9 +785,11 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     const parsed = actionDef.schema.safeParse(rest);
     if (!parsed.success) throw new UserInputError(`invalid arguments for ${provider} action \`${action}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}.`);
     const impl = await this.implementation(provider);
-    if (!impl.execute) throw new UserInputError(`provider \`${provider}\` cannot execute actions.`);
+    // contract v2 adapter: one typed function per action.
+    const run = impl.actions?.[action];
+    if (!run) throw new ProviderError(provider, `the implementation has no function for its action \`${action}\`; it does not match its definition.`);
     try {
-      return await impl.execute(action, parsed.data as Record<string, unknown>, this.context(definition, instance));
+      return await run(parsed.data, this.context(definition, instance));
     } catch (error) {
       throw wrapProviderError(provider, error);
     }
@@ -704,7 +801,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       name: d.name,
       description: d.description,
       arguments: describeArgs(d.args),
-      actions: Object.fromEntries(Object.entries(d.actions ?? {}).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
+      actions: Object.fromEntries(Object.entries<ProviderActionDefinition>(d.actions ?? {}).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
       instances: instancesOf(this.settings, d.name),
     }));
   }
@@ -814,7 +911,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   }
 
   /** The definition of a provider, or a UserInputError listing the known ones. */
-  definition(name: string): ProviderDefinition {
+  definition(name: string): AnyProviderDefinition {
     const d = this.definitions.get(name);
     if (!d) throw new UserInputError(`unknown provider \`${name}\`; known providers: ${[...this.definitions.keys()].join(', ')}.`);
     return d;
@@ -831,7 +928,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   }
 
   /** The context a provider gets for an instance. */
-  context(definition: ProviderDefinition, instance?: string): ProviderContext {
+  context(definition: AnyProviderDefinition, instance?: string): ProviderContext {
     const resolved = resolveInstance(this.settings, definition.name, instance);
     return {
       provider: definition.name,
@@ -842,8 +939,9 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       brokerId: this.brokerId,
       owner: this.owner,
       logger: this.logger,
-      inventory: this.inventoryFile,
       signal: new AbortController().signal,
+      // contract v2 adapter: the claims of this instance's pool, from the records.
+      holders: async () => claims(await this.inventoryFile.hosts(), `${definition.name}/${resolved.name}`),
     };
   }
 
@@ -902,6 +1000,48 @@ function abortErrors(what: string, signal: AbortSignal | undefined): { make: () 
     },
     isOwn: (error) => typeof error === 'object' && error !== null && own.has(error),
   };
+}
+
+// ---- contract v2 adapter helpers: claims live on the record (data[CLAIM]) until the store has them.
+const CLAIM = 'hostbroker.reservation';
+
+function poolOf(ctx: ProviderContext): string {
+  return `${ctx.provider}/${ctx.instance}`;
+}
+
+function claimOf(record: HostRecord, pool: string): string | undefined {
+  const c = record.data[CLAIM] as { pool?: unknown; resource?: unknown } | undefined;
+  return c?.pool === pool && typeof c.resource === 'string' ? c.resource : undefined;
+}
+
+function claims(records: readonly HostRecord[], pool: string): Map<string, HostRecord> {
+  const out = new Map<string, HostRecord>();
+  for (const r of records) {
+    const resource = claimOf(r, pool);
+    if (resource) out.set(resource, structuredClone(r));
+  }
+  return out;
+}
+
+/** A record for a resource that has none (being reaped), from what inventory() reported. */
+function recordOf(host: DiscoveredHost & { id: string }, ctx: ProviderContext): HostRecord {
+  const record: HostRecord = {
+    id: host.id,
+    name: host.name ?? host.hostname,
+    hostname: host.hostname,
+    provider: ctx.provider,
+    instance: ctx.instance,
+    state: 'releasing',
+    recipe: host.recipe ?? { provider: ctx.provider, instance: ctx.instance, args: {} },
+    owner: host.owner ?? ctx.owner,
+    brokerId: host.brokerId ?? ctx.brokerId,
+    createdAt: host.createdAt ?? new Date().toISOString(),
+    connection: host.connection,
+    data: host.data ?? {},
+  };
+  if (host.providerId) record.providerId = host.providerId;
+  if (host.leaseExpires) record.leaseExpires = host.leaseExpires;
+  return record;
 }
 
 function wrapProviderError(provider: string, error: unknown): Error {

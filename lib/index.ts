@@ -34,6 +34,7 @@ export type { SshTransportOptions } from '../hosts/ssh-transport.js';
 export type { ExecOptions, Result } from '../hosts/result.js';
 export { quote, command } from '../hosts/quote.js';
 export {
+  AbortedError,
   BrokerError,
   CommandError,
   HostConnectionError,
@@ -46,7 +47,9 @@ export {
   UserInputError,
   importOptional,
 } from './errors.js';
-export type { BrokerErrorCode, BrokerErrorOptions, FailureEntry } from './errors.js';
+export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+// Provider code registers the passwords and tokens it reads, so no log or error shows them.
+export { registerSecret } from './secrets.js';
 export { Inventory, INVENTORY_FILE } from './inventory.js';
 export type { InventoryOptions } from './inventory.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
@@ -54,11 +57,17 @@ export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
-export { defineProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
+export { SPECIFICATION_VERSION, defaultSshConnection, defineProvider, implementProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
 export type {
+  AnyProviderDefinition,
   CheckoutTarget,
   DiscoveredHost,
+  HostContext,
+  ImplementationFor,
+  ImplementationOf,
+  InstanceOf,
   ProviderActionDefinition,
+  ProviderActions,
   ProviderContext,
   ProviderDefinition,
   ProviderImplementation,

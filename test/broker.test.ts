@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Broker } from '../lib/broker.js';
 import { PartialFailureError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../lib/errors.js';
-import { defineProvider, type ProviderContext, type ProviderImplementation } from '../lib/provider.js';
+import { defineProvider, type HostContext, type ProviderImplementation } from '../lib/provider.js';
 import { local } from '../providers/local/definition.js';
 import { Host } from '../hosts/host.js';
 import { HostGroup } from '../hosts/host-group.js';
@@ -231,7 +231,7 @@ function watchedLocal(behaviour: { hold?: boolean | ((call: number) => boolean);
       const impl = (await local.load()) as ProviderImplementation;
       const watched: ProviderImplementation = {
         ...impl,
-        async checkout(args, target, ctx: ProviderContext) {
+        async checkout(args, target, ctx: HostContext) {
           const call = ++seen.checkouts;
           seen.signals.push(ctx.signal);
           const made = await impl.checkout(args, target, ctx);

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 
 export const LocalArgs = z.strictObject({
   /** Name of the host; a random one when omitted. */
@@ -27,5 +27,5 @@ export const local = defineProvider({
   description: 'A fresh home directory on this machine behind its own SSH server on 127.0.0.1 (no engine or cloud needed).',
   args: LocalArgs,
   instance: LocalInstance,
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof LocalArgs, typeof LocalInstance>> => (await import('./provider.js')).default,
 });
