@@ -15,7 +15,6 @@ import { abortReason, abortedBeforeStart, mapSettled, signalOption, withAbort, w
 import {
   BrokerError,
   HostConnectionError,
-  InventoryError,
   PartialFailureError,
   ProviderError,
   TimeoutError,
@@ -28,7 +27,7 @@ import { brokerIdOf, defaultOwner, isProcessAlive, newRecordId, shortId } from '
 import { Inventory } from './inventory.js';
 import { createLogger, safeLogger, type Logger } from './logger.js';
 import type { AnyProviderDefinition, DiscoveredHost, HostContext, ProviderActionDefinition, ProviderContext, ProviderImplementation, ProvisionedHost } from './provider.js';
-import { reapable } from './broker/reap-rule.js';
+import * as v2 from './broker/adapter-v2.js';
 import type { HostRecord } from './records.js';
 import { builtinProviders, type ProviderArgs } from './registry.js';
 import { describeArgs, mergeRequest, validateArgs, validateInstance, type ArgumentDoc } from './requests.js';
@@ -682,96 +681,19 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     return { released, removed };
   }
 
-  // ---- contract v2 adapter (providers branch): the reap decision is the Broker's, made by
-  // reapable() over what inventory() reports; the lead ports this behaviour into lib/broker/.
-  private async reapResources(impl: ProviderImplementation, ctx: ProviderContext): Promise<string[]> {
-    const removed: string[] = [];
-    const records = new Map((await this.inventoryFile.hosts()).map((h) => [h.id, h]));
-    // Asked again right before a release: a checkout that began since writes its record first.
-    const isKnown = (id: string): boolean => records.has(id) || this.inventoryFile.hasSync(id);
-    if (impl.inventory) {
-      let found: DiscoveredHost[];
-      try {
-        found = await impl.inventory(ctx);
-      } catch (error) {
-        throw wrapProviderError(ctx.provider, error);
-      }
-      const grace = ctx.instanceSettings.reapGrace;
-      const graceMs = typeof grace === 'number' || typeof grace === 'string' ? toMs(grace) : 0;
-      for (const { host, reason } of reapable(found, { brokerId: this.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs })) {
-        const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
-        try {
-          const record = records.get(host.id) ?? (await this.inventoryFile.get(host.id));
-          if (record) {
-            if (reason !== 'expired') continue;
-            await this.releaseRecord(record);
-          } else {
-            if (isKnown(host.id)) continue;
-            await impl.release(recordOf(host, ctx), this.hostContext(ctx, host.id));
-          }
-          removed.push(label);
-        } catch (error) {
-          this.logger.warn(`could not reap ${label}`, { error: asError(error).message });
-        }
-      }
-    }
-    if (impl.reap) removed.push(...(await impl.reap(ctx, async (id) => isKnown(id))));
-    return removed;
+  // ---- contract v2 adapter (providers branch; lib/broker/adapter-v2.ts): the lead ports this.
+  private reapResources(impl: ProviderImplementation, ctx: ProviderContext): Promise<string[]> {
+    return v2.reapResources(impl, ctx, { inventory: this.inventoryFile, brokerId: this.brokerId, logger: this.logger, releaseRecord: (r) => this.releaseRecord(r), wrap: wrapProviderError });
   }
 
-  /** Hosts a failed checkout left behind (ProviderError.dangling), recorded as kept. */
-  private async recordDangling(record: HostRecord, error: unknown): Promise<void> {
-    if (!(error instanceof ProviderError) || !error.dangling.length) return;
-    const at = new Date().toISOString();
-    const kept = error.dangling.map((d): HostRecord => {
-      const { connection: _c, pid: _p, machine: _m, lastError: _l, ...rest } = record;
-      return {
-        ...rest,
-        id: newRecordId(),
-        name: d.name,
-        hostname: d.hostname ?? d.name,
-        state: 'ready',
-        providerId: d.providerId ?? d.name,
-        createdAt: at,
-        data: redact({ ...d.data, deployFailed: true }, 'drop'),
-        kept: { reason: scrub(error.message).slice(0, 500), at },
-      };
-    });
-    await this.inventoryFile
-      .update((data) => {
-        data.hosts.push(...kept);
-      })
-      .catch((e: unknown) => this.logger.error(`could not record the host(s) a failed checkout left behind: ${kept.map((k) => k.name).join(', ')}`, { error: asError(e).message }));
+  private recordDangling(record: HostRecord, error: unknown): Promise<void> {
+    return v2.recordDangling(this.inventoryFile, record, error, this.logger);
   }
 
-  /** The context of a call about one host: checkpoint and reserve act on its record. */
   private hostContext(base: ProviderContext, recordId: string, signal?: AbortSignal): HostContext {
-    return {
-      ...base,
-      ...(signal ? { signal } : {}),
-      checkpoint: (data) =>
-        this.inventoryFile.update((file) => {
-          const r = file.hosts.find((h) => h.id === recordId);
-          if (!r) throw new InventoryError(`the record ${recordId} is no longer in the inventory ${this.inventoryFile.path} (it was checked in meanwhile).`);
-          r.data = { ...r.data, ...redact(data, 'drop') };
-          return structuredClone(r);
-        }),
-      reserve: (candidates) =>
-        this.inventoryFile.update((file) => {
-          const mine = file.hosts.find((h) => h.id === recordId);
-          if (!mine) throw new InventoryError(`the record ${recordId} was checked in while a resource was being chosen for it; nothing was reserved.`);
-          const pool = poolOf(base);
-          const held = claims(file.hosts, pool);
-          const own = claimOf(mine, pool);
-          if (own && candidates.includes(own)) return own;
-          const free = candidates.find((c) => !held.has(c));
-          if (free) mine.data = { ...mine.data, [CLAIM]: { pool, resource: free } };
-          return free;
-        }),
-    };
+    return v2.hostContext(this.inventoryFile, base, recordId, signal);
   }
   // ---- end of the contract v2 adapter
-
 
   /** Runs a provider action that creates no host. */
   async execute(request: ExecuteRequest): Promise<unknown> {
@@ -940,8 +862,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
       owner: this.owner,
       logger: this.logger,
       signal: new AbortController().signal,
-      // contract v2 adapter: the claims of this instance's pool, from the records.
-      holders: async () => claims(await this.inventoryFile.hosts(), `${definition.name}/${resolved.name}`),
+      holders: v2.holdersOf(this.inventoryFile, definition.name), // contract v2 adapter
     };
   }
 
@@ -1000,48 +921,6 @@ function abortErrors(what: string, signal: AbortSignal | undefined): { make: () 
     },
     isOwn: (error) => typeof error === 'object' && error !== null && own.has(error),
   };
-}
-
-// ---- contract v2 adapter helpers: claims live on the record (data[CLAIM]) until the store has them.
-const CLAIM = 'hostbroker.reservation';
-
-function poolOf(ctx: ProviderContext): string {
-  return `${ctx.provider}/${ctx.instance}`;
-}
-
-function claimOf(record: HostRecord, pool: string): string | undefined {
-  const c = record.data[CLAIM] as { pool?: unknown; resource?: unknown } | undefined;
-  return c?.pool === pool && typeof c.resource === 'string' ? c.resource : undefined;
-}
-
-function claims(records: readonly HostRecord[], pool: string): Map<string, HostRecord> {
-  const out = new Map<string, HostRecord>();
-  for (const r of records) {
-    const resource = claimOf(r, pool);
-    if (resource) out.set(resource, structuredClone(r));
-  }
-  return out;
-}
-
-/** A record for a resource that has none (being reaped), from what inventory() reported. */
-function recordOf(host: DiscoveredHost & { id: string }, ctx: ProviderContext): HostRecord {
-  const record: HostRecord = {
-    id: host.id,
-    name: host.name ?? host.hostname,
-    hostname: host.hostname,
-    provider: ctx.provider,
-    instance: ctx.instance,
-    state: 'releasing',
-    recipe: host.recipe ?? { provider: ctx.provider, instance: ctx.instance, args: {} },
-    owner: host.owner ?? ctx.owner,
-    brokerId: host.brokerId ?? ctx.brokerId,
-    createdAt: host.createdAt ?? new Date().toISOString(),
-    connection: host.connection,
-    data: host.data ?? {},
-  };
-  if (host.providerId) record.providerId = host.providerId;
-  if (host.leaseExpires) record.leaseExpires = host.leaseExpires;
-  return record;
 }
 
 function wrapProviderError(provider: string, error: unknown): Error {

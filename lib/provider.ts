@@ -42,8 +42,8 @@ export interface ProviderContext<Instance = Record<string, unknown>> {
   /** Aborted when the operation is given up (deadline, abort policy, the caller's signal). */
   signal: AbortSignal;
   /**
-   * Who holds which resource of this provider instance's pool (resource → record), as claimed
-   * through {@link HostContext.reserve}: for pool providers' checkout errors, actions and help.
+   * Who holds which resource of this provider's pool (resource → record), as claimed through
+   * {@link HostContext.reserve}: for pool providers' checkout errors, actions and help.
    */
   holders(): Promise<Map<string, HostRecord>>;
 }
@@ -60,9 +60,10 @@ export interface HostContext<Instance = Record<string, unknown>> extends Provide
    */
   checkpoint(data: Record<string, unknown>): Promise<HostRecord>;
   /**
-   * Claims the first of `candidates` that no other host of this provider instance holds, for this
-   * host, exclusively across every process sharing the inventory; undefined when all are held.
-   * The claim goes with the record (checkin frees it). For providers that choose from a pool.
+   * Claims the first of `candidates` that no other host of this provider holds (whichever
+   * instance: two instances listing one machine share it), for this host, exclusively across
+   * every process sharing the inventory; undefined when all are held. The claim goes with the
+   * record (checkin frees it). For providers that choose from a pool.
    */
   reserve(candidates: readonly string[]): Promise<string | undefined>;
 }

@@ -58,7 +58,7 @@ export interface TestContext<Instance = Record<string, unknown>> {
   readonly logLines: string[];
   /** The records, by id, as the Broker would store them (what `checkpoint` wrote included). */
   readonly records: Map<string, HostRecord>;
-  /** Claims made through `reserve`: resource → record id (this instance's pool). */
+  /** Claims made through `reserve`: resource → record id (the provider's pool). */
   readonly claims: Map<string, string>;
   /** Forgets a record and its claims, as the Broker does after a release. */
   forget(recordId: string): void;
@@ -114,7 +114,7 @@ export async function testContext<D extends AnyProviderDefinition>(definition: D
 
 /**
  * The context of a call about one host, as the Broker makes it: `checkpoint` merges into the
- * stored record, `reserve` claims from this instance's pool for it. The record must be in
+ * stored record, `reserve` claims from the provider's pool for it. The record must be in
  * `t.records` (see {@link intentRecord}).
  */
 export function testHostContext<Instance>(t: TestContext<Instance>, record: HostRecord | string, options: { signal?: AbortSignal } = {}): HostContext<Instance> {
