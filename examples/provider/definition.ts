@@ -35,3 +35,10 @@ export const workdir = defineProvider({
   // Spelt out because provider.ts is typed from this definition (implementProvider).
   load: async (): Promise<ImplementationFor<typeof WorkdirArgs, typeof WorkdirInstance, typeof actions>> => (await import('./provider.js')).default,
 });
+
+// Typed checkout arguments: `broker.checkout({ provider: 'workdir', files })` checks them.
+declare module 'hostbroker' {
+  interface ProviderArgs {
+    workdir: z.input<typeof WorkdirArgs>;
+  }
+}

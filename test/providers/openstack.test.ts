@@ -83,7 +83,7 @@ describe('checkout', () => {
   });
 
   it('checks out N hosts concurrently with one token, one quota check and one lookup of each name', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const hosts = await Promise.all(targets(t!, 4).map((target) => impl.checkout(args(), target, on(t!, target))));
 
@@ -97,13 +97,13 @@ describe('checkout', () => {
   });
 
   it('resolves image, flavor and network given by id', async () => {
-    const ctx = await context({ image: undefined, flavor: undefined, network: undefined });
+    await context({ image: undefined, flavor: undefined, network: undefined });
     const host = await provider().checkout(args({ image: IMAGES[1]!.id, flavor: '3', network: NETWORKS[0]!.id }), ...one());
     expect(cloud.servers.get(host.providerId!)!.body).toMatchObject({ imageRef: IMAGES[1]!.id, flavorRef: '3', networks: [{ uuid: NETWORKS[0]!.id }] });
   });
 
   it('says what is missing or unknown, with what exists', async () => {
-    const ctx = await context({ image: undefined });
+    await context({ image: undefined });
     const impl = provider();
     const [target] = targets(t!, 1);
     expect((await rejection<ProviderError>(impl.checkout(args(), target!, on(t!, target!)))).message).toMatch(/no image; pass `image`/);
@@ -120,7 +120,7 @@ describe('checkout', () => {
   });
 
   it('imports a missing key pair from publicKeyPath once, and carries Nova’s message for a bad key name', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const { writeFile } = await import('node:fs/promises');
     const pub = `${t!.directory}/id.pub`;
@@ -135,7 +135,7 @@ describe('checkout', () => {
   });
 
   it('allocates a floating IP, reaches the host there, and releases it with the server', async () => {
-    const ctx = await context({ floatingIp: true });
+    await context({ floatingIp: true });
     const impl = provider();
     const [target] = targets(t!, 1);
     const host = await impl.checkout(args(), target!, on(t!, target!));
@@ -179,7 +179,7 @@ describe('Keystone tokens', () => {
   });
 
   it('fails with Keystone’s message when the credentials are wrong, without the password', async () => {
-    const ctx = await context({ auth: { ...(fakeInstance(cloud).auth as object), password: 'Wrong-Password-123' } });
+    await context({ auth: { ...(fakeInstance(cloud).auth as object), password: 'Wrong-Password-123' } });
     const error = await rejection<ProviderError>(provider().checkout(args(), ...one()));
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(401);
@@ -192,7 +192,7 @@ describe('Keystone tokens', () => {
 describe('service errors', () => {
   it('carries Nova’s quota message on a 403', async () => {
     cloud.limits.instances = 1;
-    const ctx = await context();
+    await context();
     const impl = provider();
     await impl.checkout(args(), ...one());
     const error = await rejection<ProviderError>(impl.checkout(args(), ...one()));
@@ -205,7 +205,7 @@ describe('service errors', () => {
 
   it('refuses a multi-host checkout that would exceed the quota before creating anything', async () => {
     cloud.limits.cores = 5;
-    const ctx = await context({ flavor: 'm1.medium' });
+    await context({ flavor: 'm1.medium' });
     const impl = provider();
     const results = await Promise.allSettled(targets(t!, 3).map((target) => impl.checkout(args(), target, on(t!, target))));
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
@@ -218,7 +218,7 @@ describe('service errors', () => {
 
   it('a host that starts after a failed quota check checks again, for the hosts from its index on', async () => {
     cloud.limits.instances = 2;
-    const ctx = await context();
+    await context();
     const impl = provider();
     const batch = targets(t!, 3);
     const first = await Promise.allSettled(batch.slice(0, 2).map((target) => impl.checkout(args(), target, on(t!, target))));
@@ -231,7 +231,7 @@ describe('service errors', () => {
   });
 
   it('retries a 500 on create, and does not make a second server when the first POST was done', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const fault = { computeFault: { code: 500, message: 'Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/' } };
     cloud.failNext('POST', /\/servers$/, 500, fault);
@@ -245,7 +245,7 @@ describe('service errors', () => {
   });
 
   it('retries 5xx and 429 on reads', async () => {
-    const ctx = await context();
+    await context();
     cloud.failNext('GET', /\/flavors\/detail$/, 503, { serviceUnavailable: { code: 503, message: 'busy' } });
     cloud.failNext('GET', /\/networks$/, 429, { NeutronError: { type: 'OverLimit', message: 'slow down', detail: '' } });
     const host = await provider().checkout(args(), ...one());
@@ -253,7 +253,7 @@ describe('service errors', () => {
   });
 
   it('gives a clear, retryable error when the service keeps failing', async () => {
-    const ctx = await context({ httpRetries: 2 });
+    await context({ httpRetries: 2 });
     cloud.failNext('POST', /\/servers$/, 500, { computeFault: { code: 500, message: 'Unexpected API Error.' } }, { times: 10 });
     const error = await rejection<ProviderError>(provider().checkout(args(), ...one()));
     expect(error).toBeInstanceOf(ProviderError);
@@ -269,7 +269,7 @@ describe('servers that go to ERROR', () => {
   const noHost = 'No valid host was found. There are not enough hosts available.';
 
   it('deletes the errored server and makes another', async () => {
-    const ctx = await context();
+    await context();
     cloud.errorFaults.push(noHost);
     const host = await provider().checkout(args(), ...one());
     expect(host.data).toMatchObject({ attempts: 2 });
@@ -279,7 +279,7 @@ describe('servers that go to ERROR', () => {
   });
 
   it('fails with Nova’s fault message after maxRetry, having deleted every errored server', async () => {
-    const ctx = await context({ maxRetry: 2 });
+    await context({ maxRetry: 2 });
     cloud.errorFaults.push('fault one', 'fault two', noHost);
     const error = await rejection<ProviderError>(provider().checkout(args(), ...one()));
     expect(error).toBeInstanceOf(ProviderError);
@@ -292,7 +292,7 @@ describe('servers that go to ERROR', () => {
   });
 
   it('takes maxRetry from the arguments', async () => {
-    const ctx = await context({ maxRetry: 5 });
+    await context({ maxRetry: 5 });
     cloud.errorFaults.push('a', 'b');
     await rejection<ProviderError>(provider().checkout(args({ maxRetry: 1 }), ...one()));
     expect(cloud.count(/^POST .*\/servers$/)).toBe(2);
@@ -301,7 +301,7 @@ describe('servers that go to ERROR', () => {
   it('deletes the server when the checkout is aborted while it builds', async () => {
     cloud.buildPolls = 1000;
     const controller = new AbortController();
-    const ctx = await context({}, { signal: controller.signal });
+    await context({}, { signal: controller.signal });
     const pending = provider().checkout(args(), ...one());
     while (cloud.count(/^GET .*\/servers\/[0-9a-f-]{36}$/) === 0) await new Promise((r) => setTimeout(r, 5));
     controller.abort(new Error('deadline'));
@@ -313,7 +313,7 @@ describe('servers that go to ERROR', () => {
 
   it('finds and deletes the server when the checkout is aborted before Nova’s answer to the create arrived', async () => {
     const controller = new AbortController();
-    const ctx = await context({}, { signal: controller.signal });
+    await context({}, { signal: controller.signal });
     cloud.delayNext('POST', /\/servers$/, 300);
     const pending = provider().checkout(args(), ...one());
     while (cloud.servers.size === 0) await new Promise((r) => setTimeout(r, 5));
@@ -325,7 +325,7 @@ describe('servers that go to ERROR', () => {
 
   it('deletes a server that does not become ACTIVE in time', async () => {
     cloud.buildPolls = 1000;
-    const ctx = await context({ activeTimeout: 30, pollInterval: 5 });
+    await context({ activeTimeout: 30, pollInterval: 5 });
     const error = await rejection<ProviderError>(provider().checkout(args(), ...one()));
     expect(BrokerError.isInstance(error)).toBe(true);
     expect(error.message).toMatch(/did not become ACTIVE within .*still BUILD.*activeTimeout/);
@@ -335,7 +335,7 @@ describe('servers that go to ERROR', () => {
 
 describe('release, extend, sync', () => {
   it('release is idempotent', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const [target] = targets(t!, 1);
     const host = await impl.checkout(args(), target!, on(t!, target!));
@@ -347,7 +347,7 @@ describe('release, extend, sync', () => {
   });
 
   it('releases the floating IP of a record still provisioning, found by its description', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const [target] = targets(t!, 1, { floatingIp: true });
     await impl.checkout(args({ floatingIp: true }), target!, on(t!, target!));
@@ -358,7 +358,7 @@ describe('release, extend, sync', () => {
   });
 
   it('extend moves the lease in the server metadata', async () => {
-    const ctx = await context();
+    await context();
     const impl = provider();
     const [target] = targets(t!, 1);
     const host = await impl.checkout(args(), target!, on(t!, target!));
@@ -455,7 +455,7 @@ describe('help and topology', () => {
 });
 
 it('intentRecord is valid for the inventory', async () => {
-  const ctx = await context();
+  await context();
   const { validateRecord } = await import('../../lib/inventory.js');
   expect(() => validateRecord(newRecord(t!))).not.toThrow();
 });
