@@ -48,6 +48,8 @@ export {
   importOptional,
 } from './errors.js';
 export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+// Provider code registers the passwords and tokens it reads, so no log or error shows them.
+export { registerSecret } from './secrets.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
 export type { InventoryChange, InventoryOptions, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './inventory/index.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
@@ -55,12 +57,13 @@ export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
-export { defineProvider, implementProvider, standardTags, pickFlavor, pickImage, SPECIFICATION_VERSION, TAGS } from './provider.js';
+export { SPECIFICATION_VERSION, defaultSshConnection, defineProvider, implementProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
 export type {
   AnyProviderDefinition,
   CheckoutTarget,
   DiscoveredHost,
   HostContext,
+  ImplementationFor,
   ImplementationOf,
   InstanceOf,
   ProviderActionDefinition,

@@ -41,6 +41,11 @@ export interface ProviderContext<Instance = Record<string, unknown>> {
   logger: Logger;
   /** Aborted when the operation is given up (deadline, abort policy, the caller's signal). */
   signal: AbortSignal;
+  /**
+   * Who holds which resource of this provider's pool (resource → record), as claimed through
+   * {@link HostContext.reserve}: for pool providers' checkout errors, actions and help.
+   */
+  holders(): Promise<Map<string, HostRecord>>;
 }
 
 /**
@@ -55,13 +60,12 @@ export interface HostContext<Instance = Record<string, unknown>> extends Provide
    */
   checkpoint(data: Record<string, unknown>): Promise<HostRecord>;
   /**
-   * Claims the first of `candidates` that no other host of this provider holds (in any instance),
-   * for this host, exclusively across every process sharing the inventory; undefined when all are held.
-   * The claim goes with the record (checkin frees it). For providers that choose from a pool.
+   * Claims the first of `candidates` that no other host of this provider holds (whichever
+   * instance: two instances listing one machine share it), for this host, exclusively across
+   * every process sharing the inventory; undefined when all are held. The claim goes with the
+   * record (checkin frees it). For providers that choose from a pool.
    */
   reserve(candidates: readonly string[]): Promise<string | undefined>;
-  /** Who holds which resource of this provider's pool (resource → record). */
-  holders(): Promise<Map<string, HostRecord>>;
 }
 
 /** One host the Broker asks a provider to create. Its record is already in the inventory. */
@@ -232,6 +236,18 @@ export interface ProviderImplementation<
 /** The implementation type that belongs to a definition. */
 export type ImplementationOf<D> =
   D extends ProviderDefinition<infer Args, infer Instance, infer Actions> ? ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions> : never;
+
+/**
+ * The implementation type for a definition's schemas. Annotate `load` with it when `provider.ts`
+ * is typed by {@link implementProvider}: each file's type refers to the other's, and TypeScript
+ * needs one of them spelt out (`load: async (): Promise<ImplementationFor<typeof Args, typeof
+ * Instance>> => (await import('./provider.js')).default`).
+ */
+export type ImplementationFor<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions> = ProviderImplementation<
+  z.output<Args>,
+  InstanceOf<Instance>,
+  Actions
+>;
 
 /** Identity helper: gives a definition its full type and the current contract version. */
 export function defineProvider<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions>(

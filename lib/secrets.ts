@@ -43,7 +43,10 @@ function walk(value: unknown, mode: 'mask' | 'drop'): unknown {
  */
 const known = new Set<string>();
 
-/** Registers a secret value so {@link scrub} removes it from text. Short values are ignored. */
+/**
+ * Registers a secret value (a password or token your code read) so that it is scrubbed from every
+ * log line and error message. Short values are ignored.
+ */
 export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 4) known.add(value);
 }

@@ -24,7 +24,9 @@ export HB_TEST_BUILT=1
 echo "== test suite"
 npx vitest run "$@"
 
-if [ $# -eq 0 ] && [ -f examples/fixtures/vitest.config.ts ]; then
+if [ $# -eq 0 ]; then
   echo "== example suites"
-  npx vitest run --config examples/fixtures/vitest.config.ts
+  for config in examples/*/vitest.config.ts; do
+    npx vitest run --config "$config"
+  done
 fi

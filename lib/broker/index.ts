@@ -18,7 +18,7 @@ import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
 import { extend } from './leases.js';
 import { reap, sync } from './reconcile.js';
-import { checkin, keep, releaseHostRecord } from './release.js';
+import { checkin, forget, keep, releaseHostRecord } from './release.js';
 import { sessionFor } from './sessions.js';
 import { findIn, resolveTarget } from './targets.js';
 import type { BrokerOptions, CheckinOptions, CheckoutRequest, ExecuteRequest, HostTarget, ProviderInfo, SyncResult } from './types.js';
@@ -81,6 +81,14 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    */
   keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
     return keep(this.#core, target, reason);
+  }
+
+  /**
+   * Drops records without asking their provider (a host known to be gone, or one no provider can
+   * release). What the provider made stays findable by `reap` through its tags.
+   */
+  forget(target: HostTarget): Promise<HostRecord[]> {
+    return forget(this.#core, target);
   }
 
   /** Extends the lease of hosts whose provider supports it. */

@@ -16,6 +16,7 @@ import type { BrokerCore } from './core.js';
 import { releaseRecord } from './release.js';
 import type { ProviderRuntime } from './runtime.js';
 import { syncKnownHosts } from './sessions.js';
+import { reapable } from './reap-rule.js';
 import type { SyncResult } from './types.js';
 
 /** Providers (and instances) a sync or reap covers: the one named (`name` or `name::instance`), or every one in use. */
@@ -100,36 +101,6 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
   return result;
 }
 
-/** What the reap rule needs to know. */
-export interface ReapFacts {
-  brokerId: string;
-  /** Whether a record id is in the inventory now (a fresh read). */
-  isKnown: (id: string) => Promise<boolean>;
-  now: number;
-  /** Resources younger than this are left alone: their record may be on its way from another process. */
-  graceMs: number;
-}
-
-/**
- * The reap rule, one for every provider: a resource tagged with this broker's id whose record is
- * gone, or whose lease has passed. Untagged resources (no record id) are never reaped: hostbroker
- * cannot know they are its own.
- */
-export async function reapable(found: readonly DiscoveredHost[], facts: ReapFacts): Promise<DiscoveredHost[]> {
-  const out: DiscoveredHost[] = [];
-  for (const d of found) {
-    if (!d.id || d.brokerId !== facts.brokerId) continue;
-    const leasePassed = d.leaseExpires !== undefined && Date.parse(d.leaseExpires) <= facts.now;
-    if (leasePassed) {
-      out.push(d);
-      continue;
-    }
-    const young = d.createdAt !== undefined && Date.parse(d.createdAt) > facts.now - facts.graceMs;
-    if (!young && !(await facts.isKnown(d.id))) out.push(d);
-  }
-  return out;
-}
-
 /**
  * Removes what killed processes left behind: records stuck in `provisioning`/`releasing` whose
  * process on this machine is gone (released through their provider), and provider resources
@@ -150,23 +121,32 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
       core.logger.warn(`could not reap ${record.name}`, { error: asError(error).message });
     }
   }
-  const known = new Set((await core.store.list()).map((h) => h.id));
-  const isKnown = async (id: string): Promise<boolean> => known.has(id) || (await core.store.has(id));
   for (const { runtime, instances } of scope(core, provider)) {
     const impl = await runtime.implementation();
     for (const instance of instances) {
       const ctx = runtime.context(instance);
+      const records = new Map((await core.store.list()).map((h) => [h.id, h]));
+      // Asked again right before a release: a checkout that began since writes its record first.
+      const isKnown = async (id: string): Promise<boolean> => records.has(id) || (await core.store.has(id));
       if (impl.inventory) {
         const grace = (ctx.instanceSettings as { reapGrace?: Duration }).reapGrace;
         const found = await runtime.call(() => impl.inventory!(ctx));
-        const doomed = await reapable(found, { brokerId: core.brokerId, isKnown, now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) });
-        for (const d of doomed) {
-          const record = recordOf(core, d, runtime.name, ctx.instance);
+        for (const { host, reason } of reapable(found, { brokerId: core.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) })) {
+          const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
           try {
-            await runtime.call(() => impl.release(record, runtime.hostContext(record)));
-            removed.push(record.name);
+            const record = records.get(host.id) ?? (await core.store.get(host.id));
+            if (record) {
+              // A known host whose lease passed is checked in as usual; a known live one stays.
+              if (reason !== 'expired') continue;
+              await releaseRecord(core, record);
+            } else {
+              if (await isKnown(host.id)) continue;
+              const orphan = { ...recordOf(core, host, runtime.name, ctx.instance), state: 'releasing' as const };
+              await runtime.call(() => impl.release(orphan, runtime.hostContext(orphan)));
+            }
+            removed.push(label);
           } catch (error) {
-            core.logger.warn(`could not reap ${record.name} (${runtime.name})`, { error: asError(error).message });
+            core.logger.warn(`could not reap ${label} (${runtime.name})`, { error: asError(error).message });
           }
         }
       }

@@ -121,3 +121,22 @@ export async function keep(core: BrokerCore, target: HostTarget, reason: string)
   core.logger.warn(`keeping ${kept.length} host(s): ${why}`, { hosts: kept.map((r) => r.name) });
   return kept;
 }
+
+/**
+ * Drops records without asking their provider: for a record whose host is known to be gone, or
+ * that no provider can release (e.g. its SDK is not installed). What the provider made, if
+ * anything, stays; `reap` finds it again by its tags. Returns the records dropped.
+ */
+export async function forget(core: BrokerCore, target: HostTarget): Promise<HostRecord[]> {
+  const items = await resolveTarget(core, target);
+  const removed = new Set(await core.store.remove(items.map((i) => i.record.id)));
+  const gone = items.filter((i) => removed.has(i.record.id)).map((i) => i.record);
+  for (const { record, host } of items) {
+    core.held.delete(record.id);
+    await host?.disconnect().catch(() => undefined);
+    core.dropSession(record.id);
+  }
+  if (gone.length) await syncKnownHosts(core);
+  core.logger.warn(`forgot ${gone.length} record(s) without releasing them; \`hostbroker reap\` finds what their providers still hold`, { hosts: gone.map((r) => r.name) });
+  return gone;
+}

@@ -112,6 +112,7 @@ export class ProviderRuntime {
   context(instance?: string, signal?: AbortSignal): ProviderContext {
     const { name, settings } = this.instance(instance);
     const env = this.#env;
+    const pool = this.#pool();
     return {
       provider: this.name,
       instance: name,
@@ -122,14 +123,22 @@ export class ProviderRuntime {
       owner: env.owner,
       logger: env.logger,
       signal: signal ?? new AbortController().signal,
+      holders: async () => {
+        const [claims, records] = await Promise.all([env.store.reservations(pool), env.store.list()]);
+        const byId = new Map(records.map((r) => [r.id, r]));
+        const out = new Map<string, HostRecord>();
+        for (const c of claims) {
+          const holder = byId.get(c.recordId);
+          if (holder) out.set(c.resource, holder);
+        }
+        return out;
+      },
     };
   }
 
   /** The context for a call about one host: the provider may note facts on its record, and reserve. */
   hostContext(record: HostRecord, signal?: AbortSignal): HostContext {
     const store = this.#env.store;
-    // One pool per provider: the same machine listed by two instances is still one machine.
-    const pool = this.name;
     const gone = (): InventoryError =>
       new InventoryError(`the record of ${record.name} (${record.id}) was removed while its provider was working on it (another process checked it in); nothing more is noted on it.`);
     return {
@@ -140,18 +149,13 @@ export class ProviderRuntime {
         if (!next) throw gone();
         return next;
       },
-      reserve: async (candidates) => store.reserve(record.id, pool, candidates),
-      holders: async () => {
-        const [claims, records] = await Promise.all([store.reservations(pool), store.list()]);
-        const byId = new Map(records.map((r) => [r.id, r]));
-        const out = new Map<string, HostRecord>();
-        for (const c of claims) {
-          const holder = byId.get(c.recordId);
-          if (holder) out.set(c.resource, holder);
-        }
-        return out;
-      },
+      reserve: async (candidates) => store.reserve(record.id, this.#pool(), candidates),
     };
+  }
+
+  /** One pool of claims per provider: the same machine listed by two instances is still one machine. */
+  #pool(): string {
+    return this.name;
   }
 
   /** Calls the implementation; whatever it throws that is not a BrokerError becomes a ProviderError. */

@@ -11,8 +11,8 @@ import { ProviderError, SettingsError } from '../../lib/errors.js';
 import { HttpClient, type RequestOptions } from '../../lib/http.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret, scrub } from '../../lib/secrets.js';
-import { formatIssues, toMs } from '../../lib/settings.js';
-import { BeakerInstance } from './definition.js';
+import { toMs } from '../../lib/settings.js';
+import type { BeakerInstance } from './definition.js';
 import { decodeResponse, encodeCall, XmlRpcFault, type XmlRpcValue } from './xml.js';
 
 const COOKIE = 'beaker_auth_token';
@@ -91,10 +91,8 @@ export class BeakerClient {
     });
   }
 
-  static fromContext(ctx: ProviderContext): BeakerClient {
-    const parsed = BeakerInstance.safeParse(ctx.instanceSettings);
-    if (!parsed.success) throw new SettingsError(`${ctx.provider}.${ctx.instance}: ${formatIssues(parsed.error)}`);
-    return new BeakerClient(parsed.data, ctx.provider);
+  static fromContext(ctx: ProviderContext<BeakerInstance>): BeakerClient {
+    return new BeakerClient(ctx.instanceSettings, ctx.provider);
   }
 
   /**

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 const Task = z.union([
@@ -91,5 +91,5 @@ export const beaker = defineProvider({
   description: 'A system reserved through a Beaker job (generated from arguments, or your job XML); checkin cancels the job.',
   args: BeakerArgs,
   instance: BeakerInstance,
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof BeakerArgs, typeof BeakerInstance>> => (await import('./provider.js')).default,
 });

@@ -5,19 +5,22 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, TimeoutError, UserInputError } from '../../lib/errors.js';
 import { sleep } from '../../lib/http.js';
-import type { DiscoveredHost, ProviderContext, ProviderImplementation, ProvisionedHost } from '../../lib/provider.js';
+import { type DiscoveredHost, type ProviderContext, type ProvisionedHost, implementProvider } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
 import { BeakerClient, FINISHED, fqdnOf, isReserved, type Job, type Recipe } from './client.js';
-import type { BeakerArgs } from './definition.js';
+import { type BeakerInstance, beaker } from './definition.js';
 import { buildJobXml, parseWhiteboard, reserves, reserveSeconds, reserveTimeOf, tagJobXml } from './jobxml.js';
 
 // One logged-in client per instance, shared by concurrent checkouts.
 const clients = new Map<string, BeakerClient>();
 
-function clientFor(ctx: ProviderContext): BeakerClient {
+type Context = ProviderContext<BeakerInstance>;
+
+function clientFor(ctx: Context): BeakerClient {
   const key = `${ctx.provider}\0${ctx.instance}\0${JSON.stringify(ctx.instanceSettings)}`;
   let client = clients.get(key);
   if (!client) {
@@ -61,7 +64,7 @@ async function findJob(client: BeakerClient, recordId: string, signal: AbortSign
   return (await unfinishedJobs(client, signal)).find((j) => parseWhiteboard(j.whiteboard)?.id === recordId);
 }
 
-async function waitReserved(client: BeakerClient, jobId: number, ctx: ProviderContext): Promise<{ job: Job; recipe: Recipe; fqdn: string }> {
+async function waitReserved(client: BeakerClient, jobId: number, ctx: Context): Promise<{ job: Job; recipe: Recipe; fqdn: string }> {
   const settings = client.settings;
   const limit = toMs(settings.reserveTimeout ?? ctx.settings.checkout.timeout);
   const interval = toMs(settings.pollInterval);
@@ -107,10 +110,11 @@ async function waitReserved(client: BeakerClient, jobId: number, ctx: ProviderCo
   }
 }
 
-const implementation: ProviderImplementation<BeakerArgs> = {
+export default implementProvider(beaker, {
   async checkout(args, target, ctx): Promise<ProvisionedHost> {
-    const client = clientFor(ctx);
     const { record } = target;
+    if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
+    const client = clientFor(ctx);
     let xml: string;
     if (args.jobXml || args.jobXmlFile) {
       let source = args.jobXml;
@@ -214,17 +218,6 @@ const implementation: ProviderImplementation<BeakerArgs> = {
     return out;
   },
 
-  async reap(ctx, isKnown): Promise<string[]> {
-    const removed: string[] = [];
-    for (const host of await implementation.inventory!(ctx)) {
-      if (host.id && !isKnown(host.id)) {
-        await implementation.release({ id: host.id, providerId: host.providerId, data: host.data ?? {} } as HostRecord, ctx);
-        removed.push(host.id);
-      }
-    }
-    return removed;
-  },
-
   async describe(ctx, topic): Promise<Record<string, unknown>> {
     const client = clientFor(ctx);
     const out: Record<string, unknown> = {};
@@ -238,6 +231,4 @@ const implementation: ProviderImplementation<BeakerArgs> = {
   async close(): Promise<void> {
     clients.clear();
   },
-};
-
-export default implementation;
+});

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider, pickImage } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor, pickImage } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -109,7 +109,8 @@ export const ContainerInstance = z.strictObject({
   sshReadyTimeout: Duration.default('60s'),
   /**
    * Reap leaves a container whose record id is unknown alone while it is younger than this: its
-   * record may be on its way into the inventory from another process.
+   * record may be on its way into the inventory from another process. (The Broker honours a
+   * `reapGrace` instance setting of any provider.)
    */
   reapGrace: Duration.default('30s'),
   /** Address published ports bind to and SSH connects to. */
@@ -143,17 +144,19 @@ export interface RunResult {
   durationMs: number;
 }
 
+const containerActions = {
+  run: { description: 'Run a container to completion and return its exit status and output; it is removed afterwards.', schema: RunArgs },
+};
+
 export const container = defineProvider({
   name: 'container',
   description: 'Containers on a Docker Engine API (Docker or Podman), reached by exec or SSH.',
   args: ContainerArgs,
   instance: ContainerInstance,
-  actions: {
-    run: { description: 'Run a container to completion and return its exit status and output; it is removed afterwards.', schema: RunArgs },
-  },
+  actions: containerActions,
   fromTopology: (host, provisioning) => {
     const image = pickImage(host, provisioning);
     return { name: host.name, ...(image ? { image } : {}), ...host.args };
   },
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof ContainerArgs, typeof ContainerInstance, typeof containerActions>> => (await import('./provider.js')).default,
 });

@@ -7,10 +7,10 @@ import { PassThrough } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { ProviderError, TimeoutError, messageOf } from '../../lib/errors.js';
-import type { CheckoutTarget, DiscoveredHost, ProviderContext, ProviderImplementation, ProvisionedHost } from '../../lib/provider.js';
+import { type DiscoveredHost, type ProviderContext, implementProvider } from '../../lib/provider.js';
 import type { Connection, HostRecord } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
-import { type ContainerArgs, ContainerInstance, RunArgs, type RunResult, SshArg } from './definition.js';
+import { type ContainerArgs, type ContainerInstance, type RunArgs, type RunResult, SshArg, container as definition } from './definition.js';
 import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, statusOf } from './engine.js';
 import { ExecTransport } from './exec-transport.js';
 import { packFile } from './archive.js';
@@ -23,12 +23,8 @@ const PROVIDER = 'container';
 /** Records whose checkout failed before anything was asked of the engine: release has nothing to do. */
 const untouched = new Set<string>();
 
-function instanceOf(ctx: ProviderContext): ContainerInstance {
-  return ContainerInstance.parse(ctx.instanceSettings ?? {});
-}
-
-function engineFor(ctx: ProviderContext): Promise<Engine> {
-  return connectEngine(instanceOf(ctx));
+function engineFor(ctx: ProviderContext<ContainerInstance>): Promise<Engine> {
+  return connectEngine(ctx.instanceSettings);
 }
 
 function sshPlan(args: ContainerArgs): (SshPlan & { readyTimeout?: string | number }) | undefined {
@@ -44,7 +40,7 @@ function containerName(args: ContainerArgs, record: HostRecord, instance: Contai
   return /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(record.name) ? record.name : `hostbroker-${randomBytes(4).toString('hex')}`;
 }
 
-function checkAborted(ctx: ProviderContext, what: string): void {
+function checkAborted(ctx: ProviderContext<ContainerInstance>, what: string): void {
   if (ctx.signal.aborted) throw new TimeoutError(`${what} was given up (checkout timeout or abort)`, 0, { cause: ctx.signal.reason });
 }
 
@@ -217,9 +213,9 @@ function mappedPorts(info: Dockerode.ContainerInspectInfo): Record<string, numbe
   return out;
 }
 
-const implementation: ProviderImplementation<ContainerArgs> = {
-  async checkout(args: ContainerArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
-    const instance = instanceOf(ctx);
+export default implementProvider(definition, {
+  async checkout(args, target, ctx) {
+    const instance = ctx.instanceSettings;
     const { record } = target;
     let engine: Engine;
     try {
@@ -325,7 +321,7 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     }
   },
 
-  async release(record: HostRecord, ctx: ProviderContext): Promise<void> {
+  async release(record, ctx) {
     if (untouched.delete(record.id)) return;
     const engine = await engineFor(ctx);
     const ids = new Set<string>();
@@ -341,9 +337,9 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     await removeHostKey(ctx.directory, record.id);
   },
 
-  async inventory(ctx: ProviderContext): Promise<DiscoveredHost[]> {
+  async inventory(ctx) {
     const engine = await engineFor(ctx);
-    const instance = instanceOf(ctx);
+    const instance = ctx.instanceSettings;
     let list: Dockerode.ContainerInfo[];
     try {
       list = await engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.broker}=${ctx.brokerId}`] } });
@@ -388,30 +384,25 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     return out;
   },
 
-  async reap(ctx: ProviderContext, isKnown: (recordId: string) => boolean): Promise<string[]> {
+  // Only what inventory() does not list: containers of the `run` action (no host, no record)
+  // whose lease passed, i.e. whose process died before it removed them.
+  async reap(ctx) {
     const engine = await engineFor(ctx);
     let list: Dockerode.ContainerInfo[];
     try {
-      list = await engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.broker}=${ctx.brokerId}`] } });
+      list = await engine.docker.listContainers({ all: true, filters: { label: [`${LABELS.broker}=${ctx.brokerId}`, LABELS.action] } });
     } catch (error) {
       throw engineError(error, engine, 'listing containers to reap');
     }
     const now = Date.now();
-    const graceMs = toMs(instanceOf(ctx).reapGrace);
     const doomed = list.filter((c) => {
       const labels = readLabels(c.Labels);
-      if (labels.instance && labels.instance !== ctx.instance) return false;
-      if (leasePassed(labels.leaseExpires, now)) return true;
-      if (labels.action) return false; // `run` containers carry a lease; they go when it passes.
-      const young = c.Created * 1000 > now - graceMs;
-      return !young && (!labels.id || !isKnown(labels.id));
+      return labels.action && (!labels.instance || labels.instance === ctx.instance) && leasePassed(labels.leaseExpires, now);
     });
     const removed: string[] = [];
     const results = await Promise.allSettled(
       doomed.map(async (c) => {
         await removeContainer(engine, c.Id);
-        const id = readLabels(c.Labels).id;
-        if (id && !isKnown(id)) await removeHostKey(ctx.directory, id).catch(() => undefined);
         removed.push(readLabels(c.Labels).name ?? c.Names?.[0]?.replace(/^\//, '') ?? c.Id);
       }),
     );
@@ -420,13 +411,11 @@ const implementation: ProviderImplementation<ContainerArgs> = {
     return removed;
   },
 
-  async execute(action: string, rawArgs: Record<string, unknown>, ctx: ProviderContext): Promise<RunResult> {
-    if (action !== 'run') throw new ProviderError(PROVIDER, `unknown action \`${action}\`; the container provider has: run.`);
-    const args = RunArgs.parse(rawArgs);
-    return runToCompletion(args, ctx);
+  actions: {
+    run: (args, ctx) => runToCompletion(args, ctx),
   },
 
-  transport(record: HostRecord, ctx: ProviderContext): ExecTransport {
+  transport(record, ctx) {
     const user = typeof record.data?.user === 'string' ? record.data.user : typeof record.recipe.args.user === 'string' ? record.recipe.args.user : undefined;
     return new ExecTransport({
       engine: () => engineFor(ctx),
@@ -435,10 +424,10 @@ const implementation: ProviderImplementation<ContainerArgs> = {
       ...(user ? { user } : {}),
     });
   },
-};
+});
 
 /** The `run` action: create, attach, start, wait, collect output, remove. */
-async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<RunResult> {
+async function runToCompletion(args: RunArgs, ctx: ProviderContext<ContainerInstance>): Promise<RunResult> {
   const engine = await engineFor(ctx);
   const started = Date.now();
   const timeoutMs = toMs(args.timeout);
@@ -522,4 +511,3 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext): Promise<Run
   }
 }
 
-export default implementation;

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { Duration } from '../../lib/settings.js';
-import { defineProvider, pickFlavor, pickImage } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '../../lib/provider.js';
 
 const ImageRef = z
   .string()
@@ -87,5 +87,5 @@ export const ec2 = defineProvider({
     if (provisioning.keypair) out.keyName = provisioning.keypair;
     return { ...out, ...host.args };
   },
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof Ec2Args, typeof Ec2Instance>> => (await import('./provider.js')).default,
 });

@@ -5,20 +5,13 @@
  * @module
  */
 import type { EC2Client, Instance, _InstanceType, Tag } from '@aws-sdk/client-ec2';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, TimeoutError } from '../../lib/errors.js';
-import {
-  type CheckoutTarget,
-  type DiscoveredHost,
-  type ProviderContext,
-  type ProviderImplementation,
-  type ProvisionedHost,
-  TAGS,
-  standardTags,
-} from '../../lib/provider.js';
+import { type DiscoveredHost, type ImplementationOf, type ProviderContext, TAGS, implementProvider, standardTags } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
 import { type CallOptions, awsCode, callEc2, createEc2Client, loadEc2Sdk, retryPolicy, sleep, toProviderError } from './client.js';
-import { type Ec2Args, Ec2Instance } from './definition.js';
+import { type Ec2Instance, ec2 } from './definition.js';
 import { resolveImage } from './image.js';
 
 /** States of instances that still exist (and cost money). */
@@ -40,16 +33,14 @@ export type Ec2RecordData = {
   keyName?: string;
 };
 
+type Context = ProviderContext<Ec2Instance>;
+
 /** Creates an `ec2` provider implementation (each has its own client and image caches). */
-export function createEc2Provider(): ProviderImplementation<Ec2Args> {
+export function createEc2Provider(): ImplementationOf<typeof ec2> {
   const clients = new Map<string, Promise<EC2Client>>();
   const images = new Map<string, { at: number; id: Promise<string> }>();
 
-  function settingsOf(ctx: ProviderContext): Ec2Instance {
-    return Ec2Instance.parse(ctx.instanceSettings);
-  }
-
-  function clientFor(settings: Ec2Instance, region: string | undefined, ctx: ProviderContext): Promise<EC2Client> {
+  function clientFor(settings: Ec2Instance, region: string | undefined, ctx: Context): Promise<EC2Client> {
     const key = JSON.stringify([ctx.instance, region ?? settings.region, settings.profile, settings.endpoint, settings.accessKeyId]);
     let client = clients.get(key);
     if (!client) {
@@ -60,11 +51,11 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     return client;
   }
 
-  function callOptions(settings: Ec2Instance, ctx: ProviderContext, what: string): CallOptions {
+  function callOptions(settings: Ec2Instance, ctx: Context, what: string): CallOptions {
     return { what, policy: retryPolicy(settings), logger: ctx.logger, signal: ctx.signal };
   }
 
-  async function imageId(image: string, client: EC2Client, region: string | undefined, settings: Ec2Instance, ctx: ProviderContext): Promise<string> {
+  async function imageId(image: string, client: EC2Client, region: string | undefined, settings: Ec2Instance, ctx: Context): Promise<string> {
     const key = `${region ?? ''}|${settings.imageOwners.join(',')}|${image}`;
     const hit = images.get(key);
     if (hit && Date.now() - hit.at < IMAGE_CACHE_MS) return hit.id;
@@ -75,7 +66,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
   }
 
   /** Live instances carrying `tag` = `value`. */
-  async function findByTag(client: EC2Client, tag: string, value: string, settings: Ec2Instance, ctx: ProviderContext): Promise<Instance[]> {
+  async function findByTag(client: EC2Client, tag: string, value: string, settings: Ec2Instance, ctx: Context): Promise<Instance[]> {
     const sdk = await loadEc2Sdk();
     const found: Instance[] = [];
     let NextToken: string | undefined;
@@ -100,7 +91,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     return found;
   }
 
-  async function terminate(client: EC2Client, ids: string[], settings: Ec2Instance, ctx: ProviderContext): Promise<void> {
+  async function terminate(client: EC2Client, ids: string[], settings: Ec2Instance, ctx: Context): Promise<void> {
     if (ids.length === 0) return;
     const sdk = await loadEc2Sdk();
     try {
@@ -114,7 +105,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
   }
 
   /** Polls until the instance runs and has the wanted address; fails on terminal states. */
-  async function waitRunning(client: EC2Client, id: string, wantPublic: boolean, settings: Ec2Instance, ctx: ProviderContext): Promise<Instance> {
+  async function waitRunning(client: EC2Client, id: string, wantPublic: boolean, settings: Ec2Instance, ctx: Context): Promise<Instance> {
     const sdk = await loadEc2Sdk();
     const limit = toMs(settings.runningTimeout);
     const interval = toMs(settings.pollInterval);
@@ -154,7 +145,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     }
   }
 
-  function toDiscovered(instance: Instance, ctx: ProviderContext, address: 'public' | 'private'): DiscoveredHost {
+  function toDiscovered(instance: Instance, ctx: Context, address: 'public' | 'private'): DiscoveredHost {
     const tags = tagMap(instance.Tags);
     const host: DiscoveredHost = {
       hostname: pickAddress(instance, address) ?? '',
@@ -172,15 +163,16 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     return host;
   }
 
-  async function instancesOf(record: HostRecord, client: EC2Client, settings: Ec2Instance, ctx: ProviderContext): Promise<string[]> {
+  async function instancesOf(record: HostRecord, client: EC2Client, settings: Ec2Instance, ctx: Context): Promise<string[]> {
     if (record.providerId) return [record.providerId];
     return (await findByTag(client, TAGS.id, record.id, settings, ctx)).map((i) => i.InstanceId!).filter(Boolean);
   }
 
-  return {
-    async checkout(args: Ec2Args, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
+  return implementProvider(ec2, {
+    async checkout(args, target, ctx) {
+      if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${target.record.name}`, ctx.signal);
       const sdk = await loadEc2Sdk();
-      const settings = settingsOf(ctx);
+      const settings = ctx.instanceSettings;
       const client = await clientFor(settings, args.region ?? settings.region, ctx);
       // Recorded so checkin reaches the same region whatever the settings say later.
       const region = args.region ?? settings.region ?? (await client.config.region().catch(() => undefined));
@@ -264,7 +256,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     },
 
     async release(record, ctx) {
-      const settings = settingsOf(ctx);
+      const settings = ctx.instanceSettings;
       const region = typeof record.data.region === 'string' ? record.data.region : settings.region;
       const client = await clientFor(settings, region, ctx);
       await terminate(client, await instancesOf(record, client, settings, ctx), settings, ctx);
@@ -272,7 +264,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
 
     async extend(record, leaseExpires, ctx) {
       const sdk = await loadEc2Sdk();
-      const settings = settingsOf(ctx);
+      const settings = ctx.instanceSettings;
       const region = typeof record.data.region === 'string' ? record.data.region : settings.region;
       const client = await clientFor(settings, region, ctx);
       const ids = await instancesOf(record, client, settings, ctx);
@@ -284,25 +276,10 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
     },
 
     async inventory(ctx) {
-      const settings = settingsOf(ctx);
+      const settings = ctx.instanceSettings;
       const client = await clientFor(settings, settings.region, ctx);
       const found = await findByTag(client, TAGS.broker, ctx.brokerId, settings, ctx);
       return found.map((i) => toDiscovered(i, ctx, settings.address));
-    },
-
-    async reap(ctx, isKnown) {
-      const settings = settingsOf(ctx);
-      const client = await clientFor(settings, settings.region, ctx);
-      const now = Date.now();
-      const doomed = (await findByTag(client, TAGS.broker, ctx.brokerId, settings, ctx)).filter((i) => {
-        const tags = tagMap(i.Tags);
-        const id = tags[TAGS.id];
-        const lease = Date.parse(tags[TAGS.lease] ?? '');
-        return !id || !isKnown(id) || (Number.isFinite(lease) && lease < now);
-      });
-      const ids = doomed.map((i) => i.InstanceId!).filter(Boolean);
-      await terminate(client, ids, settings, ctx);
-      return ids;
     },
 
     async close() {
@@ -311,7 +288,7 @@ export function createEc2Provider(): ProviderImplementation<Ec2Args> {
       images.clear();
       for (const c of await Promise.allSettled(all)) if (c.status === 'fulfilled') c.value.destroy();
     },
-  };
+  });
 }
 
 function tagMap(tags: Tag[] | undefined): Record<string, string> {

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 /** Checkout arguments of the `foreman` provider. */
@@ -68,5 +68,5 @@ export const foreman = defineProvider({
   description: 'Hosts built by Foreman from a hostgroup (REST API v2), tagged with host parameters; checkin deletes them.',
   args: ForemanArgs,
   instance: ForemanInstance,
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof ForemanArgs, typeof ForemanInstance>> => (await import('./provider.js')).default,
 });

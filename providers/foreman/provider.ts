@@ -6,13 +6,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { HttpClient, defaultErrorMessage, sleep } from '../../lib/http.js';
-import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, defaultSshConnection, standardTags, TAGS } from '../../lib/provider.js';
-import type { HostRecord } from '../../lib/records.js';
-import { registerSecret, scrub } from '../../lib/secrets.js';
+import { type HostContext, type ProviderContext, TAGS, defaultSshConnection, implementProvider, standardTags } from '../../lib/provider.js';
+import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
-import { type ForemanArgs, ForemanInstance } from './definition.js';
+import { type ForemanInstance, foreman } from './definition.js';
 
 /** Foreman's build status codes (HostStatus::BuildStatus). */
 const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
@@ -81,12 +81,8 @@ class ForemanApi {
     });
   }
 
-  static of(ctx: ProviderContext): ForemanApi {
-    const parsed = ForemanInstance.safeParse(ctx.instanceSettings);
-    if (!parsed.success) {
-      throw new SettingsError(`foreman instance \`${ctx.instance}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`);
-    }
-    return new ForemanApi(parsed.data, ctx.signal);
+  static of(ctx: ProviderContext<ForemanInstance>): ForemanApi {
+    return new ForemanApi(ctx.instanceSettings, ctx.signal);
   }
 
   json<S extends z.ZodType>(method: string, path: string, schema: S, options: { query?: Record<string, string | number | undefined | readonly string[]>; json?: unknown } = {}): Promise<z.output<S>> {
@@ -148,17 +144,17 @@ function paramsOf(host: Host): Record<string, string> {
   return Object.fromEntries((host.parameters ?? []).map((p) => [p.name, String(p.value)]));
 }
 
-async function noteOnRecord(ctx: ProviderContext, record: HostRecord, fields: Partial<HostRecord>, data: Partial<ForemanData>): Promise<void> {
+/** Notes facts on the host's record at once, so a killed checkout leaves them for release. */
+async function note(ctx: HostContext<ForemanInstance>, data: Partial<ForemanData>): Promise<void> {
   try {
-    const current = (await ctx.inventory.get(record.id)) ?? record;
-    await ctx.inventory.patch(record.id, { ...fields, data: { ...current.data, ...data } });
+    await ctx.checkpoint(data);
   } catch (error) {
-    ctx.logger.warn(`foreman: could not note host on record ${record.id}`, { error: messageOf(error) });
+    ctx.logger.warn('foreman: could not note the host on its record', { error: messageOf(error) });
   }
 }
 
 /** Waits until Foreman reports the build finished; throws on a failed build or at the deadline. */
-async function waitForBuild(api: ForemanApi, id: number, ctx: ProviderContext): Promise<Host> {
+async function waitForBuild(api: ForemanApi, id: number, ctx: ProviderContext<ForemanInstance>): Promise<Host> {
   const timeout = toMs(api.settings.buildTimeout);
   const interval = toMs(api.settings.pollInterval);
   const deadline = Date.now() + timeout;
@@ -185,10 +181,11 @@ async function waitForBuild(api: ForemanApi, id: number, ctx: ProviderContext): 
   }
 }
 
-const provider: ProviderImplementation<ForemanArgs> = {
-  async checkout(args: ForemanArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
-    const api = ForemanApi.of(ctx);
+export default implementProvider(foreman, {
+  async checkout(args, target, ctx) {
     const { record } = target;
+    if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
+    const api = ForemanApi.of(ctx);
     const group = await api.hostgroupId(args.hostgroup);
     const tags = standardTags(record);
     const parameters = { ...args.parameters, ...tags };
@@ -209,7 +206,7 @@ const provider: ProviderImplementation<ForemanArgs> = {
       },
     };
     const created = await api.json('POST', '/api/hosts', Host, { json: body });
-    await noteOnRecord(ctx, record, { providerId: String(created.id) }, { foremanId: created.id });
+    await note(ctx, { foremanId: created.id });
     ctx.logger.info(`foreman: created ${created.name} in ${group.title}, waiting for its build`, { id: created.id });
 
     let built: Host;
@@ -217,34 +214,25 @@ const provider: ProviderImplementation<ForemanArgs> = {
       built = await waitForBuild(api, created.id, ctx);
     } catch (error) {
       const mode = args.dangling ?? api.settings.dangling;
-      let what: string;
+      const status = error instanceof ProviderError ? error.status : error instanceof TimeoutError ? 'TIMEOUT' : undefined;
+      const why = messageOf(error).replace(/^\[foreman\] /, '');
       if (mode === 'keep') {
-        const now = new Date().toISOString();
-        const kept: HostRecord = {
-          ...record,
-          id: randomUUID(),
-          name: created.name,
-          hostname: created.name,
-          state: 'ready',
-          providerId: String(created.id),
-          createdAt: now,
-          data: { foremanId: created.id, deployFailed: true },
-          kept: { reason: scrub(messageOf(error)).slice(0, 500), at: now },
-        };
-        delete kept.pid;
-        await ctx.inventory.add(kept);
-        what = `the host was kept (record ${kept.id}); check it in when done, or delete host ${created.id} in Foreman`;
-      } else {
-        try {
-          await api.remove(created.id);
-          what = `the host was deleted`;
-        } catch (removeError) {
-          throw new ProviderError('foreman', `${messageOf(error)}; deleting host ${created.id} failed too (${messageOf(removeError)}): delete it in Foreman by hand.`, { cause: error });
-        }
+        // The Broker records it as kept; this record's release must not delete it.
+        await note(ctx, { danglingHandled: true });
+        throw new ProviderError('foreman', `${why}; the host was kept in the inventory (marked kept): check it in when done, or delete host ${created.id} in Foreman.`, {
+          cause: error,
+          ...(status !== undefined ? { status } : {}),
+          dangling: [{ name: created.name, hostname: created.name, providerId: String(created.id), data: { foremanId: created.id } }],
+        });
       }
-      await noteOnRecord(ctx, record, {}, { danglingHandled: true });
-      if (error instanceof TimeoutError) throw new TimeoutError(`${error.message} ${what[0]!.toUpperCase()}${what.slice(1)}.`, error.timeoutMs, { cause: error });
-      throw new ProviderError('foreman', `${messageOf(error).replace(/^\[foreman\] /, '')}; ${what}.`, { cause: error, ...(error instanceof ProviderError && error.status !== undefined ? { status: error.status } : {}) });
+      try {
+        await api.remove(created.id);
+      } catch (removeError) {
+        throw new ProviderError('foreman', `${why}; deleting host ${created.id} failed too (${messageOf(removeError)}): delete it in Foreman by hand.`, { cause: error });
+      }
+      await note(ctx, { danglingHandled: true });
+      if (error instanceof TimeoutError) throw new TimeoutError(`${error.message} The host was deleted.`, error.timeoutMs, { cause: error });
+      throw new ProviderError('foreman', `${why}; the host was deleted.`, { cause: error, ...(status !== undefined ? { status } : {}) });
     }
 
     const hostname = api.settings.address === 'ip' && built.ip ? built.ip : built.name;
@@ -262,12 +250,12 @@ const provider: ProviderImplementation<ForemanArgs> = {
     };
   },
 
-  async release(record: HostRecord, ctx: ProviderContext): Promise<void> {
+  // Given the record as stored now: what checkout noted (the host id, a handled failure) is on it.
+  async release(record, ctx) {
     const api = ForemanApi.of(ctx);
-    const stored = await ctx.inventory.get(record.id).catch(() => undefined);
-    const data = { ...(stored?.data ?? {}), ...record.data } as ForemanData;
-    if ((stored?.data as ForemanData | undefined)?.danglingHandled || data.danglingHandled) return;
-    const id = Number(record.providerId ?? stored?.providerId ?? data.foremanId ?? NaN);
+    const data = record.data as ForemanData;
+    if (data.danglingHandled) return;
+    const id = Number(record.providerId ?? data.foremanId ?? NaN);
     if (Number.isInteger(id) && id > 0) return api.remove(id);
     // Killed before the host id was noted: find it by the record-id parameter.
     const found = await api.list('/api/hosts', Host, { search: `params.${TAGS.id} = "${record.id}"`, 'include[]': ['parameters'] });
@@ -275,7 +263,7 @@ const provider: ProviderImplementation<ForemanArgs> = {
     for (const host of found) if (paramsOf(host)[TAGS.id] === record.id) await api.remove(host.id);
   },
 
-  async inventory(ctx: ProviderContext): Promise<DiscoveredHost[]> {
+  async inventory(ctx) {
     const api = ForemanApi.of(ctx);
     const hosts = await api.list('/api/hosts', Host, { search: `owner = "${api.settings.username}"`, 'include[]': ['parameters'] });
     return hosts.map((host) => {
@@ -297,11 +285,9 @@ const provider: ProviderImplementation<ForemanArgs> = {
     });
   },
 
-  async describe(ctx: ProviderContext): Promise<Record<string, unknown>> {
+  async describe(ctx) {
     const api = ForemanApi.of(ctx);
     const groups = await api.list('/api/hostgroups', Hostgroup, {});
     return { hostgroups: groups.map((g) => g.title ?? g.name) };
   },
-};
-
-export default provider;
+});

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider, pickFlavor, pickImage } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 /** Checkout arguments of the `libvirt` provider. */
@@ -81,5 +81,5 @@ export const libvirt = defineProvider({
     if (host.network) out.network = provisioning.networks?.[host.network] ?? host.network;
     return { ...out, ...host.args };
   },
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof LibvirtArgs, typeof LibvirtInstance>> => (await import('./provider.js')).default,
 });

@@ -7,11 +7,12 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { MissingDependencyError, ProviderError, TimeoutError, UserInputError, importOptional, messageOf } from '../../lib/errors.js';
-import type { CheckoutTarget, DiscoveredHost, ProviderContext, ProviderImplementation, ProvisionedHost } from '../../lib/provider.js';
+import { type DiscoveredHost, type ImplementationOf, type ProviderContext, implementProvider } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
-import { type LibvirtArgs, LibvirtInstance } from './definition.js';
+import { type LibvirtInstance, libvirt } from './definition.js';
 import { buildSeedIso, cloudInitSeed, readPublicKey } from './seed.js';
 import { Virsh } from './virsh.js';
 import { type DomainMetadata, type OwnedVolume, domainXml, parseMetadata, withLease } from './xml.js';
@@ -85,13 +86,9 @@ export interface LibvirtProviderOptions {
 }
 
 /** Creates a `libvirt` provider implementation (with its own connection cache). */
-export function createLibvirtProvider(options: LibvirtProviderOptions = {}): ProviderImplementation<LibvirtArgs> {
+export function createLibvirtProvider(options: LibvirtProviderOptions = {}): ImplementationOf<typeof libvirt> {
   const load = options.loadModule ?? (() => loadLibvirt());
   const connections = new Map<string, Promise<LibvirtConnection>>();
-
-  function settingsOf(ctx: ProviderContext): LibvirtInstance {
-    return LibvirtInstance.parse(ctx.instanceSettings);
-  }
 
   function connect(uri: string): Promise<LibvirtConnection> {
     let conn = connections.get(uri);
@@ -154,7 +151,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
     if (mode === 'virsh') for (const v of volumes) await virsh.deleteVolume(v.pool, v.name);
   }
 
-  async function waitForAddress(virsh: Virsh, domain: string, s: LibvirtInstance, ctx: ProviderContext): Promise<string> {
+  async function waitForAddress(virsh: Virsh, domain: string, s: LibvirtInstance, ctx: ProviderContext<LibvirtInstance>): Promise<string> {
     const limit = toMs(s.addressTimeout);
     const interval = toMs(s.pollInterval);
     const deadline = Date.now() + limit;
@@ -177,10 +174,11 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
     }
   }
 
-  return {
-    async checkout(args: LibvirtArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
-      const s = settingsOf(ctx);
+  return implementProvider(libvirt, {
+    async checkout(args, target, ctx) {
+      const s = ctx.instanceSettings;
       const { record } = target;
+      if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
       const uri = s.uri;
       const mode = volumeModeOf(s, uri);
       const virsh = virshFor(s, uri);
@@ -251,7 +249,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
     },
 
     async release(record, ctx) {
-      const s = settingsOf(ctx);
+      const s = ctx.instanceSettings;
       const data = record.data as Partial<LibvirtRecordData>;
       const uri = data.uri ?? s.uri;
       const conn = await connect(uri);
@@ -276,7 +274,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
     },
 
     async extend(record, leaseExpires, ctx) {
-      const s = settingsOf(ctx);
+      const s = ctx.instanceSettings;
       const data = record.data as Partial<LibvirtRecordData>;
       const conn = await connect(data.uri ?? s.uri);
       const found = (await tagged(conn)).find((d) => d.meta.id === record.id);
@@ -286,7 +284,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
     },
 
     async inventory(ctx) {
-      const s = settingsOf(ctx);
+      const s = ctx.instanceSettings;
       const conn = await connect(s.uri);
       const virsh = virshFor(s, s.uri);
       const out: DiscoveredHost[] = [];
@@ -313,27 +311,12 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Pro
       return out;
     },
 
-    async reap(ctx, isKnown) {
-      const s = settingsOf(ctx);
-      const conn = await connect(s.uri);
-      const now = Date.now();
-      const removed: string[] = [];
-      for (const d of await tagged(conn)) {
-        if (d.meta.broker !== ctx.brokerId) continue;
-        const lease = Date.parse(d.meta.lease ?? '');
-        if (isKnown(d.meta.id) && !(Number.isFinite(lease) && lease < now)) continue;
-        await remove(d.domain, d.meta.volumes, volumeModeOf(s, s.uri), virshFor(s, s.uri));
-        removed.push(d.name);
-      }
-      return removed;
-    },
-
     async close() {
       const all = [...connections.values()];
       connections.clear();
       for (const c of await Promise.allSettled(all)) if (c.status === 'fulfilled') await c.value.connectClose().catch(() => undefined);
     },
-  };
+  });
 }
 
 function libvirtError(error: unknown, what: string): ProviderError {

@@ -4,7 +4,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 
 export const LocalArgs = z.strictObject({
   /** Name of the host; a random one when omitted. */
@@ -28,5 +28,5 @@ export const local = defineProvider({
   needsSettings: false,
   args: LocalArgs,
   instance: LocalInstance,
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof LocalArgs, typeof LocalInstance>> => (await import('./provider.js')).default,
 });

@@ -15,10 +15,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ProviderError } from '../../lib/errors.js';
 import { isProcessAlive } from '../../lib/identity.js';
-import type { DiscoveredHost, ProviderContext, ProviderImplementation } from '../../lib/provider.js';
+import { type DiscoveredHost, type ProviderContext, implementProvider } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
-import { sleep } from '../../lib/concurrency.js';
-import type { LocalArgs } from './definition.js';
+import { abortedBeforeStart, sleep } from '../../lib/concurrency.js';
+import { type LocalInstance, local } from './definition.js';
 import { generateEd25519 } from '../../lib/ssh-keys.js';
 import { pinnedKey } from '../../lib/known-hosts.js';
 import type { LocalServerConfig } from './server.js';
@@ -38,14 +38,8 @@ interface LocalMeta {
   recipe: HostRecord['recipe'];
 }
 
-function rootOf(ctx: ProviderContext): string {
-  const root = ctx.instanceSettings.root;
-  return resolve(typeof root === 'string' ? root : join(ctx.directory, 'local-hosts'));
-}
-
-function listenOf(ctx: ProviderContext): string {
-  const listen = ctx.instanceSettings.listen;
-  return typeof listen === 'string' ? listen : '127.0.0.1';
+function rootOf(ctx: ProviderContext<LocalInstance>): string {
+  return resolve(ctx.instanceSettings.root ?? join(ctx.directory, 'local-hosts'));
 }
 
 /** Command that starts the server script: the built file, or from source a bundle made once. */
@@ -217,8 +211,9 @@ async function readMeta(dir: string): Promise<LocalMeta | undefined> {
   }
 }
 
-const provider: ProviderImplementation<LocalArgs> = {
+export default implementProvider(local, {
   async checkout(args, { record }, ctx) {
+    if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
     const dir = join(rootOf(ctx), record.id);
     const home = join(dir, 'home');
     await mkdir(home, { recursive: true, mode: 0o700 });
@@ -232,7 +227,7 @@ const provider: ProviderImplementation<LocalArgs> = {
     const config: LocalServerConfig = {
       id: record.id,
       home,
-      listen: listenOf(ctx),
+      listen: ctx.instanceSettings.listen,
       hostKeyPath: join(dir, 'host_key'),
       authorizedKeyPath: join(dir, 'id_ed25519.pub'),
       name: record.name,
@@ -283,13 +278,13 @@ const provider: ProviderImplementation<LocalArgs> = {
       found.push({
         id: meta.id,
         name: meta.name,
-        hostname: listenOf(ctx),
+        hostname: ctx.instanceSettings.listen,
         providerId: meta.id,
         owner: meta.owner,
         brokerId: meta.brokerId,
         createdAt: meta.createdAt,
         recipe: meta.recipe,
-        connection: { kind: 'ssh', host: listenOf(ctx), port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519'), ...(await hostKeyOf(dir)) },
+        connection: { kind: 'ssh', host: ctx.instanceSettings.listen, port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519'), ...(await hostKeyOf(dir)) },
         data: { home: join(dir, 'home'), pid: meta.pid, port: meta.port, folder: dir },
         ...(meta.leaseExpires ? { leaseExpires: meta.leaseExpires } : {}),
       });
@@ -297,22 +292,19 @@ const provider: ProviderImplementation<LocalArgs> = {
     return found;
   },
 
+  // Only what inventory() cannot list: folders with no meta.json yet (a checkout killed before
+  // it wrote one) or whose server is gone, named by a record id the inventory does not know.
   async reap(ctx, isKnown) {
     const root = rootOf(ctx);
     const removed: string[] = [];
-    const now = Date.now();
     for (const id of await readdir(root).catch(() => [] as string[])) {
       const dir = join(root, id);
       const meta = await readMeta(dir);
-      if (meta && meta.brokerId !== ctx.brokerId) continue;
-      const expired = meta?.leaseExpires !== undefined && Date.parse(meta.leaseExpires) < now;
-      if (!isKnown(id) || expired) {
-        await destroy(dir);
-        removed.push(id);
-      }
+      if (meta && (meta.brokerId !== ctx.brokerId || isProcessAlive(meta.pid))) continue;
+      if (await isKnown(id)) continue;
+      await destroy(dir);
+      removed.push(id);
     }
     return removed;
   },
-};
-
-export default provider;
+});

@@ -11,7 +11,7 @@ import { HttpClient } from '../../lib/http.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
-import { MrProvisionerInstance, type PowerState } from './definition.js';
+import type { MrProvisionerInstance, PowerState } from './definition.js';
 
 export const Machine = z.looseObject({
   id: z.number().int(),
@@ -83,10 +83,8 @@ export class MrProvisionerClient {
   }
 
   /** Client for a provider context's instance settings. */
-  static fromContext(ctx: ProviderContext): MrProvisionerClient {
-    const parsed = MrProvisionerInstance.safeParse(ctx.instanceSettings);
-    if (!parsed.success) throw new SettingsError(`${ctx.provider}.${ctx.instance}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-    return new MrProvisionerClient(parsed.data, ctx.provider);
+  static fromContext(ctx: ProviderContext<MrProvisionerInstance>): MrProvisionerClient {
+    return new MrProvisionerClient(ctx.instanceSettings, ctx.provider);
   }
 
   /** Reserves the first free machine matching `query`; undefined when none matches. */

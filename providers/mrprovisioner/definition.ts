@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 /** An image or preseed, by id or by name (the newest of that name wins). */
@@ -73,14 +73,16 @@ export const PowerArgs = z.strictObject({
   state: PowerState,
 });
 
+const mrprovisionerActions = {
+  'upload-image': { description: 'Upload a kernel/initrd image (POST /image, multipart); returns the image record.', schema: UploadImageArgs },
+  power: { description: 'Power control of a machine assigned to you (on, off, reboot, pxe_reboot, ...).', schema: PowerArgs },
+};
+
 export const mrprovisioner = defineProvider({
   name: 'mrprovisioner',
   description: 'Bare-metal machines reserved from mr-provisioner (REST API v1, Bearer token), netbooted with your kernel/initrd/preseed.',
   args: MrProvisionerArgs,
   instance: MrProvisionerInstance,
-  actions: {
-    'upload-image': { description: 'Upload a kernel/initrd image (POST /image, multipart); returns the image record.', schema: UploadImageArgs },
-    power: { description: 'Power control of a machine assigned to you (on, off, reboot, pxe_reboot, ...).', schema: PowerArgs },
-  },
-  load: async () => (await import('./provider.js')).default,
+  actions: mrprovisionerActions,
+  load: async (): Promise<ImplementationFor<typeof MrProvisionerArgs, typeof MrProvisionerInstance, typeof mrprovisionerActions>> => (await import('./provider.js')).default,
 });

@@ -7,11 +7,12 @@
  * so release of a record still `provisioning` and `sync` find machines by it.
  * @module
  */
+import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, UserInputError } from '../../lib/errors.js';
-import type { DiscoveredHost, ProviderContext, ProviderImplementation, ProvisionedHost } from '../../lib/provider.js';
+import { type DiscoveredHost, type ProvisionedHost, implementProvider } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { type Image, type Machine, MrProvisionerClient, type Preseed } from './client.js';
-import { type MrProvisionerArgs, PowerArgs, UploadImageArgs } from './definition.js';
+import { mrprovisioner } from './definition.js';
 
 const REASON_MAX = 140;
 
@@ -69,8 +70,9 @@ async function findTagged(client: MrProvisionerClient, recordId: string, signal:
   return undefined;
 }
 
-const implementation: ProviderImplementation<MrProvisionerArgs> = {
+export default implementProvider(mrprovisioner, {
   async checkout(args, target, ctx): Promise<ProvisionedHost> {
+    if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${target.record.name}`, ctx.signal);
     const client = MrProvisionerClient.fromContext(ctx);
     const { signal } = ctx;
     const machine = await client.reserve(args.query, tagReason(target.record, args.reason), signal);
@@ -182,34 +184,20 @@ const implementation: ProviderImplementation<MrProvisionerArgs> = {
     return out;
   },
 
-  async reap(ctx, isKnown): Promise<string[]> {
-    const removed: string[] = [];
-    for (const host of await implementation.inventory!(ctx)) {
-      if (host.id && !isKnown(host.id)) {
-        await implementation.release({ id: host.id, providerId: host.providerId } as HostRecord, ctx);
-        removed.push(host.id);
-      }
-    }
-    return removed;
-  },
-
-  async execute(action, rawArgs, ctx): Promise<unknown> {
-    const client = MrProvisionerClient.fromContext(ctx);
-    if (action === 'upload-image') {
-      const args = UploadImageArgs.parse(rawArgs);
-      const image = await client.uploadImage(args, ctx.signal);
+  actions: {
+    async 'upload-image'(args, ctx) {
+      const image = await MrProvisionerClient.fromContext(ctx).uploadImage(args, ctx.signal);
       ctx.logger.info(`uploaded ${args.path} as image #${image.id} (${image.type})`);
       return image;
-    }
-    if (action === 'power') {
-      const args = PowerArgs.parse(rawArgs);
+    },
+    async power(args, ctx) {
+      const client = MrProvisionerClient.fromContext(ctx);
       const mine = await client.machines({ signal: ctx.signal });
       const machine = mine.find((m) => m.id === Number(args.machine) || m.name === String(args.machine));
       if (!machine) throw new UserInputError(`machine ${args.machine} is not assigned to you; reserve it first (you hold: ${mine.map((m) => m.name).join(', ') || 'none'}).`);
       await client.power(machine.id, args.state, ctx.signal);
       return { machine: machine.name, id: machine.id, state: args.state };
-    }
-    throw new UserInputError(`mrprovisioner has no action \`${action}\`; known actions: upload-image, power.`);
+    },
   },
 
   async describe(ctx, topic): Promise<Record<string, unknown>> {
@@ -222,6 +210,4 @@ const implementation: ProviderImplementation<MrProvisionerArgs> = {
     if (!topic || topic === 'preseeds') out.preseeds = (await client.preseeds(ctx.signal)).map((p) => ({ id: p.id, name: p.name, type: p.type, description: p.description }));
     return out;
   },
-};
-
-export default implementation;
+});

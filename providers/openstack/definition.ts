@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { Duration } from '../../lib/settings.js';
-import { defineProvider, pickFlavor, pickImage } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '../../lib/provider.js';
 
 const NameOrId = z.string().min(1);
 
@@ -122,5 +122,5 @@ export const openstack = defineProvider({
     if (typeof provisioning.max_retry === 'number') args.maxRetry = provisioning.max_retry;
     return { ...args, ...host.args };
   },
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof OpenStackArgs, typeof OpenStackInstance>> => (await import('./provider.js')).default,
 });

@@ -5,22 +5,16 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
-import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
+import { ProviderError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { sleep } from '../../lib/http.js';
-import {
-  type DiscoveredHost,
-  type ProviderContext,
-  type ProviderImplementation,
-  type ProvisionedHost,
-  TAGS,
-  standardTags,
-} from '../../lib/provider.js';
+import { type DiscoveredHost, type ImplementationOf, type ProviderContext, type ProvisionedHost, TAGS, implementProvider, standardTags } from '../../lib/provider.js';
 import type { HostRecord, Recipe, SshConnection } from '../../lib/records.js';
 import { redact } from '../../lib/secrets.js';
-import { formatIssues, toMs } from '../../lib/settings.js';
+import { toMs } from '../../lib/settings.js';
 import { Compute, type ServerCreate } from './compute.js';
 import { type ConfigSources, processSources, resolveCloud } from './config.js';
-import { type OpenStackArgs, OpenStackInstance } from './definition.js';
+import { type OpenStackArgs, type OpenStackInstance, openstack } from './definition.js';
 import { Images } from './image.js';
 import { KeystoneSession } from './keystone.js';
 import { Networks } from './network.js';
@@ -43,6 +37,8 @@ export interface OpenStackProviderOptions {
   now?: () => number;
 }
 
+type Context = ProviderContext<OpenStackInstance>;
+
 /** Everything one call needs. */
 interface Clients {
   key: string;
@@ -54,16 +50,14 @@ interface Clients {
 }
 
 /** Makes an `openstack` provider implementation (the default export uses the real process). */
-export function createOpenStackProvider(options: OpenStackProviderOptions = {}): ProviderImplementation<OpenStackArgs> {
+export function createOpenStackProvider(options: OpenStackProviderOptions = {}): ImplementationOf<typeof openstack> {
   const sessions = new Map<string, KeystoneSession>();
   const lookups = new Map<string, { at: number; value: Promise<unknown> }>();
   const quotaChecks = new Map<string, { takers: number; at: number; value: Promise<void> }>();
   const now = () => (options.now ?? Date.now)();
 
-  function clients(ctx: ProviderContext): Clients {
-    const parsed = OpenStackInstance.safeParse(ctx.instanceSettings);
-    if (!parsed.success) throw new SettingsError(`openstack instance \`${ctx.instance}\`: ${formatIssues(parsed.error)}`);
-    const settings = parsed.data;
+  function clients(ctx: Context): Clients {
+    const settings = ctx.instanceSettings;
     const cloud = resolveCloud(settings, options.sources ?? processSources());
     const a = cloud.auth;
     const key = [cloud.authUrl, a.user_id ?? a.username, a.user_domain_id ?? a.user_domain_name, a.project_id ?? a.project_name, a.application_credential_id ?? a.application_credential_name, cloud.regionName, cloud.interface].join('|');
@@ -197,7 +191,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
   }
 
   /** Best-effort removal of what a failed checkout made (never hides the original error). */
-  async function discard(c: Clients, ctx: ProviderContext, serverId: string, floatingIpId?: string): Promise<void> {
+  async function discard(c: Clients, ctx: Context, serverId: string, floatingIpId?: string): Promise<void> {
     try {
       if (floatingIpId) await c.networks.deleteFloatingIp(floatingIpId);
       await c.compute.deleteServer(serverId);
@@ -206,7 +200,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     }
   }
 
-  async function discardByRecord(c: Clients, ctx: ProviderContext, recordId: string, skip: Set<string>): Promise<void> {
+  async function discardByRecord(c: Clients, ctx: Context, recordId: string, skip: Set<string>): Promise<void> {
     try {
       for (const server of await c.compute.listServers()) {
         if (server.metadata[TAGS.id] === recordId && !skip.has(server.id)) await discard(c, ctx, server.id);
@@ -239,7 +233,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     for (const id of fips) await c.networks.deleteFloatingIp(id);
   }
 
-  function discovered(server: Server, ctx: ProviderContext, settings: OpenStackInstance): DiscoveredHost {
+  function discovered(server: Server, ctx: Context, settings: OpenStackInstance): DiscoveredHost {
     const m = server.metadata;
     const floating = Object.values(server.addresses).flat().find((a) => a['OS-EXT-IPS:type'] === 'floating')?.addr;
     const connection: SshConnection = {
@@ -265,8 +259,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     };
   }
 
-  const implementation: ProviderImplementation<OpenStackArgs> = {
+  return implementProvider(openstack, {
     async checkout(args, target, ctx) {
+      if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${target.record.name}`, ctx.signal);
       const c = clients(ctx);
       const s = c.settings;
       const { record } = target;
@@ -373,7 +368,8 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       const ids = await serversOfRecord(c, record);
       const floating = typeof record.data.floatingIpId === 'string' ? [record.data.floatingIpId] : [];
       const wanted = record.recipe.args.floatingIp ?? c.settings.floatingIp;
-      await removeServer(c, ids, record.id, floating, floating.length > 0 || wanted === true);
+      // A record not (yet) ready may have a floating IP it never noted: look for it by description.
+      await removeServer(c, ids, record.id, floating, floating.length > 0 || wanted === true || record.state !== 'ready');
     },
 
     async extend(record, leaseExpires, ctx) {
@@ -391,22 +387,6 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       return servers.filter((s) => s.metadata[TAGS.broker] === ctx.brokerId && s.status !== 'DELETED').map((s) => discovered(s, ctx, c.settings));
     },
 
-    async reap(ctx, isKnown) {
-      const c = clients(ctx);
-      const removed: string[] = [];
-      for (const server of await c.compute.listServers(ctx.signal)) {
-        const m = server.metadata;
-        if (m[TAGS.broker] !== ctx.brokerId) continue;
-        const recordId = m[TAGS.id];
-        const leaseText = m[TAGS.lease];
-        const lease = leaseText ? Date.parse(leaseText) : Number.NaN;
-        if (recordId && isKnown(recordId) && !(lease < now())) continue;
-        await removeServer(c, [server.id], recordId, [], true);
-        removed.push(recordId ?? server.id);
-      }
-      return removed;
-    },
-
     async describe(ctx, topic) {
       const c = clients(ctx);
       const out: Record<string, unknown> = {};
@@ -421,8 +401,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       lookups.clear();
       quotaChecks.clear();
     },
-  };
-  return implementation;
+  });
 }
 
 async function checkQuota(compute: Compute, flavor: Flavor, count: number): Promise<void> {

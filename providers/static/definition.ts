@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider, pickFlavor, type ProvisioningConfig, type TopologyHost } from '../../lib/provider.js';
+import { defineProvider, pickFlavor, type ImplementationFor, type ProvisioningConfig, type TopologyHost } from '../../lib/provider.js';
 
 /** One existing machine (`static.hosts[]` in broker_settings.yaml). */
 export const StaticMachine = z.strictObject({
@@ -40,22 +40,24 @@ export const StaticArgs = z.strictObject({
 });
 export type StaticArgs = z.output<typeof StaticArgs>;
 
+const staticActions = {
+  machines: {
+    description: 'list the machines of the instance and who holds each (group narrows the list)',
+    schema: z.strictObject({ group: z.string().min(1).optional().describe('only machines in this group') }),
+  },
+};
+
 export const staticProvider = defineProvider({
   name: 'static',
   description: 'Existing machines listed in settings; checkout reserves a free one (by name, group or labels), checkin frees it.',
   args: StaticArgs,
   instance: StaticInstance,
-  actions: {
-    machines: {
-      description: 'list the machines of the instance and who holds each (group narrows the list)',
-      schema: z.strictObject({ group: z.string().min(1).optional().describe('only machines in this group') }),
-    },
-  },
+  actions: staticActions,
   // A topology host picks a machine by its `args`, else by the group its flavor names (pools of machines).
   fromTopology(host: TopologyHost, provisioning: ProvisioningConfig): Record<string, unknown> {
     if (host.args.name !== undefined || host.args.group !== undefined || host.args.labels !== undefined) return {};
     const group = pickFlavor(host, provisioning);
     return group ? { group } : {};
   },
-  load: async () => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof StaticArgs, typeof StaticInstance, typeof staticActions>> => (await import('./provider.js')).default,
 });

@@ -12,7 +12,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
-import { type TowerInstance, TowerInstance as TowerInstanceSchema } from './definition.js';
+import type { TowerInstance } from './definition.js';
 
 /** A workflow job template or a job template. */
 export type TemplateKind = 'workflow' | 'job_template';
@@ -152,13 +152,9 @@ export class TowerApi {
     });
   }
 
-  /** Builds the API of the context's instance; settings problems are SettingsErrors. */
-  static fromContext(ctx: ProviderContext): TowerApi {
-    const parsed = TowerInstanceSchema.safeParse(ctx.instanceSettings);
-    if (!parsed.success) {
-      throw new SettingsError(`tower instance \`${ctx.instance}\`: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}`);
-    }
-    return new TowerApi(parsed.data, ctx.logger, ctx.signal);
+  /** Builds the API of the context's instance (its settings are parsed by the Broker). */
+  static fromContext(ctx: ProviderContext<TowerInstance>): TowerApi {
+    return new TowerApi(ctx.instanceSettings, ctx.logger, ctx.signal);
   }
 
   /** GET a path under the API prefix (or an absolute `next` link) and validate it. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineProvider } from '../../lib/provider.js';
+import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
 /** A Tower inventory by name or id. */
@@ -99,17 +99,19 @@ export const TowerInstance = z.strictObject({
 });
 export type TowerInstance = z.output<typeof TowerInstance>;
 
+const towerActions = {
+  run: {
+    description: 'Launch a workflow or job template that creates no host; returns its status and artifacts.',
+    schema: TowerRunArgs,
+  },
+};
+
 /** The `tower` provider definition. */
 export const tower = defineProvider({
   name: 'tower',
   description: 'Hosts made by Ansible Tower / AWX workflows or job templates (REST API v2), built from the job artifacts.',
   args: TowerArgs,
   instance: TowerInstance,
-  actions: {
-    run: {
-      description: 'Launch a workflow or job template that creates no host; returns its status and artifacts.',
-      schema: TowerRunArgs,
-    },
-  },
-  load: async () => (await import('./provider.js')).default,
+  actions: towerActions,
+  load: async (): Promise<ImplementationFor<typeof TowerArgs, typeof TowerInstance, typeof towerActions>> => (await import('./provider.js')).default,
 });

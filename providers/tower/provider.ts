@@ -5,15 +5,14 @@
  * (default) or kept in the inventory, per `dangling`.
  * @module
  */
-import { randomUUID } from 'node:crypto';
-import { ProviderError, UserInputError, asError, messageOf } from '../../lib/errors.js';
-import { type CheckoutTarget, type DiscoveredHost, type ProviderContext, type ProviderImplementation, type ProvisionedHost, defaultSshConnection, standardTags, TAGS } from '../../lib/provider.js';
+import { abortedBeforeStart } from '../../lib/concurrency.js';
+import { type DanglingHost, ProviderError, UserInputError, asError, messageOf } from '../../lib/errors.js';
+import { type DiscoveredHost, type HostContext, type ProviderContext, TAGS, defaultSshConnection, implementProvider, standardTags } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { redact, scrub } from '../../lib/secrets.js';
-import { formatIssues } from '../../lib/settings.js';
 import { FINISHED, type FailureReason, type JobRef, type TemplateKind, TowerApi, type TowerHost, parseVariables } from './api.js';
 import { combineArtifacts, danglingNames, hostFromArtifacts } from './artifacts.js';
-import { type Dangling, TOWER_OWN_KEYS, type TowerArgs, TowerRunArgs } from './definition.js';
+import { type Dangling, TOWER_OWN_KEYS, type TowerInstance, tower } from './definition.js';
 
 /** Fields the provider keeps in `record.data`. */
 interface TowerData {
@@ -25,7 +24,9 @@ interface TowerData {
   [key: string]: unknown;
 }
 
-function apiOf(ctx: ProviderContext): TowerApi {
+type Context = ProviderContext<TowerInstance>;
+
+function apiOf(ctx: Context): TowerApi {
   return TowerApi.fromContext(ctx);
 }
 
@@ -53,36 +54,17 @@ function reasonsText(reasons: FailureReason[]): string {
 }
 
 
-/** The record as given, plus what this provider noted on the stored copy since (launch, dangling). */
-async function currentRecord(record: HostRecord, ctx: ProviderContext): Promise<HostRecord> {
-  let stored: HostRecord | undefined;
+/** Notes facts on the host's record at once (ctx.checkpoint), so a killed process leaves them. */
+async function note(ctx: HostContext<TowerInstance>, data: Partial<TowerData>): Promise<void> {
   try {
-    stored = await ctx.inventory.get(record.id);
-  } catch {
-    stored = undefined;
-  }
-  if (!stored) return record;
-  return { ...record, providerId: record.providerId ?? stored.providerId, data: { ...stored.data, ...record.data, ...pick(stored.data as TowerData) } };
-}
-
-function pick(data: TowerData): Partial<TowerData> {
-  return {
-    ...(data.towerJob ? { towerJob: data.towerJob } : {}),
-    ...(data.danglingHandled ? { danglingHandled: true } : {}),
-  };
-}
-
-async function patchData(ctx: ProviderContext, record: HostRecord, data: Partial<TowerData>): Promise<void> {
-  try {
-    const current = await currentRecord(record, ctx);
-    await ctx.inventory.patch(record.id, { data: { ...current.data, ...data } });
+    await ctx.checkpoint(data);
   } catch (error) {
-    ctx.logger.warn(`tower: could not note the launch on record ${record.id}`, { error: messageOf(error) });
+    ctx.logger.warn('tower: could not note the launch on its record', { error: messageOf(error) });
   }
 }
 
 /** Launches the release workflow for one VM name and waits for it. */
-async function releaseByName(api: TowerApi, name: string, record: HostRecord | undefined, ctx: ProviderContext): Promise<void> {
+async function releaseByName(api: TowerApi, name: string, record: HostRecord | undefined, ctx: Context): Promise<void> {
   const template = await api.template('workflow', api.settings.releaseWorkflow);
   const recipeArgs = record ? extraVarsOf(record.recipe.args) : {};
   const vars = { ...recipeArgs, source_vm: name, ...(record ? { hostbroker_tags: standardTags(record) } : {}) };
@@ -97,39 +79,20 @@ async function releaseByName(api: TowerApi, name: string, record: HostRecord | u
   }
 }
 
-/** Checks in or keeps hosts a failed launch did create; returns a sentence for the error. */
-async function handleDangling(
-  api: TowerApi,
-  names: string[],
-  mode: Dangling,
-  record: HostRecord,
-  ctx: ProviderContext,
-  reason: string,
-): Promise<string> {
+/**
+ * Checks in hosts a failed launch did create, or names them for the Broker to keep; returns a
+ * sentence for the error, and the hosts to keep.
+ */
+async function handleDangling(api: TowerApi, names: string[], mode: Dangling, record: HostRecord, ctx: HostContext<TowerInstance>): Promise<{ text: string; keep?: DanglingHost[] }> {
   if (names.length === 0) {
-    await patchData(ctx, record, { danglingHandled: true });
-    return 'it created no host that needs cleaning up';
+    await note(ctx, { danglingHandled: true });
+    return { text: 'it created no host that needs cleaning up' };
   }
   if (mode === 'keep') {
-    const now = new Date().toISOString();
-    for (const name of names) {
-      const kept: HostRecord = {
-        ...record,
-        id: randomUUID(),
-        name,
-        hostname: name,
-        state: 'ready',
-        providerId: name,
-        createdAt: now,
-        data: { ...record.data, deployFailed: true },
-        kept: { reason: scrub(reason).slice(0, 500), at: now },
-      };
-      delete kept.connection;
-      delete kept.pid;
-      await ctx.inventory.add(kept);
-    }
-    await patchData(ctx, record, { danglingHandled: true });
-    return `the host(s) it did create were kept in the inventory (marked kept): ${names.join(', ')}; check them in when done`;
+    const towerInventory = (record.recipe.args.inventory as string | number | undefined) ?? api.settings.inventory;
+    const data = towerInventory !== undefined ? { towerInventory } : {};
+    await note(ctx, { danglingHandled: true });
+    return { text: `the host(s) it did create were kept in the inventory (marked kept): ${names.join(', ')}; check them in when done`, keep: names.map((name) => ({ name, hostname: name, providerId: name, data })) };
   }
   const failures: string[] = [];
   await Promise.all(
@@ -142,55 +105,62 @@ async function handleDangling(
     }),
   );
   if (failures.length === 0) {
-    await patchData(ctx, record, { danglingHandled: true });
-    return `the host(s) it did create were checked in: ${names.join(', ')}`;
+    await note(ctx, { danglingHandled: true });
+    return { text: `the host(s) it did create were checked in: ${names.join(', ')}` };
   }
-  return `checking in the host(s) it did create failed for ${failures.join('; ')}; they may still exist in Tower`;
+  return { text: `checking in the host(s) it did create failed for ${failures.join('; ')}; they may still exist in Tower` };
+}
+
+/** A failed checkout's error, with the hosts to keep (if any) for the Broker to record. */
+function failed(message: string, cleanup: { text: string; keep?: DanglingHost[] }, status?: string): ProviderError {
+  return new ProviderError('tower', scrub(message.replace('%cleanup%', `${cleanup.text[0]!.toUpperCase()}${cleanup.text.slice(1)}`)), {
+    ...(status !== undefined ? { status } : {}),
+    ...(cleanup.keep ? { dangling: cleanup.keep } : {}),
+  });
 }
 
 /** Launches a template and waits for it; returns the job and its final state. */
-async function launchAndWait(api: TowerApi, args: Record<string, unknown>, ctx: ProviderContext, record?: HostRecord) {
+async function launchAndWait(api: TowerApi, args: Record<string, unknown>, ctx: Context, host?: { record: HostRecord; ctx: HostContext<TowerInstance> }) {
   const { kind, name } = targetOf(args as { workflow?: string; job_template?: string });
   const template = await api.template(kind, name);
   const inventoryRef = (args.inventory as string | number | undefined) ?? api.settings.inventory;
   const inventory = inventoryRef === undefined ? undefined : await api.inventoryId(inventoryRef);
   const vars = extraVarsOf(args);
-  if (record) {
-    vars.hostbroker_tags = standardTags(record);
-    vars.hostbroker_id = record.id;
+  if (host) {
+    vars.hostbroker_tags = standardTags(host.record);
+    vars.hostbroker_id = host.record.id;
   }
   const job = await api.launch(kind, template, vars, inventory);
   const url = api.uiUrl(job);
-  if (record) await patchData(ctx, record, { towerJob: { ...job, url }, ...(inventoryRef !== undefined ? { towerInventory: inventoryRef } : {}) });
+  if (host) await note(host.ctx, { towerJob: { ...job, url }, ...(inventoryRef !== undefined ? { towerInventory: inventoryRef } : {}) });
   ctx.logger.info(`tower: launched ${kind === 'workflow' ? 'workflow' : 'job template'} ${name}`, { job: job.id, url });
   const done = await api.wait(job, `${kind === 'workflow' ? 'workflow' : 'job template'} ${name} (job ${job.id})`);
   return { kind, name, job, url, done, inventoryRef };
 }
 
-const provider: ProviderImplementation<TowerArgs> = {
-  async checkout(args: TowerArgs, target: CheckoutTarget, ctx: ProviderContext): Promise<ProvisionedHost> {
-    const api = apiOf(ctx);
+export default implementProvider(tower, {
+  async checkout(args, target, ctx) {
     const { record } = target;
+    if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
+    const api = apiOf(ctx);
     const mode = args.dangling ?? api.settings.dangling;
     const strategy = args.artifacts ?? api.settings.artifacts;
-    const { name, job, url, done, inventoryRef } = await launchAndWait(api, args as Record<string, unknown>, ctx, record);
+    const { name, job, url, done, inventoryRef } = await launchAndWait(api, args as Record<string, unknown>, ctx, { record, ctx });
 
     const jobs = await api.childArtifacts(job);
     if (done.status !== 'successful') {
       const reasons = await api.failureReasons(job).catch((e: unknown) => [{ job: name, reason: `(could not read the failure: ${messageOf(e)})` }]);
       const why = reasonsText(reasons);
-      const cleanup = await handleDangling(api, danglingNames(jobs), mode, record, ctx, `${name} ${done.status}: ${why}`);
-      throw new ProviderError('tower', scrub(`${name} (job ${job.id}) ended ${done.status}: ${why}. ${cleanup[0]!.toUpperCase()}${cleanup.slice(1)}. See ${url}`), {
-        status: done.status,
-      });
+      const cleanup = await handleDangling(api, danglingNames(jobs), mode, record, ctx);
+      throw failed(`${name} (job ${job.id}) ended ${done.status}: ${why}. %cleanup%. See ${url}`, cleanup, done.status);
     }
 
     const host = hostFromArtifacts(combineArtifacts(jobs, strategy));
     if (!host.hostname) {
-      const cleanup = await handleDangling(api, danglingNames(jobs), mode, record, ctx, `${name} named no host`);
-      throw new ProviderError(
-        'tower',
-        `${name} (job ${job.id}) succeeded but its artifacts name no host (no \`fqdn\`/\`hostname\` key, in \`_broker_facts\` or at the top level); make the workflow publish one with set_stats. ${cleanup[0]!.toUpperCase()}${cleanup.slice(1)}. See ${url}`,
+      const cleanup = await handleDangling(api, danglingNames(jobs), mode, record, ctx);
+      throw failed(
+        `${name} (job ${job.id}) succeeded but its artifacts name no host (no \`fqdn\`/\`hostname\` key, in \`_broker_facts\` or at the top level); make the workflow publish one with set_stats. %cleanup%. See ${url}`,
+        cleanup,
       );
     }
     const towerInventory = host.facts.tower_inventory ?? inventoryRef;
@@ -213,9 +183,9 @@ const provider: ProviderImplementation<TowerArgs> = {
     };
   },
 
-  async release(record: HostRecord, ctx: ProviderContext): Promise<void> {
+  // Given the record as stored now: the launch checkout noted (towerJob) is on it.
+  async release(current, ctx) {
     const api = apiOf(ctx);
-    const current = await currentRecord(record, ctx);
     const data = current.data as TowerData;
     if (data.danglingHandled) return;
     if (current.providerId) return releaseByName(api, current.providerId, current, ctx);
@@ -252,7 +222,7 @@ const provider: ProviderImplementation<TowerArgs> = {
     if (errors.length) throw errors[0];
   },
 
-  async extend(record: HostRecord, leaseExpires: string, ctx: ProviderContext): Promise<void> {
+  async extend(record, leaseExpires, ctx) {
     const api = apiOf(ctx);
     const name = record.providerId ?? record.name;
     const template = await api.template('workflow', api.settings.extendWorkflow);
@@ -272,7 +242,7 @@ const provider: ProviderImplementation<TowerArgs> = {
     }
   },
 
-  async inventory(ctx: ProviderContext): Promise<DiscoveredHost[]> {
+  async inventory(ctx) {
     const api = apiOf(ctx);
     // A configured username syncs that user's hosts; otherwise the token's user (or the local owner).
     const user = api.settings.username ?? (await api.me());
@@ -296,21 +266,20 @@ const provider: ProviderImplementation<TowerArgs> = {
     return out;
   },
 
-  async execute(action: string, args: Record<string, unknown>, ctx: ProviderContext): Promise<unknown> {
-    if (action !== 'run') throw new UserInputError(`[tower] has no action \`${action}\`; it has: run (launch a workflow or job template that creates no host).`);
-    const parsed = TowerRunArgs.safeParse(args);
-    if (!parsed.success) throw new UserInputError(`[tower] run: ${formatIssues(parsed.error)}`);
-    const api = apiOf(ctx);
-    const { kind, name, job, url, done } = await launchAndWait(api, parsed.data as Record<string, unknown>, ctx);
-    if (done.status !== 'successful') {
-      const reasons = await api.failureReasons(job).catch(() => []);
-      throw new ProviderError('tower', scrub(`${name} (job ${job.id}) ended ${done.status}: ${reasonsText(reasons)}. See ${url}`), { status: done.status });
-    }
-    const artifacts = combineArtifacts(await api.childArtifacts(job), parsed.data.artifacts ?? api.settings.artifacts);
-    return { kind, name, id: job.id, status: done.status, url, artifacts: redact(artifacts) };
+  actions: {
+    async run(args, ctx) {
+      const api = apiOf(ctx);
+      const { kind, name, job, url, done } = await launchAndWait(api, args, ctx);
+      if (done.status !== 'successful') {
+        const reasons = await api.failureReasons(job).catch(() => []);
+        throw new ProviderError('tower', scrub(`${name} (job ${job.id}) ended ${done.status}: ${reasonsText(reasons)}. See ${url}`), { status: done.status });
+      }
+      const artifacts = combineArtifacts(await api.childArtifacts(job), args.artifacts ?? api.settings.artifacts);
+      return { kind, name, id: job.id, status: done.status, url, artifacts: redact(artifacts) };
+    },
   },
 
-  async describe(ctx: ProviderContext, topic?: string): Promise<Record<string, unknown>> {
+  async describe(ctx, topic) {
     const api = apiOf(ctx);
     const t = topic?.trim();
     if (!t) return { workflows: await api.launchable('workflow'), jobTemplates: await api.launchable('job_template') };
@@ -326,10 +295,10 @@ const provider: ProviderImplementation<TowerArgs> = {
       return api.variables('job_template', t);
     }
   },
-};
+});
 
 /** A Tower host as sync reports it; hosts that belong to another user are left out. */
-async function discovered(api: TowerApi, host: TowerHost, inventory: string, owners: Set<string>, user: string, ctx: ProviderContext): Promise<DiscoveredHost | undefined> {
+async function discovered(api: TowerApi, host: TowerHost, inventory: string, owners: Set<string>, user: string, ctx: Context): Promise<DiscoveredHost | undefined> {
   const vars = parseVariables(host.variables);
   const tags = (vars.hostbroker_tags ?? {}) as Record<string, unknown>;
   const owner = (tags[TAGS.owner] ?? vars.owner) as string | undefined;
@@ -352,6 +321,7 @@ async function discovered(api: TowerApi, host: TowerHost, inventory: string, own
   );
   const id = tags[TAGS.id];
   const brokerId = tags[TAGS.broker];
+  const lease = tags[TAGS.lease];
   return {
     hostname,
     name: host.name,
@@ -360,9 +330,9 @@ async function discovered(api: TowerApi, host: TowerHost, inventory: string, own
     data,
     ...(typeof id === 'string' ? { id } : {}),
     ...(typeof brokerId === 'string' ? { brokerId } : {}),
+    ...(typeof lease === 'string' ? { leaseExpires: lease } : {}),
     owner: owner ?? user,
     ...(Object.keys(brokerArgs).length ? { recipe: { provider: 'tower', instance: ctx.instance, args: redact(brokerArgs, 'drop') } } : {}),
   };
 }
 
-export default provider;

@@ -1,10 +1,7 @@
 /**
- * Test helpers for the ec2 provider: a ProviderContext over a temp inventory, intent records as
- * the Broker writes them, and EC2 API responses shaped like the real service's.
+ * Test helpers for the ec2 provider: EC2 API responses shaped like the real service's, and a
+ * small stateful EC2 for the conformance suite. Contexts and records come from hostbroker/testing.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   CreateTagsCommand,
   type CreateTagsCommandInput,
@@ -19,67 +16,6 @@ import {
   type TerminateInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
-import { Inventory } from '../../lib/inventory/index.js';
-import { createLogger, type Logger } from '../../lib/logger.js';
-import type { ProviderContext } from '../../lib/provider.js';
-import type { HostRecord } from '../../lib/records.js';
-import { parseSettings } from '../../lib/settings.js';
-
-/** A context for calling a provider implementation directly, plus cleanup. */
-export interface TestContext {
-  ctx: ProviderContext;
-  inventory: Inventory;
-  directory: string;
-  /** Lines the logger wrote (level debug), to check that no secret is logged. */
-  logLines: string[];
-  cleanup(): Promise<void>;
-}
-
-/** Builds a ProviderContext for `provider` with the given instance settings. */
-export async function makeContext(provider: string, instanceSettings: Record<string, unknown>, brokerId = 'broker-test-1'): Promise<TestContext> {
-  const directory = await mkdtemp(join(tmpdir(), `hb-${provider}-`));
-  const inventory = new Inventory(directory);
-  const logLines: string[] = [];
-  const logger: Logger = createLogger('debug', (line) => logLines.push(line));
-  const settings = parseSettings({ ssh: { username: 'fallback-user' } }, [provider]);
-  const ctx: ProviderContext = {
-    provider,
-    instance: 'default',
-    instanceSettings,
-    settings,
-    directory,
-    brokerId,
-    owner: 'alice',
-    logger,
-    inventory,
-    signal: new AbortController().signal,
-  };
-  return { ctx, inventory, directory, logLines, cleanup: () => rm(directory, { recursive: true, force: true }) };
-}
-
-let counter = 0;
-
-/** An intent record as the Broker writes it before calling the provider, added to the inventory. */
-export async function intentRecord(t: TestContext, fields: Partial<HostRecord> = {}): Promise<HostRecord> {
-  counter += 1;
-  const record: HostRecord = {
-    id: `rec${counter.toString().padStart(4, '0')}`,
-    name: `host-${counter}`,
-    hostname: '',
-    provider: t.ctx.provider,
-    instance: t.ctx.instance,
-    state: 'provisioning',
-    recipe: { provider: t.ctx.provider, args: {} },
-    owner: t.ctx.owner,
-    brokerId: t.ctx.brokerId,
-    createdAt: new Date().toISOString(),
-    leaseExpires: new Date(Date.now() + 3600_000).toISOString(),
-    data: {},
-    ...fields,
-  };
-  await t.inventory.add(record);
-  return record;
-}
 
 /** An SDK v3 service error as the EC2 client throws it (name = AWS error code). */
 export function awsError(code: string, message: string, status = 400): Error {

@@ -7,14 +7,9 @@
  * real server's query language), matched against machine attributes.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Inventory } from '../../lib/inventory/index.js';
-import { createLogger } from '../../lib/logger.js';
-import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
+import type { AnyProviderDefinition, CheckoutTarget, HostContext, InstanceOf, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
-import { parseSettings } from '../../lib/settings.js';
+import { type TestContext, testContext, testHostContext } from '../../lib/testing/index.js';
 import { sendJson, closeServer, listenOnLoopback } from './http-fake.js';
 
 export interface FakeMachine {
@@ -293,30 +288,31 @@ function parseMultipart(raw: Buffer, contentType: string): { name: string; filen
 }
 
 // ---------------------------------------------------------------------------------------------
-// A ProviderContext for calling a ProviderImplementation directly (shared by the service
-// provider tests in this folder).
+// Contexts for calling a provider implementation directly (shared by the service provider tests
+// in this folder), built on hostbroker/testing.
 
+const contexts = new WeakMap<object, TestContext<never>>();
 
-/** A context on a temp directory, with every log line (at debug level) kept in `logs`. */
-export async function providerTestContext(
-  provider: string,
+/** A context with these instance settings (parsed as the Broker does), every log line kept in `logs`. */
+export async function providerTestContext<D extends AnyProviderDefinition>(
+  definition: D,
   instanceSettings: Record<string, unknown>,
-): Promise<{ ctx: ProviderContext; logs: string[]; cleanup: () => Promise<void> }> {
-  const directory = await mkdtemp(join(tmpdir(), `hb-${provider}-`));
-  const logs: string[] = [];
-  const ctx: ProviderContext = {
-    provider,
-    instance: 'default',
-    instanceSettings,
-    settings: parseSettings({}, [provider]),
-    directory,
-    brokerId: 'broker-test-1',
-    owner: 'tester',
-    logger: createLogger('debug', (line) => logs.push(line)),
-    inventory: new Inventory(directory),
-    signal: new AbortController().signal,
-  };
-  return { ctx, logs, cleanup: () => rm(directory, { recursive: true, force: true }) };
+): Promise<{ ctx: TestContext<InstanceOf<NonNullable<D['instance']>>>['ctx']; logs: string[]; cleanup: () => Promise<void> }> {
+  const t = await testContext(definition, { instanceSettings });
+  contexts.set(t.ctx, t as TestContext<never>);
+  return { ctx: t.ctx, logs: t.logLines, cleanup: () => t.cleanup() };
+}
+
+/** The host context the Broker passes with `ctx` for a target's (or a record's) host. */
+export function on<I>(ctx: ProviderContext<I>, of: CheckoutTarget | HostRecord, options: { signal?: AbortSignal } = {}): HostContext<I> {
+  const t = contexts.get(ctx) as TestContext<I> | undefined;
+  if (!t) throw new Error('on(): give a context made by providerTestContext()');
+  return testHostContext(t, 'record' in of ? of.record : of, options);
+}
+
+/** A target and the host context for it, to spread into `checkout(args, ...at(ctx, target))`. */
+export function at<I>(ctx: ProviderContext<I>, of: CheckoutTarget, options: { signal?: AbortSignal } = {}): [CheckoutTarget, HostContext<I>] {
+  return [of, on(ctx, of, options)];
 }
 
 let counter = 0;

@@ -6,9 +6,20 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { HostRecord } from '../../lib/records.js';
+import { type TestContext, intentRecord, testContext } from '../../lib/testing/index.js';
+import { type LibvirtInstance, libvirt } from '../../providers/libvirt/definition.js';
 import { type LibvirtConnection, loadLibvirt } from '../../providers/libvirt/provider.js';
 
-export { intentRecord, makeContext, type TestContext } from './ec2.js';
+/** A provider context for libvirt with these instance settings (parsed as the Broker does). */
+export function makeContext(instanceSettings: Record<string, unknown>, brokerId = 'broker-test-1'): Promise<TestContext<LibvirtInstance>> {
+  return testContext(libvirt, { instanceSettings, brokerId, owner: 'alice' });
+}
+
+/** An intent record with a lease of an hour (unless `fields` say otherwise). */
+export function newRecord(t: TestContext<LibvirtInstance>, fields: Partial<HostRecord> = {}): HostRecord {
+  return intentRecord(t, { leaseExpires: new Date(Date.now() + 3600_000).toISOString(), ...fields });
+}
 
 /** Why libvirt tests cannot run here, or undefined when they can. */
 export async function libvirtUnavailable(): Promise<string | undefined> {

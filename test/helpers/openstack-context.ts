@@ -1,16 +1,11 @@
 /**
- * Builds what the Broker would hand the openstack provider: a ProviderContext over a temp
- * directory, and intent records, so the provider can be tested on its own against FakeOpenStack.
+ * What the Broker would hand the openstack provider (contexts and records from hostbroker/testing),
+ * so the provider can be tested on its own against FakeOpenStack.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Inventory } from '../../lib/inventory/index.js';
-import { createLogger } from '../../lib/logger.js';
-import type { CheckoutTarget, ProviderContext } from '../../lib/provider.js';
+import type { CheckoutTarget, HostContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
-import { parseSettings } from '../../lib/settings.js';
-import { OpenStackInstance } from '../../providers/openstack/definition.js';
+import { type TestContext, intentRecord, testContext, testHostContext } from '../../lib/testing/index.js';
+import { type OpenStackInstance, openstack } from '../../providers/openstack/definition.js';
 import type { FakeOpenStack } from './openstack-cloud.js';
 
 export const BROKER_ID = 'broker-test-0001';
@@ -36,56 +31,22 @@ export function fakeInstance(cloud: FakeOpenStack, extra: Record<string, unknown
   };
 }
 
-export interface TestContext {
-  ctx: ProviderContext;
-  /** Log lines written at debug level. */
-  logs: string[];
-  directory: string;
-  cleanup(): Promise<void>;
+/** A context with `instance` as the instance settings (parsed as the Broker parses them). */
+export function openstackContext(instance: Record<string, unknown>, options: { brokerId?: string; signal?: AbortSignal } = {}): Promise<TestContext<OpenStackInstance>> {
+  return testContext(openstack, { instanceSettings: instance, brokerId: options.brokerId ?? BROKER_ID, owner: 'tester', ...(options.signal ? { signal: options.signal } : {}) });
 }
 
-/** A context with `instance` as the instance settings (validated like the Broker does). */
-export async function openstackContext(instance: Record<string, unknown>, options: { brokerId?: string; signal?: AbortSignal } = {}): Promise<TestContext> {
-  const directory = await mkdtemp(join(tmpdir(), 'hostbroker-openstack-'));
-  const logs: string[] = [];
-  const ctx: ProviderContext = {
-    provider: 'openstack',
-    instance: 'default',
-    instanceSettings: OpenStackInstance.parse(instance) as Record<string, unknown>,
-    settings: parseSettings({}, ['openstack']),
-    directory,
-    brokerId: options.brokerId ?? BROKER_ID,
-    owner: 'tester',
-    logger: createLogger('debug', (line) => logs.push(line)),
-    inventory: new Inventory(directory),
-    signal: options.signal ?? new AbortController().signal,
-  };
-  return { ctx, logs, directory, cleanup: () => rm(directory, { recursive: true, force: true }) };
-}
-
-let counter = 0;
-
-/** An intent record (state `provisioning`) as the Broker writes before calling checkout. */
-export function intentRecord(ctx: ProviderContext, args: Record<string, unknown> = {}, fields: Partial<HostRecord> = {}): HostRecord {
-  counter++;
-  return {
-    id: `rec-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 8)}`,
-    name: `os-host-${counter}`,
-    hostname: '',
-    provider: 'openstack',
-    instance: ctx.instance,
-    state: 'provisioning',
-    recipe: { provider: 'openstack', instance: ctx.instance, args },
-    owner: ctx.owner,
-    brokerId: ctx.brokerId,
-    createdAt: new Date().toISOString(),
-    leaseExpires: new Date(Date.now() + 3600_000).toISOString(),
-    data: {},
-    ...fields,
-  };
+/** An intent record (state `provisioning`, a lease of an hour) as the Broker writes before calling checkout. */
+export function newRecord(t: TestContext<OpenStackInstance>, args: Record<string, unknown> = {}, fields: Partial<HostRecord> = {}): HostRecord {
+  return intentRecord(t, { recipe: { provider: 'openstack', instance: t.ctx.instance, args }, leaseExpires: new Date(Date.now() + 3600_000).toISOString(), ...fields });
 }
 
 /** Targets for a checkout of `count` hosts. */
-export function targets(ctx: ProviderContext, count: number, args: Record<string, unknown> = {}): CheckoutTarget[] {
-  return Array.from({ length: count }, (_, index) => ({ record: intentRecord(ctx, args), index, count }));
+export function targets(t: TestContext<OpenStackInstance>, count: number, args: Record<string, unknown> = {}): CheckoutTarget[] {
+  return Array.from({ length: count }, (_, index) => ({ record: newRecord(t, args), index, count }));
+}
+
+/** The host context the Broker passes for a target's (or a record's) host. */
+export function on(t: TestContext<OpenStackInstance>, of: CheckoutTarget | HostRecord): HostContext<OpenStackInstance> {
+  return testHostContext(t, 'record' in of ? of.record : of);
 }

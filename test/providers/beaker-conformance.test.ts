@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
+import { beaker } from '../../providers/beaker/definition.js';
 import { FakeBeaker } from '../helpers/fake-beaker.js';
 
 const fake = await new FakeBeaker().start();
@@ -16,12 +17,12 @@ fake.users.set('alice', 'conformance-password');
 const directory = await mkdtemp(join(tmpdir(), 'hb-beaker-conf-'));
 
 providerConformance({
-  provider: 'beaker',
+  definition: beaker,
   broker: ({ providers }) =>
     new Broker({
       directory,
       settings: { logLevel: 'silent', beaker: { url: fake.url, username: 'alice', password: 'conformance-password', pollInterval: '5ms', retries: 0 } },
-      ...(providers ? { providers } : {}),
+      providers,
     }),
   args: { distro: 'RHEL-9.4.0', waitForSsh: false },
   exists: async (record) => {
@@ -29,4 +30,6 @@ providerConformance({
     return !!job && !['Completed', 'Cancelled', 'Aborted'].includes(job.status);
   },
   session: false,
+  // Leases are the service's own (Beaker's watchdog; mr-provisioner has none): no lease tag to report.
+  leaseTags: false,
 });

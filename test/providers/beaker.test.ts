@@ -7,18 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
-import type { ProviderContext, ProviderImplementation } from '../../lib/provider.js';
+import type { ImplementationOf, ProviderContext } from '../../lib/provider.js';
+import { reapable } from '../../lib/broker/reap-rule.js';
 import type { HostRecord } from '../../lib/records.js';
-import { beaker, BeakerArgs } from '../../providers/beaker/definition.js';
+import { beaker, BeakerArgs, type BeakerInstance } from '../../providers/beaker/definition.js';
 import { buildJobXml, parseWhiteboard, tagJobXml } from '../../providers/beaker/jobxml.js';
 import { decodeResponse, encodeCall, parseXml } from '../../providers/beaker/xml.js';
 import { FakeBeaker } from '../helpers/fake-beaker.js';
-import { providerTestContext, target } from '../helpers/fake-mrprovisioner.js';
+import { at, on, providerTestContext, target } from '../helpers/fake-mrprovisioner.js';
 
 const PASSWORD = 'beaker-pass-s3cret!';
 let fake: FakeBeaker;
-let impl: ProviderImplementation<BeakerArgs>;
-let ctx: ProviderContext;
+let impl: ImplementationOf<typeof beaker>;
+let ctx: ProviderContext<BeakerInstance>;
 let logs: string[];
 let cleanup: () => Promise<void>;
 
@@ -29,8 +30,8 @@ beforeEach(async () => {
   fake = await new FakeBeaker().start();
   fake.users.set('alice', PASSWORD);
   fake.users.set('bob', 'bob-password');
-  impl = (await beaker.load()) as ProviderImplementation<BeakerArgs>;
-  ({ ctx, logs, cleanup } = await providerTestContext('beaker', settings()));
+  impl = await beaker.load();
+  ({ ctx, logs, cleanup } = await providerTestContext(beaker, settings()));
 });
 
 afterEach(async () => {
@@ -45,7 +46,7 @@ function expectNoSecret(...texts: unknown[]) {
 
 async function checkedOut(a: Record<string, unknown> = {}): Promise<HostRecord> {
   const t = target('beaker');
-  const host = await impl.checkout(args(a), t, ctx);
+  const host = await impl.checkout(args(a), ...at(ctx, t));
   return { ...t.record, state: 'ready', hostname: host.hostname, providerId: host.providerId, data: host.data ?? {}, leaseExpires: host.leaseExpires };
 }
 
@@ -100,7 +101,7 @@ describe('checkout', () => {
   it('submits a tagged job, waits until the recipe is Reserved, and hands out the system', async () => {
     const t = target('beaker');
     const before = Date.now();
-    const host = await impl.checkout(args({ reserveDuration: '4h' }), t, ctx);
+    const host = await impl.checkout(args({ reserveDuration: '4h' }), ...at(ctx, t));
     const job = [...fake.jobs.values()][0]!;
     expect(host.hostname).toBe(`system${job.id}.lab.example`);
     expect(host.providerId).toBe(`J:${job.id}`);
@@ -119,7 +120,7 @@ describe('checkout', () => {
 
   it('accepts the reservesys-task style (recipe Running, reservesys task running)', async () => {
     fake.next = { steps: 3, outcome: 'reserve', style: 'task' };
-    const host = await impl.checkout(args(), target('beaker'), ctx);
+    const host = await impl.checkout(args(), ...at(ctx, target('beaker')));
     expect(host.hostname).toMatch(/lab\.example$/);
     expect([...fake.jobs.values()][0]!.recipeStatus).toBe('Running');
   });
@@ -129,7 +130,7 @@ describe('checkout', () => {
     const file = join(dir, 'job.xml');
     await writeFile(file, '<job><whiteboard>nightly</whiteboard><recipeSet><recipe><hostRequires force="lab1.example.com"/><task name="/distribution/reservesys"><params><param name="RESERVETIME" value="600"/></params></task></recipe></recipeSet></job>');
     const t = target('beaker');
-    const host = await impl.checkout(BeakerArgs.parse({ jobXmlFile: file }), t, ctx);
+    const host = await impl.checkout(BeakerArgs.parse({ jobXmlFile: file }), ...at(ctx, t));
     expect(host.hostname).toBe('lab1.example.com');
     expect([...fake.jobs.values()][0]!.whiteboard).toBe(`nightly [hostbroker id=${t.record.id} broker=broker-test-1]`);
     expect(Date.parse(host.leaseExpires!) - Date.now()).toBeLessThanOrEqual(600e3);
@@ -138,7 +139,7 @@ describe('checkout', () => {
 
   it('fails with the recipe status and result when the recipe is Aborted, and cancels nothing twice', async () => {
     fake.next = { steps: 1, outcome: 'abort', style: 'reserved' };
-    const err = await impl.checkout(args(), target('beaker'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('beaker'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as Error).message).toMatch(/recipe R:\d+ of J:\d+ ended Aborted \(result Warn\) before its system was reserved/);
     expect((err as ProviderError).status).toBe('Aborted');
@@ -146,8 +147,8 @@ describe('checkout', () => {
 
   it('gives up after the reserve timeout and cancels the job', async () => {
     fake.next = { steps: 1000, outcome: 'reserve', style: 'reserved' };
-    const { ctx: slow, cleanup: c } = await providerTestContext('beaker', settings({ reserveTimeout: '200ms', pollInterval: '20ms' }));
-    const err = await impl.checkout(args(), target('beaker'), slow).catch((e: unknown) => e);
+    const { ctx: slow, cleanup: c } = await providerTestContext(beaker, settings({ reserveTimeout: '200ms', pollInterval: '20ms' }));
+    const err = await impl.checkout(args(), ...at(slow, target('beaker'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TimeoutError);
     expect((err as Error).message).toMatch(/not reserved within 0 s \(recipe status: (Scheduled|Installing)\); it was cancelled/);
     const job = [...fake.jobs.values()][0]!;
@@ -159,8 +160,7 @@ describe('checkout', () => {
   it('stops waiting and cancels the job when the checkout is aborted', async () => {
     fake.next = { steps: 1000, outcome: 'reserve', style: 'reserved' };
     const abort = new AbortController();
-    const aborting = { ...ctx, signal: abort.signal };
-    const checkout = impl.checkout(args(), target('beaker'), aborting);
+    const checkout = impl.checkout(args(), ...at(ctx, target('beaker'), { signal: abort.signal }));
     while (fake.jobs.size === 0) await new Promise((r) => setTimeout(r, 5));
     abort.abort();
     await expect(checkout).rejects.toThrow(/given up|cancelled/);
@@ -168,7 +168,7 @@ describe('checkout', () => {
   });
 
   it('carries the XML-RPC fault message when the job is refused', async () => {
-    const err = await impl.checkout(args({ distro: 'NO-SUCH-DISTRO' }), target('beaker'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args({ distro: 'NO-SUCH-DISTRO' }), ...at(ctx, target('beaker'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as Error).message).toContain('jobs.upload failed: No distro tree matches Recipe');
     expect((err as Error).message).not.toContain("<class '");
@@ -176,7 +176,7 @@ describe('checkout', () => {
 
   it('says what to do when the password is wrong, without the password anywhere', async () => {
     fake.users.set('alice', 'changed');
-    const err = await impl.checkout(args(), target('beaker'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('beaker'))).catch((e: unknown) => e);
     expect((err as ProviderError).status).toBe(401);
     expect((err as Error).message).toContain('Invalid username or password');
     expect((err as Error).message).toContain('beaker.username');
@@ -186,9 +186,9 @@ describe('checkout', () => {
   it('logs in with an OAuth2 access token from the environment', async () => {
     fake.tokens.set('tok-abcdef-123456', 'alice');
     process.env.HB_TEST_BEAKER_TOKEN = 'tok-abcdef-123456';
-    const { ctx: tokenCtx, cleanup: c } = await providerTestContext('beaker', { url: fake.url, tokenEnv: 'HB_TEST_BEAKER_TOKEN', pollInterval: '5ms' });
+    const { ctx: tokenCtx, cleanup: c } = await providerTestContext(beaker, { url: fake.url, tokenEnv: 'HB_TEST_BEAKER_TOKEN', pollInterval: '5ms' });
     try {
-      const host = await impl.checkout(args(), target('beaker'), tokenCtx);
+      const host = await impl.checkout(args(), ...at(tokenCtx, target('beaker')));
       expect(host.providerId).toMatch(/^J:/);
       expect(fake.requests.some((r) => r.path === '/auth/login_oauth2')).toBe(true);
     } finally {
@@ -198,9 +198,9 @@ describe('checkout', () => {
   });
 
   it('needs credentials, and says Kerberos is not supported', async () => {
-    const { ctx: none, cleanup: c } = await providerTestContext('beaker', { url: fake.url, passwordEnv: 'HB_NO_SUCH', tokenEnv: 'HB_NO_SUCH2' });
-    await expect(impl.checkout(args(), target('beaker'), none)).rejects.toThrow(SettingsError);
-    await expect(impl.checkout(args(), target('beaker'), none)).rejects.toThrow(/HB_NO_SUCH.*Kerberos/);
+    const { ctx: none, cleanup: c } = await providerTestContext(beaker, { url: fake.url, passwordEnv: 'HB_NO_SUCH', tokenEnv: 'HB_NO_SUCH2' });
+    await expect(impl.checkout(args(), ...at(none, target('beaker')))).rejects.toThrow(SettingsError);
+    await expect(impl.checkout(args(), ...at(none, target('beaker')))).rejects.toThrow(/HB_NO_SUCH.*Kerberos/);
     await c();
   });
 
@@ -213,26 +213,26 @@ describe('checkout', () => {
 
   it('keeps waiting through a 5xx while polling, and reports a 403 with its message', async () => {
     fake.fail('GET', /^\/jobs\/\d+$/, 503, 'Service Unavailable', 3);
-    const host = await impl.checkout(args(), target('beaker'), ctx);
+    const host = await impl.checkout(args(), ...at(ctx, target('beaker')));
     expect(host.hostname).toMatch(/lab\.example$/);
     expect(logs.join('\n')).toMatch(/reading J:\d+ failed, trying again/);
 
     fake.fail('POST', /^\/RPC2$/, 403, 'Your account is disabled', 2);
-    const err = await impl.checkout(args(), target('beaker'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('beaker'))).catch((e: unknown) => e);
     expect((err as ProviderError).status).toBe(403);
     expect((err as Error).message).toContain('Your account is disabled');
   });
 
   it('turns a malformed job answer into a ProviderError and cancels the job', async () => {
     fake.malformed.push(/^\/jobs\/\d+$/);
-    const err = await impl.checkout(args(), target('beaker'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('beaker'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as Error).message).toMatch(/unexpected shape \(response\.id/);
     expect([...fake.jobs.values()][0]!.status).toBe('Cancelled');
   });
 
   it('concurrent checkouts of N make N jobs and N different systems with one login', async () => {
-    const hosts = await Promise.all([0, 1, 2, 3, 4].map(() => impl.checkout(args(), target('beaker'), ctx)));
+    const hosts = await Promise.all([0, 1, 2, 3, 4].map(() => impl.checkout(args(), ...at(ctx, target('beaker')))));
     expect(new Set(hosts.map((h) => h.hostname)).size).toBe(5);
     expect(fake.jobs.size).toBe(5);
     expect(new Set([...fake.jobs.values()].map((j) => parseWhiteboard(j.whiteboard)!.id)).size).toBe(5);
@@ -243,23 +243,23 @@ describe('checkout', () => {
 describe('release, extend, sync', () => {
   it('checkin cancels the job; a second checkin does nothing', async () => {
     const record = await checkedOut();
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     const job = fake.jobs.get(record.data.jobId as number)!;
     expect(job.status).toBe('Cancelled');
     expect(job.cancelMsg).toContain(record.id);
     const before = fake.requests.length;
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     expect(fake.requests.slice(before).filter((r) => r.path.endsWith('/status'))).toHaveLength(0);
   });
 
   it('release of a record still provisioning finds the job by its whiteboard tag', async () => {
     fake.next = { steps: 1000, outcome: 'reserve', style: 'reserved' };
     const t = target('beaker');
-    const { ctx: slow, cleanup: c } = await providerTestContext('beaker', settings({ reserveTimeout: '10s' }));
+    const { ctx: slow, cleanup: c } = await providerTestContext(beaker, settings({ reserveTimeout: '10s' }));
     const abort = new AbortController();
-    const pending = impl.checkout(args(), t, { ...slow, signal: abort.signal }).catch(() => undefined);
+    const pending = impl.checkout(args(), ...at(slow, t, { signal: abort.signal })).catch(() => undefined);
     while (fake.jobs.size === 0) await new Promise((r) => setTimeout(r, 5));
-    await impl.release(t.record, ctx); // no providerId yet
+    await impl.release(t.record, on(ctx, t.record)); // no providerId yet
     expect([...fake.jobs.values()][0]!.status).toBe('Cancelled');
     abort.abort();
     await pending;
@@ -269,14 +269,14 @@ describe('release, extend, sync', () => {
   it('release of a job that is gone is a success', async () => {
     const record = await checkedOut();
     fake.jobs.clear();
-    await expect(impl.release(record, ctx)).resolves.toBeUndefined();
+    await expect(impl.release(record, on(ctx, record))).resolves.toBeUndefined();
   });
 
   it('release mode "return" ends the reservation through the watchdog', async () => {
-    const { ctx: ret, cleanup: c } = await providerTestContext('beaker', settings({ release: 'return' }));
+    const { ctx: ret, cleanup: c } = await providerTestContext(beaker, settings({ release: 'return' }));
     const t = target('beaker');
-    const host = await impl.checkout(args(), t, ret);
-    await impl.release({ ...t.record, providerId: host.providerId, data: host.data ?? {} }, ret);
+    const host = await impl.checkout(args(), ...at(ret, t));
+    await impl.release({ ...t.record, providerId: host.providerId, data: host.data ?? {} }, on(ret, { ...t.record, providerId: host.providerId, data: host.data ?? {} }));
     const job = fake.jobs.get(host.data!.jobId as number)!;
     expect(job.killTime).toBe(60);
     expect(job.status).toBe('Reserved');
@@ -285,19 +285,19 @@ describe('release, extend, sync', () => {
 
   it('extend moves the recipe watchdog to the new lease end', async () => {
     const record = await checkedOut();
-    await impl.extend!(record, new Date(Date.now() + 3 * 3600e3).toISOString(), ctx);
+    await impl.extend!(record, new Date(Date.now() + 3 * 3600e3).toISOString(), on(ctx, record));
     const job = fake.jobs.get(record.data.jobId as number)!;
     expect(job.killTime).toBeGreaterThan(3 * 3600 - 5);
     expect(job.killTime).toBeLessThanOrEqual(3 * 3600);
-    await expect(impl.extend!(record, new Date(Date.now() - 1000).toISOString(), ctx)).rejects.toThrow(UserInputError);
-    await impl.release(record, ctx);
-    await expect(impl.extend!(record, new Date(Date.now() + 3600e3).toISOString(), ctx)).rejects.toThrow(/finished recipe/);
+    await expect(impl.extend!(record, new Date(Date.now() - 1000).toISOString(), on(ctx, record))).rejects.toThrow(UserInputError);
+    await impl.release(record, on(ctx, record));
+    await expect(impl.extend!(record, new Date(Date.now() + 3600e3).toISOString(), on(ctx, record))).rejects.toThrow(/finished recipe/);
   });
 
   it("sync lists the user's unfinished tagged jobs of this broker only", async () => {
     const a = await checkedOut();
     const b = await checkedOut();
-    await impl.release(b, ctx);
+    await impl.release(b, on(ctx, b));
     // A job of this user without a tag, one of another broker, and one of another user.
     fake.jobs.set(1, { ...fake.jobs.get(a.data.jobId as number)!, id: 1, whiteboard: 'by hand' });
     fake.jobs.set(2, { ...fake.jobs.get(a.data.jobId as number)!, id: 2, whiteboard: '[hostbroker id=z broker=elsewhere]' });
@@ -307,10 +307,12 @@ describe('release, extend, sync', () => {
     expect(found[0]).toMatchObject({ brokerId: 'broker-test-1', hostname: a.hostname, providerId: a.providerId });
   });
 
-  it('reap cancels tagged jobs whose record is gone', async () => {
+  it('reports what the reap rule needs: tagged jobs whose record is gone are picked, and release cancels them', async () => {
     const keep = await checkedOut();
     const lost = await checkedOut();
-    expect(await impl.reap!(ctx, (id) => id === keep.id)).toEqual([lost.id]);
+    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.id, now: Date.now(), graceMs: 0 });
+    expect(doomed.map((d) => d.host.id)).toEqual([lost.id]);
+    for (const { host } of doomed) await impl.release({ ...lost, providerId: host.providerId, data: host.data ?? {} }, on(ctx, lost));
     expect(fake.jobs.get(lost.data.jobId as number)!.status).toBe('Cancelled');
     expect(fake.jobs.get(keep.data.jobId as number)!.status).toBe('Reserved');
   });

@@ -6,7 +6,8 @@
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import type { HostRecord } from '../../lib/records.js';
-import { providerConformance } from '../conformance.js';
+import { container } from '../../providers/container/definition.js';
+import { providerConformance } from '../../lib/testing/index.js';
 import { BUSYBOX_IMAGE, SSHD_IMAGE, containerExists, probeEngine, removeBrokerContainers, tempDirectory } from '../helpers/engine.js';
 
 const probe = await probeEngine();
@@ -21,9 +22,12 @@ afterAll(async () => {
   for (const dir of [execDir, sshDir]) await removeBrokerContainers(probe.engine, new Broker({ directory: dir }).brokerId);
 });
 
+// No reap grace: the suite's reap case asks for a container made a moment ago.
+const settings = { container: { reapGrace: 0 } };
+
 providerConformance({
-  provider: 'container',
-  broker: ({ providers }) => new Broker({ directory: execDir, ...(providers ? { providers } : {}) }),
+  definition: container,
+  broker: ({ providers }) => new Broker({ directory: execDir, settings, providers }),
   args: { image: BUSYBOX_IMAGE },
   count: 5,
   exists,
@@ -31,8 +35,8 @@ providerConformance({
 });
 
 providerConformance({
-  provider: 'container',
-  broker: ({ providers }) => new Broker({ directory: sshDir, ...(providers ? { providers } : {}) }),
+  definition: container,
+  broker: ({ providers }) => new Broker({ directory: sshDir, settings, providers }),
   args: { image: SSHD_IMAGE, ssh: true },
   count: 5,
   exists,

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { mockClient } from 'aws-sdk-client-mock';
 import { Broker } from '../../lib/broker/index.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
+import { ec2 } from '../../providers/ec2/definition.js';
 import { FakeEc2, fastSettings } from '../helpers/ec2.js';
 
 const fake = new FakeEc2();
@@ -17,8 +18,8 @@ fake.install(mockClient(EC2Client));
 const directory = await mkdtemp(join(tmpdir(), 'hb-ec2-conf-'));
 
 providerConformance({
-  provider: 'ec2',
-  broker: ({ providers }) => new Broker({ directory, settings: { ec2: { ...fastSettings, runningTimeout: 5000 } }, ...(providers ? { providers } : {}) }),
+  definition: ec2,
+  broker: ({ providers }) => new Broker({ directory, settings: { ec2: { ...fastSettings, runningTimeout: 5000 } }, providers }),
   args: { image: 'ami-0abcdef1234567890', waitForSsh: false },
   exists: async (record) => fake.live(record.providerId),
   session: false,

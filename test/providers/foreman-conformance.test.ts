@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
+import { foreman } from '../../providers/foreman/definition.js';
 import { FakeForeman } from '../helpers/fake-foreman.js';
 
 const fake = await FakeForeman.start();
@@ -17,12 +18,12 @@ fake.addHostgroup({ title: 'base/rhel9', polls: 1 });
 const directory = await mkdtemp(join(tmpdir(), 'hb-foreman-conf-'));
 
 providerConformance({
-  provider: 'foreman',
+  definition: foreman,
   broker: ({ providers }) =>
     new Broker({
       directory,
       settings: { logLevel: 'silent', foreman: { baseUrl: fake.url, username: fake.username, password: fake.password, pollInterval: 5, retryDelay: 5 } },
-      ...(providers ? { providers } : {}),
+      providers,
     }),
   args: { hostgroup: 'base/rhel9', waitForSsh: false },
   exists: async (record) => fake.hosts.has(Number(record.providerId)),

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import type { HostRecord } from '../../lib/records.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
+import { libvirt } from '../../providers/libvirt/definition.js';
 import { libvirtUnavailable, openTestDriver, writeKeyPair } from '../helpers/libvirt.js';
 
 const unavailable = await libvirtUnavailable();
@@ -25,12 +26,12 @@ const exists = async (record: HostRecord) => {
 };
 
 providerConformance({
-  provider: 'libvirt',
+  definition: libvirt,
   broker: ({ providers }) =>
     new Broker({
       directory,
       settings: { libvirt: { uri: 'test:///default', pool: 'default-pool', waitForAddress: false } },
-      ...(providers ? { providers } : {}),
+      providers,
     }),
   args: { baseImage: 'debian-12.qcow2', privateKeyPath: keys.privateKeyPath, waitForSsh: false },
   exists,

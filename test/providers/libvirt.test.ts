@@ -11,13 +11,15 @@ import { promisify } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MissingDependencyError, ProviderError, TimeoutError, UserInputError } from '../../lib/errors.js';
+import { reapable } from '../../lib/broker/reap-rule.js';
 import type { HostRecord } from '../../lib/records.js';
-import { libvirt } from '../../providers/libvirt/definition.js';
+import { type TestContext, readyRecord, testHostContext } from '../../lib/testing/index.js';
+import { type LibvirtInstance, LibvirtInstance as InstanceSchema, libvirt } from '../../providers/libvirt/definition.js';
 import { type LibvirtConnection, createLibvirtProvider, domainNameOf, loadLibvirt } from '../../providers/libvirt/provider.js';
 import { buildSeedIso, cloudInitSeed } from '../../providers/libvirt/seed.js';
 import { Virsh, parseDomifaddr } from '../../providers/libvirt/virsh.js';
 import { metadataXml, parseMetadata } from '../../providers/libvirt/xml.js';
-import { type TestContext, intentRecord, libvirtUnavailable, makeContext, openTestDriver, recordingVirsh, writeKeyPair } from '../helpers/libvirt.js';
+import { libvirtUnavailable, makeContext, newRecord, openTestDriver, recordingVirsh, writeKeyPair } from '../helpers/libvirt.js';
 
 const run = promisify(execFile);
 const unavailable = await libvirtUnavailable();
@@ -27,7 +29,7 @@ const hasIsoTool = await run('genisoimage', ['--version']).then(() => true, () =
 
 describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
   let keeper: LibvirtConnection;
-  let t: TestContext;
+  let t: TestContext<LibvirtInstance>;
   let keys: Awaited<ReturnType<typeof writeKeyPair>>;
   let provider: ReturnType<typeof createLibvirtProvider>;
 
@@ -38,7 +40,7 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     await keeper.connectClose();
   });
   beforeEach(async () => {
-    t = await makeContext('libvirt', { uri: 'test:///default', waitForAddress: false, pool: 'default-pool' });
+    t = await makeContext({ uri: 'test:///default', waitForAddress: false, pool: 'default-pool' });
     keys = await writeKeyPair(t.directory);
     provider = createLibvirtProvider();
   });
@@ -50,8 +52,8 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
   const args = (extra: Record<string, unknown> = {}) => libvirt.args.parse({ baseImage: 'debian-12.qcow2', privateKeyPath: keys.privateKeyPath, ...extra });
   const exists = async (name: string) => keeper.domainLookupByName(name).then(() => true, () => false);
   const checkout = async (extra: Record<string, unknown> = {}, fields: Partial<HostRecord> = {}) => {
-    const record = await intentRecord(t, fields);
-    return { record, host: await provider.checkout(args(extra), { record, index: 0, count: 1 }, t.ctx) };
+    const record = newRecord(t, fields);
+    return { record, host: await provider.checkout(args(extra), { record, index: 0, count: 1 }, testHostContext(t, record)) };
   };
 
   it('defines and starts a domain with the asked resources, tagged in its metadata', async () => {
@@ -86,34 +88,26 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     });
   });
 
-  it('releases: destroys and undefines the domain; releasing again succeeds', async () => {
-    const { record, host } = await checkout();
-    const ready = { ...record, ...host, state: 'ready' } as HostRecord;
-    await provider.release(ready, t.ctx);
-    expect(await exists(domainNameOf(record))).toBe(false);
-    await expect(provider.release(ready, t.ctx)).resolves.toBeUndefined();
-  });
-
   it('releases a record still provisioning by finding its domain through the metadata id', async () => {
-    const record = await intentRecord(t);
+    const record = newRecord(t);
     // A domain made under another name (e.g. by an older version) but carrying the record id.
     await keeper.domainDefineXML(`<domain type='test'><name>odd-name-${record.id}</name><metadata>${metadataXml({ id: record.id, owner: 'alice', broker: 'broker-test-1', name: record.name, volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
-    await provider.release(record, t.ctx);
+    await provider.release(record, testHostContext(t, record));
     expect(await exists(`odd-name-${record.id}`)).toBe(false);
   });
 
   it('never touches a domain of the same name that is not the record’s', async () => {
-    const record = await intentRecord(t);
+    const record = newRecord(t);
     const name = domainNameOf(record);
     await keeper.domainDefineXML(`<domain type='test'><name>${name}</name><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
-    await provider.release(record, t.ctx);
+    await provider.release(record, testHostContext(t, record));
     expect(await exists(name)).toBe(true);
     await (await keeper.domainLookupByName(name)).undefine();
   });
 
   it('extends by rewriting the lease in the persistent metadata, which sync then reports', async () => {
     const { record, host } = await checkout();
-    await provider.extend!({ ...record, ...host } as HostRecord, '2031-02-03T04:05:06.000Z', t.ctx);
+    await provider.extend!(readyRecord(t, record, host), '2031-02-03T04:05:06.000Z', testHostContext(t, record));
     const xml = await (await keeper.domainLookupByName(domainNameOf(record))).getXMLDesc(2);
     expect(parseMetadata(xml)?.lease).toBe('2031-02-03T04:05:06.000Z');
     const found = (await provider.inventory!(t.ctx)).find((h) => h.id === record.id);
@@ -122,8 +116,8 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
 
   it('lists only this broker’s domains for sync', async () => {
     const { record } = await checkout();
-    const other = await makeContext('libvirt', { uri: 'test:///default', waitForAddress: false }, 'another-broker');
-    const foreign = await intentRecord(other);
+    const other = await makeContext({ uri: 'test:///default', waitForAddress: false }, 'another-broker');
+    const foreign = newRecord(other);
     await keeper.domainDefineXML(`<domain type='test'><name>foreign-${foreign.id}</name><metadata>${metadataXml({ id: foreign.id, owner: 'bob', broker: 'another-broker', name: 'x', volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
     const ids = (await provider.inventory!(t.ctx)).map((h) => h.id);
     expect(ids).toContain(record.id);
@@ -133,15 +127,18 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     await other.cleanup();
   });
 
-  it('reaps domains whose record is gone or whose lease has passed', async () => {
+  it('reports what the reap rule needs: the domains whose record is gone or whose lease passed are picked, and release removes them', async () => {
     const kept = await checkout();
     const lost = await checkout();
     const expired = await checkout({}, { leaseExpires: '2000-01-01T00:00:00.000Z' });
-    const removed = await provider.reap!(t.ctx, (id) => id === kept.record.id || id === expired.record.id);
-    expect(removed).toEqual(expect.arrayContaining([domainNameOf(lost.record), domainNameOf(expired.record)]));
-    expect(removed).not.toContain(domainNameOf(kept.record));
+    // The test driver keeps the domains of earlier tests: judge only these three.
+    const mine = (await provider.inventory!(t.ctx)).filter((d) => [kept, lost, expired].some((c) => c.record.id === d.id));
+    const doomed = reapable(mine, { brokerId: 'broker-test-1', isKnown: (id) => id === kept.record.id || id === expired.record.id, now: Date.now(), graceMs: 0 });
+    expect(doomed.map((d) => d.host.id).sort()).toEqual([lost.record.id, expired.record.id].sort());
+    for (const { host } of doomed) await provider.release({ ...newRecord(t, { id: host.id }), data: host.data ?? {} }, testHostContext(t, host.id));
     expect(await exists(domainNameOf(kept.record))).toBe(true);
     expect(await exists(domainNameOf(lost.record))).toBe(false);
+    expect(await exists(domainNameOf(expired.record))).toBe(false);
   });
 
   it('refuses a private key given as the public key, and a missing key', async () => {
@@ -153,7 +150,7 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     // The seed ISO needs genisoimage or xorriso.
     it.skipIf(!hasIsoTool && process.env.CI !== 'true')('creates the overlay and seed volumes, waits for the lease address, and deletes the volumes on release', async () => {
       const virsh = await recordingVirsh(t.directory, { address: '192.168.122.50' });
-      t.ctx.instanceSettings = { uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path, pollInterval: 1 };
+      t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path, pollInterval: 1 });
       const { record, host } = await checkout({ disk: 20 });
       const name = domainNameOf(record);
       expect(host.hostname).toBe('192.168.122.50');
@@ -166,7 +163,7 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
       expect(volume).toContain(`<name>${name}.qcow2</name>`);
       expect(volume).toContain(`<capacity unit='bytes'>${20 * 2 ** 30}</capacity>`);
       expect(volume).toContain('<backingStore><path>/var/lib/libvirt/images/debian-12.qcow2</path><format type=\'qcow2\'/></backingStore>');
-      await provider.release({ ...record, ...host, state: 'ready' } as HostRecord, t.ctx);
+      await provider.release(readyRecord(t, record, host), testHostContext(t, record));
       expect((await virsh.calls()).slice(5)).toEqual([
         ['vol-delete', '--pool', 'default-pool', `${name}.qcow2`],
         ['vol-delete', '--pool', 'default-pool', `${name}-seed.iso`],
@@ -176,9 +173,9 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
 
     it.skipIf(!hasIsoTool && process.env.CI !== 'true')('deletes what it made when a step fails, and defines no domain', async () => {
       const virsh = await recordingVirsh(t.directory, { failOn: 'vol-upload' });
-      t.ctx.instanceSettings = { uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path };
-      const record = await intentRecord(t);
-      await expect(provider.checkout(args(), { record, index: 0, count: 1 }, t.ctx)).rejects.toThrow(/virsh vol-upload on test:\/\/\/default failed: this function is not supported/);
+      t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path });
+      const record = newRecord(t);
+      await expect(provider.checkout(args(), { record, index: 0, count: 1 }, testHostContext(t, record))).rejects.toThrow(/virsh vol-upload on test:\/\/\/default failed: this function is not supported/);
       const deleted = (await virsh.calls()).filter((c) => c[0] === 'vol-delete').map((c) => c[3]);
       expect(deleted).toEqual(expect.arrayContaining([`${domainNameOf(record)}.qcow2`, `${domainNameOf(record)}-seed.iso`]));
       expect(await exists(domainNameOf(record))).toBe(false);
@@ -186,9 +183,9 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
 
     it('gives up waiting for an address with a TimeoutError that says what to check, and removes the domain', async () => {
       const virsh = await recordingVirsh(t.directory);
-      t.ctx.instanceSettings = { uri: 'test:///default', pool: 'default-pool', volumes: 'plan', virsh: virsh.path, addressTimeout: 50, pollInterval: 10 };
-      const record = await intentRecord(t);
-      const error = await provider.checkout(args(), { record, index: 0, count: 1 }, t.ctx).catch((e: unknown) => e);
+      t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'plan', virsh: virsh.path, addressTimeout: 50, pollInterval: 10 });
+      const record = newRecord(t);
+      const error = await provider.checkout(args(), { record, index: 0, count: 1 }, testHostContext(t, record)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(TimeoutError);
       expect((error as Error).message).toMatch(/got no IPv4 address from its network's DHCP leases .* waitForAddress: false/);
       expect(await exists(domainNameOf(record))).toBe(false);
@@ -266,11 +263,11 @@ describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
   });
 
   it('fails checkout with that error, not a crash, when the binding cannot load', async () => {
-    const t = await makeContext('libvirt', { uri: 'qemu:///system', volumes: 'plan', waitForAddress: false });
+    const t = await makeContext({ uri: 'qemu:///system', volumes: 'plan', waitForAddress: false });
     const keys = await writeKeyPair(t.directory);
     const provider = createLibvirtProvider({ loadModule: () => loadLibvirt(() => Promise.reject(Object.assign(new Error('nope'), { code: 'ERR_MODULE_NOT_FOUND' }))) });
-    const record = await intentRecord(t);
-    await expect(provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, t.ctx)).rejects.toThrow(MissingDependencyError);
+    const record = newRecord(t);
+    await expect(provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, testHostContext(t, record))).rejects.toThrow(MissingDependencyError);
     await t.cleanup();
   });
 
@@ -284,10 +281,11 @@ describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
   });
 
   it.skipIf(unavailable)('reports an unreachable hypervisor with what to check', async () => {
-    const t = await makeContext('libvirt', { uri: 'qemu+unix:///system?socket=/nonexistent/sock', waitForAddress: false, volumes: 'plan' });
+    const t = await makeContext({ uri: 'qemu+unix:///system?socket=/nonexistent/sock', waitForAddress: false, volumes: 'plan' });
     const keys = await writeKeyPair(t.directory);
     const provider = createLibvirtProvider();
-    const error = await provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record: await intentRecord(t), index: 0, count: 1 }, t.ctx).catch((e: unknown) => e);
+    const record = newRecord(t);
+    const error = await provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, testHostContext(t, record)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as Error).message).toMatch(/cannot connect to qemu\+unix.*check that libvirtd/);
     await t.cleanup();

@@ -9,13 +9,12 @@ import { HostConnectionError, ProviderError } from '../../lib/errors.js';
 import { isProcessAlive } from '../../lib/identity.js';
 import type { HostRecord } from '../../lib/records.js';
 import { local } from '../../providers/local/definition.js';
-import { providerConformance } from '../conformance.js';
-import { intentRecord, makeContext } from '../helpers/ec2.js';
+import { intentRecord, providerConformance, testContext, testHostContext } from '../../lib/testing/index.js';
 
 const directory = await mkdtemp(join(tmpdir(), 'hb-local-conf-'));
 
 providerConformance({
-  provider: 'local',
+  definition: local,
   broker: ({ providers }) => new Broker({ directory, ...(providers ? { providers } : {}) }),
   // The provider's own view: the host folder and its SSH server process.
   exists: async (record: HostRecord) => {
@@ -87,14 +86,15 @@ describe('local: checkin ends everything the host started', { timeout: 60_000 },
 describe('local: a checkout whose SSH server fails', () => {
   it('lets go of the checkout signal', async () => {
     // An address this machine does not have: the server exits before listening.
-    const t = await makeContext('local', { listen: '203.0.113.1' });
+    const t = await testContext(local, { instanceSettings: { listen: '203.0.113.1' } });
     const impl = await local.load();
-    const record = await intentRecord(t);
-    const error = await impl.checkout({}, { record, index: 0, count: 1 }, t.ctx).catch((e: unknown) => e);
+    const record = intentRecord(t);
+    const ctx = testHostContext(t, record);
+    const error = await impl.checkout({}, { record, index: 0, count: 1 }, ctx).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as Error).message).toMatch(/exited \(1\) before listening/);
-    expect(getEventListeners(t.ctx.signal, 'abort')).toHaveLength(0);
-    await impl.release(record, t.ctx);
+    expect(getEventListeners(ctx.signal, 'abort')).toHaveLength(0);
+    await impl.release(record, ctx);
     await t.cleanup();
   });
 });

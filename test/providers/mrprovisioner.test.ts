@@ -7,16 +7,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BrokerError, ProviderError, SettingsError } from '../../lib/errors.js';
-import type { ProviderContext, ProviderImplementation } from '../../lib/provider.js';
+import { reapable } from '../../lib/broker/reap-rule.js';
+import type { ImplementationOf, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
-import { mrprovisioner, MrProvisionerArgs } from '../../providers/mrprovisioner/definition.js';
+import { mrprovisioner, MrProvisionerArgs, type MrProvisionerInstance } from '../../providers/mrprovisioner/definition.js';
 import { parseReason, tagReason } from '../../providers/mrprovisioner/provider.js';
-import { FakeMrProvisioner, providerTestContext, target } from '../helpers/fake-mrprovisioner.js';
+import { FakeMrProvisioner, at, on, providerTestContext, target } from '../helpers/fake-mrprovisioner.js';
 
 const TOKEN = 'mrp-secret-token-0123456789';
 let fake: FakeMrProvisioner;
-let impl: ProviderImplementation<MrProvisionerArgs>;
-let ctx: ProviderContext;
+let impl: ImplementationOf<typeof mrprovisioner>;
+let ctx: ProviderContext<MrProvisionerInstance>;
 let logs: string[];
 let cleanup: () => Promise<void>;
 
@@ -30,8 +31,8 @@ beforeEach(async () => {
   fake.addImage({ name: 'alice/vmlinuz.ffffffff', type: 'Kernel', user: 'alice', description: 'newer' });
   fake.addImage({ name: 'alice/initrd.gz.12345678', type: 'Initrd', user: 'alice' });
   fake.preseeds.push({ id: 77, name: 'debian-auto', description: null, type: 'preseed', user: 'alice', content: 'd-i ...' });
-  impl = (await mrprovisioner.load()) as ProviderImplementation<MrProvisionerArgs>;
-  ({ ctx, logs, cleanup } = await providerTestContext('mrprovisioner', { url: fake.url, token: TOKEN, retries: 1 }));
+  impl = await mrprovisioner.load();
+  ({ ctx, logs, cleanup } = await providerTestContext(mrprovisioner, { url: fake.url, token: TOKEN, retries: 1 }));
 });
 
 afterEach(async () => {
@@ -48,7 +49,7 @@ function expectNoSecret(...texts: unknown[]) {
 describe('checkout', () => {
   it('reserves a machine matching the query, configures and provisions it, and tags the reservation', async () => {
     const t = target('mrprovisioner');
-    const host = await impl.checkout(args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }), t, ctx);
+    const host = await impl.checkout(args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }), ...at(ctx, t));
     const m3 = fake.machines.find((m) => m.name === 'm3')!;
     expect(host.hostname).toBe('m3.lab.example');
     expect(host.providerId).toBe(String(m3.id));
@@ -67,7 +68,7 @@ describe('checkout', () => {
   });
 
   it('uses the interface IPv4 when asked, and only reserves without a kernel', async () => {
-    const host = await impl.checkout(args({ query: 'name=m2', address: 'ipv4' }), target('mrprovisioner'), ctx);
+    const host = await impl.checkout(args({ query: 'name=m2', address: 'ipv4' }), ...at(ctx, target('mrprovisioner')));
     const m2 = fake.machines.find((m) => m.name === 'm2')!;
     expect(host.hostname).toBe(m2.interfaces[0]!.lease_ipv4);
     expect(m2.state).toBe('unknown');
@@ -75,12 +76,12 @@ describe('checkout', () => {
   });
 
   it('powers the machine on when asked and not provisioning', async () => {
-    await impl.checkout(args({ query: 'name=m1', power: 'on' }), target('mrprovisioner'), ctx);
+    await impl.checkout(args({ query: 'name=m1', power: 'on' }), ...at(ctx, target('mrprovisioner')));
     expect(fake.machines[0]!.power).toBe('on');
   });
 
   it('fails with the service message and a retryable error when no machine is free', async () => {
-    const err = await impl.checkout(args({ query: 'arch=riscv64' }), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args({ query: 'arch=riscv64' }), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as ProviderError).retryable).toBe(true);
     expect((err as Error).message).toContain('no matching machine');
@@ -88,7 +89,7 @@ describe('checkout', () => {
   });
 
   it('concurrent checkouts of N get N different machines, and the N+1th finds none free', async () => {
-    const results = await Promise.allSettled([0, 1, 2, 3].map(() => impl.checkout(args(), target('mrprovisioner'), ctx)));
+    const results = await Promise.allSettled([0, 1, 2, 3].map(() => impl.checkout(args(), ...at(ctx, target('mrprovisioner')))));
     const ok = results.filter((r): r is PromiseFulfilledResult<Awaited<ReturnType<typeof impl.checkout>>> => r.status === 'fulfilled');
     expect(ok).toHaveLength(3);
     expect(new Set(ok.map((r) => r.value.providerId)).size).toBe(3);
@@ -96,14 +97,14 @@ describe('checkout', () => {
   });
 
   it('gives the machine back when configuration fails after the reservation', async () => {
-    const err = await impl.checkout(args({ query: 'name=m1', kernel: 'no-such-kernel' }), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args({ query: 'name=m1', kernel: 'no-such-kernel' }), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect((err as Error).message).toContain('no kernel named "no-such-kernel"');
     expect(fake.machines[0]!.assignments).toHaveLength(0);
   });
 
   it('carries the service message of a 400 (provisioning without a BMC)', async () => {
     fake.machines[0]!.bmc = false;
-    const err = await impl.checkout(args({ query: 'name=m1', kernel: 'vmlinuz' }), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args({ query: 'name=m1', kernel: 'vmlinuz' }), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as ProviderError).status).toBe(400);
     expect((err as Error).message).toContain('provisioning requires a BMC');
@@ -112,7 +113,7 @@ describe('checkout', () => {
 
   it('says what to do on 401 without leaking the token', async () => {
     fake.tokens.clear();
-    const err = await impl.checkout(args(), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as ProviderError).status).toBe(401);
     expect((err as Error).message).toMatch(/credentials.*token/);
@@ -121,42 +122,42 @@ describe('checkout', () => {
 
   it('reports 403 with its message', async () => {
     fake.fail('POST', /^\/machine\/reservation$/, 403, { error_type: 'InvalidUsage', errors: ['Forbidden: account disabled'] });
-    const err = await impl.checkout(args(), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect((err as ProviderError).status).toBe(403);
     expect((err as Error).message).toContain('Forbidden: account disabled');
   });
 
   it('does not repeat a reservation after a 5xx (it may have reserved), but retries GETs', async () => {
     fake.fail('POST', /^\/machine\/reservation$/, 502, 'Bad Gateway');
-    const err = await impl.checkout(args(), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect((err as ProviderError).status).toBe(502);
     expect((err as ProviderError).retryable).toBe(true);
     expect(fake.requests.filter((r) => r.path === '/machine/reservation')).toHaveLength(1);
 
     fake.fail('GET', /^\/image$/, 503, { error_type: 'Error', errors: ['db busy'] });
-    const host = await impl.checkout(args({ kernel: 'vmlinuz' }), target('mrprovisioner'), ctx);
+    const host = await impl.checkout(args({ kernel: 'vmlinuz' }), ...at(ctx, target('mrprovisioner')));
     expect(host.hostname).toMatch(/lab\.example$/);
   });
 
   it('turns a malformed answer into a ProviderError that names the response', async () => {
     fake.malformed.push(/^\/machine\/reservation$/);
-    const err = await impl.checkout(args(), target('mrprovisioner'), ctx).catch((e: unknown) => e);
+    const err = await impl.checkout(args(), ...at(ctx, target('mrprovisioner'))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ProviderError);
     expect((err as Error).message).toMatch(/unexpected shape \(response\.id/);
   });
 
   it('needs a token, and says where to put it', async () => {
-    const { ctx: noToken, cleanup: c } = await providerTestContext('mrprovisioner', { url: fake.url, tokenEnv: 'HB_TEST_NO_SUCH_VAR' });
-    await expect(impl.checkout(args(), target('mrprovisioner'), noToken)).rejects.toThrow(SettingsError);
-    await expect(impl.checkout(args(), target('mrprovisioner'), noToken)).rejects.toThrow(/HB_TEST_NO_SUCH_VAR/);
+    const { ctx: noToken, cleanup: c } = await providerTestContext(mrprovisioner, { url: fake.url, tokenEnv: 'HB_TEST_NO_SUCH_VAR' });
+    await expect(impl.checkout(args(), ...at(noToken, target('mrprovisioner')))).rejects.toThrow(SettingsError);
+    await expect(impl.checkout(args(), ...at(noToken, target('mrprovisioner')))).rejects.toThrow(/HB_TEST_NO_SUCH_VAR/);
     await c();
   });
 
   it('reads the token from the environment variable named by tokenEnv', async () => {
     process.env.HB_TEST_MRP_TOKEN = TOKEN;
-    const { ctx: envCtx, cleanup: c } = await providerTestContext('mrprovisioner', { url: fake.url, tokenEnv: 'HB_TEST_MRP_TOKEN' });
+    const { ctx: envCtx, cleanup: c } = await providerTestContext(mrprovisioner, { url: fake.url, tokenEnv: 'HB_TEST_MRP_TOKEN' });
     try {
-      const host = await impl.checkout(args(), target('mrprovisioner'), envCtx);
+      const host = await impl.checkout(args(), ...at(envCtx, target('mrprovisioner')));
       expect(host.providerId).toBeDefined();
     } finally {
       delete process.env.HB_TEST_MRP_TOKEN;
@@ -168,25 +169,25 @@ describe('checkout', () => {
 describe('release', () => {
   async function checkedOut(a: Record<string, unknown> = {}): Promise<HostRecord> {
     const t = target('mrprovisioner');
-    const host = await impl.checkout(args(a), t, ctx);
+    const host = await impl.checkout(args(a), ...at(ctx, t));
     return { ...t.record, state: 'ready', hostname: host.hostname, providerId: host.providerId };
   }
 
   it('powers off and unassigns; a second release is a no-op', async () => {
     const record = await checkedOut({ query: 'name=m1', power: 'on' });
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     expect(fake.machines[0]!.power).toBe('off');
     expect(fake.machines[0]!.assignments).toHaveLength(0);
     const before = fake.requests.length;
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     expect(fake.requests.slice(before).some((r) => r.method !== 'GET')).toBe(false);
   });
 
   it('leaves power alone when powerOffOnRelease is false', async () => {
-    const { ctx: keep, cleanup: c } = await providerTestContext('mrprovisioner', { url: fake.url, token: TOKEN, powerOffOnRelease: false });
+    const { ctx: keep, cleanup: c } = await providerTestContext(mrprovisioner, { url: fake.url, token: TOKEN, powerOffOnRelease: false });
     const t = target('mrprovisioner');
-    const host = await impl.checkout(args({ query: 'name=m1', power: 'on' }), t, keep);
-    await impl.release({ ...t.record, providerId: host.providerId }, keep);
+    const host = await impl.checkout(args({ query: 'name=m1', power: 'on' }), ...at(keep, t));
+    await impl.release({ ...t.record, providerId: host.providerId }, on(keep, { ...t.record, providerId: host.providerId }));
     expect(fake.machines[0]!.power).toBe('on');
     expect(fake.machines[0]!.assignments).toHaveLength(0);
     await c();
@@ -194,24 +195,24 @@ describe('release', () => {
 
   it('finds the machine by the record tag when the record is still provisioning', async () => {
     const t = target('mrprovisioner');
-    await impl.checkout(args({ query: 'name=m2' }), t, ctx);
-    await impl.release(t.record, ctx); // no providerId
+    await impl.checkout(args({ query: 'name=m2' }), ...at(ctx, t));
+    await impl.release(t.record, on(ctx, t.record)); // no providerId
     expect(fake.machines[1]!.assignments).toHaveLength(0);
   });
 
   it('still gives the machine back when power-off fails (no BMC)', async () => {
     const record = await checkedOut({ query: 'name=m1' });
     fake.machines[0]!.bmc = false;
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     expect(fake.machines[0]!.assignments).toHaveLength(0);
     expect(logs.join('\n')).toContain('power state changes require a BMC');
   });
 
   it('does not touch a machine now reserved for another record', async () => {
     const record = await checkedOut({ query: 'name=m1' });
-    await impl.release(record, ctx);
+    await impl.release(record, on(ctx, record));
     const other = await checkedOut({ query: 'name=m1' });
-    await impl.release(record, ctx); // stale providerId points at m1
+    await impl.release(record, on(ctx, record)); // stale providerId points at m1
     expect(fake.machines[0]!.assignments).toHaveLength(1);
     expect(parseReason(fake.machines[0]!.assignments[0]!.reason)?.id).toBe(other.id);
   });
@@ -219,17 +220,17 @@ describe('release', () => {
   it('treats a deleted machine as released', async () => {
     const record = await checkedOut({ query: 'name=m1' });
     fake.machines.splice(0, 1);
-    await expect(impl.release(record, ctx)).resolves.toBeUndefined();
+    await expect(impl.release(record, on(ctx, record))).resolves.toBeUndefined();
     expect(fake.requests.at(-1)).toMatchObject({ method: 'GET', path: `/machine/${record.providerId}/assignee/self` });
     // A record without providerId whose machine vanished: nothing to do.
-    await expect(impl.release({ ...record, providerId: undefined }, ctx)).resolves.toBeUndefined();
+    await expect(impl.release({ ...record, providerId: undefined }, on(ctx, { ...record, providerId: undefined }))).resolves.toBeUndefined();
   });
 });
 
-describe('sync and reap', () => {
+describe('inventory (for sync and reap)', () => {
   it('lists machines assigned to the user that carry this broker tag', async () => {
     const t1 = target('mrprovisioner');
-    await impl.checkout(args({ query: 'name=m1' }), t1, ctx);
+    await impl.checkout(args({ query: 'name=m1' }), ...at(ctx, t1));
     // A machine the user reserved by hand, and one reserved by another broker.
     fake.machines[1]!.assignments.push({ id: 1, user: 'alice', reason: 'manual testing' });
     fake.machines[2]!.assignments.push({ id: 2, user: 'alice', reason: tagReason({ id: 'x', brokerId: 'other-broker' }) });
@@ -238,13 +239,14 @@ describe('sync and reap', () => {
     expect(found[0]).toMatchObject({ id: t1.record.id, brokerId: 'broker-test-1', hostname: 'm1.lab.example', providerId: String(fake.machines[0]!.id) });
   });
 
-  it('reap gives back tagged machines whose record is gone', async () => {
+  it('reports what the reap rule needs: tagged machines whose record is gone are picked, and release gives them back', async () => {
     const keep = target('mrprovisioner');
     const lost = target('mrprovisioner');
-    await impl.checkout(args({ query: 'name=m1' }), keep, ctx);
-    await impl.checkout(args({ query: 'name=m2' }), lost, ctx);
-    const removed = await impl.reap!(ctx, (id) => id === keep.record.id);
-    expect(removed).toEqual([lost.record.id]);
+    await impl.checkout(args({ query: 'name=m1' }), ...at(ctx, keep));
+    await impl.checkout(args({ query: 'name=m2' }), ...at(ctx, lost));
+    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.record.id, now: Date.now(), graceMs: 0 });
+    expect(doomed.map((d) => d.host.id)).toEqual([lost.record.id]);
+    for (const { host } of doomed) await impl.release({ ...lost.record, providerId: host.providerId }, on(ctx, lost));
     expect(fake.machines[0]!.assignments).toHaveLength(1);
     expect(fake.machines[1]!.assignments).toHaveLength(0);
   });
@@ -260,7 +262,7 @@ describe('actions', () => {
   it('upload-image sends the file and metadata as multipart and returns the image', async () => {
     const file = join(dir, 'vmlinuz-6.9');
     await writeFile(file, Buffer.from([0, 1, 2, 255, 13, 10, 45, 45]));
-    const image = (await impl.execute!('upload-image', { path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as { id: number; name: string; type: string };
+    const image = (await impl.actions!['upload-image']({ path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as { id: number; name: string; type: string };
     expect(image.type).toBe('Kernel');
     expect(image.name).toMatch(/^alice\/vmlinuz-6\.9\./);
     const stored = fake.images.find((i) => i.id === image.id)!;
@@ -268,20 +270,20 @@ describe('actions', () => {
     expect(stored.description).toBe('test kernel');
     expect(stored.known_good).toBe(true);
     // The uploaded kernel can be used by name right away.
-    const host = await impl.checkout(args({ query: 'name=m1', kernel: 'vmlinuz-6.9' }), target('mrprovisioner'), ctx);
+    const host = await impl.checkout(args({ query: 'name=m1', kernel: 'vmlinuz-6.9' }), ...at(ctx, target('mrprovisioner')));
     expect(fake.machines[0]!.kernel_id).toBe(image.id);
     expect(host.data?.kernelId).toBe(image.id);
   });
 
   it('upload-image of a missing file says which path', async () => {
-    await expect(impl.execute!('upload-image', { path: join(dir, 'nope'), type: 'Kernel' }, ctx)).rejects.toThrow(/cannot read the image file .*nope/);
+    await expect(impl.actions!['upload-image']({ path: join(dir, 'nope'), type: 'Kernel' }, ctx)).rejects.toThrow(/cannot read the image file .*nope/);
   });
 
   it('power acts on a machine assigned to the user only', async () => {
-    await impl.checkout(args({ query: 'name=m1' }), target('mrprovisioner'), ctx);
-    await impl.execute!('power', { machine: 'm1', state: 'reboot' }, ctx);
+    await impl.checkout(args({ query: 'name=m1' }), ...at(ctx, target('mrprovisioner')));
+    await impl.actions!.power({ machine: 'm1', state: 'reboot' }, ctx);
     expect(fake.machines[0]!.power).toBe('reboot');
-    await expect(impl.execute!('power', { machine: 'm2', state: 'on' }, ctx)).rejects.toThrow(/not assigned to you/);
+    await expect(impl.actions!.power({ machine: 'm2', state: 'on' }, ctx)).rejects.toThrow(/not assigned to you/);
   });
 
   it('describe lists machines, images and preseeds', async () => {

@@ -7,13 +7,21 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { z } from 'zod';
 import { SettingsError } from '../../lib/errors.js';
 import { type ConfigSources, cloudsFileCandidates, resolveCloud } from '../../providers/openstack/config.js';
 import { OpenStackInstance, openstack } from '../../providers/openstack/definition.js';
 import { authBody } from '../../providers/openstack/keystone.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';
 import { FakeOpenStack } from '../helpers/openstack-cloud.js';
-import { openstackContext, targets } from '../helpers/openstack-context.js';
+import type { TestContext } from '../../lib/testing/index.js';
+import { on, openstackContext, targets } from '../helpers/openstack-context.js';
+
+/** One checkout target and its host context, as the Broker passes them. */
+function one(t: TestContext<z.output<typeof OpenStackInstance>>) {
+  const [target] = targets(t, 1);
+  return [target!, on(t, target!)] as const;
+}
 
 let root: string;
 let sources: ConfigSources;
@@ -156,13 +164,13 @@ describe('credentials from clouds.yaml reach Keystone', () => {
     const t = await openstackContext({ image: 'cirros-0.6.2', flavor: 'm1.tiny', network: 'private', pollInterval: 2 });
     try {
       const impl = createOpenStackProvider({ sources });
-      const host = await impl.checkout(openstack.args.parse({}), targets(t.ctx, 1)[0]!, t.ctx);
+      const host = await impl.checkout(openstack.args.parse({}), ...one(t));
       expect(host.hostname).toMatch(/^10\.0\.0\./);
       expect(fake.authCount).toBe(1);
       const tokenRequest = fake.requests.find((r) => r.path.endsWith('/auth/tokens'))!;
       expect(tokenRequest.body).toMatchObject({ auth: { identity: { methods: ['application_credential'] } } });
       expect(JSON.stringify(host)).not.toContain('app-cred-SECRET-value');
-      expect(t.logs.join('\n')).not.toContain('app-cred-SECRET-value');
+      expect(t.logLines.join('\n')).not.toContain('app-cred-SECRET-value');
     } finally {
       await t.cleanup();
     }
@@ -176,7 +184,7 @@ describe('credentials from clouds.yaml reach Keystone', () => {
     const t = await openstackContext({ cloud: 'fake', image: 'cirros-0.6.2', flavor: 'm1.tiny' });
     try {
       const error = await createOpenStackProvider({ sources })
-        .checkout(openstack.args.parse({}), targets(t.ctx, 1)[0]!, t.ctx)
+        .checkout(openstack.args.parse({}), ...one(t))
         .catch((e: Error) => e);
       expect((error as Error).message).toContain('The request you have made requires authentication');
       expect((error as Error).message).toContain('cloud `fake` in');
@@ -195,7 +203,7 @@ describe('credentials from clouds.yaml reach Keystone', () => {
     });
     try {
       const error = await createOpenStackProvider({ sources })
-        .checkout(openstack.args.parse({}), targets(t.ctx, 1)[0]!, t.ctx)
+        .checkout(openstack.args.parse({}), ...one(t))
         .catch((e: Error) => e);
       expect((error as Error).message).toMatch(/no `(image|compute)` endpoint for interface public in region Mars; it offers .*compute \(public RegionOne\)/);
     } finally {

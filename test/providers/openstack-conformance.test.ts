@@ -9,10 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
-import type { ProviderDefinition } from '../../lib/provider.js';
 import { openstack } from '../../providers/openstack/definition.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
 import { FakeOpenStack } from '../helpers/openstack-cloud.js';
 import { fakeInstance } from '../helpers/openstack-context.js';
 
@@ -20,9 +19,9 @@ const cloud = await FakeOpenStack.start();
 const directory = await mkdtemp(join(tmpdir(), 'hostbroker-openstack-conf-'));
 
 // The machine's own OS_* variables or clouds.yaml must not steer the test.
-const isolated: ProviderDefinition = {
+const isolated: typeof openstack = {
   ...openstack,
-  load: async () => createOpenStackProvider({ sources: { env: {}, cwd: directory, home: directory } }) as never,
+  load: async () => createOpenStackProvider({ sources: { env: {}, cwd: directory, home: directory } }),
 };
 
 afterAll(async () => {
@@ -31,12 +30,12 @@ afterAll(async () => {
 });
 
 providerConformance({
-  provider: 'openstack',
+  definition: isolated,
   broker: ({ providers }) =>
     new Broker({
       directory,
       settings: { providers: { openstack: fakeInstance(cloud) } },
-      providers: providers ?? [isolated],
+      providers,
     }),
   args: { waitForSsh: false },
   count: 3,

@@ -80,6 +80,18 @@ describe.skipIf(!sshdAvailable())('static provider', () => {
     await h.checkin();
   });
 
+  it('gives a machine listed by two instances to one of them at a time', async () => {
+    const shared = new Broker({ directory: dir, settings: { static: { instances: { lab: { default: true, hosts: machines(sshd) }, perf: { hosts: machines(sshd).slice(0, 1) } } } } });
+    const h = await shared.checkout({ provider: 'static', instance: 'lab', name: 'db1', waitForSsh: false });
+    const taken = await shared.checkout({ provider: 'static', instance: 'perf', name: 'db1', waitForSsh: false }).catch((e: unknown) => e);
+    expect(taken).toBeInstanceOf(ProviderError);
+    expect((taken as Error).message).toContain(h.id);
+    await h.checkin();
+    const other = await shared.checkout({ provider: 'static', instance: 'perf', name: 'db1', waitForSsh: false });
+    await other.checkin();
+    await shared.close();
+  });
+
   it('never gives one machine to two processes racing for two machines', async () => {
     const raceDir = await mkdtemp(join(tmpdir(), 'hb-static-race-'));
     await writeFile(join(raceDir, 'broker_settings.yaml'), stringify({ static: { hosts: machines(sshd) } }));

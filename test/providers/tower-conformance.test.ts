@@ -2,14 +2,15 @@
  * The provider conformance suite for `tower` through the Broker, against the fake AWX server
  * (test/helpers/fake-tower.ts). Its deploy workflow registers each VM in a Tower inventory with the
  * hostbroker tags it was given (as a real provisioning workflow would), and remove-vm takes it
- * out. No SSH server answers at the fake names, so there is no session (`session: false`).
+ * out, extend-vm moves the lease tag. No SSH server answers at the fake names, so there is no session (`session: false`).
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
-import { providerConformance } from '../conformance.js';
+import { providerConformance } from '../../lib/testing/index.js';
+import { tower } from '../../providers/tower/definition.js';
 import { FakeTower } from '../helpers/fake-tower.js';
 
 const fake = await FakeTower.start();
@@ -31,15 +32,24 @@ fake.addTemplate({
     return [{ name: 'remove', status: 'successful' }];
   },
 });
+fake.addTemplate({
+  name: 'extend-vm',
+  // As a real extend workflow would: the host's tags carry the new lease.
+  script: ({ extraVars }) => {
+    const host = fake.hosts.find((h) => h.name === extraVars.target_vm);
+    if (host) host.variables = { ...host.variables, hostbroker_tags: extraVars.hostbroker_tags };
+    return [{ name: 'extend', status: 'successful' }];
+  },
+});
 const directory = await mkdtemp(join(tmpdir(), 'hb-tower-conf-'));
 
 providerConformance({
-  provider: 'tower',
+  definition: tower,
   broker: ({ providers }) =>
     new Broker({
       directory,
       settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, inventory: 'jdoe-inventory', pollInterval: 5, retryDelay: 5 } },
-      ...(providers ? { providers } : {}),
+      providers,
     }),
   args: { workflow: 'deploy-vm', waitForSsh: false },
   exists: async (record) => fake.hosts.some((h) => h.name === record.providerId),

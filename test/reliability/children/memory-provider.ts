@@ -19,18 +19,9 @@ export function memoryProvider(folder: string, delayMs = 0) {
     async release(record) {
       await rm(join(folder, record.id), { force: true });
     },
-    async inventory() {
-      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({ id, hostname: `mem-${id}`, providerId: id, connection: { kind: 'provider' as const } }));
-    },
-    async reap(_ctx, isKnown) {
-      const removed: string[] = [];
-      for (const id of await readdir(folder).catch(() => [] as string[])) {
-        if (!isKnown(id)) {
-          await rm(join(folder, id), { force: true });
-          removed.push(id);
-        }
-      }
-      return removed;
+    // The folder is this broker's: every file is a host tagged with its record id (the Broker reaps).
+    async inventory(ctx) {
+      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({ id, brokerId: ctx.brokerId, hostname: `mem-${id}`, providerId: id, connection: { kind: 'provider' as const } }));
     },
   };
   return defineProvider({
