@@ -16,7 +16,10 @@ function sources(dir: string): string[] {
 
 /** Relative imports of a module (static and type-only; dynamic too unless `lazy` is false), as repo paths. */
 function importsOf(file: string, lazy = true): string[] {
-  const text = readFileSync(join(root, file), 'utf8');
+  // Comments may quote imports (doc examples); they are not edges.
+  const text = readFileSync(join(root, file), 'utf8')
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/^\s*\/\/.*$/gm, '');
   const out: string[] = [];
   const pattern = lazy ? /(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g : /(?:from\s+|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g;
   for (const m of text.matchAll(pattern)) {

@@ -13,7 +13,7 @@ import { Broker } from '../lib/broker/index.js';
 import { localFolders, localServers, ROOT } from './reliability/util.js';
 
 const VITEST = join(ROOT, 'node_modules', 'vitest', 'vitest.mjs');
-const FIXTURES = join(ROOT, 'lib', 'fixtures', 'vitest.ts');
+const FIXTURES = join(ROOT, 'lib', 'runners', 'vitest.ts');
 
 /** Runs vitest over `files` in a fresh project dir; returns its exit code and output. */
 async function runVitest(brokerDir: string, files: Record<string, string>): Promise<{ code: number | null; output: string }> {

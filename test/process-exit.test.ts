@@ -57,7 +57,7 @@ describe('a process that checks out and stops using its hosts exits by itself', 
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hb-exit-'));
-    script = join(dir, 'script.mts');
+    script = join(dir, BUILT ? 'script.mjs' : 'script.mts'); // the script is plain JavaScript; tsx runs it as .mts
     await writeFile(script, SCRIPT);
     if (haveSshd) sshd = await startSshd();
   });

@@ -178,7 +178,7 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
     const broker = await newBroker();
     // A second process checks out two hosts (one exec, one SSH) and exits without checking in.
     const script = `
-      import { Broker } from ${JSON.stringify(new URL('../../lib/broker.ts', import.meta.url).pathname)};
+      import { Broker } from ${JSON.stringify(new URL('../../lib/broker/index.ts', import.meta.url).pathname)};
       const broker = new Broker({ directory: process.argv[2] });
       const a = await broker.checkout({ provider: 'container', image: ${JSON.stringify(BUSYBOX_IMAGE)}, name: 'other-exec' });
       const b = await broker.checkout({ provider: 'container', image: ${JSON.stringify(SSHD_IMAGE)}, ssh: true });
@@ -215,7 +215,7 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
     it('leaves nothing that cleanup cannot remove, checked with the engine', async () => {
       const broker = await newBroker();
       const script = `
-        import { Broker } from ${JSON.stringify(new URL('../../lib/broker.ts', import.meta.url).pathname)};
+        import { Broker } from ${JSON.stringify(new URL('../../lib/broker/index.ts', import.meta.url).pathname)};
         const broker = new Broker({ directory: process.argv[2] });
         await broker.checkout({ provider: 'container', image: ${JSON.stringify(SSHD_IMAGE)}, ssh: true, count: 5 });
         console.log('finished');
