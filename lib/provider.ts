@@ -217,7 +217,7 @@ export interface ProviderImplementation<
    * resource carries its record `id`, `brokerId`, `createdAt` and `leaseExpires` where tagged.
    * The Broker decides what is orphaned or expired and releases it through `release`.
    */
-  inventory?(ctx: ProviderContext<Instance>): Promise<DiscoveredHost[]>;
+  discover?(ctx: ProviderContext<Instance>): Promise<DiscoveredHost[]>;
   /** One function per action of the definition, given that action's parsed arguments. */
   actions?: { [K in keyof Actions]: (args: z.output<Actions[K]['schema']>, ctx: ProviderContext<Instance>) => Promise<unknown> };
   /** A transport for hosts with `connection.kind === 'provider'`. */
@@ -225,7 +225,7 @@ export interface ProviderImplementation<
   /** Live help: what the service offers (workflows, images, ...). `topic` narrows it. */
   describe?(ctx: ProviderContext<Instance>, topic?: string): Promise<Record<string, unknown>>;
   /**
-   * Only for leftovers `inventory()` cannot list (e.g. files without a host): removes those
+   * Only for leftovers `discover()` cannot list (e.g. files without a host): removes those
    * tagged by this broker whose record is gone (`isKnown(id)` false). Returns what was removed.
    */
   reap?(ctx: ProviderContext<Instance>, isKnown: (recordId: string) => Promise<boolean>): Promise<string[]>;

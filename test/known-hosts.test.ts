@@ -19,7 +19,7 @@ import type { HostRecord, SshConnection } from '../lib/records.js';
 import { startSshd, sshdAvailable, type Sshd } from './helpers/sshd.js';
 import { changeHostKey, freshConnectError } from './helpers/host-keys.js';
 import { SSHD_IMAGE, containersOfBroker, probeEngine, removeBrokerContainers, skipReason } from './helpers/engine.js';
-import { LABELS } from '../providers/container/spec.js';
+import { LABELS } from '../providers/container/create-request.js';
 
 const run = promisify(execFile);
 const KEY_A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHB3IbTJzMED1a/2Sf4D5zgxgMSfmTEIwRYUXxI5GVri';
@@ -171,7 +171,7 @@ function syncableSshd(sshd: Sshd) {
     async release(record) {
       made.delete(record.id);
     },
-    async inventory() {
+    async discover() {
       return [...made.values()].map((r) => ({ id: r.id, name: r.name, hostname: sshd.host, providerId: r.id, connection: connection() }));
     },
   };

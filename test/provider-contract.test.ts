@@ -55,7 +55,7 @@ const implementation = implementProvider(definition, {
     released.push(structuredClone(record));
     resources.delete(record.providerId ?? `r-${record.id}`);
   },
-  async inventory() {
+  async discover() {
     return [...resources].map(([id, tags]) => ({
       id: tags[TAGS.id],
       brokerId: tags[TAGS.broker],

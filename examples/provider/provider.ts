@@ -1,7 +1,7 @@
 /**
  * The example provider's implementation, loaded on first use. Each host is `<root>/<record id>/`
  * with a tag file (`.hostbroker.json`: record id, broker id, lease) written before anything else,
- * so a process killed mid-checkout leaves a directory that inventory() lists and reap removes.
+ * so a process killed mid-checkout leaves a directory that discover() lists and reap removes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -34,7 +34,7 @@ async function readTags(dir: string): Promise<Tags | undefined> {
   }
 }
 
-/** The host directories of this broker under root, as inventory() reports them. */
+/** The host directories of this broker under root, as discover() reports them. */
 async function hostsOf(ctx: ProviderContext<WorkdirInstance>): Promise<DiscoveredHost[]> {
   const root = resolve(ctx.instanceSettings.root);
   const found: DiscoveredHost[] = [];
@@ -77,7 +77,7 @@ export default implementProvider(workdir, {
   },
 
   // Everything of this broker, with its tags: the Broker decides what to sync and what to reap.
-  inventory: hostsOf,
+  discover: hostsOf,
 
   // Hosts with `connection.kind: 'provider'` are reached through the provider's own transport.
   transport(record, ctx) {

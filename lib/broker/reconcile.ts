@@ -1,7 +1,7 @@
 /**
  * Reconciling the inventory with what providers really hold: `sync` (the view follows the
  * providers) and `reap` (what killed processes left behind is released). The reap decision is
- * the Broker's, made from providers' `inventory()` tags and leases, the same for every provider.
+ * the Broker's, made from providers' `discover()` tags and leases, the same for every provider.
  * @module
  */
 import { hostname as machineHostname } from 'node:os';
@@ -62,11 +62,11 @@ function recordOf(core: BrokerCore, d: DiscoveredHost, provider: string, instanc
 export async function sync(core: BrokerCore, provider?: string): Promise<SyncResult> {
   const result: SyncResult = { added: [], updated: [], removed: [] };
   for (const { runtime, instances } of scope(core, provider)) {
-    const impl = provider ? await runtime.require('inventory') : await runtime.implementation();
-    if (!impl.inventory) continue;
+    const impl = provider ? await runtime.require('discover') : await runtime.implementation();
+    if (!impl.discover) continue;
     for (const instance of provider?.includes('::') ? instances : [undefined]) {
       const ctx = runtime.context(instance);
-      const found = await runtime.call(() => impl.inventory!(ctx));
+      const found = await runtime.call(() => impl.discover!(ctx));
       const all = await core.store.list();
       const seen = new Set<string>();
       for (const d of found) {
@@ -128,9 +128,9 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
       const records = new Map((await core.store.list()).map((h) => [h.id, h]));
       // Asked again right before a release: a checkout that began since writes its record first.
       const isKnown = async (id: string): Promise<boolean> => records.has(id) || (await core.store.has(id));
-      if (impl.inventory) {
+      if (impl.discover) {
         const grace = (ctx.instanceSettings as { reapGrace?: Duration }).reapGrace;
-        const found = await runtime.call(() => impl.inventory!(ctx));
+        const found = await runtime.call(() => impl.discover!(ctx));
         for (const { host, reason } of reapable(found, { brokerId: core.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) })) {
           const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
           try {

@@ -34,7 +34,7 @@ export interface RuntimeEnvironment {
 /** Capabilities a provider may lack, and what to call them in messages. */
 const CAPABILITIES = {
   extend: 'has no leases to extend',
-  inventory: 'cannot list its hosts, so it cannot be synced',
+  discover: 'cannot list its hosts, so it cannot be synced',
   transport: 'has no session of its own for its hosts',
   describe: 'offers no live help',
 } as const;

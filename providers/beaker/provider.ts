@@ -196,7 +196,7 @@ export default implementProvider(beaker, {
     await client.watchdog(recipeId, seconds, ctx.signal);
   },
 
-  async inventory(ctx): Promise<DiscoveredHost[]> {
+  async discover(ctx): Promise<DiscoveredHost[]> {
     const client = clientFor(ctx);
     const out: DiscoveredHost[] = [];
     for (const job of await unfinishedJobs(client, ctx.signal)) {

@@ -14,7 +14,7 @@ import { type ContainerArgs, type ContainerInstance, type RunArgs, type RunResul
 import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, statusOf } from './engine.js';
 import { ExecTransport } from './exec-transport.js';
 import { packFile } from './archive.js';
-import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './spec.js';
+import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './create-request.js';
 import { createHostKey, createSshdHostKey, keyPathFor, removeHostKey, waitForSshd } from './ssh.js';
 import { pinnedKey } from '../../lib/known-hosts.js';
 
@@ -337,7 +337,7 @@ export default implementProvider(definition, {
     await removeHostKey(ctx.directory, record.id);
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const engine = await engineFor(ctx);
     const instance = ctx.instanceSettings;
     let list: Dockerode.ContainerInfo[];
@@ -384,7 +384,7 @@ export default implementProvider(definition, {
     return out;
   },
 
-  // Only what inventory() does not list: containers of the `run` action (no host, no record)
+  // Only what discover() does not list: containers of the `run` action (no host, no record)
   // whose lease passed, i.e. whose process died before it removed them.
   async reap(ctx) {
     const engine = await engineFor(ctx);

@@ -275,7 +275,7 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
       );
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const settings = ctx.instanceSettings;
       const client = await clientFor(settings, settings.region, ctx);
       const found = await findByTag(client, TAGS.broker, ctx.brokerId, settings, ctx);

@@ -263,7 +263,7 @@ export default implementProvider(foreman, {
     for (const host of found) if (paramsOf(host)[TAGS.id] === record.id) await api.remove(host.id);
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const api = ForemanApi.of(ctx);
     const hosts = await api.list('/api/hosts', Host, { search: `owner = "${api.settings.username}"`, 'include[]': ['parameters'] });
     return hosts.map((host) => {

@@ -283,7 +283,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       await conn.domainDefineXML(withLease(found.xml, leaseExpires)).catch((e: unknown) => Promise.reject(libvirtError(e, `update the lease of ${found.name}`)));
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const s = ctx.instanceSettings;
       const conn = await connect(s.uri);
       const virsh = virshFor(s, s.uri);

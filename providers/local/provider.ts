@@ -268,7 +268,7 @@ export default implementProvider(local, {
     await writeFile(join(dir, 'meta.json'), JSON.stringify({ ...meta, leaseExpires }, null, 2), { mode: 0o600 });
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const root = rootOf(ctx);
     const found: DiscoveredHost[] = [];
     for (const id of await readdir(root).catch(() => [] as string[])) {
@@ -292,7 +292,7 @@ export default implementProvider(local, {
     return found;
   },
 
-  // Only what inventory() cannot list: folders with no meta.json yet (a checkout killed before
+  // Only what discover() cannot list: folders with no meta.json yet (a checkout killed before
   // it wrote one) or whose server is gone, named by a record id the inventory does not know.
   async reap(ctx, isKnown) {
     const root = rootOf(ctx);

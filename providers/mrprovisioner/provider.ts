@@ -162,7 +162,7 @@ export default implementProvider(mrprovisioner, {
     await client.unassign(id, signal);
   },
 
-  async inventory(ctx): Promise<DiscoveredHost[]> {
+  async discover(ctx): Promise<DiscoveredHost[]> {
     const client = MrProvisionerClient.fromContext(ctx);
     const out: DiscoveredHost[] = [];
     for (const machine of await client.machines({ signal: ctx.signal })) {

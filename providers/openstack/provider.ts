@@ -381,7 +381,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       await c.compute.setMetadata(id, { [TAGS.lease]: leaseExpires }, ctx.signal);
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const c = clients(ctx);
       const servers = await c.compute.listServers(ctx.signal);
       return servers.filter((s) => s.metadata[TAGS.broker] === ctx.brokerId && s.status !== 'DELETED').map((s) => discovered(s, ctx, c.settings));

@@ -242,7 +242,7 @@ export default implementProvider(tower, {
     }
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const api = apiOf(ctx);
     // A configured username syncs that user's hosts; otherwise the token's user (or the local owner).
     const user = api.settings.username ?? (await api.me());

@@ -302,7 +302,7 @@ describe('release, extend, sync', () => {
     fake.jobs.set(1, { ...fake.jobs.get(a.data.jobId as number)!, id: 1, whiteboard: 'by hand' });
     fake.jobs.set(2, { ...fake.jobs.get(a.data.jobId as number)!, id: 2, whiteboard: '[hostbroker id=z broker=elsewhere]' });
     fake.jobs.set(3, { ...fake.jobs.get(a.data.jobId as number)!, id: 3, owner: 'bob' });
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found.map((h) => h.id)).toEqual([a.id]);
     expect(found[0]).toMatchObject({ brokerId: 'broker-test-1', hostname: a.hostname, providerId: a.providerId });
   });
@@ -310,7 +310,7 @@ describe('release, extend, sync', () => {
   it('reports what the reap rule needs: tagged jobs whose record is gone are picked, and release cancels them', async () => {
     const keep = await checkedOut();
     const lost = await checkedOut();
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.id, now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.id, now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.id)).toEqual([lost.id]);
     for (const { host } of doomed) await impl.release({ ...lost, providerId: host.providerId, data: host.data ?? {} }, on(ctx, lost));
     expect(fake.jobs.get(lost.data.jobId as number)!.status).toBe('Cancelled');

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContainerArgs } from '../../providers/container/definition.js';
-import { LABELS, createOptions, hostLabels, leasePassed, parsePort, parseVolumes, readLabels } from '../../providers/container/spec.js';
+import { LABELS, createOptions, hostLabels, leasePassed, parsePort, parseVolumes, readLabels } from '../../providers/container/create-request.js';
 import type { HostRecord } from '../../lib/records.js';
 
 const record: HostRecord = {

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import { BrokerError, HostConnectionError, ProviderError, TimeoutError } from '../../lib/errors.js';
 import { INVENTORY_FILE } from '../../lib/inventory/index.js';
-import { LABELS } from '../../providers/container/spec.js';
+import { LABELS } from '../../providers/container/create-request.js';
 import { engineCandidates, forgetEngines } from '../../providers/container/engine.js';
 import {
   BUSYBOX_IMAGE,

@@ -290,7 +290,7 @@ describe('ec2 release, extend, inventory (for sync and reap)', () => {
       .on(DescribeInstancesCommand)
       .resolvesOnce({ ...reservation(instance('i-a', { State: { Code: 16, Name: 'running' }, PublicIpAddress: '203.0.113.1', Tags: tags('r1') })), NextToken: 'page2' })
       .resolvesOnce(reservation(instance('i-b', { State: { Code: 80, Name: 'stopped' }, Tags: tags('r2') })));
-    const found = await provider.inventory!(t.ctx);
+    const found = await provider.discover!(t.ctx);
     expect(found).toEqual([
       expect.objectContaining({ id: 'r1', owner: 'bob', brokerId: 'broker-test-1', providerId: 'i-a', hostname: '203.0.113.1', name: 'web-r1', leaseExpires: '2030-01-01T00:00:00.000Z', createdAt: '2026-01-05T10:00:00.000Z' }),
       expect.objectContaining({ id: 'r2', providerId: 'i-b', hostname: '10.0.1.23' }),
@@ -310,7 +310,7 @@ describe('ec2 release, extend, inventory (for sync and reap)', () => {
       reservation(instance('i-known', { Tags: tagged('known', '2099-01-01T00:00:00Z') }), instance('i-unknown', { Tags: tagged('lost', '2099-01-01T00:00:00Z') }), instance('i-expired', { Tags: tagged('old', '2000-01-01T00:00:00Z') })),
     );
     ec2Mock.on(TerminateInstancesCommand).resolves({});
-    const doomed = reapable(await provider.inventory!(t.ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === 'known' || id === 'old', now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await provider.discover!(t.ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === 'known' || id === 'old', now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.providerId).sort()).toEqual(['i-expired', 'i-unknown']);
     for (const { host } of doomed) await provider.release(newRecord({ id: host.id, providerId: host.providerId! }), testHostContext(t, host.id));
     expect(ec2Mock.commandCalls(TerminateInstancesCommand).flatMap((c) => c.args[0].input.InstanceIds!).sort()).toEqual(['i-expired', 'i-unknown']);

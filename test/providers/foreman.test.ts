@@ -204,7 +204,7 @@ describe('foreman checkin, sync, help', () => {
     fake.addHost({ name: 'mine', owner: 'jdoe', hostgroup: rhel9, parameters: { 'hostbroker.id': 'rec-1', 'hostbroker.broker': 'broker-1', 'hostbroker.owner': 'jdoe' } });
     fake.addHost({ name: 'untagged', owner: 'jdoe', hostgroup: rhel9 });
     fake.addHost({ name: 'theirs', owner: 'asmith', hostgroup: rhel9 });
-    const hosts = await impl.inventory!((await context({ perPage: 1 })).ctx);
+    const hosts = await impl.discover!((await context({ perPage: 1 })).ctx);
     expect(hosts.map((h) => h.name).sort()).toEqual(['mine.example.test', 'untagged.example.test']);
     expect(hosts.find((h) => h.name === 'mine.example.test')).toMatchObject({ id: 'rec-1', brokerId: 'broker-1', owner: 'jdoe', createdAt: '2026-01-02T03:04:05.000Z', recipe: { args: { hostgroup: 'base/rhel9' } } });
     expect(hosts.find((h) => h.name === 'untagged.example.test')!.id).toBeUndefined();

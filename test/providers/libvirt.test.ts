@@ -110,7 +110,7 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     await provider.extend!(readyRecord(t, record, host), '2031-02-03T04:05:06.000Z', testHostContext(t, record));
     const xml = await (await keeper.domainLookupByName(domainNameOf(record))).getXMLDesc(2);
     expect(parseMetadata(xml)?.lease).toBe('2031-02-03T04:05:06.000Z');
-    const found = (await provider.inventory!(t.ctx)).find((h) => h.id === record.id);
+    const found = (await provider.discover!(t.ctx)).find((h) => h.id === record.id);
     expect(found).toMatchObject({ leaseExpires: '2031-02-03T04:05:06.000Z', owner: 'alice', brokerId: 'broker-test-1', name: record.name, hostname: domainNameOf(record) });
   });
 
@@ -119,10 +119,10 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     const other = await makeContext({ uri: 'test:///default', waitForAddress: false }, 'another-broker');
     const foreign = newRecord(other);
     await keeper.domainDefineXML(`<domain type='test'><name>foreign-${foreign.id}</name><metadata>${metadataXml({ id: foreign.id, owner: 'bob', broker: 'another-broker', name: 'x', volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
-    const ids = (await provider.inventory!(t.ctx)).map((h) => h.id);
+    const ids = (await provider.discover!(t.ctx)).map((h) => h.id);
     expect(ids).toContain(record.id);
     expect(ids).not.toContain(foreign.id);
-    expect((await provider.inventory!(other.ctx)).map((h) => h.id)).toContain(foreign.id);
+    expect((await provider.discover!(other.ctx)).map((h) => h.id)).toContain(foreign.id);
     await (await keeper.domainLookupByName(`foreign-${foreign.id}`)).undefine();
     await other.cleanup();
   });
@@ -132,7 +132,7 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     const lost = await checkout();
     const expired = await checkout({}, { leaseExpires: '2000-01-01T00:00:00.000Z' });
     // The test driver keeps the domains of earlier tests: judge only these three.
-    const mine = (await provider.inventory!(t.ctx)).filter((d) => [kept, lost, expired].some((c) => c.record.id === d.id));
+    const mine = (await provider.discover!(t.ctx)).filter((d) => [kept, lost, expired].some((c) => c.record.id === d.id));
     const doomed = reapable(mine, { brokerId: 'broker-test-1', isKnown: (id) => id === kept.record.id || id === expired.record.id, now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.id).sort()).toEqual([lost.record.id, expired.record.id].sort());
     for (const { host } of doomed) await provider.release({ ...newRecord(t, { id: host.id }), data: host.data ?? {} }, testHostContext(t, host.id));

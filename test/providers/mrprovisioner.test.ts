@@ -234,7 +234,7 @@ describe('inventory (for sync and reap)', () => {
     // A machine the user reserved by hand, and one reserved by another broker.
     fake.machines[1]!.assignments.push({ id: 1, user: 'alice', reason: 'manual testing' });
     fake.machines[2]!.assignments.push({ id: 2, user: 'alice', reason: tagReason({ id: 'x', brokerId: 'other-broker' }) });
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatchObject({ id: t1.record.id, brokerId: 'broker-test-1', hostname: 'm1.lab.example', providerId: String(fake.machines[0]!.id) });
   });
@@ -244,7 +244,7 @@ describe('inventory (for sync and reap)', () => {
     const lost = target('mrprovisioner');
     await impl.checkout(args({ query: 'name=m1' }), ...at(ctx, keep));
     await impl.checkout(args({ query: 'name=m2' }), ...at(ctx, lost));
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.record.id, now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.record.id, now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.id)).toEqual([lost.record.id]);
     for (const { host } of doomed) await impl.release({ ...lost.record, providerId: host.providerId }, on(ctx, lost));
     expect(fake.machines[0]!.assignments).toHaveLength(1);

@@ -158,13 +158,13 @@ describe('Keystone tokens', () => {
     const ctx = await context();
     const impl = provider();
     await impl.checkout(args(), ...one());
-    await impl.inventory!(ctx);
+    await impl.discover!(ctx);
     expect(cloud.authCount).toBe(1);
     const calls = cloud.requests.filter((r) => r.token).length;
     expect(calls).toBeGreaterThan(4);
 
     clock += 2 * 3600_000; // past the token's expiry
-    await impl.inventory!(ctx);
+    await impl.discover!(ctx);
     expect(cloud.authCount).toBe(2);
   });
 
@@ -173,7 +173,7 @@ describe('Keystone tokens', () => {
     const impl = provider();
     await impl.checkout(args(), ...one());
     cloud.revokeTokens();
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found).toHaveLength(1);
     expect(cloud.authCount).toBe(2);
   });
@@ -379,7 +379,7 @@ describe('release, extend, sync', () => {
     await impl.checkout(args(), targets(theirs, 1)[0]!, on(theirs, targets(theirs, 1)[0]!));
     await theirs.cleanup();
 
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found.map((h) => h.id).sort()).toEqual(mine.map((m) => m.record.id).sort());
     const first = found.find((h) => h.id === mine[0]!.record.id)!;
     expect(first).toMatchObject({
@@ -400,7 +400,7 @@ describe('release, extend, sync', () => {
     const [kept, orphan, expired] = targets(t!, 3);
     expired!.record.leaseExpires = new Date(clock - 1000).toISOString();
     for (const target of [kept!, orphan!, expired!]) await impl.checkout(args(), target, on(t!, target));
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: ctx.brokerId, isKnown: (id) => id !== orphan!.record.id, now: clock, graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: ctx.brokerId, isKnown: (id) => id !== orphan!.record.id, now: clock, graceMs: 0 });
     expect(doomed.map((d) => d.host.id).sort()).toEqual([orphan!.record.id, expired!.record.id].sort());
     for (const { host } of doomed) await impl.release({ ...newRecord(t!, {}, { id: host.id }), providerId: host.providerId }, on(t!, host.id === orphan!.record.id ? orphan! : expired!));
     expect([...cloud.servers.values()].map((s) => s.metadata[TAGS.id])).toEqual([kept!.record.id]);
@@ -416,7 +416,7 @@ describe('secrets', () => {
     const token = cloud.requests.find((r) => r.token)!.token!;
     // A service that echoes a secret in its error message.
     cloud.failNext('GET', /\/servers\/detail$/, 400, { badRequest: { code: 400, message: `bad request for ${token} / ${cloud.users[0]!.password}` } });
-    const error = await rejection<ProviderError>(impl.inventory!(ctx));
+    const error = await rejection<ProviderError>(impl.discover!(ctx));
 
     const secrets = [cloud.users[0]!.password, token, 'AdminPass-Do-Not-Leak-42'];
     const visible = [JSON.stringify(host), JSON.stringify(ready(target!.record, host)), t!.logLines.join('\n'), error.message, JSON.stringify(error.toJSON())];

@@ -327,21 +327,21 @@ describe('tower checkin, extend, sync, help, run', () => {
     fake.addHost({ name: 'vm-b', inventory: inv, variables: { ansible_host: '10.0.0.7' }, facts: { ansible_fqdn: 'vm-b.example.test' } });
     fake.addHost({ name: 'vm-other', inventory: inv, variables: { owner: 'someone-else' }, facts: {} });
     fake.addHost({ name: 'vm-shared', inventory: fake.inventories[1]!.id, variables: {}, facts: {} });
-    const hosts = await impl.inventory!((await context({ inventory: 'jdoe-inventory' })).ctx);
+    const hosts = await impl.discover!((await context({ inventory: 'jdoe-inventory' })).ctx);
     expect(hosts.map((h) => h.name).sort()).toEqual(['vm-a', 'vm-b']);
     const a = hosts.find((h) => h.name === 'vm-a')!;
     expect(a).toMatchObject({ id: 'rec-a', brokerId: 'broker-1', hostname: 'vm-a.example.test', data: { os_distribution: 'RedHat', towerInventory: 'jdoe-inventory' } });
     expect(a.recipe?.args).toEqual({ workflow: 'deploy-vm' });
     expect(hosts.find((h) => h.name === 'vm-b')!.hostname).toBe('vm-b.example.test');
     // Another user's hosts, by setting `username` with an admin's token.
-    const other = await impl.inventory!((await context({ inventory: 'jdoe-inventory', username: 'someone-else' })).ctx);
+    const other = await impl.discover!((await context({ inventory: 'jdoe-inventory', username: 'someone-else' })).ctx);
     expect(other.map((h) => h.name).sort()).toEqual(['vm-b', 'vm-other']);
   });
 
   it('without a configured inventory, syncs the inventories named after the user', async () => {
     fake.addHost({ name: 'vm-mine', inventory: fake.inventories[0]!.id, variables: {}, facts: {} });
     fake.addHost({ name: 'vm-shared', inventory: fake.inventories[1]!.id, variables: {}, facts: {} });
-    const hosts = await impl.inventory!((await context()).ctx);
+    const hosts = await impl.discover!((await context()).ctx);
     expect(hosts.map((h) => h.name)).toEqual(['vm-mine']);
   });
 
