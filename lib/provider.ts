@@ -193,11 +193,7 @@ export function pickImage(host: TopologyHost, config: ProvisioningConfig): strin
 }
 
 /** The part of a provider that does the work. It returns data and never writes the inventory. */
-export interface ProviderImplementation<
-  Args = Record<string, unknown>,
-  Instance = Record<string, unknown>,
-  Actions extends ProviderActions = ProviderActions,
-> {
+export interface ProviderImplementation<Args = Record<string, unknown>, Instance = Record<string, unknown>, Actions extends ProviderActions = ProviderActions> {
   /**
    * Creates one host. Throw a ProviderError (retryable where it is) on failure; when the failure
    * left hosts behind that you cannot release, name them in the error's `dangling` so the Broker
@@ -243,11 +239,11 @@ export type ImplementationOf<D> =
  * needs one of them spelt out (`load: async (): Promise<ImplementationFor<typeof Args, typeof
  * Instance>> => (await import('./provider.js')).default`).
  */
-export type ImplementationFor<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions> = ProviderImplementation<
-  z.output<Args>,
-  InstanceOf<Instance>,
-  Actions
->;
+export type ImplementationFor<
+  Args extends z.ZodType,
+  Instance extends z.ZodType = z.ZodType,
+  Actions extends ProviderActions = ProviderActions,
+> = ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions>;
 
 /** Identity helper: gives a definition its full type and the current contract version. */
 export function defineProvider<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions>(

@@ -52,11 +52,18 @@ export default implementProvider(workdir, {
     ctx.signal.throwIfAborted();
     const dir = folderOf(ctx, record.id);
     await mkdir(dir, { recursive: true });
-    const tags: Tags = { id: record.id, name: record.name, brokerId: record.brokerId, owner: record.owner, createdAt: record.createdAt, ...(record.leaseExpires ? { leaseExpires: record.leaseExpires } : {}) };
+    const tags: Tags = {
+      id: record.id,
+      name: record.name,
+      brokerId: record.brokerId,
+      owner: record.owner,
+      createdAt: record.createdAt,
+      ...(record.leaseExpires ? { leaseExpires: record.leaseExpires } : {}),
+    };
     await writeFile(join(dir, TAG_FILE), JSON.stringify(tags));
     for (const [path, content] of Object.entries(args.files ?? {})) {
       const target = resolve(dir, path);
-      if (!target.startsWith(dir + '/')) throw new ProviderError('workdir', `file path ${path} leaves the host directory; give a relative path inside it.`);
+      if (!target.startsWith(`${dir}/`)) throw new ProviderError('workdir', `file path ${path} leaves the host directory; give a relative path inside it.`);
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, content);
     }
@@ -108,7 +115,13 @@ function shellIn(dir: string, name: string): Transport {
           done(signal ? { status, signal } : { status });
         }),
       );
-      return { stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, exit, kill: (signal: RemoteSignal = 'KILL') => void child.kill(`SIG${signal}`) };
+      return {
+        stdin: child.stdin!,
+        stdout: child.stdout!,
+        stderr: child.stderr!,
+        exit,
+        kill: (signal: RemoteSignal = 'KILL') => void child.kill(`SIG${signal}`),
+      };
     },
     async close() {
       for (const child of running) child.kill('SIGKILL');

@@ -93,7 +93,12 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
       }
       // Ready hosts of this provider instance that the provider no longer has are gone.
       const gone = all.filter((h) => h.provider === runtime.name && h.instance === ctx.instance && h.state === 'ready' && !seen.has(h.id));
-      const removed = new Set(await core.store.remove(gone.map((h) => h.id), { state: 'ready' }));
+      const removed = new Set(
+        await core.store.remove(
+          gone.map((h) => h.id),
+          { state: 'ready' },
+        ),
+      );
       result.removed.push(...gone.filter((h) => removed.has(h.id)));
     }
   }
@@ -111,7 +116,13 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
   const removed: string[] = [];
   const here = machineHostname();
   const stale = (await core.store.list()).filter(
-    (h) => (!provider || h.provider === provider.split('::')[0]) && h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && !isProcessAlive(h.pid),
+    (h) =>
+      (!provider || h.provider === provider.split('::')[0]) &&
+      h.state !== 'ready' &&
+      h.machine === here &&
+      h.pid !== undefined &&
+      h.pid !== process.pid &&
+      !isProcessAlive(h.pid),
   );
   for (const record of stale) {
     try {
@@ -131,7 +142,12 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
       if (impl.discover) {
         const grace = (ctx.instanceSettings as { reapGrace?: Duration }).reapGrace;
         const found = await runtime.call(() => impl.discover!(ctx));
-        for (const { host, reason } of reapable(found, { brokerId: core.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) })) {
+        for (const { host, reason } of reapable(found, {
+          brokerId: core.brokerId,
+          isKnown: (id) => records.has(id),
+          now: Date.now(),
+          graceMs: grace === undefined ? 0 : toMs(grace),
+        })) {
           const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
           try {
             const record = records.get(host.id) ?? (await core.store.get(host.id));

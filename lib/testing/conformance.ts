@@ -58,9 +58,17 @@ function instrumented(definition: AnyProviderDefinition, faults: Faults): AnyPro
     ...definition,
     load: async () => {
       const impl = (await definition.load()) as ProviderImplementation;
-      const actions = impl.actions && Object.fromEntries(
-        Object.entries(impl.actions).map(([name, run]) => [name, (args: unknown, ctx: Parameters<typeof run>[1]) => (faults.actionCalls++, run(args, ctx))]),
-      );
+      const actions =
+        impl.actions &&
+        Object.fromEntries(
+          Object.entries(impl.actions).map(([name, run]) => [
+            name,
+            (args: unknown, ctx: Parameters<typeof run>[1]) => {
+              faults.actionCalls++;
+              return run(args, ctx);
+            },
+          ]),
+        );
       return {
         ...impl,
         ...(actions ? { actions } : {}),
@@ -107,8 +115,12 @@ export function providerConformance(options: ConformanceOptions): void {
     let broker: Broker;
     let impl: ProviderImplementation;
     let t: TestContext;
-    const one = (extra: Record<string, unknown> = {}) => ({ provider, ...options.args, ...extra, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count?: undefined };
-    const many = (count: number) => ({ provider, ...options.args, count, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count: number };
+    const one = (extra: Record<string, unknown> = {}) =>
+      ({ provider, ...options.args, ...extra, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & {
+        count?: undefined;
+      };
+    const many = (count: number) =>
+      ({ provider, ...options.args, count, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count: number };
     const recordOf = async (id: string) => (await broker.inventory({ filter: `id=${id}` }))[0];
     /** Checkout of one host straight through the implementation, as the Broker calls it. */
     const checkoutDirect = async (signal?: AbortSignal) => {

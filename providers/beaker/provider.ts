@@ -139,7 +139,9 @@ export default implementProvider(beaker, {
       reserved = await waitReserved(client, jobId, ctx);
     } catch (error) {
       // Whatever went wrong, the job must not keep (or later take) a system.
-      await client.cancel(jobId, `hostbroker gave up: ${(error as Error).message}`.slice(0, 250)).catch((e: unknown) => ctx.logger.warn(`could not cancel J:${jobId}: ${(e as Error).message}`));
+      await client
+        .cancel(jobId, `hostbroker gave up: ${(error as Error).message}`.slice(0, 250))
+        .catch((e: unknown) => ctx.logger.warn(`could not cancel J:${jobId}: ${(e as Error).message}`));
       throw error;
     }
     const { recipe, fqdn } = reserved;

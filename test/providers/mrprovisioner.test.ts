@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BrokerError, ProviderError, SettingsError } from '../../lib/errors.js';
+import { type BrokerError, ProviderError, SettingsError } from '../../lib/errors.js';
 import { reapable } from '../../lib/broker/reap-rule.js';
 import type { ImplementationOf, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
@@ -49,7 +49,10 @@ function expectNoSecret(...texts: unknown[]) {
 describe('checkout', () => {
   it('reserves a machine matching the query, configures and provisions it, and tags the reservation', async () => {
     const t = target('mrprovisioner');
-    const host = await impl.checkout(args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }), ...at(ctx, t));
+    const host = await impl.checkout(
+      args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }),
+      ...at(ctx, t),
+    );
     const m3 = fake.machines.find((m) => m.name === 'm3')!;
     expect(host.hostname).toBe('m3.lab.example');
     expect(host.providerId).toBe(String(m3.id));
@@ -262,7 +265,11 @@ describe('actions', () => {
   it('upload-image sends the file and metadata as multipart and returns the image', async () => {
     const file = join(dir, 'vmlinuz-6.9');
     await writeFile(file, Buffer.from([0, 1, 2, 255, 13, 10, 45, 45]));
-    const image = (await impl.actions!['upload-image']({ path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as { id: number; name: string; type: string };
+    const image = (await impl.actions!['upload-image']({ path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as {
+      id: number;
+      name: string;
+      type: string;
+    };
     expect(image.type).toBe('Kernel');
     expect(image.name).toMatch(/^alice\/vmlinuz-6\.9\./);
     const stored = fake.images.find((i) => i.id === image.id)!;

@@ -107,11 +107,17 @@ describe('checkout', () => {
     const impl = provider();
     const [target] = targets(t!, 1);
     expect((await rejection<ProviderError>(impl.checkout(args(), target!, on(t!, target!)))).message).toMatch(/no image; pass `image`/);
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'nope' }), target!, on(t!, target!)))).message).toMatch(/Glance has no active image `nope`/);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'nope' }), target!, on(t!, target!)))).message).toMatch(
+      /Glance has no active image `nope`/,
+    );
     // An id Glance does not know (its 404 is plain text) falls back to a name lookup.
     const unknownId = '11111111-2222-4333-8444-555555555555';
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: unknownId }), target!, on(t!, target!)))).message).toContain(`Glance has no active image \`${unknownId}\``);
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'twin' }), target!, on(t!, target!)))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: unknownId }), target!, on(t!, target!)))).message).toContain(
+      `Glance has no active image \`${unknownId}\``,
+    );
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'twin' }), target!, on(t!, target!)))).message).toMatch(
+      /2 active images named `twin`.*pass `image` by id/,
+    );
     const noFlavor = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, on(t!, target!)));
     expect(noFlavor.message).toMatch(/no flavor `m9.huge`; available: m1.tiny, m1.small, m1.medium/);
     const noNet = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', network: 'lab' }), target!, on(t!, target!)));
@@ -259,7 +265,9 @@ describe('service errors', () => {
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(500);
     expect(error.retryable).toBe(true);
-    expect(error.message).toMatch(/^\[openstack\] POST http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/\w+\/servers failed with HTTP 500: Unexpected API Error\. .*try again later/);
+    expect(error.message).toMatch(
+      /^\[openstack\] POST http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/\w+\/servers failed with HTTP 500: Unexpected API Error\. .*try again later/,
+    );
     expect(cloud.count(/^POST .*\/servers$/)).toBe(3);
     expect(cloud.servers.size).toBe(0);
   });
@@ -402,7 +410,8 @@ describe('release, extend, sync', () => {
     for (const target of [kept!, orphan!, expired!]) await impl.checkout(args(), target, on(t!, target));
     const doomed = reapable(await impl.discover!(ctx), { brokerId: ctx.brokerId, isKnown: (id) => id !== orphan!.record.id, now: clock, graceMs: 0 });
     expect(doomed.map((d) => d.host.id).sort()).toEqual([orphan!.record.id, expired!.record.id].sort());
-    for (const { host } of doomed) await impl.release({ ...newRecord(t!, {}, { id: host.id }), providerId: host.providerId }, on(t!, host.id === orphan!.record.id ? orphan! : expired!));
+    for (const { host } of doomed)
+      await impl.release({ ...newRecord(t!, {}, { id: host.id }), providerId: host.providerId }, on(t!, host.id === orphan!.record.id ? orphan! : expired!));
     expect([...cloud.servers.values()].map((s) => s.metadata[TAGS.id])).toEqual([kept!.record.id]);
   });
 });
@@ -440,9 +449,23 @@ describe('help and topology', () => {
   it('fromTopology maps os → image, group → flavor, network, keypair and max_retry', () => {
     const mapped = openstack.fromTopology!(
       { name: 'master.test', groups: ['ipaserver'], os: 'fedora-40', network: 'IPv4', args: { floatingIp: true } },
-      { images: { 'fedora-40': 'Fedora-Cloud-Base-40' }, flavors: { ipaserver: 'm1.medium', default: 'm1.tiny' }, networks: { IPv4: 'private' }, keypair: 'ipa_key', max_retry: 4 },
+      {
+        images: { 'fedora-40': 'Fedora-Cloud-Base-40' },
+        flavors: { ipaserver: 'm1.medium', default: 'm1.tiny' },
+        networks: { IPv4: 'private' },
+        keypair: 'ipa_key',
+        max_retry: 4,
+      },
     );
-    expect(mapped).toEqual({ name: 'master.test', image: 'Fedora-Cloud-Base-40', flavor: 'm1.medium', network: 'private', keyName: 'ipa_key', maxRetry: 4, floatingIp: true });
+    expect(mapped).toEqual({
+      name: 'master.test',
+      image: 'Fedora-Cloud-Base-40',
+      flavor: 'm1.medium',
+      network: 'private',
+      keyName: 'ipa_key',
+      maxRetry: 4,
+      floatingIp: true,
+    });
     expect(() => openstack.args.parse(mapped)).not.toThrow();
     const plain = openstack.fromTopology!({ name: 'c', groups: ['other'], args: {} }, { flavors: { default: 'm1.tiny' } });
     expect(plain).toEqual({ name: 'c', flavor: 'm1.tiny' });

@@ -21,7 +21,13 @@ export function memoryProvider(folder: string, delayMs = 0) {
     },
     // The folder is this broker's: every file is a host tagged with its record id (the Broker reaps).
     async discover(ctx) {
-      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({ id, brokerId: ctx.brokerId, hostname: `mem-${id}`, providerId: id, connection: { kind: 'provider' as const } }));
+      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({
+        id,
+        brokerId: ctx.brokerId,
+        hostname: `mem-${id}`,
+        providerId: id,
+        connection: { kind: 'provider' as const },
+      }));
     },
   };
   return defineProvider({
