@@ -73,7 +73,17 @@ async function raw(engine: Engine): Promise<number> {
   const started = performance.now();
   await Promise.all(
     Array.from({ length: N }, async () => {
-      const { stdout } = await run('podman', ['run', '-d', '--label', LABEL, '-p', '127.0.0.1::22', '-e', `HOSTBROKER_AUTHORIZED_KEY=${keys.public}`, SSHD_IMAGE]);
+      const { stdout } = await run('podman', [
+        'run',
+        '-d',
+        '--label',
+        LABEL,
+        '-p',
+        '127.0.0.1::22',
+        '-e',
+        `HOSTBROKER_AUTHORIZED_KEY=${keys.public}`,
+        SSHD_IMAGE,
+      ]);
       const id = stdout.trim();
       const { stdout: port } = await run('podman', ['port', id, '22/tcp']);
       await untilTrue(Number(port.trim().split(':').pop()));
@@ -155,7 +165,12 @@ async function main(): Promise<void> {
   await removeLabelled(engine);
   const t = { hbSsh: [] as number[], raw: [] as number[], tc: [] as number[], hbExec: [] as number[], rawExec: [] as number[] };
   const checkins = { ssh: { checkin: [] as number[] }, exec: { checkin: [] as number[] } };
-  console.log(`engine ${engine.where}; ${N} hosts; ${ROUNDS} round(s); load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `engine ${engine.where}; ${N} hosts; ${ROUNDS} round(s); load average ${(await import('node:os'))
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   const scenarios: Array<[keyof typeof t, () => Promise<number>]> = [
     ['raw', () => raw(engine)],
     ['hbSsh', () => hostbroker(SSHD_IMAGE, true, checkins.ssh)],
@@ -171,13 +186,17 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 3000));
       t[key].push(await fn());
     }
-    console.log(`round ${round + 1}: raw ${fmt(t.raw.at(-1)!)}, hostbroker ${fmt(t.hbSsh.at(-1)!)}, testcontainers ${fmt(t.tc.at(-1)!)}, raw exec ${fmt(t.rawExec.at(-1)!)}, hostbroker exec ${fmt(t.hbExec.at(-1)!)}`);
+    console.log(
+      `round ${round + 1}: raw ${fmt(t.raw.at(-1)!)}, hostbroker ${fmt(t.hbSsh.at(-1)!)}, testcontainers ${fmt(t.tc.at(-1)!)}, raw exec ${fmt(t.rawExec.at(-1)!)}, hostbroker exec ${fmt(t.hbExec.at(-1)!)}`,
+    );
   }
   const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)])) as Record<keyof typeof t, number>;
   console.log(`\n${N} SSH-ready hosts, until all answer \`true\` (median):`);
   console.log(`  raw podman run -d + ssh poll   ${fmt(m.raw)}`);
   console.log(`  testcontainers 11              ${fmt(m.tc)}`);
-  console.log(`  hostbroker checkout + execute  ${fmt(m.hbSsh)}   ${(m.hbSsh / m.raw).toFixed(2)}x raw (target <= 1.15x), ${(m.hbSsh / m.tc).toFixed(2)}x testcontainers (target < 1)`);
+  console.log(
+    `  hostbroker checkout + execute  ${fmt(m.hbSsh)}   ${(m.hbSsh / m.raw).toFixed(2)}x raw (target <= 1.15x), ${(m.hbSsh / m.tc).toFixed(2)}x testcontainers (target < 1)`,
+  );
   console.log(`  hostbroker checkin of ${N}        ${fmt(median(checkins.ssh.checkin))}`);
   console.log(`${N} exec-session hosts (busybox), until all answer \`true\` (median):`);
   console.log(`  raw podman run -d + podman exec ${fmt(m.rawExec)}`);

@@ -47,7 +47,7 @@ const rows: Row[] = [['measure', 'hostbroker', 'baseline', 'ratio', 'target', ''
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
 let serverNote = '';
 const ms = (x: number) => `${x.toFixed(1)} ms`;
-const mbs = (bytes: number, millis: number) => (bytes / 1e6 / (millis / 1000));
+const mbs = (bytes: number, millis: number) => bytes / 1e6 / (millis / 1000);
 
 async function latency(host: Host, master: OpenSshMaster): Promise<void> {
   const ours: number[] = [];
@@ -57,10 +57,12 @@ async function latency(host: Host, master: OpenSshMaster): Promise<void> {
     const b: number[] = [];
     for (let i = 0; i < EXECS; i++) {
       // Alternate one by one so a burst of load hits both alike.
-      a.push(await timed(async () => {
-        const r = await host.execute('true');
-        if (r.status !== 0) throw new Error(`true exited ${r.status}`);
-      }));
+      a.push(
+        await timed(async () => {
+          const r = await host.execute('true');
+          if (r.status !== 0) throw new Error(`true exited ${r.status}`);
+        }),
+      );
       b.push(await timed(() => master.exec('true')));
     }
     ours.push(...a);
@@ -68,7 +70,7 @@ async function latency(host: Host, master: OpenSshMaster): Promise<void> {
     console.log(`  latency round ${round + 1}: hostbroker ${ms(median(a))}, ssh -S ${ms(median(b))}  (load ${load()})`);
   }
   const ratio = median(ours) / median(theirs);
-  rows.push(['1. execute(true), median latency', ms(median(ours)), ms(median(theirs)) + ' (ssh -S)', `${ratio.toFixed(2)}x`, '<= 0.5x', verdict(ratio <= 0.5)]);
+  rows.push(['1. execute(true), median latency', ms(median(ours)), `${ms(median(theirs))} (ssh -S)`, `${ratio.toFixed(2)}x`, '<= 0.5x', verdict(ratio <= 0.5)]);
 }
 
 /** `count` runs of `cmd` one by one and all at once: [one-by-one ms, concurrent ms, failures]. */
@@ -115,7 +117,12 @@ async function concurrency(host: Host, sshdPid: number | undefined): Promise<voi
     const [waitSeq, waitPar, waitFailed] = await burst(host, CONCURRENT, waiting);
     const [cpuSeq, cpuPar] = machineCeiling(CONCURRENT);
     failures += failed + waitFailed;
-    t.seq.push(seq), t.par.push(par), t.waitSeq.push(waitSeq), t.waitPar.push(waitPar), t.cpuSeq.push(cpuSeq), t.cpuPar.push(cpuPar);
+    t.seq.push(seq);
+    t.par.push(par);
+    t.waitSeq.push(waitSeq);
+    t.waitPar.push(waitPar);
+    t.cpuSeq.push(cpuSeq);
+    t.cpuPar.push(cpuPar);
     console.log(
       `  concurrency round ${round + 1}: echo ${ms(seq)} one by one, ${ms(par)} concurrent; sleep 0.05 ${ms(waitSeq)} / ${ms(waitPar)}; local processes ${ms(cpuSeq)} / ${ms(cpuPar)}  (load ${load()})`,
     );
@@ -135,9 +142,30 @@ async function concurrency(host: Host, sshdPid: number | undefined): Promise<voi
   const rate = (x: number) => `${((CONCURRENT / x) * 1000).toFixed(0)}/s`;
   const ratio = median(t.seq) / median(t.par);
   const waitRatio = median(t.waitSeq) / median(t.waitPar);
-  rows.push([`2. ${CONCURRENT} concurrent execute('echo i')`, `${rate(median(t.par))}, ${failures} failed`, `${rate(median(t.seq))} one by one`, `${ratio.toFixed(2)}x`, '>= 4x, 0 failed', verdict(ratio >= 4 && failures === 0)]);
-  rows.push([`   same, 'sleep 0.05; echo i'`, `${rate(median(t.waitPar))}`, `${rate(median(t.waitSeq))} one by one`, `${waitRatio.toFixed(2)}x`, '>= 4x, 0 failed', verdict(waitRatio >= 4 && failures === 0)]);
-  rows.push([`   ceiling: ${CONCURRENT} local processes`, `${rate(median(t.cpuPar))} at once`, `${rate(median(t.cpuSeq))} one by one`, `${ceiling.toFixed(2)}x`, '(machine)', '']);
+  rows.push([
+    `2. ${CONCURRENT} concurrent execute('echo i')`,
+    `${rate(median(t.par))}, ${failures} failed`,
+    `${rate(median(t.seq))} one by one`,
+    `${ratio.toFixed(2)}x`,
+    '>= 4x, 0 failed',
+    verdict(ratio >= 4 && failures === 0),
+  ]);
+  rows.push([
+    `   same, 'sleep 0.05; echo i'`,
+    `${rate(median(t.waitPar))}`,
+    `${rate(median(t.waitSeq))} one by one`,
+    `${waitRatio.toFixed(2)}x`,
+    '>= 4x, 0 failed',
+    verdict(waitRatio >= 4 && failures === 0),
+  ]);
+  rows.push([
+    `   ceiling: ${CONCURRENT} local processes`,
+    `${rate(median(t.cpuPar))} at once`,
+    `${rate(median(t.cpuSeq))} one by one`,
+    `${ceiling.toFixed(2)}x`,
+    '(machine)',
+    '',
+  ]);
 }
 
 async function makeFile(path: string, bytes: number): Promise<string> {

@@ -135,10 +135,7 @@ export class Session {
   }
 
   /** Like {@link run} but keeps stdout and stderr as Buffers. */
-  async runRaw(
-    cmd: string,
-    options: ExecOptions = {},
-  ): Promise<Omit<Result, 'stdout' | 'stderr'> & { stdout: Buffer; stderr: Buffer }> {
+  async runRaw(cmd: string, options: ExecOptions = {}): Promise<Omit<Result, 'stdout' | 'stderr'> & { stdout: Buffer; stderr: Buffer }> {
     const started = Date.now();
     const full = wrapCommand(cmd, options);
     const proc = await (await this.connected()).spawn(full);
@@ -187,7 +184,8 @@ export class Session {
     const lanes = laneCount(size, (await this.connected()).bulkStreams);
     if (localPath !== undefined && lanes > 1) return this.writeSplit(localPath, size, lanes, remote, dir, tmp, chmod);
     const cmd = `mkdir -p -- ${quote(dir)} && cat > ${quote(tmp)} && ${chmod}mv -f -- ${quote(tmp)} ${quote(remote)} || { rm -f -- ${quote(tmp)}; exit 1; }`;
-    const r = localPath !== undefined ? await this.runBulk(cmd, localPath, 0, undefined) : await this.runRaw(cmd, { input: Buffer.from(data as string | Buffer) });
+    const r =
+      localPath !== undefined ? await this.runBulk(cmd, localPath, 0, undefined) : await this.runRaw(cmd, { input: Buffer.from(data as string | Buffer) });
     if (r.status !== 0) throw fileError('write', remote, this.label, r);
   }
 
@@ -202,7 +200,7 @@ export class Session {
     );
     const failed = results.find((r) => r.status === 'rejected' || r.value.status !== 0);
     const r = failed ? undefined : await this.runRaw(`${chmod}mv -f -- ${quote(tmp)} ${quote(remote)}`);
-    if (!r || r.status !== 0) {
+    if (r?.status !== 0) {
       await this.runRaw(`rm -f -- ${quote(tmp)}`).catch(() => undefined);
       if (failed?.status === 'rejected') throw failed.reason;
       const bad = failed?.status === 'fulfilled' ? failed.value : r!;
@@ -215,14 +213,17 @@ export class Session {
     const consumer = await (await this.connected()).spawn(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`);
     const producer = localProcess('tar', ['-C', localDir, '-cf', '-', '.']);
     const { failed, ends } = await joinProcesses(producer, consumer);
-    if (failed === 'producer') throw new UserInputError(`cannot upload ${localDir}: local tar ${endedHow(ends.producer)}; check that the directory exists and is readable.`);
+    if (failed === 'producer')
+      throw new UserInputError(`cannot upload ${localDir}: local tar ${endedHow(ends.producer)}; check that the directory exists and is readable.`);
     if (failed === 'consumer') throw fileError('upload to', remoteDir, this.label, asResult('tar -x', ends.consumer));
   }
 
   /** Copies a remote directory's contents into a local directory. */
   async download(remoteDir: string, localDir: string): Promise<void> {
     await mkdir(localDir, { recursive: true }).catch((error: unknown) => {
-      throw new UserInputError(`cannot download ${remoteDir} into ${localDir}: ${(error as Error).message}; choose a local directory that can be created.`, { cause: error });
+      throw new UserInputError(`cannot download ${remoteDir} into ${localDir}: ${(error as Error).message}; choose a local directory that can be created.`, {
+        cause: error,
+      });
     });
     const producer = await (await this.connected()).spawn(`tar -C ${quote(remoteDir)} -cf - .`);
     const consumer = localProcess('tar', ['-C', localDir, '-xf', '-']);
@@ -257,7 +258,13 @@ export class Session {
         await Promise.all(
           splitRanges(size, lanes).map(({ first, start, end, last }) =>
             // The last range reads to the end, whatever the size is by then.
-            this.downloadRange(`dd if=${quote(remote)} bs=${BLOCK} skip=${first}${last ? '' : ` count=${(end - start) / BLOCK}`}`, remote, tmp, start, last ? undefined : end - start),
+            this.downloadRange(
+              `dd if=${quote(remote)} bs=${BLOCK} skip=${first}${last ? '' : ` count=${(end - start) / BLOCK}`}`,
+              remote,
+              tmp,
+              start,
+              last ? undefined : end - start,
+            ),
           ),
         );
       } else {
@@ -307,7 +314,12 @@ export class Session {
    * Runs one stream of a bulk transfer, feeding it bytes `start` to `end` (or the end of the file)
    * of a local file; resolves with its status and stderr.
    */
-  private async runBulk(cmd: string, localPath: string, start: number, end: number | undefined): Promise<{ command: string; status: number; stdout: Buffer; stderr: Buffer }> {
+  private async runBulk(
+    cmd: string,
+    localPath: string,
+    start: number,
+    end: number | undefined,
+  ): Promise<{ command: string; status: number; stdout: Buffer; stderr: Buffer }> {
     const proc = await (await this.connected()).spawn(cmd, { bulk: true });
     const err: Buffer[] = [];
     proc.stdout.resume();
@@ -318,7 +330,9 @@ export class Session {
     );
     let inputError: unknown;
     sendFile(localPath, start, end, proc.stdin, exited).catch((error: unknown) => {
-      inputError = new UserInputError(`cannot upload ${localPath}: ${(error as Error).message}; check that the local file exists and is readable.`, { cause: error });
+      inputError = new UserInputError(`cannot upload ${localPath}: ${(error as Error).message}; check that the local file exists and is readable.`, {
+        cause: error,
+      });
       proc.kill();
     });
     const exit = await proc.exit;
@@ -406,8 +420,7 @@ export class Session {
         proc.kill('KILL');
         reject(error);
       };
-      const onAbort = (): void =>
-        stop(new TimeoutError(`\`${cmd}\` on ${this.label} was aborted`, 0, { cause: options.signal?.reason }));
+      const onAbort = (): void => stop(new TimeoutError(`\`${cmd}\` on ${this.label} was aborted`, 0, { cause: options.signal?.reason }));
       if (options.timeout !== undefined) {
         timer = setTimeout(
           () =>
@@ -440,7 +453,8 @@ export class Session {
 export function wrapCommand(cmd: string, options: Pick<ExecOptions, 'env' | 'cwd'>): string {
   let prefix = '';
   for (const [k, v] of Object.entries(options.env ?? {})) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new UserInputError(`environment variable name ${JSON.stringify(k)} is not valid: use letters, digits and _.`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+      throw new UserInputError(`environment variable name ${JSON.stringify(k)} is not valid: use letters, digits and _.`);
     prefix += `export ${k}=${quote(v)}; `;
   }
   if (options.cwd !== undefined) {
@@ -538,7 +552,10 @@ interface Ended {
  * consumer's input, so neither waits forever. `failed` is the end to blame; a dropped
  * connection rejects with its own error.
  */
-async function joinProcesses(producer: RemoteProcess, consumer: RemoteProcess): Promise<{ failed?: 'producer' | 'consumer'; ends: { producer: Ended; consumer: Ended } }> {
+async function joinProcesses(
+  producer: RemoteProcess,
+  consumer: RemoteProcess,
+): Promise<{ failed?: 'producer' | 'consumer'; ends: { producer: Ended; consumer: Ended } }> {
   producer.stdin.on('error', () => undefined);
   producer.stdin.end();
   producer.stdout.on('error', () => undefined);
@@ -550,7 +567,11 @@ async function joinProcesses(producer: RemoteProcess, consumer: RemoteProcess): 
   producer.stdout.once('end', () => (sent = true));
   const endInput = pump(producer.stdout, consumer.stdin);
   let stopped = false;
-  const settle = (p: RemoteProcess) => p.exit.then((e) => ({ ...e, error: undefined as unknown }), (error: unknown) => ({ status: null, error }));
+  const settle = (p: RemoteProcess) =>
+    p.exit.then(
+      (e) => ({ ...e, error: undefined as unknown }),
+      (error: unknown) => ({ status: null, error }),
+    );
   const [p, c] = await Promise.all([
     settle(producer).then((e) => {
       // Only a dropped producer: a finished one may still hold output the consumer has not taken.

@@ -151,7 +151,9 @@ export class SshTransport implements Transport {
     // `[h]b-run-...` matches the tagged command but not this killer's own command line.
     const pattern = `[${tag[0]}]${tag.slice(1)}`;
     try {
-      const proc = await this.spawn(`for p in $(pgrep -f '${pattern}' 2>/dev/null); do pkill -${sig} -s "$p" 2>/dev/null; kill -${sig} "$p" 2>/dev/null; done; true`);
+      const proc = await this.spawn(
+        `for p in $(pgrep -f '${pattern}' 2>/dev/null); do pkill -${sig} -s "$p" 2>/dev/null; kill -${sig} "$p" 2>/dev/null; done; true`,
+      );
       proc.stdin.end();
       proc.stdout.resume();
       proc.stderr.resume();
@@ -383,7 +385,8 @@ export class SshTransport implements Transport {
     }
     if (passwordEnv) {
       const password = process.env[passwordEnv];
-      if (password === undefined) throw new UserInputError(`the password for ${this.label} should be in the environment variable ${passwordEnv}, which is not set.`);
+      if (password === undefined)
+        throw new UserInputError(`the password for ${this.label} should be in the environment variable ${passwordEnv}, which is not set.`);
       out.password = password;
     }
     if (!out.privateKey && !out.password) {

@@ -78,9 +78,11 @@ const KEY_TEXT = /^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-\S+|sk-\S+)\s+[A-Za-z0-9+/=
 
 /** Validates the bundle `name` from settings; errors name the key (`bundles.dev.files.0.mode`). */
 export function parseBundle(settings: Settings, name: string): Bundle {
-  if (!Object.prototype.hasOwnProperty.call(settings.bundles, name)) {
+  if (!Object.hasOwn(settings.bundles, name)) {
     const known = Object.keys(settings.bundles);
-    throw new UserInputError(`there is no bundle \`${name}\`; ${known.length ? `known bundles: ${known.join(', ')}` : 'define it under `bundles:` in broker_settings.yaml'}.`);
+    throw new UserInputError(
+      `there is no bundle \`${name}\`; ${known.length ? `known bundles: ${known.join(', ')}` : 'define it under `bundles:` in broker_settings.yaml'}.`,
+    );
   }
   const parsed = Bundle.safeParse(settings.bundles[name]);
   if (!parsed.success) throw new SettingsError(`bundle \`${name}\` is not valid: ${formatIssues(parsed.error, `bundles.${name}`)}.`);
@@ -100,7 +102,13 @@ export type BundleTarget = ConfigTarget & { readonly name: string; readonly host
  * Applies the named bundles to a host, in order: every bundle is validated first, then each one's
  * keys (idempotently), files and scripts. A failed script throws a CommandError with its output.
  */
-export async function applyBundles(host: BundleTarget, names: readonly string[], settings: Settings, vars: Record<string, string>, options: ApplyBundlesOptions = {}): Promise<void> {
+export async function applyBundles(
+  host: BundleTarget,
+  names: readonly string[],
+  settings: Settings,
+  vars: Record<string, string>,
+  options: ApplyBundlesOptions = {},
+): Promise<void> {
   const bundles = names.map((name) => ({ name, bundle: parseBundle(settings, name) }));
   const directory = options.directory ?? process.cwd();
   const variables = bundleVariables(host, vars);
@@ -145,10 +153,15 @@ async function readKeys(bundle: string, entries: readonly string[], directory: s
       continue;
     }
     const text = (await readLocal(localPath(entry, directory), `bundles.${bundle}.keys.${i}`)).toString('utf8');
-    const found = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const found = text
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     const bad = found.find((l) => !KEY_TEXT.test(l));
     if (bad !== undefined || !found.length) {
-      throw new SettingsError(`bundles.${bundle}.keys.${i}: ${entry} does not hold OpenSSH public keys (lines like "ssh-ed25519 AAAA... comment"); give the .pub file, not a private key.`);
+      throw new SettingsError(
+        `bundles.${bundle}.keys.${i}: ${entry} does not hold OpenSSH public keys (lines like "ssh-ed25519 AAAA... comment"); give the .pub file, not a private key.`,
+      );
     }
     keys.push(...found);
   }
@@ -162,33 +175,50 @@ async function installKeys(host: BundleTarget, bundle: string, keys: string[]): 
     `umask 077; mkdir -p "$HOME/.ssh" && chmod 700 "$HOME/.ssh" && touch ${file} && chmod 600 ${file} || exit 1; ` +
     `if [ -s ${file} ] && [ -n "$(tail -c 1 ${file})" ]; then echo >> ${file}; fi; ` +
     `while IFS= read -r k; do [ -n "$k" ] || continue; grep -qxF -e "$k" ${file} || printf '%s\\n' "$k" >> ${file} || exit 1; done`;
-  const r = await host.session.run(script, { input: keys.join('\n') + '\n' });
+  const r = await host.session.run(script, { input: `${keys.join('\n')}\n` });
   if (r.status !== 0) {
-    throw new CommandError(`bundle \`${bundle}\`: cannot add its keys to ~/.ssh/authorized_keys on ${host.name}: ${scrub(r.stderr.trim() || `exit status ${r.status}`)}`, {
-      ...r,
-      command: 'append to ~/.ssh/authorized_keys',
-    });
+    throw new CommandError(
+      `bundle \`${bundle}\`: cannot add its keys to ~/.ssh/authorized_keys on ${host.name}: ${scrub(r.stderr.trim() || `exit status ${r.status}`)}`,
+      {
+        ...r,
+        command: 'append to ~/.ssh/authorized_keys',
+      },
+    );
   }
 }
 
-async function runScript(host: BundleTarget, bundle: string, index: number, script: BundleScript, directory: string, variables: Record<string, string>): Promise<void> {
+async function runScript(
+  host: BundleTarget,
+  bundle: string,
+  index: number,
+  script: BundleScript,
+  directory: string,
+  variables: Record<string, string>,
+): Promise<void> {
   const spec = typeof script === 'string' ? { source: script } : script;
   const label = spec.source ?? `scripts.${index} (inline)`;
-  let text = spec.source !== undefined ? (await readLocal(localPath(spec.source, directory), `bundles.${bundle}.scripts.${index}`)).toString('utf8') : spec.run!;
+  let text =
+    spec.source !== undefined ? (await readLocal(localPath(spec.source, directory), `bundles.${bundle}.scripts.${index}`)).toString('utf8') : spec.run!;
   const templated = spec.template ?? (spec.source !== undefined && TEMPLATE_MARKER.test(text));
   if (templated) text = await render(text, variables, `bundle \`${bundle}\` script ${label}`);
   // Scripts with a #! line run with their interpreter; others with sh. In the home folder, from a private temp file.
   const runner = text.startsWith('#!') ? '"$f"' : '/bin/sh "$f"';
   const command = `f=$(mktemp) && cat > "$f" && chmod 700 "$f" && cd "$HOME" && ${runner} < /dev/null; s=$?; rm -f -- "$f"; exit $s`;
-  const r = await host.session.run(command, { input: text, ...(typeof script === 'object' && script.timeout !== undefined ? { timeout: toMs(script.timeout) } : {}) });
+  const r = await host.session.run(command, {
+    input: text,
+    ...(typeof script === 'object' && script.timeout !== undefined ? { timeout: toMs(script.timeout) } : {}),
+  });
   if (r.status !== 0) {
     const output = scrub([r.stdout.trim(), r.stderr.trim()].filter(Boolean).join('\n')).split('\n').slice(-30).join('\n');
-    throw new CommandError(`bundle \`${bundle}\` script ${label} failed on ${host.name} with exit status ${r.status}${output ? `:\n${output}` : ' and printed nothing'}\nFix the script (or the bundle in broker_settings.yaml) and check out again.`, {
-      command: `bundle ${bundle}: ${label}`,
-      status: r.status,
-      stdout: scrub(r.stdout),
-      stderr: scrub(r.stderr),
-    });
+    throw new CommandError(
+      `bundle \`${bundle}\` script ${label} failed on ${host.name} with exit status ${r.status}${output ? `:\n${output}` : ' and printed nothing'}\nFix the script (or the bundle in broker_settings.yaml) and check out again.`,
+      {
+        command: `bundle ${bundle}: ${label}`,
+        status: r.status,
+        stdout: scrub(r.stdout),
+        stderr: scrub(r.stderr),
+      },
+    );
   }
 }
 
@@ -206,7 +236,10 @@ async function readLocal(path: string, key: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (error) {
-    throw new SettingsError(`${key}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); relative paths are relative to the broker directory.`, { cause: error });
+    throw new SettingsError(
+      `${key}: cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); relative paths are relative to the broker directory.`,
+      { cause: error },
+    );
   }
 }
 

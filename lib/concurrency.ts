@@ -52,7 +52,13 @@ export function throwFailures(failures: readonly FailureEntry[], total: number, 
 }
 
 /** Runs `fn` over `items` (at most `limit` at once) and throws as {@link throwFailures} does. */
-export async function mapAll<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>, name: (item: T, index: number) => string, summary: (failed: number, total: number) => string): Promise<R[]> {
+export async function mapAll<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+  name: (item: T, index: number) => string,
+  summary: (failed: number, total: number) => string,
+): Promise<R[]> {
   const o = outcomes(items, await mapSettled(items, limit, fn), name);
   throwFailures(o.failures, items.length, summary(o.failures.length, items.length), o.succeeded);
   return o.values;
@@ -92,7 +98,8 @@ export function withAbort<T>(work: Promise<T>, signal: AbortSignal | undefined, 
 
 /** The `signal` option of an operation, checked: undefined or an AbortSignal. */
 export function signalOption(signal: unknown): AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw new UserInputError('`signal` must be an AbortSignal (e.g. `new AbortController().signal`).');
   return signal;
 }
 

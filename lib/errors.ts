@@ -89,7 +89,13 @@ export class ProviderError extends BrokerError {
   }
 
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), provider: this.provider, status: this.status, retryable: this.retryable, ...(this.dangling.length ? { dangling: this.dangling.map((d) => d.name) } : {}) };
+    return {
+      ...super.toJSON(),
+      provider: this.provider,
+      status: this.status,
+      retryable: this.retryable,
+      ...(this.dangling.length ? { dangling: this.dangling.map((d) => d.name) } : {}),
+    };
   }
 }
 
@@ -149,7 +155,13 @@ export class AbortedError extends BrokerError {
     this.reason = outcome.reason;
   }
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), released: this.released, kept: this.kept, neverStarted: this.neverStarted, failed: this.failed.map((f) => ({ target: f.target, message: f.error.message })) };
+    return {
+      ...super.toJSON(),
+      released: this.released,
+      kept: this.kept,
+      neverStarted: this.neverStarted,
+      failed: this.failed.map((f) => ({ target: f.target, message: f.error.message })),
+    };
   }
 }
 
@@ -167,11 +179,7 @@ export class CommandError extends BrokerError {
   readonly status: number;
   readonly stdout: string;
   readonly stderr: string;
-  constructor(
-    message: string,
-    result: { command: string; status: number; stdout: string; stderr: string },
-    options: BrokerErrorOptions = {},
-  ) {
+  constructor(message: string, result: { command: string; status: number; stdout: string; stderr: string }, options: BrokerErrorOptions = {}) {
     super(message, options);
     this.command = result.command;
     this.status = result.status;

@@ -141,7 +141,10 @@ export class HttpClient {
     try {
       data = text === '' ? undefined : JSON.parse(text);
     } catch {
-      throw new ProviderError(this.provider, `${what} answered with something that is not JSON (${JSON.stringify(scrub(text.slice(0, 120)))}); check that the URL points at the service's API.`);
+      throw new ProviderError(
+        this.provider,
+        `${what} answered with something that is not JSON (${JSON.stringify(scrub(text.slice(0, 120)))}); check that the URL points at the service's API.`,
+      );
     }
     const result = schema.safeParse(data);
     if (!result.success) {
@@ -221,7 +224,10 @@ export function defaultErrorMessage(json: unknown, text: string, _status: number
   };
   const fromJson = pick(json);
   if (fromJson) return fromJson.slice(0, 500);
-  const plain = text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim();
+  const plain = text
+    .replace(/<[^>]+>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return plain ? plain.slice(0, 300) : undefined;
 }
 

@@ -19,7 +19,7 @@ export function brokerIdOf(directory: string): string {
   mkdirSync(directory, { recursive: true });
   const id = randomUUID();
   try {
-    writeFileSync(file, id + '\n', { flag: 'wx', mode: 0o644 });
+    writeFileSync(file, `${id}\n`, { flag: 'wx', mode: 0o644 });
     return id;
   } catch {
     // Another process created it first: use theirs.

@@ -82,11 +82,38 @@ export type { Duration, Settings, SettingsInput } from './settings.js';
 export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, Recipe, SshConnection } from './records.js';
 // Topologies (broker.up / broker.deployment).
 export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig, MetadataSchema, ProvisioningSchema } from './topology/index.js';
-export type { Metadata, Provisioning, ProvisioningInput, TopologyEntry, TopologyMetadata, UpOptions, UpProgressEvent, DeploymentMember, AnsibleInventoryOptions, SshConfigOptions } from './topology/index.js';
+export type {
+  Metadata,
+  Provisioning,
+  ProvisioningInput,
+  TopologyEntry,
+  TopologyMetadata,
+  UpOptions,
+  UpProgressEvent,
+  DeploymentMember,
+  AnsibleInventoryOptions,
+  SshConfigOptions,
+} from './topology/index.js';
 // Host configuration (whiteprints, site plans, prefabs) and bundles: docs/configuration.md
 export { Whiteprint, SitePlan, PlanReport, Prefab, prefab, DriftError, gatherFacts, renderTemplate, resolveResource } from '../hosts/config/index.js';
 export { Apt, Pip3, Folder, FileFromString, FileFromPath, Symlink, LineInFile, FileExistsValidator } from '../hosts/config/index.js';
-export type { ApplyConfig, Config, ConfigInput, ConfigOf, ConfigTarget, Facts, PlanStep, PrefabAction, PrefabSpec, SitePlanOptions, StepReport, StepStatus, UploadOptions, WhiteprintClass, WhiteprintExecOptions } from '../hosts/config/index.js';
+export type {
+  ApplyConfig,
+  Config,
+  ConfigInput,
+  ConfigOf,
+  ConfigTarget,
+  Facts,
+  PlanStep,
+  PrefabAction,
+  PrefabSpec,
+  SitePlanOptions,
+  StepReport,
+  StepStatus,
+  UploadOptions,
+  WhiteprintClass,
+  WhiteprintExecOptions,
+} from '../hosts/config/index.js';
 export type { Phase, WhiteprintInit, FileMode, Attributes, RenderOptions, PlanSteps, OneOffExecOptions } from '../hosts/config/index.js';
 export { applyBundles, parseBundle } from './bundles.js';
 export type { ApplyBundlesOptions, Bundle, BundleInput, BundleFile, BundleScript, BundleTarget } from './bundles.js';

@@ -21,7 +21,7 @@ export function knownHostsPath(directory: string): string {
 
 /** OpenSSH-style fingerprint of a raw host key: `SHA256:base64`. */
 export function fingerprint(key: Buffer): string {
-  return 'SHA256:' + createHash('sha256').update(key).digest('base64').replace(/=+$/, '');
+  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
 /** The one-line form (`ssh-ed25519 AAAA...`) of a raw host key blob (its type is its first field). */

@@ -17,10 +17,10 @@ export interface Logger {
 }
 
 /** A logger that writes one line per message to stderr at or above `level`. */
-export function createLogger(level: LogLevel = 'warn', write: (line: string) => void = (l) => process.stderr.write(l + '\n')): Logger {
+export function createLogger(level: LogLevel = 'warn', write: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Logger {
   const at = (lvl: Exclude<LogLevel, 'silent'>) => (message: string, fields?: Record<string, unknown>) => {
     if (ORDER[lvl] > ORDER[level]) return;
-    const extra = fields && Object.keys(fields).length ? ' ' + JSON.stringify(redact(fields)) : '';
+    const extra = fields && Object.keys(fields).length ? ` ${JSON.stringify(redact(fields))}` : '';
     write(scrub(`[hostbroker] ${lvl}: ${message}${extra}`));
   };
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };

@@ -193,11 +193,7 @@ export function pickImage(host: TopologyHost, config: ProvisioningConfig): strin
 }
 
 /** The part of a provider that does the work. It returns data and never writes the inventory. */
-export interface ProviderImplementation<
-  Args = Record<string, unknown>,
-  Instance = Record<string, unknown>,
-  Actions extends ProviderActions = ProviderActions,
-> {
+export interface ProviderImplementation<Args = Record<string, unknown>, Instance = Record<string, unknown>, Actions extends ProviderActions = ProviderActions> {
   /**
    * Creates one host. Throw a ProviderError (retryable where it is) on failure; when the failure
    * left hosts behind that you cannot release, name them in the error's `dangling` so the Broker
@@ -217,7 +213,7 @@ export interface ProviderImplementation<
    * resource carries its record `id`, `brokerId`, `createdAt` and `leaseExpires` where tagged.
    * The Broker decides what is orphaned or expired and releases it through `release`.
    */
-  inventory?(ctx: ProviderContext<Instance>): Promise<DiscoveredHost[]>;
+  discover?(ctx: ProviderContext<Instance>): Promise<DiscoveredHost[]>;
   /** One function per action of the definition, given that action's parsed arguments. */
   actions?: { [K in keyof Actions]: (args: z.output<Actions[K]['schema']>, ctx: ProviderContext<Instance>) => Promise<unknown> };
   /** A transport for hosts with `connection.kind === 'provider'`. */
@@ -225,7 +221,7 @@ export interface ProviderImplementation<
   /** Live help: what the service offers (workflows, images, ...). `topic` narrows it. */
   describe?(ctx: ProviderContext<Instance>, topic?: string): Promise<Record<string, unknown>>;
   /**
-   * Only for leftovers `inventory()` cannot list (e.g. files without a host): removes those
+   * Only for leftovers `discover()` cannot list (e.g. files without a host): removes those
    * tagged by this broker whose record is gone (`isKnown(id)` false). Returns what was removed.
    */
   reap?(ctx: ProviderContext<Instance>, isKnown: (recordId: string) => Promise<boolean>): Promise<string[]>;
@@ -243,11 +239,11 @@ export type ImplementationOf<D> =
  * needs one of them spelt out (`load: async (): Promise<ImplementationFor<typeof Args, typeof
  * Instance>> => (await import('./provider.js')).default`).
  */
-export type ImplementationFor<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions> = ProviderImplementation<
-  z.output<Args>,
-  InstanceOf<Instance>,
-  Actions
->;
+export type ImplementationFor<
+  Args extends z.ZodType,
+  Instance extends z.ZodType = z.ZodType,
+  Actions extends ProviderActions = ProviderActions,
+> = ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions>;
 
 /** Identity helper: gives a definition its full type and the current contract version. */
 export function defineProvider<Args extends z.ZodType, Instance extends z.ZodType = z.ZodType, Actions extends ProviderActions = ProviderActions>(

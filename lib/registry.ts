@@ -18,7 +18,18 @@ import { mrprovisioner } from '../providers/mrprovisioner/definition.js';
 import { staticProvider } from '../providers/static/definition.js';
 
 /** Every built-in provider definition. */
-export const builtinProviders: readonly AnyProviderDefinition[] = [local, container, ec2, openstack, libvirt, tower, foreman, beaker, mrprovisioner, staticProvider];
+export const builtinProviders: readonly AnyProviderDefinition[] = [
+  local,
+  container,
+  ec2,
+  openstack,
+  libvirt,
+  tower,
+  foreman,
+  beaker,
+  mrprovisioner,
+  staticProvider,
+];
 
 /**
  * Checkout arguments of each built-in provider, by name: gives `broker.checkout({ provider })`

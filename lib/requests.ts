@@ -59,7 +59,9 @@ export function mergeRequest(request: Record<string, unknown>, settings: Setting
     const found = settings.nicks[nick];
     if (!found) {
       const known = Object.keys(settings.nicks);
-      throw new UserInputError(`there is no nick \`${nick}\`; ${known.length ? `known nicks: ${known.join(', ')}` : 'define nicks under `nicks:` in broker_settings.yaml'}.`);
+      throw new UserInputError(
+        `there is no nick \`${nick}\`; ${known.length ? `known nicks: ${known.join(', ')}` : 'define nicks under `nicks:` in broker_settings.yaml'}.`,
+      );
     }
     merged = { ...found };
   }
@@ -84,7 +86,9 @@ export function mergeRequest(request: Record<string, unknown>, settings: Setting
 export function validateArgs(definition: ProviderDefinition, args: Record<string, unknown>, what = 'checkout'): Record<string, unknown> {
   const result = definition.args.safeParse(args);
   if (!result.success) {
-    throw new UserInputError(`invalid ${what} arguments for provider \`${definition.name}\`: ${formatIssues(result.error)}. Accepted arguments: ${argNames(definition.args).join(', ') || '(none)'}.`);
+    throw new UserInputError(
+      `invalid ${what} arguments for provider \`${definition.name}\`: ${formatIssues(result.error)}. Accepted arguments: ${argNames(definition.args).join(', ') || '(none)'}.`,
+    );
   }
   return result.data as Record<string, unknown>;
 }
@@ -94,7 +98,9 @@ export function validateInstance(definition: ProviderDefinition, instance: strin
   if (!definition.instance) return values;
   const result = definition.instance.safeParse(values);
   if (!result.success) {
-    throw new SettingsError(`settings of provider \`${definition.name}\` instance \`${instance}\`: ${formatIssues(result.error, `${definition.name}.instances.${instance}`)}.`);
+    throw new SettingsError(
+      `settings of provider \`${definition.name}\` instance \`${instance}\`: ${formatIssues(result.error, `${definition.name}.instances.${instance}`)}.`,
+    );
   }
   return result.data as Record<string, unknown>;
 }

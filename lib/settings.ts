@@ -149,7 +149,10 @@ export function parseSettings(input: Record<string, unknown>, providerNames: rea
     const provider = names.get(key.toLowerCase());
     if (provider) {
       // `local:` with nothing under it (null) or a scalar would crash the merge below.
-      if (!isPlain(value)) throw new SettingsError(`${source}: \`${key}\` must be a mapping of ${provider} settings (or be left out), not ${value === null ? 'empty' : Array.isArray(value) ? 'a list' : typeof value}.`);
+      if (!isPlain(value))
+        throw new SettingsError(
+          `${source}: \`${key}\` must be a mapping of ${provider} settings (or be left out), not ${value === null ? 'empty' : Array.isArray(value) ? 'a list' : typeof value}.`,
+        );
       providers[provider] = deepMerge((providers[provider] as Record<string, unknown>) ?? {}, value as Record<string, unknown>);
       continue;
     }
@@ -163,7 +166,9 @@ export function parseSettings(input: Record<string, unknown>, providerNames: rea
   for (const [name, section] of Object.entries(result.data.providers)) {
     const defaults = Object.entries(section.instances ?? {}).filter(([, v]) => v.default === true);
     if (defaults.length > 1) {
-      throw new SettingsError(`${source}: provider \`${name}\` has ${defaults.length} instances marked default (${defaults.map(([k]) => k).join(', ')}); mark exactly one.`);
+      throw new SettingsError(
+        `${source}: provider \`${name}\` has ${defaults.length} instances marked default (${defaults.map(([k]) => k).join(', ')}); mark exactly one.`,
+      );
     }
   }
   return result.data;
@@ -197,7 +202,9 @@ export function resolveInstance(settings: Settings, provider: string, instance?:
   const entries = Object.entries(all);
   const picked = entries.find(([, v]) => v.default === true) ?? (entries.length === 1 ? entries[0] : undefined);
   if (!picked && entries.length > 1) {
-    throw new SettingsError(`provider \`${provider}\` has several instances (${entries.map(([k]) => k).join(', ')}) and none is \`default: true\`; mark one or pass \`instance\`.`);
+    throw new SettingsError(
+      `provider \`${provider}\` has several instances (${entries.map(([k]) => k).join(', ')}) and none is \`default: true\`; mark one or pass \`instance\`.`,
+    );
   }
   return picked ? { name: picked[0], values: withoutDefaultFlag({ ...shared, ...picked[1] }) } : { name: 'default', values: shared };
 }

@@ -15,7 +15,8 @@ else
   echo "npm test: not root, so scripts/setup-test-env.sh was not run; tests that need sshd, Podman or libvirt skip and say why (run 'sudo bash scripts/setup-test-env.sh' once)." >&2
 fi
 
-echo "== type check and build"
+echo "== formatter and linter (biome), type check and build"
+npx biome check .
 npx tsc --noEmit -p .
 npm run build --silent
 # Tests that start the CLI as a process use the fresh build (no TypeScript compile per start).

@@ -67,7 +67,9 @@ describe('architecture', () => {
   });
 
   it('keeps the Broker out of topologies and hosts: data flows Broker → provider → Host → Session', () => {
-    const offenders = [...sources('lib/topology'), ...sources('hosts'), ...sources('providers')].filter((f) => importsOf(f).some((i) => i.startsWith('lib/broker/')));
+    const offenders = [...sources('lib/topology'), ...sources('hosts'), ...sources('providers')].filter((f) =>
+      importsOf(f).some((i) => i.startsWith('lib/broker/')),
+    );
     expect(offenders).toEqual([]);
   });
 

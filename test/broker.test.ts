@@ -125,7 +125,11 @@ describe.skipIf(!sshdAvailable())('Broker with hosts on a real sshd', () => {
     const group = await broker.checkout({ provider: 'sshd', name: 'cut', count: 4 });
     const controller = new AbortController();
     let seen = 0;
-    const watched = new Broker({ directory: broker.directory, providers: [sshdProvider(sshd)], onProgress: () => ++seen === 1 && controller.abort(new Error('enough')) });
+    const watched = new Broker({
+      directory: broker.directory,
+      providers: [sshdProvider(sshd)],
+      onProgress: () => ++seen === 1 && controller.abort(new Error('enough')),
+    });
     const error = (await watched.checkin({ all: true }, { concurrency: 1, signal: controller.signal }).catch((e: unknown) => e)) as AbortedError;
     expect(error).toBeInstanceOf(AbortedError);
     expect(error).toMatchObject({ code: 'ABORTED', released: ['cut-0'], neverStarted: 3 });
@@ -283,7 +287,9 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     const directory = await tmp('hb-abort-');
     const broker = new Broker({ directory, settings: SLOW });
     const controller = new AbortController();
-    const pending = broker.checkout({ provider: 'local', name: 'cut', count: 4, concurrency: 2, bundles: ['slow'], signal: controller.signal }).catch((e: unknown) => e);
+    const pending = broker
+      .checkout({ provider: 'local', name: 'cut', count: 4, concurrency: 2, bundles: ['slow'], signal: controller.signal })
+      .catch((e: unknown) => e);
     await until(async () => (await localFolders(directory)).length === 2); // two running, two waiting for a slot
     controller.abort(new Error('stop now'));
     const error = await pending;
@@ -365,7 +371,9 @@ describe('aborting a checkout with a signal (local provider)', { timeout: 120_00
     const error = await pending;
     expect(error).toBeInstanceOf(AbortedError);
     expect((error as AbortedError).released).toHaveLength(2); // the held copy of b, and the copy of a made before
-    expect((error as Error).message).toMatch(/^checkout of 1 host\(s\) from local was aborted \(stop copying\): released 1 \(local-[0-9a-f]+\)\. Also, the 1 copies made before were released\.$/);
+    expect((error as Error).message).toMatch(
+      /^checkout of 1 host\(s\) from local was aborted \(stop copying\): released 1 \(local-[0-9a-f]+\)\. Also, the 1 copies made before were released\.$/,
+    );
     expect(seen.signals[1]!.aborted).toBe(true);
     expect((await broker.inventory()).map((r) => r.name).sort()).toEqual(['orig-a', 'orig-b']);
     expect((await localFolders(directory)).sort()).toEqual([a.id, b.id].sort());

@@ -25,10 +25,15 @@ const settings: SettingsInput = {
     dev: {
       description: 'keys, a dotfile and setup scripts',
       keys: ['keys/alice.pub', bob.public],
-      files: [{ source: 'files/screenrc', path: '~/.screenrc', mode: '0600' }, { source: 'files/motd.j2', path: '~/etc/motd', template: true }],
+      files: [
+        { source: 'files/screenrc', path: '~/.screenrc', mode: '0600' },
+        { source: 'files/motd.j2', path: '~/etc/motd', template: true },
+      ],
       scripts: ['scripts/one.sh', 'scripts/two.sh', { run: 'echo inline >> ~/order' }, 'scripts/three.py'],
     },
-    broken: { scripts: [{ run: 'echo ok so far > ~/partial' }, { run: 'echo about to fail; echo the disk is on fire >&2; exit 7' }, { run: 'echo never > ~/never' }] },
+    broken: {
+      scripts: [{ run: 'echo ok so far > ~/partial' }, { run: 'echo about to fail; echo the disk is on fire >&2; exit 7' }, { run: 'echo never > ~/never' }],
+    },
     badMode: { files: [{ source: 'files/screenrc', path: '~/x', mode: 644 }] },
     needsVar: { scripts: [{ run: 'echo {{ release }}', template: true }] },
   },
@@ -45,7 +50,10 @@ beforeAll(async () => {
   await writeFile(join(d, 'files', 'motd.j2'), 'this is {{ name }} ({{ shortName }}) for {{ team }}\n');
   await writeFile(join(d, 'scripts', 'one.sh'), 'echo one > ~/order\n');
   await writeFile(join(d, 'scripts', 'two.sh'), '# hostbroker-template\necho "two {{ name }} {{ team }} $(pwd)" >> ~/order\n');
-  await writeFile(join(d, 'scripts', 'three.py'), '#!/usr/bin/env python3\nimport os\nopen(os.path.expanduser("~/order"), "a").write("three {{ not templated }}\\n")\n');
+  await writeFile(
+    join(d, 'scripts', 'three.py'),
+    '#!/usr/bin/env python3\nimport os\nopen(os.path.expanduser("~/order"), "a").write("three {{ not templated }}\\n")\n',
+  );
 });
 
 afterAll(async () => {
@@ -63,10 +71,12 @@ function sshLogin(host: Host, privateKey: string): Promise<string> {
         client.exec('echo logged in as $(id -un)', (err, stream) => {
           if (err) return reject(err);
           let out = '';
-          stream.on('data', (d: Buffer) => (out += d)).on('close', () => {
-            client.end();
-            resolve(out.trim());
-          });
+          stream
+            .on('data', (d: Buffer) => (out += d))
+            .on('close', () => {
+              client.end();
+              resolve(out.trim());
+            });
         });
       })
       .on('error', reject)
@@ -132,9 +142,13 @@ describe('bundles at checkout', () => {
 
   it('rejects an invalid bundle naming the key, and an unknown bundle naming the known ones; nothing is left behind', async () => {
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['badMode'] })).rejects.toThrow(SettingsError);
-    await expect(fx.broker.checkout({ provider: 'local', bundles: ['badMode'] })).rejects.toThrow(/bundles\.badMode\.files\.0\.mode: write the mode as a quoted octal string/);
+    await expect(fx.broker.checkout({ provider: 'local', bundles: ['badMode'] })).rejects.toThrow(
+      /bundles\.badMode\.files\.0\.mode: write the mode as a quoted octal string/,
+    );
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['nope'] })).rejects.toThrow(UserInputError);
-    await expect(fx.broker.checkout({ provider: 'local', bundles: ['nope'] })).rejects.toThrow(/no bundle `nope`; known bundles: dev, broken, badMode, needsVar/);
+    await expect(fx.broker.checkout({ provider: 'local', bundles: ['nope'] })).rejects.toThrow(
+      /no bundle `nope`; known bundles: dev, broken, badMode, needsVar/,
+    );
     await expect(fx.broker.checkout({ provider: 'local', bundles: ['needsVar'] })).rejects.toThrow(/`release`/);
     // Bundle names and their settings are checked before anything is provisioned.
     const events: ProgressEvent[] = [];

@@ -28,7 +28,10 @@ interface Ran {
 let dir: string;
 
 /** Starts the CLI; `output` is what it printed so far, `done` its end. */
-function startCli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
+function startCli(
+  args: string[],
+  options: { input?: string; env?: Record<string, string> } = {},
+): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
   const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
     env: { ...process.env, BROKER_DIRECTORY: dir, CI: '', ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -71,7 +74,10 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hb-cli-'));
     // A static machine that nothing listens on: enough for `execute` and `providers --live`.
-    await writeFile(join(dir, 'broker_settings.yaml'), stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'nobody', groups: ['lab'] }] } }));
+    await writeFile(
+      join(dir, 'broker_settings.yaml'),
+      stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'nobody', groups: ['lab'] }] } }),
+    );
   });
   afterEach(async () => {
     await cli(['checkin', '--all']);
@@ -154,15 +160,36 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
       meta,
       stringify({
         provider: 'local',
-        domains: [{ name: 'test.example', hosts: [{ name: 'master', role: 'master', group: 'ipaserver', os: 'fedora-40' }, { name: 'replica', role: 'replica', group: 'ipaserver' }] }],
+        domains: [
+          {
+            name: 'test.example',
+            hosts: [
+              { name: 'master', role: 'master', group: 'ipaserver', os: 'fedora-40' },
+              { name: 'replica', role: 'replica', group: 'ipaserver' },
+            ],
+          },
+        ],
       }),
     );
     const files = { inv: join(dir, 'out', 'inventory.yaml'), ssh: join(dir, 'out', 'ssh_config'), json: join(dir, 'out', 'deployment.json') };
-    const upped = await cli(['up', meta, '--ansible-inventory', files.inv, '--ssh-config', files.ssh, '--json', files.json, '--output-file', join(dir, 'up.json')]);
+    const upped = await cli([
+      'up',
+      meta,
+      '--ansible-inventory',
+      files.inv,
+      '--ssh-config',
+      files.ssh,
+      '--json',
+      files.json,
+      '--output-file',
+      join(dir, 'up.json'),
+    ]);
     expect(upped.status).toBe(0);
     expect(upped.stderr).not.toMatch(/up \d\/2|\r/);
     expect(upped.stdout).toMatch(/^deployment ipa \(dep-[0-9a-f]+\)/);
-    const inv = parseYaml(await readFile(files.inv, 'utf8')) as { all: { children: { ipaserver: { hosts: Record<string, unknown> } }; hosts: Record<string, Record<string, unknown>> } };
+    const inv = parseYaml(await readFile(files.inv, 'utf8')) as {
+      all: { children: { ipaserver: { hosts: Record<string, unknown> } }; hosts: Record<string, Record<string, unknown>> };
+    };
     expect(Object.keys(inv.all.children.ipaserver.hosts)).toEqual(['master.test.example', 'replica.test.example']);
     expect(inv.all.hosts['master.test.example']).toMatchObject({ meta_os: 'fedora-40', meta_role: 'master', ansible_user: 'root' });
     expect(await readFile(files.ssh, 'utf8')).toMatch(/^Host master\.test\.example master\n {2}HostName 127\.0\.0\.1\n {2}Port \d+/m);
@@ -253,7 +280,10 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     // `script` runs the CLI on a pseudo-terminal, as a person at a terminal would.
     const onTty = (command: string, input = ''): Promise<Ran> =>
       new Promise((done, fail) => {
-        const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, BROKER_DIRECTORY: dir, CI: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn('script', ['-qec', command, '/dev/null'], {
+          env: { ...process.env, BROKER_DIRECTORY: dir, CI: '' },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
         let stdout = '';
         child.stdout.on('data', (d: Buffer) => (stdout += String(d)));
         child.on('error', fail);
@@ -283,7 +313,9 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     expect(r.status).toBe(130);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^hostbroker: SIGINT: stopping and releasing the hosts made so far/m);
-    expect(r.stderr).toMatch(/^hostbroker: checkout of 3 host\(s\) from local was aborted \(interrupted by SIGINT\): released 3 \(int-\d, int-\d, int-\d\)\.$/m);
+    expect(r.stderr).toMatch(
+      /^hostbroker: checkout of 3 host\(s\) from local was aborted \(interrupted by SIGINT\): released 3 \(int-\d, int-\d, int-\d\)\.$/m,
+    );
     expect(await inventoryHosts()).toEqual([]);
     expect(await localFolders(dir)).toEqual([]);
     expect(await localServers(dir)).toEqual([]);
@@ -346,8 +378,15 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     const r = await run.done;
     expect(r.status).toBe(130);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/^hostbroker: SIGINT: finishing the 1 release\(s\) under way \(ci-1\); not starting the other 1 \(Ctrl-C again to exit at once; hosts not checked in stay in the inventory\)$/m);
-    expect(r.stderr).toMatch(new RegExp(`^hostbroker: interrupted by SIGINT: checked in 2 of 3 host\\(s\\) \\(ci-0, ci-1\\); 1 still in the inventory \\(ci-2\\); finish with \`hostbroker checkin ${ids[2]}\`\\.$`, 'm'));
+    expect(r.stderr).toMatch(
+      /^hostbroker: SIGINT: finishing the 1 release\(s\) under way \(ci-1\); not starting the other 1 \(Ctrl-C again to exit at once; hosts not checked in stay in the inventory\)$/m,
+    );
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^hostbroker: interrupted by SIGINT: checked in 2 of 3 host\\(s\\) \\(ci-0, ci-1\\); 1 still in the inventory \\(ci-2\\); finish with \`hostbroker checkin ${ids[2]}\`\\.$`,
+        'm',
+      ),
+    );
     expect((await inventoryHosts()).map((h) => [h.name, h.state])).toEqual([['ci-2', 'ready']]);
     const rest = await cli(['checkin', '--all']);
     expect(rest).toMatchObject({ status: 0, stdout: 'checked in 1 host(s): ci-2\n' });
@@ -373,7 +412,9 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     await lock.release();
     expect(r.status).toBe(130);
     const finish = `hostbroker checkin ${ids[1]} ${ids[2]}`;
-    expect(r.stderr).toContain(`hostbroker: SIGINT again: exiting now. Not checked in: ci2-1 (releasing), ci2-2; they stay in the inventory. Finish with \`${finish}\`.`);
+    expect(r.stderr).toContain(
+      `hostbroker: SIGINT again: exiting now. Not checked in: ci2-1 (releasing), ci2-2; they stay in the inventory. Finish with \`${finish}\`.`,
+    );
     expect(r.stderr).not.toMatch(/interrupted by SIGINT: checked in/);
     // The record of the release that was cut off is still there, in state releasing.
     expect((await inventoryHosts()).map((h) => [h.name, h.state])).toEqual([
@@ -392,10 +433,16 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     const secretDir = await mkdtemp(join(tmpdir(), 'hb-cli-secret-'));
     const password = 'hunter2-very-secret';
     await writeFile(join(secretDir, '.env'), `LAB_PASSWORD=${password}\n`);
-    await writeFile(join(secretDir, 'broker_settings.yaml'), stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'u', passwordEnv: 'LAB_PASSWORD' }] } }));
+    await writeFile(
+      join(secretDir, 'broker_settings.yaml'),
+      stringify({ static: { hosts: [{ name: 'lab1', hostname: '127.0.0.1', port: 1, username: 'u', passwordEnv: 'LAB_PASSWORD' }] } }),
+    );
     const out = join(secretDir, 'out.json');
-    const co = await cli(['checkout', '--provider', 'static', '--name', 'lab1', '--output-file', out, '--timeout', '5s'], { env: { BROKER_DIRECTORY: secretDir } });
-    for (const text of [co.stdout, co.stderr, await readFile(out, 'utf8'), await readFile(join(secretDir, 'inventory.json'), 'utf8').catch(() => '')]) expect(text).not.toContain(password);
+    const co = await cli(['checkout', '--provider', 'static', '--name', 'lab1', '--output-file', out, '--timeout', '5s'], {
+      env: { BROKER_DIRECTORY: secretDir },
+    });
+    for (const text of [co.stdout, co.stderr, await readFile(out, 'utf8'), await readFile(join(secretDir, 'inventory.json'), 'utf8').catch(() => '')])
+      expect(text).not.toContain(password);
     await cli(['checkin', '--all'], { env: { BROKER_DIRECTORY: secretDir } });
     await rm(secretDir, { recursive: true, force: true });
   });

@@ -146,7 +146,17 @@ describe.skipIf(!sshdAvailable())('the hostbroker commands in the docs run as wr
     const directory = await mkdtemp(join(root, 'broker-'));
     const settings = {
       static: {
-        hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, groups: ['lab'], labels: { arch: 'arm64' } }],
+        hosts: [
+          {
+            name: 'lab1',
+            hostname: sshd.host,
+            port: sshd.port,
+            username: sshd.username,
+            privateKeyPath: sshd.privateKeyPath,
+            groups: ['lab'],
+            labels: { arch: 'arm64' },
+          },
+        ],
       },
       // The examples' nick, here on the local provider.
       nicks: { rhel9: { provider: 'local', name: 'rhel9' } },

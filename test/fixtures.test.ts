@@ -18,7 +18,10 @@ const FIXTURES = join(ROOT, 'lib', 'runners', 'vitest.ts');
 /** Runs vitest over `files` in a fresh project dir; returns its exit code and output. */
 async function runVitest(brokerDir: string, files: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const project = await mkdtemp(join(tmpdir(), 'hb-fixture-project-'));
-  await writeFile(join(project, 'vitest.config.mjs'), `export default { test: { include: ['*.test.ts'], pool: 'forks', testTimeout: 60000, hookTimeout: 60000 } };\n`);
+  await writeFile(
+    join(project, 'vitest.config.mjs'),
+    `export default { test: { include: ['*.test.ts'], pool: 'forks', testTimeout: 60000, hookTimeout: 60000 } };\n`,
+  );
   for (const [name, text] of Object.entries(files)) await writeFile(join(project, name), text);
   const child = spawn(process.execPath, [VITEST, 'run', '--root', project, '--reporter', 'verbose'], {
     cwd: ROOT,

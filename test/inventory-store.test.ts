@@ -172,7 +172,9 @@ describe('file inventory store', () => {
       process.stdout.write(JSON.stringify(got.filter((g) => g !== undefined)));
     `;
     const outs = await Promise.all(
-      [0, 1, 2].map((k) => run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', worker(records.filter((_, i) => i % 3 === k).map((r) => r.id))])),
+      [0, 1, 2].map((k) =>
+        run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', worker(records.filter((_, i) => i % 3 === k).map((r) => r.id))]),
+      ),
     );
     const claimed = outs.flatMap((o) => JSON.parse(o.stdout) as string[]);
     expect(claimed.sort()).toEqual(candidates);

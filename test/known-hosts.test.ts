@@ -19,7 +19,7 @@ import type { HostRecord, SshConnection } from '../lib/records.js';
 import { startSshd, sshdAvailable, type Sshd } from './helpers/sshd.js';
 import { changeHostKey, freshConnectError } from './helpers/host-keys.js';
 import { SSHD_IMAGE, containersOfBroker, probeEngine, removeBrokerContainers, skipReason } from './helpers/engine.js';
-import { LABELS } from '../providers/container/spec.js';
+import { LABELS } from '../providers/container/create-request.js';
 
 const run = promisify(execFile);
 const KEY_A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHB3IbTJzMED1a/2Sf4D5zgxgMSfmTEIwRYUXxI5GVri';
@@ -53,7 +53,25 @@ async function entries(path: string): Promise<string[]> {
 
 /** The OpenSSH client, told to check host keys against `knownHosts` only and never to ask. */
 function opensshArgs(c: SshConnection, knownHosts: string): string[] {
-  return ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', 'IdentitiesOnly=yes', '-i', c.privateKeyPath!, '-p', String(c.port), `${c.username}@${c.host}`];
+  return [
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-i',
+    c.privateKeyPath!,
+    '-p',
+    String(c.port),
+    `${c.username}@${c.host}`,
+  ];
 }
 
 async function openssh(c: SshConnection, knownHosts: string, command: string): Promise<{ status: number; stdout: string; stderr: string }> {
@@ -90,7 +108,7 @@ describe('known_hosts rendering and pinning (pure)', () => {
 
   it('pins a first key whole, completes a fingerprint-only pin only with the matching key, never replaces a pin', () => {
     const fresh = record('x', ssh('h', 22));
-    expect(pinHostKey(fresh, lineFingerprint(KEY_A), KEY_A + ' comment')).toBe(true);
+    expect(pinHostKey(fresh, lineFingerprint(KEY_A), `${KEY_A} comment`)).toBe(true);
     expect(fresh.connection).toMatchObject({ hostKey: lineFingerprint(KEY_A), hostPublicKey: KEY_A });
     expect(pinHostKey(fresh, lineFingerprint(KEY_B), KEY_B)).toBe(false);
     expect(fresh.connection).toMatchObject({ hostKey: lineFingerprint(KEY_A), hostPublicKey: KEY_A });
@@ -154,7 +172,11 @@ describe('syncKnownHosts', () => {
     expect(await entries(join(dir, 'known_hosts'))).toHaveLength(2);
     releaseSlow();
     await slow;
-    expect(await entries(join(dir, 'known_hosts'))).toEqual(renderKnownHosts(current).split('\n').filter((l) => l && !l.startsWith('#')));
+    expect(await entries(join(dir, 'known_hosts'))).toEqual(
+      renderKnownHosts(current)
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#')),
+    );
     expect(slowReads).toBeGreaterThan(1);
   });
 });
@@ -171,11 +193,16 @@ function syncableSshd(sshd: Sshd) {
     async release(record) {
       made.delete(record.id);
     },
-    async inventory() {
+    async discover() {
       return [...made.values()].map((r) => ({ id: r.id, name: r.name, hostname: sshd.host, providerId: r.id, connection: connection() }));
     },
   };
-  return defineProvider({ name: 'sshd-sync', description: 'test: one sshd, with sync', args: z.strictObject({}), load: async () => impl as ProviderImplementation });
+  return defineProvider({
+    name: 'sshd-sync',
+    description: 'test: one sshd, with sync',
+    args: z.strictObject({}),
+    load: async () => impl as ProviderImplementation,
+  });
 }
 
 describe.skipIf(!sshdAvailable())('the broker’s known_hosts with real hosts and real OpenSSH', { timeout: 180_000 }, () => {
@@ -191,7 +218,10 @@ describe.skipIf(!sshdAvailable())('the broker’s known_hosts with real hosts an
     broker = new Broker({
       directory: dir,
       providers: [syncableSshd(sshd)],
-      settings: { logLevel: 'silent', static: { hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath }] } },
+      settings: {
+        logLevel: 'silent',
+        static: { hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath }] },
+      },
     });
   });
   afterAll(async () => {
@@ -259,7 +289,11 @@ describe.skipIf(!sshdAvailable())('the broker’s known_hosts with real hosts an
 
       const main = resolve('lib/cli/main.ts');
       const outcome = join(dir, 'ssh-outcome.json');
-      const cli = await run(process.execPath, ['--import', 'tsx', main, '--output-file', outcome, 'ssh', lab.name, 'true'], { env: { ...process.env, BROKER_DIRECTORY: dir, CI: '' }, timeout: 60_000, killSignal: 'SIGKILL' }).then(
+      const cli = await run(process.execPath, ['--import', 'tsx', main, '--output-file', outcome, 'ssh', lab.name, 'true'], {
+        env: { ...process.env, BROKER_DIRECTORY: dir, CI: '' },
+        timeout: 60_000,
+        killSignal: 'SIGKILL',
+      }).then(
         (r) => ({ status: 0, ...r }),
         (e: { code?: number; stdout?: string; stderr?: string }) => ({ status: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
       );
@@ -281,7 +315,10 @@ describe.skipIf(!sshdAvailable())('the broker’s known_hosts with real hosts an
       load: async () =>
         ({
           async checkout() {
-            return { hostname: 'x', connection: { kind: 'ssh', host: '127.0.0.1', port: 1, username: 'u', hostPublicKey: 'ssh-ed25519 AAAA\n[evil]:22 ssh-ed25519 AAAA' } };
+            return {
+              hostname: 'x',
+              connection: { kind: 'ssh', host: '127.0.0.1', port: 1, username: 'u', hostPublicKey: 'ssh-ed25519 AAAA\n[evil]:22 ssh-ed25519 AAAA' },
+            };
           },
           async release() {},
         }) as unknown as ProviderImplementation,
@@ -297,46 +334,51 @@ describe.skipIf(!sshdAvailable())('the broker’s known_hosts with real hosts an
 const probe = await probeEngine([SSHD_IMAGE]);
 const engineSkip = skipReason(probe);
 
-describe.skipIf(Boolean(engineSkip))(`container hosts over SSH: the host key hostbroker made${engineSkip ? ` (skipped: ${engineSkip})` : ''}`, { timeout: 180_000 }, () => {
-  let dir: string;
-  let broker: Broker;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'hb-kh-ct-'));
-    broker = new Broker({ directory: dir, settings: { logLevel: 'silent' } });
-  });
-  afterAll(async () => {
-    await broker?.checkin({ all: true }).catch(() => undefined);
-    await broker?.close();
-    if (probe.engine && broker) await removeBrokerContainers(probe.engine, broker.brokerId);
-    await rm(dir, { recursive: true, force: true });
-  });
+describe.skipIf(Boolean(engineSkip))(
+  `container hosts over SSH: the host key hostbroker made${engineSkip ? ` (skipped: ${engineSkip})` : ''}`,
+  { timeout: 180_000 },
+  () => {
+    let dir: string;
+    let broker: Broker;
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'hb-kh-ct-'));
+      broker = new Broker({ directory: dir, settings: { logLevel: 'silent' } });
+    });
+    afterAll(async () => {
+      await broker?.checkin({ all: true }).catch(() => undefined);
+      await broker?.close();
+      if (probe.engine && broker) await removeBrokerContainers(probe.engine, broker.brokerId);
+      await rm(dir, { recursive: true, force: true });
+    });
 
-  it('is pinned from creation (record, label, known_hosts), is what sshd serves, and survives sync', async () => {
-    const host = await broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, waitForSsh: false });
-    const c = host.record.connection as SshConnection;
-    expect(c.hostPublicKey).toMatch(/^ssh-ed25519 AAAA/);
-    const [info] = await containersOfBroker(probe.engine!, broker.brokerId);
-    expect(info!.Labels[LABELS.hostKey]).toBe(c.hostPublicKey);
-    expect(await entries(join(dir, 'known_hosts'))).toEqual([`[${c.host}]:${c.port} ${c.hostPublicKey}`]);
-    // OpenSSH is the first client: strict checking against the file, no prompt.
-    const r = await openssh(c, join(dir, 'known_hosts'), 'echo ok');
-    expect(r, r.stderr).toMatchObject({ status: 0, stdout: 'ok\n' });
-    await broker.sync('container');
-    expect(((await broker.find(host.id))!.connection as SshConnection).hostPublicKey).toBe(c.hostPublicKey);
-    await broker.checkin(host);
-    expect(await entries(join(dir, 'known_hosts'))).toEqual([]);
-  });
+    it('is pinned from creation (record, label, known_hosts), is what sshd serves, and survives sync', async () => {
+      const host = await broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, waitForSsh: false });
+      const c = host.record.connection as SshConnection;
+      expect(c.hostPublicKey).toMatch(/^ssh-ed25519 AAAA/);
+      const [info] = await containersOfBroker(probe.engine!, broker.brokerId);
+      expect(info!.Labels[LABELS.hostKey]).toBe(c.hostPublicKey);
+      expect(await entries(join(dir, 'known_hosts'))).toEqual([`[${c.host}]:${c.port} ${c.hostPublicKey}`]);
+      // OpenSSH is the first client: strict checking against the file, no prompt.
+      const r = await openssh(c, join(dir, 'known_hosts'), 'echo ok');
+      expect(r, r.stderr).toMatchObject({ status: 0, stdout: 'ok\n' });
+      await broker.sync('container');
+      expect(((await broker.find(host.id))!.connection as SshConnection).hostPublicKey).toBe(c.hostPublicKey);
+      await broker.checkin(host);
+      expect(await entries(join(dir, 'known_hosts'))).toEqual([]);
+    });
 
-  it('an image that replaces the host key fails the checkout (HOST_CONNECTION) and leaves nothing behind', async () => {
-    const regenerate = 'rm -f /etc/ssh/ssh_host_*; mkdir -p /run/sshd /root/.ssh; printf "%s\\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys; ssh-keygen -A >/dev/null; exec /usr/sbin/sshd -D -e';
-    const error = await broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, command: regenerate }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(HostConnectionError);
-    expect((error as HostConnectionError).code).toBe('HOST_CONNECTION');
-    expect((error as Error).message).toMatch(/host key of container-\w+ .*changed/);
-    expect(await broker.inventory()).toEqual([]);
-    expect(await containersOfBroker(probe.engine!, broker.brokerId)).toEqual([]);
-  });
-});
+    it('an image that replaces the host key fails the checkout (HOST_CONNECTION) and leaves nothing behind', async () => {
+      const regenerate =
+        'rm -f /etc/ssh/ssh_host_*; mkdir -p /run/sshd /root/.ssh; printf "%s\\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys; ssh-keygen -A >/dev/null; exec /usr/sbin/sshd -D -e';
+      const error = await broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, command: regenerate }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(HostConnectionError);
+      expect((error as HostConnectionError).code).toBe('HOST_CONNECTION');
+      expect((error as Error).message).toMatch(/host key of container-\w+ .*changed/);
+      expect(await broker.inventory()).toEqual([]);
+      expect(await containersOfBroker(probe.engine!, broker.brokerId)).toEqual([]);
+    });
+  },
+);
 
 declare module '../lib/registry.js' {
   interface ProviderArgs {

@@ -107,7 +107,12 @@ describe('a process that checks out and stops using its hosts exits by itself', 
   }
 
   function expectExitedByItself(run: ChildRun): void {
-    expect({ killedAtBound: run.killedAtBound, code: run.code, signal: run.signal, stderr: run.stderr }).toEqual({ killedAtBound: false, code: 0, signal: null, stderr: '' });
+    expect({ killedAtBound: run.killedAtBound, code: run.code, signal: run.signal, stderr: run.stderr }).toEqual({
+      killedAtBound: false,
+      code: 0,
+      signal: null,
+      stderr: '',
+    });
     expect(run.stdout).toMatch(/^\{.*"out":"ready\\n"\}\n/);
     // The command it did not await still ran to the end: work under way kept the process alive.
     expect(run.stdout).toMatch(/\nfinished: late\n$/);

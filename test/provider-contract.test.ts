@@ -45,17 +45,25 @@ const implementation = implementProvider(definition, {
       if (!claim) throw new ProviderError('mapped', `all of ${args.pool.join(', ')} are taken`, { retryable: true });
     }
     const id = `r-${record.id}`;
-    resources.set(id, { [TAGS.id]: record.id, [TAGS.broker]: record.brokerId, created: record.createdAt, ...(record.leaseExpires ? { [TAGS.lease]: record.leaseExpires } : {}) });
+    resources.set(id, {
+      [TAGS.id]: record.id,
+      [TAGS.broker]: record.brokerId,
+      created: record.createdAt,
+      ...(record.leaseExpires ? { [TAGS.lease]: record.leaseExpires } : {}),
+    });
     await ctx.checkpoint({ job: 7, resource: id });
     if (args.fail === 'after-checkpoint') throw new ProviderError('mapped', 'failed after noting the job');
-    if (args.fail === 'dangling') throw new ProviderError('mapped', 'the workflow failed half-way', { dangling: [{ name: 'left-1', providerId: 'left-1', data: { made: 'by the workflow' } }] });
+    if (args.fail === 'dangling')
+      throw new ProviderError('mapped', 'the workflow failed half-way', {
+        dangling: [{ name: 'left-1', providerId: 'left-1', data: { made: 'by the workflow' } }],
+      });
     return { hostname: `${id}.test`, providerId: id, connection: { kind: 'provider' }, data: { zone: ctx.instanceSettings.zone, ...(claim ? { claim } : {}) } };
   },
   async release(record) {
     released.push(structuredClone(record));
     resources.delete(record.providerId ?? `r-${record.id}`);
   },
-  async inventory() {
+  async discover() {
     return [...resources].map(([id, tags]) => ({
       id: tags[TAGS.id],
       brokerId: tags[TAGS.broker],
@@ -81,7 +89,8 @@ const implementation = implementProvider(definition, {
 let dir: string;
 let broker: Broker;
 const make = (settings: Record<string, unknown> = {}) => new Broker({ directory: dir, providers: [definition], settings: { logLevel: 'silent', ...settings } });
-const one = (args: z.input<typeof Args> & { lease?: number } = {}): Promise<Host> => broker.checkout({ provider: 'mapped', waitForSsh: false, ...args } as never) as unknown as Promise<Host>;
+const one = (args: z.input<typeof Args> & { lease?: number } = {}): Promise<Host> =>
+  broker.checkout({ provider: 'mapped', waitForSsh: false, ...args } as never) as unknown as Promise<Host>;
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hb-contract-'));

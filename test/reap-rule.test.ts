@@ -30,7 +30,11 @@ describe('the reap rule', () => {
   });
 
   it('never counts untagged resources, nor those of another broker or of none', () => {
-    const found = [host({ leaseExpires: iso(-1) }), host({ id: 'theirs', brokerId: 'someone-else' }), host({ id: 'anyone', brokerId: undefined, leaseExpires: iso(-1) })];
+    const found = [
+      host({ leaseExpires: iso(-1) }),
+      host({ id: 'theirs', brokerId: 'someone-else' }),
+      host({ id: 'anyone', brokerId: undefined, leaseExpires: iso(-1) }),
+    ];
     expect(rule(found)).toEqual([]);
   });
 
@@ -61,26 +65,31 @@ describe('the reap rule', () => {
       createdAt: fc.option(fc.integer({ min: -3_600_000, max: 0 }).map(iso), { nil: undefined }),
     });
     fc.assert(
-      fc.property(fc.array(arbitraryHost, { maxLength: 12 }), fc.subarray(['a', 'b', 'c', 'd']), fc.integer({ min: 0, max: 3_600_000 }), (fields, known, graceMs) => {
-        const found = fields.map((f) => host(f as Partial<DiscoveredHost>));
-        const picked = reapable(found, { brokerId: 'me', isKnown: (id) => known.includes(id), now: NOW, graceMs });
-        for (const { host: h, reason } of picked) {
-          expect(h.id).toBeTruthy();
-          expect(h.brokerId).toBe('me');
-          if (reason === 'orphaned') {
-            expect(known).not.toContain(h.id);
-            if (h.createdAt && graceMs > 0) expect(NOW - Date.parse(h.createdAt)).toBeGreaterThanOrEqual(graceMs);
-          } else expect(Date.parse(h.leaseExpires!)).toBeLessThan(NOW);
-        }
-        // Nothing that meets the rule is missed.
-        const missed = found.filter((h) => !picked.some((p) => p.host === h));
-        for (const h of missed) {
-          const mine = !!h.id && h.brokerId === 'me';
-          const expired = !!h.leaseExpires && Date.parse(h.leaseExpires) < NOW;
-          const young = graceMs > 0 && !!h.createdAt && NOW - Date.parse(h.createdAt) < graceMs;
-          expect(mine && (expired || (!known.includes(h.id!) && !young))).toBe(false);
-        }
-      }),
+      fc.property(
+        fc.array(arbitraryHost, { maxLength: 12 }),
+        fc.subarray(['a', 'b', 'c', 'd']),
+        fc.integer({ min: 0, max: 3_600_000 }),
+        (fields, known, graceMs) => {
+          const found = fields.map((f) => host(f as Partial<DiscoveredHost>));
+          const picked = reapable(found, { brokerId: 'me', isKnown: (id) => known.includes(id), now: NOW, graceMs });
+          for (const { host: h, reason } of picked) {
+            expect(h.id).toBeTruthy();
+            expect(h.brokerId).toBe('me');
+            if (reason === 'orphaned') {
+              expect(known).not.toContain(h.id);
+              if (h.createdAt && graceMs > 0) expect(NOW - Date.parse(h.createdAt)).toBeGreaterThanOrEqual(graceMs);
+            } else expect(Date.parse(h.leaseExpires!)).toBeLessThan(NOW);
+          }
+          // Nothing that meets the rule is missed.
+          const missed = found.filter((h) => !picked.some((p) => p.host === h));
+          for (const h of missed) {
+            const mine = !!h.id && h.brokerId === 'me';
+            const expired = !!h.leaseExpires && Date.parse(h.leaseExpires) < NOW;
+            const young = graceMs > 0 && !!h.createdAt && NOW - Date.parse(h.createdAt) < graceMs;
+            expect(mine && (expired || (!known.includes(h.id!) && !young))).toBe(false);
+          }
+        },
+      ),
     );
   });
 });

@@ -11,7 +11,10 @@ const providers = ['local', 'container'];
 describe('settings', () => {
   it('reads broker_settings.yaml, fills defaults, and moves provider sections under providers', async () => {
     const d = await dir();
-    await writeFile(join(d, 'broker_settings.yaml'), 'ssh:\n  username: tester\ncontainer:\n  instances:\n    a: { socketPath: /a.sock }\n    b: { socketPath: /b.sock, default: true }\nnicks:\n  tiny: { provider: container, image: busybox }\n');
+    await writeFile(
+      join(d, 'broker_settings.yaml'),
+      'ssh:\n  username: tester\ncontainer:\n  instances:\n    a: { socketPath: /a.sock }\n    b: { socketPath: /b.sock, default: true }\nnicks:\n  tiny: { provider: container, image: busybox }\n',
+    );
     const s = loadSettings(d, { providerNames: providers, env: {} });
     expect(s.ssh.username).toBe('tester');
     expect(s.ssh.channelsPerConnection).toBe(5);

@@ -108,9 +108,11 @@ describe.skipIf(!available)('file transfers over SSH (real sshd)', () => {
 });
 
 describe('which hosts count as this machine (one bulk stream under auto)', () => {
-  it('loopback names and addresses, and this machine\'s own interface addresses, but not others', () => {
+  it("loopback names and addresses, and this machine's own interface addresses, but not others", () => {
     for (const h of ['localhost', '127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1']) expect(isThisMachine(h), h).toBe(true);
-    const own = Object.values(networkInterfaces()).flatMap((l) => l ?? []).find((i) => !i.internal);
+    const own = Object.values(networkInterfaces())
+      .flatMap((l) => l ?? [])
+      .find((i) => !i.internal);
     if (own) expect(isThisMachine(own.address)).toBe(true);
     // TEST-NET addresses (RFC 5737 / 3849) are never assigned to a machine.
     for (const h of ['192.0.2.10', '2001:db8::1', 'example.test']) expect(isThisMachine(h), h).toBe(false);

@@ -46,13 +46,20 @@ const members: DeploymentMember[] = [
 describe('topology outputs', () => {
   it('places hosts in layout groups (null leaves too), creates missing ones, and maps interpreters by os', () => {
     const layout = parseYaml('all:\n  children:\n    backend:\n      children:\n        db:\n') as Record<string, unknown>;
-    const inv = parseYaml(renderAnsibleInventory(members, { layout, python: { 'centos-7': '/usr/bin/python2', default: '/usr/libexec/platform-python' } })) as any;
+    const inv = parseYaml(
+      renderAnsibleInventory(members, { layout, python: { 'centos-7': '/usr/bin/python2', default: '/usr/libexec/platform-python' } }),
+    ) as any;
     expect(inv.all.children.backend.children.db.hosts).toEqual({ 'db.lab.test': {} });
     expect(inv.all.children.backend.hosts).toEqual({ 'db.lab.test': {} });
     expect(inv.all.children.frontend.hosts).toEqual({ 'web.lab.test': {} });
     expect(inv.all.hosts['db.lab.test'].ansible_python_interpreter).toBe('/usr/bin/python2');
     expect(inv.all.hosts['web.lab.test'].ansible_python_interpreter).toBe('/usr/libexec/platform-python');
-    expect(inv.all.hosts['box.other.test']).toMatchObject({ meta_domain: 'lab.test', meta_fqdn: 'box.other.test', meta_provider: 'container', ansible_host: 'hb-3.engine' });
+    expect(inv.all.hosts['box.other.test']).toMatchObject({
+      meta_domain: 'lab.test',
+      meta_fqdn: 'box.other.test',
+      meta_provider: 'container',
+      ansible_host: 'hb-3.engine',
+    });
   });
 
   it('gives password hosts an env lookup, never a password, and no key', () => {
@@ -68,7 +75,9 @@ describe('topology outputs', () => {
     const inv = parseYaml(renderAnsibleInventory(members, { knownHostsFile: "/b/it's here/known_hosts" })) as any;
     const args = inv.all.hosts['web.lab.test'].ansible_ssh_common_args as string;
     // What Python's shlex.split (Ansible) makes of it, done by a real shell here.
-    const words = execFileSync('sh', ['-c', `for w in ${args}; do printf '%s\\n' "$w"; done`], { encoding: 'utf8' }).trim().split('\n');
+    const words = execFileSync('sh', ['-c', `for w in ${args}; do printf '%s\\n' "$w"; done`], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
     expect(words).toEqual(['-o', `UserKnownHostsFile="/b/it's here/known_hosts"`, '-o', 'StrictHostKeyChecking=yes']);
     expect(inv.all.hosts['db.lab.test'].ansible_ssh_common_args).toBe(args);
     expect(inv.all.hosts['box.other.test']).not.toHaveProperty('ansible_ssh_common_args');
@@ -78,7 +87,9 @@ describe('topology outputs', () => {
   it('writes one Host block per SSH host, quoting paths with spaces, and a note for hosts without SSH', () => {
     const text = renderSshConfig(members, { knownHostsFile: '/tmp/known hosts', title: 't' });
     expect(text).toContain('Host db.lab.test db\n  HostName 10.0.0.1\n  Port 2222\n  User ci\n  # password login: the password is in $LAB_PASSWORD\n');
-    expect(text).toContain('Host web.lab.test web\n  HostName 10.0.0.2\n  Port 22\n  User ci\n  IdentityFile "/keys/my key"\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile "/tmp/known hosts"\n');
+    expect(text).toContain(
+      'Host web.lab.test web\n  HostName 10.0.0.2\n  Port 22\n  User ci\n  IdentityFile "/keys/my key"\n  IdentitiesOnly yes\n  StrictHostKeyChecking yes\n  UserKnownHostsFile "/tmp/known hosts"\n',
+    );
     expect(text).toContain('# box.other.test: reached through the container provider, not SSH (use `hostbroker ssh hb-3`)');
     expect(text).not.toMatch(/^Host box/m);
   });

@@ -54,7 +54,9 @@ describe.skipIf(!sshdAvailable())('the seed topology on local and static hosts',
     broker = new Broker({
       directory: dir,
       settings: {
-        static: { hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, groups: ['clients'] }] },
+        static: {
+          hosts: [{ name: 'lab1', hostname: sshd.host, port: sshd.port, username: sshd.username, privateKeyPath: sshd.privateKeyPath, groups: ['clients'] }],
+        },
       },
     });
   });
@@ -156,7 +158,12 @@ function flaky(name: string, failures: Map<string, number>, calls: string[], rel
       released.push(record.name);
     },
   };
-  return defineProvider({ name, description: `test provider ${name}`, args: z.strictObject({ name: z.string().optional() }), load: async () => impl as ProviderImplementation });
+  return defineProvider({
+    name,
+    description: `test provider ${name}`,
+    args: z.strictObject({ name: z.string().optional() }),
+    load: async () => impl as ProviderImplementation,
+  });
 }
 
 /**
@@ -170,7 +177,14 @@ function patient(name: string, seen: { signals: AbortSignal[]; entered?: () => v
       seen.entered?.();
       const aborted = await new Promise<boolean>((r) => {
         const timer = setTimeout(() => r(false), 20_000);
-        ctx.signal.addEventListener('abort', () => (clearTimeout(timer), r(true)), { once: true });
+        ctx.signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            r(true);
+          },
+          { once: true },
+        );
       });
       if (aborted) throw new ProviderError(name, 'gave up: aborted');
       return { hostname: `${args.name ?? record.name}.invalid`, providerId: record.id, connection: { kind: 'provider' } };
@@ -179,7 +193,12 @@ function patient(name: string, seen: { signals: AbortSignal[]; entered?: () => v
       released.push(record.name);
     },
   };
-  return defineProvider({ name, description: `test provider ${name}`, args: z.strictObject({ name: z.string().optional() }), load: async () => impl as ProviderImplementation });
+  return defineProvider({
+    name,
+    description: `test provider ${name}`,
+    args: z.strictObject({ name: z.string().optional() }),
+    load: async () => impl as ProviderImplementation,
+  });
 }
 
 /** Resolves once `check` is true, looking every 10 ms. */
@@ -204,9 +223,19 @@ describe('deployment strategies', () => {
     const calls: string[] = [];
     const released: string[] = [];
     const failures = new Map([['b2', Infinity]]);
-    const broker = new Broker({ directory: join(dir, 'abort'), providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)] });
+    const broker = new Broker({
+      directory: join(dir, 'abort'),
+      providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)],
+    });
     const error = await broker
-      .up(metadata([{ name: 'a1', provider: 'alpha' }, { name: 'a2', provider: 'alpha' }, { name: 'b1', provider: 'beta' }, { name: 'b2', provider: 'beta' }]))
+      .up(
+        metadata([
+          { name: 'a1', provider: 'alpha' },
+          { name: 'a2', provider: 'alpha' },
+          { name: 'b1', provider: 'beta' },
+          { name: 'b2', provider: 'beta' },
+        ]),
+      )
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PartialFailureError);
     expect((error as PartialFailureError).failures.map((f) => f.target)).toEqual(['b2.example.test [beta]']);
@@ -230,10 +259,25 @@ describe('deployment strategies', () => {
     const impl = (await failing.load()) as ProviderImplementation<{ name?: string }>;
     const beta = defineProvider({
       ...failing,
-      load: async () => ({ ...impl, checkout: async (...a: Parameters<typeof impl.checkout>) => (await slowStarted, impl.checkout(...a)) }) as ProviderImplementation,
+      load: async () =>
+        ({
+          ...impl,
+          checkout: async (...a: Parameters<typeof impl.checkout>) => {
+            await slowStarted;
+            return impl.checkout(...a);
+          },
+        }) as ProviderImplementation,
     });
     const broker = new Broker({ directory: join(dir, 'stop-others'), providers: [patient('slow', seen, released), beta] });
-    const error = await broker.up(metadata([{ name: 's1', provider: 'slow' }, { name: 's2', provider: 'slow' }, { name: 'b1', provider: 'beta' }])).catch((e: unknown) => e);
+    const error = await broker
+      .up(
+        metadata([
+          { name: 's1', provider: 'slow' },
+          { name: 's2', provider: 'slow' },
+          { name: 'b1', provider: 'beta' },
+        ]),
+      )
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PartialFailureError);
     expect((error as PartialFailureError).failures.map((f) => f.target)).toEqual(['b1.example.test [beta]']);
     expect((error as Error).message).toMatch(/the 0 that were provisioned and the 2 whose checkouts were stopped have been released/);
@@ -251,18 +295,27 @@ describe('deployment strategies', () => {
     const broker = new Broker({ directory: join(dir, 'caller-abort'), providers: [patient('slow', seen, released), flaky('alpha', new Map(), [], released)] });
     const controller = new AbortController();
     const pending = broker
-      .up(metadata([{ name: 'a1', provider: 'alpha' }, { name: 's1', provider: 'slow' }, { name: 's2', provider: 'slow' }]), {
-        name: 'cut',
-        signal: controller.signal,
-        onProgress: (e) => events.push(`${e.host}:${e.outcome}`),
-      })
+      .up(
+        metadata([
+          { name: 'a1', provider: 'alpha' },
+          { name: 's1', provider: 'slow' },
+          { name: 's2', provider: 'slow' },
+        ]),
+        {
+          name: 'cut',
+          signal: controller.signal,
+          onProgress: (e) => events.push(`${e.host}:${e.outcome}`),
+        },
+      )
       .catch((e: unknown) => e);
     await until(() => seen.signals.length === 2 && events.includes('a1.example.test:ok'));
     controller.abort(new Error('stop'));
     const error = await pending;
     expect(error).toBeInstanceOf(AbortedError);
     expect(error).toMatchObject({ code: 'ABORTED', released: ['a1'], kept: [], neverStarted: 0 });
-    expect((error as Error).message).toBe('deployment cut was aborted (stop): 1 host(s) that were provisioned and 2 stopped checkout(s) were released, 0 never started.');
+    expect((error as Error).message).toBe(
+      'deployment cut was aborted (stop): 1 host(s) that were provisioned and 2 stopped checkout(s) were released, 0 never started.',
+    );
     expect(events.sort()).toEqual(['a1.example.test:ok', 's1.example.test:stopped', 's2.example.test:stopped']);
     expect(released.sort()).toEqual(['a1', 's1', 's2']);
     const inv = await inventoryOf(broker).snapshot();
@@ -282,12 +335,22 @@ describe('deployment strategies', () => {
     const calls: string[] = [];
     const released: string[] = [];
     const failures = new Map([['b2', 2]]);
-    const broker = new Broker({ directory: join(dir, 'retry'), providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)] });
-    const events: string[] = [];
-    await using d = await broker.up(metadata([{ name: 'a1', provider: 'alpha' }, { name: 'b1', provider: 'beta' }, { name: 'b2', provider: 'beta' }]), {
-      provisioning: { beta: { strategy: 'retry', max_retry: 2 } },
-      onProgress: (e) => events.push(`${e.host}:${e.outcome}:${e.attempt}`),
+    const broker = new Broker({
+      directory: join(dir, 'retry'),
+      providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)],
     });
+    const events: string[] = [];
+    await using d = await broker.up(
+      metadata([
+        { name: 'a1', provider: 'alpha' },
+        { name: 'b1', provider: 'beta' },
+        { name: 'b2', provider: 'beta' },
+      ]),
+      {
+        provisioning: { beta: { strategy: 'retry', max_retry: 2 } },
+        onProgress: (e) => events.push(`${e.host}:${e.outcome}:${e.attempt}`),
+      },
+    );
     expect(d.hosts.map((h) => h.name)).toEqual(['a1', 'b1', 'b2']);
     expect(calls.filter((c) => c === 'b2')).toHaveLength(3);
     expect(calls.filter((c) => c === 'b1')).toHaveLength(1);
@@ -301,9 +364,18 @@ describe('deployment strategies', () => {
     const calls: string[] = [];
     const released: string[] = [];
     const failures = new Map([['b1', Infinity]]);
-    const broker = new Broker({ directory: join(dir, 'retry-fail'), providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)] });
+    const broker = new Broker({
+      directory: join(dir, 'retry-fail'),
+      providers: [flaky('alpha', failures, calls, released), flaky('beta', failures, calls, released)],
+    });
     const error = await broker
-      .up(metadata([{ name: 'a1', provider: 'alpha' }, { name: 'b1', provider: 'beta' }]), { provisioning: { strategy: 'retry', max_retry: 1 } })
+      .up(
+        metadata([
+          { name: 'a1', provider: 'alpha' },
+          { name: 'b1', provider: 'beta' },
+        ]),
+        { provisioning: { strategy: 'retry', max_retry: 1 } },
+      )
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PartialFailureError);
     expect((error as Error).message).toMatch(/b1\.example\.test \[beta\] \(after 2 attempts\)/);

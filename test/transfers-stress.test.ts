@@ -54,7 +54,13 @@ async function snapshot(root: string, rel = ''): Promise<Map<string, Entry>> {
     } else {
       const full = join(root, path);
       const mode = (await stat(full)).mode;
-      out.set(path, { type: 'file', sha: createHash('sha256').update(await readFile(full)).digest('hex'), exec: (mode & 0o100) !== 0 });
+      out.set(path, {
+        type: 'file',
+        sha: createHash('sha256')
+          .update(await readFile(full))
+          .digest('hex'),
+        exec: (mode & 0o100) !== 0,
+      });
     }
   }
   return out;
@@ -194,7 +200,13 @@ describe('directory transfers under load: exact every time, never a false failur
 
 /** What a rejected transfer was, for comparing with what the user should get. */
 async function failure(work: Promise<unknown>, what: string): Promise<{ name: string; code: string; message: string }> {
-  const error = await within(what, work.then(() => new Error(`${what} succeeded`), (e: unknown) => e as Error));
+  const error = await within(
+    what,
+    work.then(
+      () => new Error(`${what} succeeded`),
+      (e: unknown) => e as Error,
+    ),
+  );
   return { name: error.constructor.name, code: (error as { code?: string }).code ?? '', message: error.message };
 }
 

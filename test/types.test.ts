@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expectTypeOf, it } from 'vitest';
-import { Broker, Host, HostGroup, type Result } from '../lib/index.js';
+import { Broker, Host, type HostGroup, type Result } from '../lib/index.js';
 
 // Type-level tests: these assertions are checked by `tsc --noEmit` (part of npm test) and vitest.
 describe('public types', () => {

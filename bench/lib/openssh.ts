@@ -31,13 +31,20 @@ export interface OpenSshMaster {
 export async function startMaster(target: SshTarget, dir: string): Promise<OpenSshMaster> {
   const sock = join(dir, 'cm.sock');
   const common = [
-    '-F', '/dev/null',
-    '-i', target.privateKeyPath,
-    '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=no',
-    '-o', 'UserKnownHostsFile=/dev/null',
-    '-o', 'LogLevel=ERROR',
-    '-o', `ControlPath=${sock}`,
+    '-F',
+    '/dev/null',
+    '-i',
+    target.privateKeyPath,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    `ControlPath=${sock}`,
   ];
   const dest = `${target.username}@${target.host}`;
   // -f returns once the master is authenticated; ControlPersist keeps it after the first client.

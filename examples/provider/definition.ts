@@ -11,7 +11,11 @@ import { defineProvider, type ImplementationFor } from 'hostbroker';
 
 /** Checkout arguments: validated by the Broker before the provider sees them. */
 export const WorkdirArgs = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -').optional().describe('host name (random when omitted)'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
+    .optional()
+    .describe('host name (random when omitted)'),
   files: z.record(z.string(), z.string()).optional().describe('files to create in the directory: relative path → content'),
 });
 

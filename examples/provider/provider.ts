@@ -1,7 +1,7 @@
 /**
  * The example provider's implementation, loaded on first use. Each host is `<root>/<record id>/`
  * with a tag file (`.hostbroker.json`: record id, broker id, lease) written before anything else,
- * so a process killed mid-checkout leaves a directory that inventory() lists and reap removes.
+ * so a process killed mid-checkout leaves a directory that discover() lists and reap removes.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -34,7 +34,7 @@ async function readTags(dir: string): Promise<Tags | undefined> {
   }
 }
 
-/** The host directories of this broker under root, as inventory() reports them. */
+/** The host directories of this broker under root, as discover() reports them. */
 async function hostsOf(ctx: ProviderContext<WorkdirInstance>): Promise<DiscoveredHost[]> {
   const root = resolve(ctx.instanceSettings.root);
   const found: DiscoveredHost[] = [];
@@ -52,11 +52,18 @@ export default implementProvider(workdir, {
     ctx.signal.throwIfAborted();
     const dir = folderOf(ctx, record.id);
     await mkdir(dir, { recursive: true });
-    const tags: Tags = { id: record.id, name: record.name, brokerId: record.brokerId, owner: record.owner, createdAt: record.createdAt, ...(record.leaseExpires ? { leaseExpires: record.leaseExpires } : {}) };
+    const tags: Tags = {
+      id: record.id,
+      name: record.name,
+      brokerId: record.brokerId,
+      owner: record.owner,
+      createdAt: record.createdAt,
+      ...(record.leaseExpires ? { leaseExpires: record.leaseExpires } : {}),
+    };
     await writeFile(join(dir, TAG_FILE), JSON.stringify(tags));
     for (const [path, content] of Object.entries(args.files ?? {})) {
       const target = resolve(dir, path);
-      if (!target.startsWith(dir + '/')) throw new ProviderError('workdir', `file path ${path} leaves the host directory; give a relative path inside it.`);
+      if (!target.startsWith(`${dir}/`)) throw new ProviderError('workdir', `file path ${path} leaves the host directory; give a relative path inside it.`);
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, content);
     }
@@ -77,7 +84,7 @@ export default implementProvider(workdir, {
   },
 
   // Everything of this broker, with its tags: the Broker decides what to sync and what to reap.
-  inventory: hostsOf,
+  discover: hostsOf,
 
   // Hosts with `connection.kind: 'provider'` are reached through the provider's own transport.
   transport(record, ctx) {
@@ -108,7 +115,13 @@ function shellIn(dir: string, name: string): Transport {
           done(signal ? { status, signal } : { status });
         }),
       );
-      return { stdin: child.stdin!, stdout: child.stdout!, stderr: child.stderr!, exit, kill: (signal: RemoteSignal = 'KILL') => void child.kill(`SIG${signal}`) };
+      return {
+        stdin: child.stdin!,
+        stdout: child.stdout!,
+        stderr: child.stderr!,
+        exit,
+        kill: (signal: RemoteSignal = 'KILL') => void child.kill(`SIG${signal}`),
+      };
     },
     async close() {
       for (const child of running) child.kill('SIGKILL');

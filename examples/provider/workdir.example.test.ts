@@ -34,7 +34,9 @@ describe('workdir checkout', () => {
     await impl.release(record, testHostContext(t, record));
 
     const escaping = intentRecord(t);
-    const error = await impl.checkout({ files: { '../elsewhere': 'x' } }, { record: escaping, index: 0, count: 1 }, testHostContext(t, escaping)).catch((e: unknown) => e);
+    const error = await impl
+      .checkout({ files: { '../elsewhere': 'x' } }, { record: escaping, index: 0, count: 1 }, testHostContext(t, escaping))
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as ProviderError).message).toMatch(/leaves the host directory/);
     await impl.release(escaping, testHostContext(t, escaping));

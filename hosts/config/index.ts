@@ -4,7 +4,18 @@
  * @module
  */
 export { Whiteprint, prefab, mergeConfig } from './whiteprint.js';
-export type { Config, ConfigInput, ConfigOf, Phase, PrefabSpec, UploadOptions, WhiteprintClass, WhiteprintExecOptions, WhiteprintInit, WhiteprintOutcome } from './whiteprint.js';
+export type {
+  Config,
+  ConfigInput,
+  ConfigOf,
+  Phase,
+  PrefabSpec,
+  UploadOptions,
+  WhiteprintClass,
+  WhiteprintExecOptions,
+  WhiteprintInit,
+  WhiteprintOutcome,
+} from './whiteprint.js';
 export { SitePlan, PlanReport, applyPlan, validatePlan } from './site-plan.js';
 export type { ApplyConfig, OneOffExecOptions, PlanStep, PlanSteps, SitePlanOptions, StepReport, StepStatus } from './site-plan.js';
 export { gatherFacts } from './facts.js';

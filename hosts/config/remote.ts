@@ -32,7 +32,8 @@ export function modeString(mode: FileMode): string {
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new UserInputError(`file mode ${mode} is not valid; use e.g. 0o644 or '0644'.`);
     return mode.toString(8);
   }
-  if (!/^[0-7]{1,5}$/.test(mode) || Number.parseInt(mode, 8) > 0o7777) throw new UserInputError(`file mode ${JSON.stringify(mode)} is not valid; use octal digits, e.g. '0644'.`);
+  if (!/^[0-7]{1,5}$/.test(mode) || Number.parseInt(mode, 8) > 0o7777)
+    throw new UserInputError(`file mode ${JSON.stringify(mode)} is not valid; use octal digits, e.g. '0644'.`);
   return Number.parseInt(mode, 8).toString(8);
 }
 
@@ -100,7 +101,9 @@ export async function ensureFile(session: Session, path: string, data: Buffer, a
   const state = await remoteState(session, path);
   if (state.type === 'dir' || state.type === 'other') {
     if (options.dryRun) return [`${path} is a ${state.type === 'dir' ? 'directory' : 'non-regular file'}, not a file`];
-    throw new UserInputError(`cannot write the file ${path} on ${session.label}: a ${state.type === 'dir' ? 'directory' : 'non-regular file'} is in the way; remove it or choose another path.`);
+    throw new UserInputError(
+      `cannot write the file ${path} on ${session.label}: a ${state.type === 'dir' ? 'directory' : 'non-regular file'} is in the way; remove it or choose another path.`,
+    );
   }
   if (state.type === 'file' && state.sha256 === sha256(data)) return ensureAttributes(session, path, state, attrs, options.dryRun);
   const what = state.type === 'file' ? `content of ${path} differs` : `${path} does not exist`;

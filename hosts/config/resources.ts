@@ -15,7 +15,9 @@ import { UserInputError } from '../../lib/errors.js';
 export function resolveResource(file: string, whiteprintName: string, resourcePaths: readonly string[]): string {
   if (isAbsolute(file)) {
     if (isFile(file)) return file;
-    throw new UserInputError(`the resource ${file} of whiteprint \`${whiteprintName}\` does not exist (absolute paths are used as given); create it or fix the path.`);
+    throw new UserInputError(
+      `the resource ${file} of whiteprint \`${whiteprintName}\` does not exist (absolute paths are used as given); create it or fix the path.`,
+    );
   }
   const tried = resourcePaths.map((root) => resolve(join(root, whiteprintName, file)));
   const found = tried.find(isFile);
@@ -25,7 +27,9 @@ export function resolveResource(file: string, whiteprintName: string, resourcePa
       `cannot find the resource ${file} of whiteprint \`${whiteprintName}\`: the plan has no resource paths; pass \`resourcePaths\` to the SitePlan (files go in <path>/${whiteprintName}/${file}).`,
     );
   }
-  throw new UserInputError(`cannot find the resource ${file} of whiteprint \`${whiteprintName}\`; looked at:\n${tried.map((t) => `  - ${t}`).join('\n')}\nPut the file in one of these places or add a resource path.`);
+  throw new UserInputError(
+    `cannot find the resource ${file} of whiteprint \`${whiteprintName}\`; looked at:\n${tried.map((t) => `  - ${t}`).join('\n')}\nPut the file in one of these places or add a resource path.`,
+  );
 }
 
 function isFile(path: string): boolean {

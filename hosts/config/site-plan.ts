@@ -104,7 +104,13 @@ export class PlanReport {
   /** One line per step, for logs and test output. */
   toString(): string {
     const lines = this.steps.map((s) => {
-      const detail = s.drift.length ? `: ${s.drift.join('; ')}` : s.status === 'failed' ? `: ${s.error?.message.split('\n')[0]}` : s.changes.length ? ` (${s.changes.length} change${s.changes.length > 1 ? 's' : ''})` : '';
+      const detail = s.drift.length
+        ? `: ${s.drift.join('; ')}`
+        : s.status === 'failed'
+          ? `: ${s.error?.message.split('\n')[0]}`
+          : s.changes.length
+            ? ` (${s.changes.length} change${s.changes.length > 1 ? 's' : ''})`
+            : '';
       return `  ${s.step}: ${s.status} in ${s.durationMs} ms${detail}`;
     });
     return `${this.phase === 'validate' ? 'validate' : 'apply'} ${this.mode} on ${this.host}: ${this.ok ? 'ok' : 'FAILED'}\n${lines.join('\n')}`;
@@ -118,7 +124,10 @@ export class PlanReport {
       ok: this.ok,
       changed: this.changed,
       durationMs: this.durationMs,
-      steps: this.steps.map(({ error, ...s }) => ({ ...s, ...(error ? { error: BrokerError.isInstance(error) ? error.toJSON() : { name: error.name, message: error.message } } : {}) })),
+      steps: this.steps.map(({ error, ...s }) => ({
+        ...s,
+        ...(error ? { error: BrokerError.isInstance(error) ? error.toJSON() : { name: error.name, message: error.message } } : {}),
+      })),
     };
   }
 }
@@ -146,7 +155,8 @@ export class SitePlan<T extends readonly Whiteprint<object>[] = Whiteprint<objec
     if (!Array.isArray(steps)) throw new UserInputError('a SitePlan needs an array of steps, e.g. [{ whiteprint: Greeting, config: { who: "x" } }].');
     const list = steps as readonly PlanStep[];
     list.forEach((s, i) => {
-      if (typeof s?.whiteprint !== 'function') throw new UserInputError(`step ${i} of the site plan has no whiteprint class; write { whiteprint: MyWhiteprint, config: {...} }.`);
+      if (typeof s?.whiteprint !== 'function')
+        throw new UserInputError(`step ${i} of the site plan has no whiteprint class; write { whiteprint: MyWhiteprint, config: {...} }.`);
     });
     const aliases = list.flatMap((s) => (s.alias ? [s.alias] : []));
     const dup = aliases.find((a, i) => aliases.indexOf(a) !== i);
@@ -189,7 +199,14 @@ export class SitePlan<T extends readonly Whiteprint<object>[] = Whiteprint<objec
     let stop = false;
     for (const { step, index } of order) {
       const probe = stepNames(step);
-      const base = { index, step: step.alias ?? probe.name, whiteprint: probe.name, ...(step.alias ? { alias: step.alias } : {}), changes: [] as string[], drift: [] as string[] };
+      const base = {
+        index,
+        step: step.alias ?? probe.name,
+        whiteprint: probe.name,
+        ...(step.alias ? { alias: step.alias } : {}),
+        changes: [] as string[],
+        drift: [] as string[],
+      };
       const startedAt = new Date();
       if (stop) {
         reports.push({ ...base, status: 'skipped', startedAt: startedAt.toISOString(), durationMs: 0 });

@@ -65,14 +65,20 @@ export function renderTemplate(source: string, vars: Record<string, unknown>, op
   } catch (error) {
     const msg = cleanMessage(error);
     if (/attempted to output null or undefined value/.test(msg)) {
-      throw new UserInputError(`${name} prints a value that is undefined or null (${msg.split('attempted')[0]!.replace(/[[\]]/g, '').trim().toLowerCase() || 'somewhere'}); check the attribute names it uses, or add | default('...').`, { cause: error });
+      throw new UserInputError(
+        `${name} prints a value that is undefined or null (${msg.split('attempted')[0]!.replace(/[[\]]/g, '').trim().toLowerCase() || 'somewhere'}); check the attribute names it uses, or add | default('...').`,
+        { cause: error },
+      );
     }
     throw new UserInputError(`${name} could not be rendered: ${msg}`, { cause: error });
   }
 }
 
 function cleanMessage(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).replace(/\(unknown path\)\s*/g, '').replace(/\s*\n\s*/g, ' ').trim();
+  return (error instanceof Error ? error.message : String(error))
+    .replace(/\(unknown path\)\s*/g, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
 }
 
 /** The parts of nunjucks' node objects the check reads. */
@@ -120,8 +126,10 @@ function collectBound(node: TemplateNode, bound: Set<string>): void {
     if (Array.isArray(n)) return n.forEach(symbols);
     if (!isNode(n)) return;
     if (n.typename === 'Symbol') bound.add(String(n.value));
-    else if (n.typename === 'Pair') symbols(n.key), symbols(n.value);
-    else for (const c of kids(n)) symbols(c);
+    else if (n.typename === 'Pair') {
+      symbols(n.key);
+      symbols(n.value);
+    } else for (const c of kids(n)) symbols(c);
   };
   switch (node.typename) {
     case 'For':
@@ -167,7 +175,9 @@ function walk(node: TemplateNode, lenient: boolean, check: (symbol: TemplateNode
     case 'FilterAsync': {
       const filter = isNode(node.name) ? String(node.name.value) : '';
       const args = isNode(node.args) ? (node.args.children ?? []) : [];
-      args.forEach((a, i) => walk(a, i === 0 && (filter === 'default' || filter === 'd'), check));
+      args.forEach((a, i) => {
+        walk(a, i === 0 && (filter === 'default' || filter === 'd'), check);
+      });
       return;
     }
     case 'FunCall':

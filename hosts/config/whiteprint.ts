@@ -151,14 +151,18 @@ export abstract class Whiteprint<C extends object = Config> {
 
   private get state(): RunState {
     const s = STATES.get(this);
-    if (!s) throw new UserInputError('this whiteprint is not running: whiteprints are run by a SitePlan (host.apply) or by `this.use()` in another whiteprint.');
+    if (!s)
+      throw new UserInputError('this whiteprint is not running: whiteprints are run by a SitePlan (host.apply) or by `this.use()` in another whiteprint.');
     return s;
   }
 
   /** The merged, schema-checked config. */
   get cfg(): C {
     const { config } = this.state;
-    if (!config) throw new UserInputError(`the config of whiteprint \`${this.name}\` is not ready in its constructor; read this.cfg in execute(), validate() or computeHead()/computeTail().`);
+    if (!config)
+      throw new UserInputError(
+        `the config of whiteprint \`${this.name}\` is not ready in its constructor; read this.cfg in execute(), validate() or computeHead()/computeTail().`,
+      );
     return config as C;
   }
 
@@ -364,6 +368,7 @@ export async function runWhiteprint(whiteprint: WhiteprintClass, layers: readonl
       ...ctx,
       trail: state.trail,
       parentResourceName: state.resourceName,
+      // biome-ignore lint/complexity/useLiteralKeys: a protected method, called from outside the class on purpose
       inheritedVars: instance['templateVars'](),
       stepLabel: `${state.trail.join(' > ')} > ${p.whiteprint.name}`,
     });
@@ -385,7 +390,9 @@ function parseConfig(instance: Whiteprint<object>, raw: Config, where: string): 
   if (!schema) return raw;
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
-    throw new UserInputError(`the config of whiteprint \`${instance.name}\` (${where}) is not valid: ${formatIssues(parsed.error)}. Fix the defaults, the step's config or the config given at apply time.`);
+    throw new UserInputError(
+      `the config of whiteprint \`${instance.name}\` (${where}) is not valid: ${formatIssues(parsed.error)}. Fix the defaults, the step's config or the config given at apply time.`,
+    );
   }
   return parsed.data as Config;
 }

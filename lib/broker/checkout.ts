@@ -42,14 +42,17 @@ interface Plan<T extends Host> {
 
 /** Checks out one host (no count) or a HostGroup. */
 export async function checkout<T extends Host>(core: BrokerCore, request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
-  if (request === null || typeof request !== 'object') throw new UserInputError('checkout needs a request object, e.g. { provider: "local" } or { nick: "rhel9" }.');
+  if (request === null || typeof request !== 'object')
+    throw new UserInputError('checkout needs a request object, e.g. { provider: "local" } or { nick: "rhel9" }.');
   const req = request as Record<string, unknown> & CheckoutOptions<T>;
   const signal = signalOption(req.signal);
   const { provider, args: rawArgs, nick } = mergeRequest(req, core.settings);
   const count = req.count;
-  if (count !== undefined && (!Number.isInteger(count) || count < 1)) throw new UserInputError(`count must be a whole number of at least 1, not ${JSON.stringify(count)}.`);
+  if (count !== undefined && (!Number.isInteger(count) || count < 1))
+    throw new UserInputError(`count must be a whole number of at least 1, not ${JSON.stringify(count)}.`);
   // A huge count would build that many intent records (or throw a RangeError) before any check.
-  if (count !== undefined && count > MAX_COUNT) throw new UserInputError(`count ${count} is more than ${MAX_COUNT} hosts in one checkout; check out in several smaller groups.`);
+  if (count !== undefined && count > MAX_COUNT)
+    throw new UserInputError(`count ${count} is more than ${MAX_COUNT} hosts in one checkout; check out in several smaller groups.`);
   const n = count ?? 1;
   const what = `checkout of ${n} host(s) from ${provider}`;
   if (signal?.aborted) throw abortedBeforeStart(what, signal);
@@ -131,7 +134,10 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
       hosts.map((h) => h.record),
     );
   }
-  if (o.failures.length) core.logger.warn(`${o.failures.length} of ${n} hosts failed; keeping the ${hosts.length} that succeeded`, { failures: o.failures.map((f) => `${f.target}: ${f.error.message}`) });
+  if (o.failures.length)
+    core.logger.warn(`${o.failures.length} of ${n} hosts failed; keeping the ${hosts.length} that succeeded`, {
+      failures: o.failures.map((f) => `${f.target}: ${f.error.message}`),
+    });
   if (count === undefined) return hosts[0]!;
   return HostGroup.fromHosts(hosts, o.failures);
 }
@@ -185,7 +191,9 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
   await syncKnownHosts(core);
   if (!ready) {
     await releaseFailed(core, runtime, record, new Error('record removed'));
-    throw new BrokerError(`the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`);
+    throw new BrokerError(
+      `the inventory record of ${record.name} was removed while it was being checked out (another process checked it in); the host was released.`,
+    );
   }
   const host = core.makeHost(ready, plan.hostClass);
   core.held.set(host.id, host);
@@ -205,7 +213,10 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
     // first ends commands still running on it (an interrupted bundle script).
     if (plan.signal?.aborted) await host.disconnect().catch(() => undefined);
     await releaseHostRecord(core, host.record).catch((e: unknown) =>
-      core.logger.error(`could not release ${host.name} after ${plan.signal?.aborted ? 'the checkout was aborted' : 'a failed setup'}; it stays in the inventory`, { error: asError(e).message }),
+      core.logger.error(
+        `could not release ${host.name} after ${plan.signal?.aborted ? 'the checkout was aborted' : 'a failed setup'}; it stays in the inventory`,
+        { error: asError(e).message },
+      ),
     );
     throw plan.signal?.aborted ? aborted() : error;
   }
@@ -226,7 +237,9 @@ async function releaseFailed(core: BrokerCore, runtime: ProviderRuntime, record:
     await core.store.remove([record.id]);
   } catch (error) {
     // Keep the record so `checkin` or `sync` can find what may have been created.
-    await core.store.patch(record.id, { lastError: `checkout failed (${asError(cause).message}); release failed (${asError(error).message})` }).catch(() => undefined);
+    await core.store
+      .patch(record.id, { lastError: `checkout failed (${asError(cause).message}); release failed (${asError(error).message})` })
+      .catch(() => undefined);
     core.logger.error(`could not release ${record.name} after its checkout failed; it stays in the inventory`, { id: record.id });
   }
 }
@@ -249,7 +262,11 @@ async function recordDangling(core: BrokerCore, record: HostRecord, error: Provi
       kept: { reason, at },
     };
   });
-  await core.store.add(kept).catch((e: unknown) => core.logger.error(`could not record ${kept.length} host(s) a failed checkout left behind: ${kept.map((k) => k.name).join(', ')}`, { error: asError(e).message }));
+  await core.store.add(kept).catch((e: unknown) =>
+    core.logger.error(`could not record ${kept.length} host(s) a failed checkout left behind: ${kept.map((k) => k.name).join(', ')}`, {
+      error: asError(e).message,
+    }),
+  );
 }
 
 /** Releases hosts a failed checkout made; the error of that, if any (their records are kept). */
@@ -257,17 +274,29 @@ async function releaseAll(core: BrokerCore, hosts: readonly Host[]): Promise<Err
   const settled = await mapSettled(hosts, 16, (h) => releaseHostRecord(core, h.record));
   const o = outcomes(hosts, settled, (h) => h.name);
   if (!o.failures.length) return undefined;
-  return o.failures.length === 1 ? o.failures[0]!.error : new PartialFailureError(`${o.failures.length} of ${hosts.length} host(s) could not be released:`, o.failures);
+  return o.failures.length === 1
+    ? o.failures[0]!.error
+    : new PartialFailureError(`${o.failures.length} of ${hosts.length} host(s) could not be released:`, o.failures);
 }
 
 /**
  * After an aborted checkout: forgets the records no provider was asked about, releases the
  * hosts that were made, and returns the AbortedError that says what was released and kept.
  */
-async function abandon(core: BrokerCore, plan: Plan<Host>, records: HostRecord[], hosts: readonly Host[], notStarted: ReadonlySet<number>, failures: FailureEntry[]): Promise<AbortedError> {
+async function abandon(
+  core: BrokerCore,
+  plan: Plan<Host>,
+  records: HostRecord[],
+  hosts: readonly Host[],
+  notStarted: ReadonlySet<number>,
+  failures: FailureEntry[],
+): Promise<AbortedError> {
   const skipped = records.filter((_, i) => notStarted.has(i)).map((r) => r.id);
   // No provider was asked for these, so there is nothing to release.
-  if (skipped.length) await core.store.remove(skipped).catch((e: unknown) => core.logger.warn('could not remove the records of hosts that were never started', { error: asError(e).message }));
+  if (skipped.length)
+    await core.store
+      .remove(skipped)
+      .catch((e: unknown) => core.logger.warn('could not remove the records of hosts that were never started', { error: asError(e).message }));
   await releaseAll(core, hosts); // what failed keeps its record, read below
   const names = new Map(records.map((r) => [r.id, r.name]));
   for (const h of hosts) names.set(h.id, h.name);
@@ -278,7 +307,9 @@ async function abandon(core: BrokerCore, plan: Plan<Host>, records: HostRecord[]
   if (skipped.length) parts.push(`${skipped.length} never started`);
   if (kept.length) {
     const list = kept.map((r) => `${names.get(r.id)}${left.get(r.id)?.lastError ? `: ${left.get(r.id)!.lastError}` : ''}`).join('; ');
-    parts.push(`kept ${kept.length} in the inventory because releasing failed (${list}); check them in later with \`hostbroker checkin ${kept.map((r) => r.id).join(' ')}\` or \`hostbroker reap\``);
+    parts.push(
+      `kept ${kept.length} in the inventory because releasing failed (${list}); check them in later with \`hostbroker checkin ${kept.map((r) => r.id).join(' ')}\` or \`hostbroker reap\``,
+    );
   }
   if (failures.length) parts.push(`failed before the abort: ${failures.map((f) => `${f.target}: ${f.error.message}`).join('; ')}`);
   const head = `${plan.what} was aborted${plan.signal ? abortReason(plan.signal) : ''}`;
@@ -295,7 +326,16 @@ async function abandon(core: BrokerCore, plan: Plan<Host>, records: HostRecord[]
 /** The record written before a provider is asked: it is what makes a killed checkout findable. */
 function intentRecord(
   core: BrokerCore,
-  o: { provider: string; instance: string; args: Record<string, unknown>; nick: string | undefined; index: number; count: number; leaseMs: number | undefined; deployment: string | undefined },
+  o: {
+    provider: string;
+    instance: string;
+    args: Record<string, unknown>;
+    nick: string | undefined;
+    index: number;
+    count: number;
+    leaseMs: number | undefined;
+    deployment: string | undefined;
+  },
 ): HostRecord {
   const given = typeof o.args.name === 'string' ? o.args.name : undefined;
   const record: HostRecord = {

@@ -105,7 +105,13 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     const out: H[] = [];
     for (const { record } of items) {
       const { name: _name, ...args } = record.recipe.args;
-      const request = { ...args, provider: record.recipe.provider, instance: record.recipe.instance, count: options.count ?? 1, ...(options.signal ? { signal: options.signal } : {}) };
+      const request = {
+        ...args,
+        provider: record.recipe.provider,
+        instance: record.recipe.instance,
+        count: options.count ?? 1,
+        ...(options.signal ? { signal: options.signal } : {}),
+      };
       try {
         out.push(...(await this.checkout<H>(request as unknown as CheckoutRequest<H> & { count: number })));
       } catch (error) {

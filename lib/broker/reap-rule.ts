@@ -1,5 +1,5 @@
 /**
- * The reap rule: which of the resources a provider's `inventory()` reports the Broker releases.
+ * The reap rule: which of the resources a provider's `discover()` reports the Broker releases.
  * One pure function for every provider, so that no provider decides on its own what is orphaned.
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * Reconciling the inventory with what providers really hold: `sync` (the view follows the
  * providers) and `reap` (what killed processes left behind is released). The reap decision is
- * the Broker's, made from providers' `inventory()` tags and leases, the same for every provider.
+ * the Broker's, made from providers' `discover()` tags and leases, the same for every provider.
  * @module
  */
 import { hostname as machineHostname } from 'node:os';
@@ -62,11 +62,11 @@ function recordOf(core: BrokerCore, d: DiscoveredHost, provider: string, instanc
 export async function sync(core: BrokerCore, provider?: string): Promise<SyncResult> {
   const result: SyncResult = { added: [], updated: [], removed: [] };
   for (const { runtime, instances } of scope(core, provider)) {
-    const impl = provider ? await runtime.require('inventory') : await runtime.implementation();
-    if (!impl.inventory) continue;
+    const impl = provider ? await runtime.require('discover') : await runtime.implementation();
+    if (!impl.discover) continue;
     for (const instance of provider?.includes('::') ? instances : [undefined]) {
       const ctx = runtime.context(instance);
-      const found = await runtime.call(() => impl.inventory!(ctx));
+      const found = await runtime.call(() => impl.discover!(ctx));
       const all = await core.store.list();
       const seen = new Set<string>();
       for (const d of found) {
@@ -93,7 +93,12 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
       }
       // Ready hosts of this provider instance that the provider no longer has are gone.
       const gone = all.filter((h) => h.provider === runtime.name && h.instance === ctx.instance && h.state === 'ready' && !seen.has(h.id));
-      const removed = new Set(await core.store.remove(gone.map((h) => h.id), { state: 'ready' }));
+      const removed = new Set(
+        await core.store.remove(
+          gone.map((h) => h.id),
+          { state: 'ready' },
+        ),
+      );
       result.removed.push(...gone.filter((h) => removed.has(h.id)));
     }
   }
@@ -111,7 +116,13 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
   const removed: string[] = [];
   const here = machineHostname();
   const stale = (await core.store.list()).filter(
-    (h) => (!provider || h.provider === provider.split('::')[0]) && h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && !isProcessAlive(h.pid),
+    (h) =>
+      (!provider || h.provider === provider.split('::')[0]) &&
+      h.state !== 'ready' &&
+      h.machine === here &&
+      h.pid !== undefined &&
+      h.pid !== process.pid &&
+      !isProcessAlive(h.pid),
   );
   for (const record of stale) {
     try {
@@ -128,10 +139,15 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
       const records = new Map((await core.store.list()).map((h) => [h.id, h]));
       // Asked again right before a release: a checkout that began since writes its record first.
       const isKnown = async (id: string): Promise<boolean> => records.has(id) || (await core.store.has(id));
-      if (impl.inventory) {
+      if (impl.discover) {
         const grace = (ctx.instanceSettings as { reapGrace?: Duration }).reapGrace;
-        const found = await runtime.call(() => impl.inventory!(ctx));
-        for (const { host, reason } of reapable(found, { brokerId: core.brokerId, isKnown: (id) => records.has(id), now: Date.now(), graceMs: grace === undefined ? 0 : toMs(grace) })) {
+        const found = await runtime.call(() => impl.discover!(ctx));
+        for (const { host, reason } of reapable(found, {
+          brokerId: core.brokerId,
+          isKnown: (id) => records.has(id),
+          now: Date.now(),
+          graceMs: grace === undefined ? 0 : toMs(grace),
+        })) {
           const label = host.name ?? host.hostname ?? host.providerId ?? host.id;
           try {
             const record = records.get(host.id) ?? (await core.store.get(host.id));

@@ -41,7 +41,10 @@ export async function releaseHostRecord(core: BrokerCore, record: HostRecord): P
   try {
     await releaseRecord(core, record);
   } finally {
-    await core.sessions.get(record.id)?.close().catch(() => undefined);
+    await core.sessions
+      .get(record.id)
+      ?.close()
+      .catch(() => undefined);
     core.dropSession(record.id);
   }
 }
@@ -99,7 +102,12 @@ export async function checkin(core: BrokerCore, target: HostTarget, options: Che
       { released: started.succeeded.map((i) => i.record.name), kept: left, neverStarted: notStarted.size, failed: started.failures, reason: signal.reason },
     );
   }
-  throwFailures(o.failures, items.length, `${o.failures.length} of ${items.length} host(s) could not be checked in (their records are kept):`, o.succeeded.map((i) => i.record));
+  throwFailures(
+    o.failures,
+    items.length,
+    `${o.failures.length} of ${items.length} host(s) could not be checked in (their records are kept):`,
+    o.succeeded.map((i) => i.record),
+  );
 }
 
 /**
@@ -137,6 +145,8 @@ export async function forget(core: BrokerCore, target: HostTarget): Promise<Host
     core.dropSession(record.id);
   }
   if (gone.length) await syncKnownHosts(core);
-  core.logger.warn(`forgot ${gone.length} record(s) without releasing them; \`hostbroker reap\` finds what their providers still hold`, { hosts: gone.map((r) => r.name) });
+  core.logger.warn(`forgot ${gone.length} record(s) without releasing them; \`hostbroker reap\` finds what their providers still hold`, {
+    hosts: gone.map((r) => r.name),
+  });
   return gone;
 }

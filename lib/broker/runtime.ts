@@ -34,7 +34,7 @@ export interface RuntimeEnvironment {
 /** Capabilities a provider may lack, and what to call them in messages. */
 const CAPABILITIES = {
   extend: 'has no leases to extend',
-  inventory: 'cannot list its hosts, so it cannot be synced',
+  discover: 'cannot list its hosts, so it cannot be synced',
   transport: 'has no session of its own for its hosts',
   describe: 'offers no live help',
 } as const;
@@ -140,7 +140,9 @@ export class ProviderRuntime {
   hostContext(record: HostRecord, signal?: AbortSignal): HostContext {
     const store = this.#env.store;
     const gone = (): InventoryError =>
-      new InventoryError(`the record of ${record.name} (${record.id}) was removed while its provider was working on it (another process checked it in); nothing more is noted on it.`);
+      new InventoryError(
+        `the record of ${record.name} (${record.id}) was removed while its provider was working on it (another process checked it in); nothing more is noted on it.`,
+      );
     return {
       ...this.context(record.instance, signal),
       checkpoint: async (data) => {
@@ -176,10 +178,14 @@ export class ProviderRuntime {
 
   /** Runs an action with arguments checked against its schema. */
   async action(action: string, args: Record<string, unknown>, instance?: string): Promise<unknown> {
-    const def = this.definition.actions?.[action] as { schema: { safeParse(v: unknown): { success: boolean; data?: unknown; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } } } } | undefined;
+    const def = this.definition.actions?.[action] as
+      | { schema: { safeParse(v: unknown): { success: boolean; data?: unknown; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } } } }
+      | undefined;
     if (!def) {
       const known = Object.keys(this.definition.actions ?? {});
-      throw new UserInputError(`provider \`${this.name}\` has no action \`${action}\`; ${known.length ? `actions: ${known.join(', ')}` : 'it has no actions'}.`);
+      throw new UserInputError(
+        `provider \`${this.name}\` has no action \`${action}\`; ${known.length ? `actions: ${known.join(', ')}` : 'it has no actions'}.`,
+      );
     }
     const parsed = def.schema.safeParse(args);
     if (!parsed.success) {
@@ -201,7 +207,9 @@ export class ProviderRuntime {
       name: d.name,
       description: d.description,
       arguments: describeArgs(d.args),
-      actions: Object.fromEntries(Object.entries((d.actions ?? {}) as ProviderActions).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }])),
+      actions: Object.fromEntries(
+        Object.entries((d.actions ?? {}) as ProviderActions).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }]),
+      ),
       instances: this.instances(),
     };
   }

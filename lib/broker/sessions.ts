@@ -16,7 +16,8 @@ export function sessionFor(core: BrokerCore, record: HostRecord): Session {
   const existing = core.sessions.get(record.id);
   if (existing) return existing;
   const connection = record.connection;
-  if (!connection) throw new HostConnectionError(`${record.name} has no connection details yet (state ${record.state}); wait for its checkout to finish or run sync.`);
+  if (!connection)
+    throw new HostConnectionError(`${record.name} has no connection details yet (state ${record.state}); wait for its checkout to finish or run sync.`);
   let session: Session;
   if (connection.kind === 'ssh') {
     const ssh = core.settings.ssh;
@@ -66,6 +67,8 @@ async function recordHostKey(core: BrokerCore, id: string, fingerprint: string, 
  */
 export async function syncKnownHosts(core: BrokerCore): Promise<void> {
   await writeKnownHosts(core.directory, () => core.store.list()).catch((error: unknown) =>
-    core.logger.warn(`could not update ${knownHostsPath(core.directory)}; OpenSSH clients may not know the newest hosts until the next change`, { error: asError(error).message }),
+    core.logger.warn(`could not update ${knownHostsPath(core.directory)}; OpenSSH clients may not know the newest hosts until the next change`, {
+      error: asError(error).message,
+    }),
   );
 }

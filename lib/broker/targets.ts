@@ -61,5 +61,7 @@ function isIterable(v: unknown): v is Iterable<Host | HostRecord | string> {
 }
 
 function isRecord(v: unknown): v is HostRecord {
-  return typeof v === 'object' && v !== null && !(v instanceof Host) && typeof (v as HostRecord).id === 'string' && typeof (v as HostRecord).provider === 'string';
+  return (
+    typeof v === 'object' && v !== null && !(v instanceof Host) && typeof (v as HostRecord).id === 'string' && typeof (v as HostRecord).provider === 'string'
+  );
 }

@@ -89,7 +89,13 @@ export type NickRequest = { nick: string; provider?: undefined } & Record<string
 export type CheckoutRequest<H extends Host = Host> = (ProviderRequest | NickRequest) & CheckoutOptions<H>;
 
 /** What `checkin`, `extend` and `duplicate` act on. */
-export type HostTarget = Host | Iterable<Host | HostRecord | string> | HostRecord | string | { all: true; filter?: Filter<HostRecord> } | { filter: Filter<HostRecord> };
+export type HostTarget =
+  | Host
+  | Iterable<Host | HostRecord | string>
+  | HostRecord
+  | string
+  | { all: true; filter?: Filter<HostRecord> }
+  | { filter: Filter<HostRecord> };
 
 /** Options for {@link Broker.checkin}. */
 export interface CheckinOptions {
@@ -125,4 +131,3 @@ export interface ProviderInfo {
 
 /** A request for a provider action that creates no host. */
 export type ExecuteRequest = { provider: string; action: string; instance?: string } & Record<string, unknown>;
-

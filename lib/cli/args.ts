@@ -15,7 +15,11 @@ function camel(name: string): string {
 }
 
 function findDoc(docs: readonly ArgumentDoc[], flag: string): ArgumentDoc | undefined {
-  return docs.find((d) => d.name === flag) ?? docs.find((d) => d.name === camel(flag)) ?? docs.find((d) => d.name.toLowerCase() === flag.replace(/[-_]/g, '').toLowerCase());
+  return (
+    docs.find((d) => d.name === flag) ??
+    docs.find((d) => d.name === camel(flag)) ??
+    docs.find((d) => d.name.toLowerCase() === flag.replace(/[-_]/g, '').toLowerCase())
+  );
 }
 
 const isBooleanType = (t: string): boolean => /\bboolean\b/.test(t);
@@ -34,12 +38,13 @@ export function coerce(value: string, doc: ArgumentDoc, flag: string): unknown {
     if (/\.(json|ya?ml)$/i.test(value) && existsSync(value)) return parseStructured(readFileSync(value, 'utf8'), flag, value);
     if (/^\s*[[{]/.test(value)) return parseStructured(value, flag);
     // `k=v,k2=v2` for string maps such as labels or tags.
-    if (/\bobject\b/.test(t) && /^[\w.\/-]+=[^,]*(,[\w.\/-]+=[^,]*)*$/.test(value)) {
+    if (/\bobject\b/.test(t) && /^[\w./-]+=[^,]*(,[\w./-]+=[^,]*)*$/.test(value)) {
       return Object.fromEntries(value.split(',').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
     }
   }
   if (isNumberType(t) && !/\bstring\b/.test(t)) throw new UserInputError(`option --${flag} takes a number (${t}), not ${JSON.stringify(value)}.`);
-  if (isBooleanType(t) && !/\bstring\b/.test(t) && !isStructured(t)) throw new UserInputError(`option --${flag} takes true or false, not ${JSON.stringify(value)}.`);
+  if (isBooleanType(t) && !/\bstring\b/.test(t) && !isStructured(t))
+    throw new UserInputError(`option --${flag} takes true or false, not ${JSON.stringify(value)}.`);
   return value;
 }
 
@@ -47,7 +52,9 @@ function parseStructured(text: string, flag: string, file?: string): unknown {
   try {
     return parseYaml(text);
   } catch (error) {
-    throw new UserInputError(`option --${flag}: ${file ? `the file ${file}` : 'the value'} is neither JSON nor YAML (${(error as Error).message.split('\n')[0]}).`);
+    throw new UserInputError(
+      `option --${flag}: ${file ? `the file ${file}` : 'the value'} is neither JSON nor YAML (${(error as Error).message.split('\n')[0]}).`,
+    );
   }
 }
 

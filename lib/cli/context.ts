@@ -85,7 +85,9 @@ export class CliContext {
     const onSignal = (name: keyof typeof SIGNAL_EXIT): void => {
       this.progress.clear();
       if (this.interrupted) {
-        const left = messages.exiting?.() ?? 'Hosts still being made or released stay in the inventory; run `hostbroker reap`, then `hostbroker inventory` and `hostbroker checkin`.';
+        const left =
+          messages.exiting?.() ??
+          'Hosts still being made or released stay in the inventory; run `hostbroker reap`, then `hostbroker inventory` and `hostbroker checkin`.';
         this.io.stderr.write(`hostbroker: ${name} again: exiting now. ${left}\n`);
         process.exit(SIGNAL_EXIT[name]);
       }
@@ -131,7 +133,9 @@ export class CliContext {
         }
       }
       if (/^\d+$/.test(key) && Number(key) < all.length) return all[Number(key)]!;
-      throw new UserInputError(`no host \`${key}\` in the inventory ${coreOf(broker).store.location}; run \`hostbroker inventory\` to see ids, names and # indexes.`);
+      throw new UserInputError(
+        `no host \`${key}\` in the inventory ${coreOf(broker).store.location}; run \`hostbroker inventory\` to see ids, names and # indexes.`,
+      );
     });
   }
 }

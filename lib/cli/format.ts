@@ -9,7 +9,7 @@ import type { HostRecord } from '../records.js';
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly (string | number | undefined)[]>): string {
   const cells = [headers.map(String), ...rows.map((r) => r.map((c) => (c === undefined || c === '' ? '-' : String(c))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+  return `${cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
 }
 
 /** How long until an ISO time, e.g. `3h12m`, or `expired`. */
@@ -31,18 +31,21 @@ export function until(iso: string | undefined, now = Date.now()): string | undef
 export function hostTable(records: readonly HostRecord[], indexes: readonly number[] | false): string {
   if (!records.length) return 'no hosts\n';
   const rows = records.map((r) => [
-      r.name,
-      r.connection?.kind === 'ssh' ? `${r.connection.username}@${r.connection.host}:${r.connection.port}` : r.hostname,
-      r.instance && r.instance !== 'default' ? `${r.provider}::${r.instance}` : r.provider,
-      r.kept ? `${r.state} (kept)` : r.state,
-      r.owner,
-      until(r.leaseExpires),
-      r.deployment,
-      r.id,
-    ]);
+    r.name,
+    r.connection?.kind === 'ssh' ? `${r.connection.username}@${r.connection.host}:${r.connection.port}` : r.hostname,
+    r.instance && r.instance !== 'default' ? `${r.provider}::${r.instance}` : r.provider,
+    r.kept ? `${r.state} (kept)` : r.state,
+    r.owner,
+    until(r.leaseExpires),
+    r.deployment,
+    r.id,
+  ]);
   const headers = ['NAME', 'ADDRESS', 'PROVIDER', 'STATE', 'OWNER', 'LEASE', 'DEPLOYMENT', 'ID'];
   if (indexes === false) return table(headers, rows);
-  return table(['#', ...headers], rows.map((row, i) => [indexes[i] ?? i, ...row]));
+  return table(
+    ['#', ...headers],
+    rows.map((row, i) => [indexes[i] ?? i, ...row]),
+  );
 }
 
 /** YAML for `--details` and results without a table. */

@@ -45,7 +45,7 @@ async function selectTargets(ctx: CliContext, keys: string[], opts: TargetOpts, 
 export function registerHostCommands(program: Command, ctx: CliContext, act: (fn: () => Promise<CommandResult>) => Promise<void>): void {
   program
     .command('checkout')
-    .description('check hosts out: --nick, or --provider plus the provider\'s own options (--name value ...)')
+    .description("check hosts out: --nick, or --provider plus the provider's own options (--name value ...)")
     .option('--nick <nick>', 'a named request from settings (`nicks:`)')
     .option('--provider <name>', 'provider to ask (see `hostbroker providers`)')
     .option('--count <n>', 'how many hosts', positiveInt)
@@ -57,13 +57,22 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--keep-partial', 'keep the hosts that succeeded when some fail (default: release all)')
     .allowUnknownOption()
     .allowExcessArguments()
-    .addHelpText('after', '\nProvider options are typed by the provider\'s schema: numbers, true/false, JSON or YAML (or a .json/.yaml file) for objects and lists.\nExample: hostbroker checkout --provider local --name web1')
+    .addHelpText(
+      'after',
+      "\nProvider options are typed by the provider's schema: numbers, true/false, JSON or YAML (or a .json/.yaml file) for objects and lists.\nExample: hostbroker checkout --provider local --name web1",
+    )
     .action((opts: CheckoutOpts, cmd: Command) =>
       act(async () => {
         const broker = ctx.broker();
-        const provider = opts.provider ?? (opts.nick ? broker.settings.nicks[opts.nick]?.provider : undefined) ?? (opts.argsFile ? readArgsFile(opts.argsFile).provider : undefined);
+        const provider =
+          opts.provider ??
+          (opts.nick ? broker.settings.nicks[opts.nick]?.provider : undefined) ??
+          (opts.argsFile ? readArgsFile(opts.argsFile).provider : undefined);
         if (typeof provider !== 'string') {
-          if (opts.nick) throw new UserInputError(`there is no nick \`${opts.nick}\`; known nicks: ${Object.keys(broker.settings.nicks).join(', ') || 'none (define them under `nicks:` in broker_settings.yaml)'}.`);
+          if (opts.nick)
+            throw new UserInputError(
+              `there is no nick \`${opts.nick}\`; known nicks: ${Object.keys(broker.settings.nicks).join(', ') || 'none (define them under `nicks:` in broker_settings.yaml)'}.`,
+            );
           throw new UserInputError('checkout needs --provider <name> or --nick <nick>; `hostbroker providers` lists the providers.');
         }
         const info = broker.providers().find((p) => p.name === provider);
@@ -102,12 +111,18 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
           const verdict = await junitPassed(opts.ifTestsPassed);
           if (!verdict.passed) {
             await ctx.broker().checkin(records, { ifTestsPassed: opts.ifTestsPassed }); // keeps them, saying why
-            return { data: [], text: `tests did not pass (${verdict.summary}): kept ${records.length} host(s) for inspection: ${records.map((r) => r.name).join(', ')}\n` };
+            return {
+              data: [],
+              text: `tests did not pass (${verdict.summary}): kept ${records.length} host(s) for inspection: ${records.map((r) => r.name).join(', ')}\n`,
+            };
           }
         }
         // Released here rather than by one broker.checkin, so a first Ctrl-C can stop starting more.
         await releaseMany(ctx, records, { concurrency: opts.concurrency ?? 16, finish: (ids) => `hostbroker checkin ${ids.join(' ')}` });
-        return { data: records.map((r) => ({ id: r.id, name: r.name })), text: `checked in ${records.length} host(s): ${records.map((r) => r.name).join(', ')}\n` };
+        return {
+          data: records.map((r) => ({ id: r.id, name: r.name })),
+          text: `checked in ${records.length} host(s): ${records.map((r) => r.name).join(', ')}\n`,
+        };
       }),
     );
 
@@ -152,7 +167,9 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .action((keys: string[], opts: TargetOpts & { count?: number }) =>
       act(async () => {
         const records = await selectTargets(ctx, keys, opts, 'duplicate');
-        const group = await ctx.interruptible((signal) => ctx.broker().duplicate(records, { signal, ...(opts.count !== undefined ? { count: opts.count } : {}) }));
+        const group = await ctx.interruptible((signal) =>
+          ctx.broker().duplicate(records, { signal, ...(opts.count !== undefined ? { count: opts.count } : {}) }),
+        );
         const made = group.map((h) => h.record);
         return { data: made, text: hostTable(made, false) };
       }),

@@ -13,7 +13,8 @@ export function positiveInt(value: string): number {
 /** A duration such as 90s, 30m, 4h, 2d (or milliseconds). */
 export function duration(value: string): string | number {
   if (/^\d+$/.test(value)) return Number(value);
-  if (!/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(value)) throw new InvalidArgumentError(`expected a duration such as 90s, 30m, 4h or 2d, got ${JSON.stringify(value)}.`);
+  if (!/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/.test(value))
+    throw new InvalidArgumentError(`expected a duration such as 90s, 30m, 4h or 2d, got ${JSON.stringify(value)}.`);
   return value;
 }
 

@@ -48,7 +48,10 @@ export interface RunOutcome {
 }
 
 /** Runs the CLI with these arguments (without `node` and the script). */
-export async function run(argv: readonly string[], io: CliContext['io'] = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }): Promise<RunOutcome> {
+export async function run(
+  argv: readonly string[],
+  io: CliContext['io'] = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
+): Promise<RunOutcome> {
   const program = new Command('hostbroker');
   const ctx = new CliContext(program, io);
   let active: Command = program;
@@ -90,7 +93,7 @@ export async function run(argv: readonly string[], io: CliContext['io'] = { stdo
     if (result) {
       ctx.progress.clear();
       outputData = result.data;
-      if (ctx.globals.json) io.stdout.write(scrub(JSON.stringify(result.data ?? null, null, 2)) + '\n');
+      if (ctx.globals.json) io.stdout.write(`${scrub(JSON.stringify(result.data ?? null, null, 2))}\n`);
       else if (result.text !== undefined) io.stdout.write(scrub(result.text));
       else if (result.data !== undefined && result.exitCode === undefined) io.stdout.write(scrub(yaml(result.data)));
       exitCode = result.exitCode ?? 0;
@@ -105,7 +108,11 @@ export async function run(argv: readonly string[], io: CliContext['io'] = { stdo
       // Aborted by SIGINT/SIGTERM: the error says what was released; the status says why.
       exitCode = ctx.interrupted ? SIGNAL_EXIT[ctx.interrupted] : exitCodeOf(error);
       const message = error instanceof Error ? error.message : String(error);
-      io.stderr.write(scrub(`hostbroker: ${message}`) + (exitCode === 1 && error instanceof Error && ctx.globals.logLevel === 'debug' ? `\n${scrub(error.stack ?? '')}` : '') + '\n');
+      io.stderr.write(
+        scrub(`hostbroker: ${message}`) +
+          (exitCode === 1 && error instanceof Error && ctx.globals.logLevel === 'debug' ? `\n${scrub(error.stack ?? '')}` : '') +
+          '\n',
+      );
       outputData = { error: BrokerError.isInstance(error) ? error.toJSON() : { name: error instanceof Error ? error.name : 'Error', message } };
     }
   } finally {
@@ -114,7 +121,7 @@ export async function run(argv: readonly string[], io: CliContext['io'] = { stdo
   const outputFile = safeGlobals(ctx).outputFile;
   if (outputFile && outputData !== undefined) {
     try {
-      writeFileSync(outputFile, scrub(JSON.stringify(outputData, null, 2)) + '\n', { mode: 0o600 });
+      writeFileSync(outputFile, `${scrub(JSON.stringify(outputData, null, 2))}\n`, { mode: 0o600 });
     } catch (error) {
       io.stderr.write(`hostbroker: cannot write --output-file ${outputFile}: ${(error as Error).message}\n`);
       if (exitCode === 0) exitCode = 1;

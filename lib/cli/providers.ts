@@ -15,7 +15,12 @@ function argLines(args: readonly ArgumentDoc[]): string {
   if (!args.length) return '  (no arguments)\n';
   return table(
     ['  OPTION', 'TYPE', 'DEFAULT', 'DESCRIPTION'],
-    args.map((a) => [`  --${a.name}${a.required ? ' (required)' : ''}`, a.type, a.default === undefined ? undefined : JSON.stringify(a.default), a.description]),
+    args.map((a) => [
+      `  --${a.name}${a.required ? ' (required)' : ''}`,
+      a.type,
+      a.default === undefined ? undefined : JSON.stringify(a.default),
+      a.description,
+    ]),
   );
 }
 
@@ -33,8 +38,8 @@ function providerHelp(p: ProviderInfo): string {
 export function registerProviderCommands(program: Command, ctx: CliContext, act: (fn: () => Promise<CommandResult>) => Promise<void>): void {
   program
     .command('providers [name]')
-    .description('list providers, or show one provider\'s options, actions and instances')
-    .option('--live [topic]', 'also ask the provider\'s service what it offers (images, workflows, machines...)')
+    .description("list providers, or show one provider's options, actions and instances")
+    .option('--live [topic]', "also ask the provider's service what it offers (images, workflows, machines...)")
     .option('--instance <name>', 'settings instance for --live')
     .action((name: string | undefined, opts: { live?: string | boolean; instance?: string }) =>
       act(async () => {
@@ -42,7 +47,13 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
         const all = broker.providers();
         if (!name) {
           if (opts.live) throw new UserInputError('--live needs a provider name: hostbroker providers <name> --live.');
-          return { data: all, text: table(['PROVIDER', 'DESCRIPTION'], all.map((p) => [p.name, p.description])) };
+          return {
+            data: all,
+            text: table(
+              ['PROVIDER', 'DESCRIPTION'],
+              all.map((p) => [p.name, p.description]),
+            ),
+          };
         }
         const info = all.find((p) => p.name === name);
         if (!info) coreOf(broker).runtime(name); // throws, listing the known providers
@@ -59,7 +70,7 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
 
   program
     .command('execute')
-    .description('run a provider action that creates no host: --provider <name> --action <name> plus the action\'s options')
+    .description("run a provider action that creates no host: --provider <name> --action <name> plus the action's options")
     .requiredOption('--provider <name>', 'provider')
     .requiredOption('--action <name>', 'action (see `hostbroker providers <name>`)')
     .option('--instance <name>', 'settings instance of the provider')
@@ -73,7 +84,9 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
         const action = info!.actions[opts.action];
         if (!action) {
           const known = Object.keys(info!.actions);
-          throw new UserInputError(`provider \`${opts.provider}\` has no action \`${opts.action}\`; ${known.length ? `its actions: ${known.join(', ')}` : 'it has no actions'}.`);
+          throw new UserInputError(
+            `provider \`${opts.provider}\` has no action \`${opts.action}\`; ${known.length ? `its actions: ${known.join(', ')}` : 'it has no actions'}.`,
+          );
         }
         const args = parseProviderOptions(cmd.args, action.arguments, `action \`${opts.action}\` of provider \`${opts.provider}\``);
         const result = await broker.execute({ ...args, provider: opts.provider, action: opts.action, ...(opts.instance ? { instance: opts.instance } : {}) });

@@ -20,7 +20,7 @@ export interface ReleaseManyOptions {
   /** The command that finishes what an interruption left, given the ids left. */
   finish: (ids: string[]) => string;
   /** Runs after every release succeeded, before the command ends, unless interrupted. */
-  then?: () => Promise<void>;
+  afterAll?: () => Promise<void>;
 }
 
 const nameOf = (t: ReleaseTarget): string => t.name;
@@ -47,7 +47,7 @@ export async function releaseMany(ctx: CliContext, targets: readonly ReleaseTarg
     await ctx.interruptible(
       async (signal) => {
         await broker.checkin(targets, { concurrency: options.concurrency, signal, onProgress });
-        if (!signal.aborted && options.then) await options.then();
+        if (!signal.aborted && options.afterAll) await options.afterAll();
       },
       {
         stopping: (again) => {

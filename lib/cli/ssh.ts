@@ -53,7 +53,10 @@ export function registerSshCommand(program: Command, ctx: CliContext, act: (fn: 
         if (command.length) {
           // Joined with spaces for the remote shell, as OpenSSH does.
           const line = command.join(' ');
-          proc = await (await host.session.connected()).spawn(line, tty ? { pty: { rows: ctx.io.stdout.rows ?? 24, cols: ctx.io.stdout.columns ?? 80, term: process.env.TERM ?? 'xterm-256color' } } : {});
+          proc = await (await host.session.connected()).spawn(
+            line,
+            tty ? { pty: { rows: ctx.io.stdout.rows ?? 24, cols: ctx.io.stdout.columns ?? 80, term: process.env.TERM ?? 'xterm-256color' } } : {},
+          );
         } else {
           proc = await host.session.shell({ rows: ctx.io.stdout.rows ?? 24, cols: ctx.io.stdout.columns ?? 80, term: process.env.TERM ?? 'xterm-256color' });
         }

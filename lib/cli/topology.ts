@@ -28,7 +28,7 @@ function writeOutputs(d: Deployment, opts: OutputOpts): Record<string, string> {
   };
   if (opts.ansibleInventory) put(opts.ansibleInventory, d.ansibleInventory(), 'ansibleInventory');
   if (opts.sshConfig) put(opts.sshConfig, d.sshConfig(), 'sshConfig');
-  if (typeof opts.json === 'string') put(opts.json, JSON.stringify(d.toJSON(), null, 2) + '\n', 'json');
+  if (typeof opts.json === 'string') put(opts.json, `${JSON.stringify(d.toJSON(), null, 2)}\n`, 'json');
   return written;
 }
 
@@ -74,7 +74,14 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
         }),
       );
       const written = writeOutputs(d, opts);
-      return { data: { ...d.toJSON(), outputs: written }, text: summary(d) + Object.entries(written).map(([k, v]) => `wrote ${k}: ${v}\n`).join('') };
+      return {
+        data: { ...d.toJSON(), outputs: written },
+        text:
+          summary(d) +
+          Object.entries(written)
+            .map(([k, v]) => `wrote ${k}: ${v}\n`)
+            .join(''),
+      };
     }),
   );
 
@@ -87,21 +94,24 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
         const names = d.hosts.map((h) => d.entryOf(h).fqdn);
         // Host by host, so a first Ctrl-C finishes the releases under way and starts no more;
         // destroy() then forgets the deployment (and checks in any record not among its hosts).
-        await releaseMany(ctx, d.hosts, { concurrency: 16, finish: () => `hostbroker destroy ${d.id}`, then: () => d.destroy() });
+        await releaseMany(ctx, d.hosts, { concurrency: 16, finish: () => `hostbroker destroy ${d.id}`, afterAll: () => d.destroy() });
         return { data: { id: d.id, name: d.name, destroyed: names }, text: `destroyed deployment ${d.name} (${d.id}): ${names.length} host(s)\n` };
       }),
     );
 
   addOutputOptions(
-    program
-      .command('output [deployment]')
-      .description('write a deployment\'s outputs to files (with no file option: the Ansible inventory to stdout)'),
+    program.command('output [deployment]').description("write a deployment's outputs to files (with no file option: the Ansible inventory to stdout)"),
   ).action((key: string | undefined, opts: OutputOpts) =>
     act(async () => {
       const d = await ctx.broker().deployment(key);
       const written = writeOutputs(d, opts);
       if (!Object.keys(written).length) return { data: d.toJSON(), text: d.ansibleInventory() };
-      return { data: { ...d.toJSON(), outputs: written }, text: Object.entries(written).map(([k, v]) => `wrote ${k}: ${v}\n`).join('') };
+      return {
+        data: { ...d.toJSON(), outputs: written },
+        text: Object.entries(written)
+          .map(([k, v]) => `wrote ${k}: ${v}\n`)
+          .join(''),
+      };
     }),
   );
 
@@ -111,8 +121,18 @@ export function registerTopologyCommands(program: Command, ctx: CliContext, act:
     .action(() =>
       act(async () => {
         const data = await coreOf(ctx.broker()).store.snapshot();
-        const rows = data.deployments.map((d) => [d.name, d.id, Object.keys(d.hosts).length, data.hosts.filter((h) => h.deployment === d.id).length, d.owner, d.createdAt]);
-        return { data: data.deployments.map(({ metadata: _m, ...rest }) => rest), text: rows.length ? table(['NAME', 'ID', 'HOSTS', 'IN INVENTORY', 'OWNER', 'CREATED'], rows) : 'no deployments\n' };
+        const rows = data.deployments.map((d) => [
+          d.name,
+          d.id,
+          Object.keys(d.hosts).length,
+          data.hosts.filter((h) => h.deployment === d.id).length,
+          d.owner,
+          d.createdAt,
+        ]);
+        return {
+          data: data.deployments.map(({ metadata: _m, ...rest }) => rest),
+          text: rows.length ? table(['NAME', 'ID', 'HOSTS', 'IN INVENTORY', 'OWNER', 'CREATED'], rows) : 'no deployments\n',
+        };
       }),
     );
 }

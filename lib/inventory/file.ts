@@ -20,16 +20,7 @@ import { formatIssues } from '../settings.js';
 import { currentText, readInventory, replaceInventory } from './file-io.js';
 import { FileLock } from './file-lock.js';
 import { watchInventoryFile } from './file-watch.js';
-import {
-  addRecords,
-  checkReservations,
-  patchRecord,
-  putDeploymentIn,
-  removeDeploymentFrom,
-  removeRecords,
-  reservationsOf,
-  reserveFor,
-} from './operations.js';
+import { addRecords, checkReservations, patchRecord, putDeploymentIn, removeDeploymentFrom, removeRecords, reservationsOf, reserveFor } from './operations.js';
 import type { InventoryChange, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './store.js';
 
 /** File name of the inventory in the broker directory. */
@@ -199,7 +190,7 @@ export class FileInventoryStore implements InventoryStore {
       if (!valid.success) throw new InventoryError(`refusing to write an invalid inventory (${formatIssues(valid.error)}); nothing was changed.`);
       if (JSON.stringify([valid.data.hosts, valid.data.deployments]) === before) return { done: true, result };
       checkReservations(valid.data.hosts);
-      const next = JSON.stringify(valid.data, null, 2) + '\n';
+      const next = `${JSON.stringify(valid.data, null, 2)}\n`;
       // The fence: our lock, and the very file we read. Checked last, right before the rename.
       const written = await replaceInventory(this.path, next, async () => (await held.intact()) && (await currentText(this.path)) === text);
       return written ? { done: true, result } : { done: false };

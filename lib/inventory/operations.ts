@@ -6,7 +6,13 @@
  */
 import { InventoryError, UserInputError } from '../errors.js';
 import { formatIssues } from '../settings.js';
-import { type DeploymentRecord, DeploymentRecord as DeploymentSchema, type HostRecord, HostRecord as HostRecordSchema, type InventoryFile } from '../records.js';
+import {
+  type DeploymentRecord,
+  DeploymentRecord as DeploymentSchema,
+  type HostRecord,
+  HostRecord as HostRecordSchema,
+  type InventoryFile,
+} from '../records.js';
 import type { RecordPatch, Reservation, WriteCondition } from './store.js';
 
 /** Validates one record, with a message that names the field. */

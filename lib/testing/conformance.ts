@@ -33,9 +33,9 @@ export interface ConformanceOptions {
   count?: number;
   /** Whether hosts can run commands (default true). */
   session?: boolean;
-  /** Whether the provider lists its hosts (`inventory()`, for sync and reap); default true. */
+  /** Whether the provider lists its hosts (`discover()`, for sync and reap); default true. */
   sync?: boolean;
-  /** Whether `inventory()` reports the lease tag (`leaseExpires`) of what it lists; default true. */
+  /** Whether `discover()` reports the lease tag (`leaseExpires`) of what it lists; default true. */
   leaseTags?: boolean;
   /**
    * Hosts are claims on a pool of machines that outlive them (`ctx.reserve`, e.g. `static`):
@@ -58,9 +58,17 @@ function instrumented(definition: AnyProviderDefinition, faults: Faults): AnyPro
     ...definition,
     load: async () => {
       const impl = (await definition.load()) as ProviderImplementation;
-      const actions = impl.actions && Object.fromEntries(
-        Object.entries(impl.actions).map(([name, run]) => [name, (args: unknown, ctx: Parameters<typeof run>[1]) => (faults.actionCalls++, run(args, ctx))]),
-      );
+      const actions =
+        impl.actions &&
+        Object.fromEntries(
+          Object.entries(impl.actions).map(([name, run]) => [
+            name,
+            (args: unknown, ctx: Parameters<typeof run>[1]) => {
+              faults.actionCalls++;
+              return run(args, ctx);
+            },
+          ]),
+        );
       return {
         ...impl,
         ...(actions ? { actions } : {}),
@@ -107,8 +115,12 @@ export function providerConformance(options: ConformanceOptions): void {
     let broker: Broker;
     let impl: ProviderImplementation;
     let t: TestContext;
-    const one = (extra: Record<string, unknown> = {}) => ({ provider, ...options.args, ...extra, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count?: undefined };
-    const many = (count: number) => ({ provider, ...options.args, count, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count: number };
+    const one = (extra: Record<string, unknown> = {}) =>
+      ({ provider, ...options.args, ...extra, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & {
+        count?: undefined;
+      };
+    const many = (count: number) =>
+      ({ provider, ...options.args, count, ...(options.instance ? { instance: options.instance } : {}) }) as unknown as CheckoutRequest & { count: number };
     const recordOf = async (id: string) => (await broker.inventory({ filter: `id=${id}` }))[0];
     /** Checkout of one host straight through the implementation, as the Broker calls it. */
     const checkoutDirect = async (signal?: AbortSignal) => {
@@ -223,7 +235,7 @@ export function providerConformance(options: ConformanceOptions): void {
         expect(await options.exists(made)).toBe(false);
         expect(await options.exists(other)).toBe(true);
       }
-      if (impl.inventory) expect((await impl.inventory(t.ctx)).map((d) => d.id)).not.toContain(a.record.id);
+      if (impl.discover) expect((await impl.discover(t.ctx)).map((d) => d.id)).not.toContain(a.record.id);
       await impl.release(other, testHostContext(t, other));
       t.forget(other.id);
       if (!pool) expect(await options.exists(other)).toBe(false);
@@ -241,10 +253,10 @@ export function providerConformance(options: ConformanceOptions): void {
       t.forget(record.id);
       expect(outcome).toHaveProperty('error');
       expect((outcome as { error: unknown }).error).toBeInstanceOf(Error);
-      if (impl.inventory) expect((await impl.inventory(t.ctx)).map((d) => d.id)).not.toContain(record.id);
+      if (impl.discover) expect((await impl.discover(t.ctx)).map((d) => d.id)).not.toContain(record.id);
     });
 
-    it('extends the lease (when the provider has leases): the record and what inventory() reports follow', async (test) => {
+    it('extends the lease (when the provider has leases): the record and what discover() reports follow', async (test) => {
       if (!impl.extend) return test.skip(`${provider} has no extend`);
       const host = await broker.checkout(one({ lease: '1h' }));
       const hours3 = 3 * 3600_000;
@@ -254,21 +266,21 @@ export function providerConformance(options: ConformanceOptions): void {
       const record = (await recordOf(host.id))!;
       expect(Date.parse(record.leaseExpires!)).toBeGreaterThanOrEqual(from + hours3);
       expect(Date.parse(record.leaseExpires!)).toBeLessThanOrEqual(to + hours3);
-      if (leaseTags && impl.inventory) {
-        const found = (await impl.inventory(t.ctx)).find((d) => d.id === host.id);
+      if (leaseTags && impl.discover) {
+        const found = (await impl.discover(t.ctx)).find((d) => d.id === host.id);
         expect(Date.parse(found?.leaseExpires ?? '')).toBe(Date.parse(record.leaseExpires!));
       }
       await broker.checkin(host);
     });
 
-    it.skipIf(!sync)('inventory() reports what the reap rule needs; reap releases what has no record or whose lease passed, and keeps the rest', async () => {
+    it.skipIf(!sync)('discover() reports what the reap rule needs; reap releases what has no record or whose lease passed, and keeps the rest', async () => {
       const keep = await broker.checkout(one(leaseTags ? { lease: '1h' } : {}));
       const lost = await broker.checkout(one(leaseTags ? { lease: '1h' } : {}));
       const expired = leaseTags ? await broker.checkout(one({ lease: 1 })) : undefined;
-      const found = await impl.inventory!(t.ctx);
+      const found = await impl.discover!(t.ctx);
       const listed = (host: { id: string }) => {
         const d = found.find((h) => h.id === host.id);
-        expect(d, 'inventory() lists the host with its record id').toBeDefined();
+        expect(d, 'discover() lists the host with its record id').toBeDefined();
         expect(d!.brokerId).toBe(broker.brokerId);
         if (d!.createdAt !== undefined) expect(Number.isFinite(Date.parse(d!.createdAt))).toBe(true);
         return d!;

@@ -67,13 +67,18 @@ export interface TestContext<Instance = Record<string, unknown>> {
 }
 
 /** A provider context for `definition`, its instance settings parsed as the Broker parses them. */
-export async function testContext<D extends AnyProviderDefinition>(definition: D, options: TestContextOptions = {}): Promise<TestContext<InstanceOf<NonNullable<D['instance']>>>> {
+export async function testContext<D extends AnyProviderDefinition>(
+  definition: D,
+  options: TestContextOptions = {},
+): Promise<TestContext<InstanceOf<NonNullable<D['instance']>>>> {
   const logLines: string[] = [];
   const broker = options.broker;
   const made = !broker && !options.directory ? await mkdtemp(join(tmpdir(), `hb-${definition.name}-`)) : undefined;
   const directory = broker?.directory ?? options.directory ?? made!;
   const settings = broker?.settings ?? parseSettings((options.settings ?? {}) as Record<string, unknown>, [definition.name]);
-  const resolved = options.instanceSettings ? { name: options.instance ?? 'default', values: options.instanceSettings } : resolveInstance(settings, definition.name, options.instance);
+  const resolved = options.instanceSettings
+    ? { name: options.instance ?? 'default', values: options.instanceSettings }
+    : resolveInstance(settings, definition.name, options.instance);
   const logger: Logger = broker?.logger ?? createLogger('debug', (line) => logLines.push(line));
   const records = new Map<string, HostRecord>();
   const claims = new Map<string, string>();
@@ -117,7 +122,11 @@ export async function testContext<D extends AnyProviderDefinition>(definition: D
  * stored record, `reserve` claims from the provider's pool for it. The record must be in
  * `t.records` (see {@link intentRecord}).
  */
-export function testHostContext<Instance>(t: TestContext<Instance>, record: HostRecord | string, options: { signal?: AbortSignal } = {}): HostContext<Instance> {
+export function testHostContext<Instance>(
+  t: TestContext<Instance>,
+  record: HostRecord | string,
+  options: { signal?: AbortSignal } = {},
+): HostContext<Instance> {
   const id = typeof record === 'string' ? record : record.id;
   const stored = (): HostRecord => {
     const r = t.records.get(id);

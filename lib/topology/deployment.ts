@@ -62,7 +62,9 @@ export class Deployment<H extends Host = Host> implements AsyncDisposable {
 
   /** The host with this metadata name, FQDN, or inventory name. Throws when there is none. */
   byName(name: string): H {
-    const m = this.#members.find((x) => x.entry.name === name || x.entry.fqdn === name) ?? this.#members.find((x) => x.host.name === name || x.entry.fqdn.split('.')[0] === name);
+    const m =
+      this.#members.find((x) => x.entry.name === name || x.entry.fqdn === name) ??
+      this.#members.find((x) => x.host.name === name || x.entry.fqdn.split('.')[0] === name);
     if (!m) throw new UserInputError(`deployment ${this.name} has no host \`${name}\`; its hosts: ${this.#members.map((x) => x.entry.fqdn).join(', ')}.`);
     return m.host;
   }
@@ -178,7 +180,9 @@ export async function destroyDeployment<H extends Host>(broker: TopologyBroker<H
   if (failure) {
     throw failure instanceof PartialFailureError || left.length === 0
       ? failure
-      : new PartialFailureError(`deployment ${id}: ${left.length} host(s) could not be released; run \`hostbroker destroy ${id}\` again:`, [{ target: id, error: failure }]);
+      : new PartialFailureError(`deployment ${id}: ${left.length} host(s) could not be released; run \`hostbroker destroy ${id}\` again:`, [
+          { target: id, error: failure },
+        ]);
   }
 }
 

@@ -15,7 +15,10 @@ const AnsibleVars = z.record(z.string(), z.unknown());
 /** One host of the metadata. Keys starting with `meta_` become inventory variables. */
 export const MetadataHostSchema = z
   .object({
-    name: z.string().min(1).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (a host name or FQDN)'),
+    name: z
+      .string()
+      .min(1)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (a host name or FQDN)'),
     role: z.string().min(1).optional(),
     group: z.string().min(1).optional(),
     groups: z.array(z.string().min(1)).optional(),
@@ -54,7 +57,11 @@ export const MetadataDomainSchema = z.strictObject({
 /** The whole metadata document. */
 export const MetadataSchema = z.strictObject({
   /** Deployment name (default: the file name, or `deployment-<random>`). */
-  name: z.string().min(1).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -').optional(),
+  name: z
+    .string()
+    .min(1)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
+    .optional(),
   /** Provider of hosts that name none. */
   provider: z.string().min(1).optional(),
   /** Network of hosts that name none. */

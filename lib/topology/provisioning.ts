@@ -65,7 +65,11 @@ export type Provisioning = z.output<typeof ProvisioningSchema>;
  * Reads the provisioning config: an object, a YAML/JSON file path, or the settings' section
  * when `input` is undefined. Provider sections must name known providers.
  */
-export function loadProvisioning(input: string | ProvisioningInput | undefined, fromSettings: Record<string, unknown>, knownProviders: readonly string[]): Provisioning {
+export function loadProvisioning(
+  input: string | ProvisioningInput | undefined,
+  fromSettings: Record<string, unknown>,
+  knownProviders: readonly string[],
+): Provisioning {
   let raw: unknown = input ?? fromSettings;
   let source = input === undefined ? 'settings `provisioning`' : 'provisioning config';
   if (typeof input === 'string') {
@@ -82,7 +86,8 @@ export function loadProvisioning(input: string | ProvisioningInput | undefined, 
       throw new UserInputError(`${input} is not valid YAML: ${(error as Error).message.split('\n')[0]}.`, { cause: error });
     }
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UserInputError(`${source} must be a mapping of provider names to their sections.`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new UserInputError(`${source} must be a mapping of provider names to their sections.`);
   for (const key of Object.keys(raw)) {
     if ((TOP_LEVEL as readonly string[]).includes(key) || knownProviders.includes(key)) continue;
     throw new UserInputError(`${source}: \`${key}\` is neither a provider (${knownProviders.join(', ')}) nor a known key (${TOP_LEVEL.join(', ')}).`);

@@ -59,7 +59,11 @@ interface Planned {
 }
 
 /** Provisions a topology; see {@link UpOptions}. */
-export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInput: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
+export async function up<H extends Host>(
+  broker: TopologyBroker<H>,
+  metadataInput: string | TopologyMetadata,
+  options: UpOptions<H> = {},
+): Promise<Deployment<H>> {
   const signal = signalOption(options.signal);
   const metadata = parseMetadata(metadataInput);
   const providerNames = broker.providerNames();
@@ -70,7 +74,9 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
   const plan: Planned[] = entries.map((entry) => {
     const provider = entry.provider ?? metadata.provider ?? provisioning.default_provider ?? options.provider;
     if (!provider) {
-      throw new UserInputError(`host ${entry.fqdn} has no provider: set \`provider\` on the host or at the top of the metadata, \`default_provider\` in the provisioning config, or pass one (\`--provider\`).`);
+      throw new UserInputError(
+        `host ${entry.fqdn} has no provider: set \`provider\` on the host or at the top of the metadata, \`default_provider\` in the provisioning config, or pass one (\`--provider\`).`,
+      );
     }
     const definition = broker.definition(provider);
     const args = argsFor(definition, entry, sectionFor(provisioning, provider));
@@ -81,7 +87,10 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
     }
   });
 
-  const fileName = typeof metadataInput === 'string' && /\.(ya?ml|json)$/i.test(metadataInput.trim()) && !metadataInput.includes('\n') ? basename(metadataInput, extname(metadataInput)) : undefined;
+  const fileName =
+    typeof metadataInput === 'string' && /\.(ya?ml|json)$/i.test(metadataInput.trim()) && !metadataInput.includes('\n')
+      ? basename(metadataInput, extname(metadataInput))
+      : undefined;
   const name = options.name ?? metadata.name ?? fileName ?? `deployment-${randomBytes(3).toString('hex')}`;
   const id = `dep-${randomBytes(6).toString('hex')}`;
   const stored: StoredDeployment = { document: redact(metadata) };
@@ -158,7 +167,14 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
       if (!failed.length) return;
       const retry = strategy === 'retry' && attempt <= max_retry && !givenUp;
       for (const f of failed) {
-        options.onProgress?.({ done: retry ? done : ++done, total: plan.length, host: f.p.entry.fqdn, provider, outcome: retry ? 'retrying' : 'failed', attempt });
+        options.onProgress?.({
+          done: retry ? done : ++done,
+          total: plan.length,
+          host: f.p.entry.fqdn,
+          provider,
+          outcome: retry ? 'retrying' : 'failed',
+          attempt,
+        });
       }
       if (!retry) {
         givenUp = true;
@@ -166,7 +182,9 @@ export async function up<H extends Host>(broker: TopologyBroker<H>, metadataInpu
         failures.push(...failed.map((f) => ({ target: `${f.p.entry.fqdn} [${provider}]${tries}`, error: f.error })));
         return;
       }
-      broker.logger.warn(`deployment ${name}: ${failed.length} ${provider} host(s) failed; trying again (${attempt} of ${max_retry} retries)`, { hosts: failed.map((f) => f.p.entry.fqdn) });
+      broker.logger.warn(`deployment ${name}: ${failed.length} ${provider} host(s) failed; trying again (${attempt} of ${max_retry} retries)`, {
+        hosts: failed.map((f) => f.p.entry.fqdn),
+      });
       pending = failed.map((f) => f.p);
     }
   };

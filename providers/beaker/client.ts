@@ -109,15 +109,18 @@ export class BeakerClient {
 
   private async doLogin(): Promise<void> {
     const c = this.credentials;
-    const json: Record<string, string> =
-      c.kind === 'password' ? { username: c.username, password: c.password } : { access_token: c.token };
+    const json: Record<string, string> = c.kind === 'password' ? { username: c.username, password: c.password } : { access_token: c.token };
     if (this.settings.proxyUser) json.proxy_user = this.settings.proxyUser;
     const res = await this.http.request('POST', c.kind === 'password' ? '/auth/login_password' : '/auth/login_oauth2', { json, idempotent: true });
     const cookie = res.headers
       .getSetCookie()
       .map((h) => new RegExp(`^${COOKIE}=([^;]*)`).exec(h)?.[1])
       .find((v) => v && v !== 'deleted');
-    if (!cookie) throw new ProviderError(this.provider, `login to ${this.settings.url} succeeded but set no ${COOKIE} cookie; check that the URL is the Beaker server's base URL.`);
+    if (!cookie)
+      throw new ProviderError(
+        this.provider,
+        `login to ${this.settings.url} succeeded but set no ${COOKIE} cookie; check that the URL is the Beaker server's base URL.`,
+      );
     registerSecret(cookie);
     this.cookie = cookie;
   }
@@ -178,7 +181,10 @@ export class BeakerClient {
         const message = error.faultString.replace(/^<class '[^']*'>:\s*/, '');
         throw new ProviderError(this.provider, `${method} failed: ${scrub(message)}`, { status: error.faultCode || undefined });
       }
-      throw new ProviderError(this.provider, `${method} answered with something that is not XML-RPC (${(error as Error).message}); check that ${this.settings.url} is a Beaker server.`);
+      throw new ProviderError(
+        this.provider,
+        `${method} answered with something that is not XML-RPC (${(error as Error).message}); check that ${this.settings.url} is a Beaker server.`,
+      );
     }
   }
 
@@ -186,14 +192,19 @@ export class BeakerClient {
   async submit(jobXml: string, signal?: AbortSignal): Promise<number> {
     const answer = await this.call('jobs.upload', [jobXml], signal);
     const m = /^J:(\d+)$/.exec(String(answer));
-    if (!m) throw new ProviderError(this.provider, `jobs.upload answered ${JSON.stringify(answer)}, not a job id like J:123; the server version may not be supported.`);
+    if (!m)
+      throw new ProviderError(
+        this.provider,
+        `jobs.upload answered ${JSON.stringify(answer)}, not a job id like J:123; the server version may not be supported.`,
+      );
     return Number(m[1]);
   }
 
   /** Ids of the user's latest jobs, newest first. */
   async myJobIds(limit: number, signal?: AbortSignal): Promise<number[]> {
     const answer = await this.call('jobs.filter', [{ mine: true, limit }], signal);
-    if (!Array.isArray(answer)) throw new ProviderError(this.provider, 'jobs.filter did not answer with a list of job ids; the server version may not be supported.');
+    if (!Array.isArray(answer))
+      throw new ProviderError(this.provider, 'jobs.filter did not answer with a list of job ids; the server version may not be supported.');
     return answer.map((j) => Number(/^J:(\d+)$/.exec(String(j))?.[1])).filter((n) => Number.isInteger(n) && n > 0);
   }
 
@@ -209,7 +220,12 @@ export class BeakerClient {
 
   /** Cancels a job. A job that is gone counts as cancelled. */
   async cancel(id: number, msg: string, signal?: AbortSignal): Promise<void> {
-    await this.request('POST', `/jobs/${id}/status`, { json: { status: 'Cancelled', msg }, signal, idempotent: true, ok: (s) => (s >= 200 && s < 300) || s === 404 });
+    await this.request('POST', `/jobs/${id}/status`, {
+      json: { status: 'Cancelled', msg },
+      signal,
+      idempotent: true,
+      ok: (s) => (s >= 200 && s < 300) || s === 404,
+    });
   }
 
   /** Sets a recipe's watchdog to expire `seconds` from now. */

@@ -35,7 +35,10 @@ export const BeakerArgs = z
     /** A specific system (`<hostRequires force="fqdn"/>`). */
     force: z.string().min(1).optional().describe('reserve this system (FQDN), ignoring its pools'),
     /** Kickstart snippets appended to the kickstart. */
-    ksAppend: z.union([z.string(), z.array(z.string())]).optional().describe('kickstart snippet(s) to append'),
+    ksAppend: z
+      .union([z.string(), z.array(z.string())])
+      .optional()
+      .describe('kickstart snippet(s) to append'),
     ksMeta: z.string().optional().describe('kickstart metadata (ks_meta)'),
     kernelOptions: z.string().optional().describe('kernel options for the installation'),
     kernelOptionsPost: z.string().optional().describe('kernel options after installation'),

@@ -40,14 +40,19 @@ export function buildJobXml(args: BeakerArgs, record: { id: string; brokerId: st
   let hostRequires: string;
   if (args.force) hostRequires = `<hostRequires force="${escapeXml(args.force)}"/>`;
   else if (typeof args.hostRequires === 'string') hostRequires = `<hostRequires>${args.hostRequires}</hostRequires>`;
-  else if (args.hostRequires) hostRequires = `<hostRequires><and>${Object.entries(args.hostRequires).map(([k, v]) => op(k, v)).join('')}</and></hostRequires>`;
+  else if (args.hostRequires)
+    hostRequires = `<hostRequires><and>${Object.entries(args.hostRequires)
+      .map(([k, v]) => op(k, v))
+      .join('')}</and></hostRequires>`;
   else hostRequires = `<hostRequires><and>${op('arch', args.arch)}</and></hostRequires>`;
   const appends = args.ksAppend === undefined ? [] : Array.isArray(args.ksAppend) ? args.ksAppend : [args.ksAppend];
   const tasks = args.tasks.map((t) => (typeof t === 'string' ? { name: t, params: undefined } : t));
   const taskXml = (name: string, params?: Record<string, string | number>) =>
     `<task name="${escapeXml(name)}" role="STANDALONE">${
       params && Object.keys(params).length
-        ? `<params>${Object.entries(params).map(([k, v]) => `<param name="${escapeXml(k)}" value="${escapeXml(String(v))}"/>`).join('')}</params>`
+        ? `<params>${Object.entries(params)
+            .map(([k, v]) => `<param name="${escapeXml(k)}" value="${escapeXml(String(v))}"/>`)
+            .join('')}</params>`
         : ''
     }</task>`;
   const whiteboard = [args.whiteboard, whiteboardTag(record)].filter(Boolean).join(' ');

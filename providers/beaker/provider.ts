@@ -139,7 +139,9 @@ export default implementProvider(beaker, {
       reserved = await waitReserved(client, jobId, ctx);
     } catch (error) {
       // Whatever went wrong, the job must not keep (or later take) a system.
-      await client.cancel(jobId, `hostbroker gave up: ${(error as Error).message}`.slice(0, 250)).catch((e: unknown) => ctx.logger.warn(`could not cancel J:${jobId}: ${(e as Error).message}`));
+      await client
+        .cancel(jobId, `hostbroker gave up: ${(error as Error).message}`.slice(0, 250))
+        .catch((e: unknown) => ctx.logger.warn(`could not cancel J:${jobId}: ${(e as Error).message}`));
       throw error;
     }
     const { recipe, fqdn } = reserved;
@@ -196,7 +198,7 @@ export default implementProvider(beaker, {
     await client.watchdog(recipeId, seconds, ctx.signal);
   },
 
-  async inventory(ctx): Promise<DiscoveredHost[]> {
+  async discover(ctx): Promise<DiscoveredHost[]> {
     const client = clientFor(ctx);
     const out: DiscoveredHost[] = [];
     for (const job of await unfinishedJobs(client, ctx.signal)) {

@@ -22,7 +22,9 @@ export type CommandArg = z.output<typeof CommandArg>;
  */
 export const PortArg = z.union([
   z.number().int().min(1).max(65535),
-  z.string().regex(/^(?:(?:[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?:\d{1,5}:)?\d{1,5}(?:\/(?:tcp|udp|sctp))?$/, 'use "8080", "8080/udp", "9000:8080" or "127.0.0.1:9000:8080"'),
+  z
+    .string()
+    .regex(/^(?:(?:[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?:\d{1,5}:)?\d{1,5}(?:\/(?:tcp|udp|sctp))?$/, 'use "8080", "8080/udp", "9000:8080" or "127.0.0.1:9000:8080"'),
   z.strictObject({
     container: z.number().int().min(1).max(65535),
     host: z.number().int().min(0).max(65535).optional(),
@@ -66,7 +68,10 @@ export const ContainerArgs = z.strictObject({
   /** Command (replaces the image's CMD). For exec hosts it must keep running. */
   command: CommandArg.optional().describe("command: a string (run by /bin/sh -c) or an argv array; replaces the image's CMD"),
   /** Entrypoint (replaces the image's ENTRYPOINT); `[]` clears it. */
-  entrypoint: z.union([z.string(), z.array(z.string())]).optional().describe("entrypoint (replaces the image's; [] clears it)"),
+  entrypoint: z
+    .union([z.string(), z.array(z.string())])
+    .optional()
+    .describe("entrypoint (replaces the image's; [] clears it)"),
   /** Environment variables. */
   env: z.record(z.string(), z.string()).optional().describe('environment variables'),
   /** Published ports: a port, `port/proto`, `host:ctr` or `ip:host:ctr`. */
@@ -158,5 +163,6 @@ export const container = defineProvider({
     const image = pickImage(host, provisioning);
     return { name: host.name, ...(image ? { image } : {}), ...host.args };
   },
-  load: async (): Promise<ImplementationFor<typeof ContainerArgs, typeof ContainerInstance, typeof containerActions>> => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof ContainerArgs, typeof ContainerInstance, typeof containerActions>> =>
+    (await import('./provider.js')).default,
 });

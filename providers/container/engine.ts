@@ -84,7 +84,10 @@ function tlsFiles(ca?: string, cert?: string, key?: string): Pick<Dockerode.Dock
     try {
       return readFileSync(path);
     } catch (error) {
-      throw new ProviderError(PROVIDER, `cannot read the engine's TLS ${what} file ${path}: ${messageOf(error)}; fix the path in settings or DOCKER_CERT_PATH.`);
+      throw new ProviderError(
+        PROVIDER,
+        `cannot read the engine's TLS ${what} file ${path}: ${messageOf(error)}; fix the path in settings or DOCKER_CERT_PATH.`,
+      );
     }
   };
   const out: Pick<Dockerode.DockerOptions, 'ca' | 'cert' | 'key'> = {};
@@ -142,7 +145,15 @@ const cache = new Map<string, Promise<Engine>>();
  * settings; a failed discovery is not cached, so a later call tries again.
  */
 export function connectEngine(instance: Partial<ContainerInstance>, env: NodeJS.ProcessEnv = process.env): Promise<Engine> {
-  const key = JSON.stringify([instance.socketPath, instance.host, instance.port, instance.protocol, instance.tlsCertPath, env.DOCKER_HOST, env.XDG_RUNTIME_DIR]);
+  const key = JSON.stringify([
+    instance.socketPath,
+    instance.host,
+    instance.port,
+    instance.protocol,
+    instance.tlsCertPath,
+    env.DOCKER_HOST,
+    env.XDG_RUNTIME_DIR,
+  ]);
   let found = cache.get(key);
   if (!found) {
     found = discover(instance, env);

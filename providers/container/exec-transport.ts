@@ -167,7 +167,12 @@ export class ExecTransport implements Transport {
     } catch (error) {
       // Archive endpoints stream, so the engine's message is lost: ask whether the container exists.
       if (statusOf(error) === 404 && (await this.exists(engine))) {
-        throw new CommandError(`cannot read ${path} on ${this.label}: No such file or directory`, { command: `read ${path}`, status: 1, stdout: '', stderr: 'No such file or directory' });
+        throw new CommandError(`cannot read ${path} on ${this.label}: No such file or directory`, {
+          command: `read ${path}`,
+          status: 1,
+          stdout: '',
+          stderr: 'No such file or directory',
+        });
       }
       throw this.error(error, engine, `read ${path}`);
     }
@@ -196,11 +201,21 @@ export class ExecTransport implements Transport {
         if (missingDir && attempt === 0) {
           const r = await this.run(engine, `mkdir -p -- ${quote(dir)}`);
           if (r.status === 0) continue;
-          throw new CommandError(`cannot write ${path} on ${this.label}: cannot create ${dir}: ${r.output.trim()}`, { command: `write ${path}`, status: r.status, stdout: '', stderr: r.output });
+          throw new CommandError(`cannot write ${path} on ${this.label}: cannot create ${dir}: ${r.output.trim()}`, {
+            command: `write ${path}`,
+            status: r.status,
+            stdout: '',
+            stderr: r.output,
+          });
         }
         const status = statusOf(error);
         if (status !== undefined && status < 500 && status !== 404) {
-          throw new CommandError(`cannot write ${path} on ${this.label}: ${engineMessage(error)}`, { command: `write ${path}`, status: 1, stdout: '', stderr: engineMessage(error) });
+          throw new CommandError(`cannot write ${path} on ${this.label}: ${engineMessage(error)}`, {
+            command: `write ${path}`,
+            status: 1,
+            stdout: '',
+            stderr: engineMessage(error),
+          });
         }
         throw this.error(error, engine, `write ${path}`);
       }
@@ -255,7 +270,12 @@ export class ExecTransport implements Transport {
     const { status } = await proc.exit;
     if (status !== 0) {
       const stderr = Buffer.concat(err).toString().trim();
-      throw new CommandError(`cannot read ${path} on ${this.label}: ${stderr || `exit status ${status}`}`, { command: `cat -- ${quote(path)}`, status: status ?? 255, stdout: '', stderr });
+      throw new CommandError(`cannot read ${path} on ${this.label}: ${stderr || `exit status ${status}`}`, {
+        command: `cat -- ${quote(path)}`,
+        status: status ?? 255,
+        stdout: '',
+        stderr,
+      });
     }
     return Buffer.concat(out);
   }
@@ -272,7 +292,12 @@ export class ExecTransport implements Transport {
     const { status } = await proc.exit;
     if (status !== 0) {
       const stderr = Buffer.concat(err).toString().trim();
-      throw new CommandError(`cannot write ${path} on ${this.label}: ${stderr || `exit status ${status}`}`, { command: cmd, status: status ?? 255, stdout: '', stderr });
+      throw new CommandError(`cannot write ${path} on ${this.label}: ${stderr || `exit status ${status}`}`, {
+        command: cmd,
+        status: status ?? 255,
+        stdout: '',
+        stderr,
+      });
     }
   }
 
@@ -285,10 +310,16 @@ export class ExecTransport implements Transport {
     }
     const message = engineMessage(error);
     if (statusOf(error) === 404) {
-      return new HostConnectionError(`cannot ${doing} on ${this.label}: the container no longer exists (removed outside hostbroker?); check the host in and out again.`, { cause: error });
+      return new HostConnectionError(
+        `cannot ${doing} on ${this.label}: the container no longer exists (removed outside hostbroker?); check the host in and out again.`,
+        { cause: error },
+      );
     }
     if (statusOf(error) === 409 || /not running|is paused|stopped/i.test(message)) {
-      return new HostConnectionError(`cannot ${doing} on ${this.label}: the container is not running (${message}); start it (\`podman start\`/\`docker start\`) or check the host in.`, { cause: error });
+      return new HostConnectionError(
+        `cannot ${doing} on ${this.label}: the container is not running (${message}); start it (\`podman start\`/\`docker start\`) or check the host in.`,
+        { cause: error },
+      );
     }
     return new HostConnectionError(`cannot ${doing} on ${this.label}: ${message}`, { cause: error });
   }

@@ -3,7 +3,6 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { PassThrough } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { ProviderError, TimeoutError, messageOf } from '../../lib/errors.js';
@@ -14,7 +13,7 @@ import { type ContainerArgs, type ContainerInstance, type RunArgs, type RunResul
 import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, statusOf } from './engine.js';
 import { ExecTransport } from './exec-transport.js';
 import { packFile } from './archive.js';
-import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './spec.js';
+import { LABELS, type SshPlan, createOptions, leasePassed, readLabels, toArgv } from './create-request.js';
 import { createHostKey, createSshdHostKey, keyPathFor, removeHostKey, waitForSshd } from './ssh.js';
 import { pinnedKey } from '../../lib/known-hosts.js';
 
@@ -78,7 +77,11 @@ async function createContainer(engine: Engine, options: Dockerode.ContainerCreat
       await pullImage(engine, image);
     } catch (error) {
       if (isEngineGone(error)) throw engineError(error, engine, `pulling ${image}`);
-      throw new ProviderError(PROVIDER, `cannot pull ${image} (pull: always) from the engine at ${engine.where}: ${engineMessage(error)}. Check the name and the registry, or use pull: missing.`, { cause: error });
+      throw new ProviderError(
+        PROVIDER,
+        `cannot pull ${image} (pull: always) from the engine at ${engine.where}: ${engineMessage(error)}. Check the name and the registry, or use pull: missing.`,
+        { cause: error },
+      );
     }
   }
   try {
@@ -103,7 +106,11 @@ async function createContainer(engine: Engine, options: Dockerode.ContainerCreat
 function createError(error: unknown, engine: Engine, options: Dockerode.ContainerCreateOptions): ProviderError {
   const message = engineMessage(error);
   if (statusOf(error) === 409 || /already in use|already exists/i.test(message)) {
-    return new ProviderError(PROVIDER, `a container named ${options.name} already exists on ${engine.where}; choose another \`name\`, or remove it (\`podman rm -f ${options.name}\`).`, { cause: error, status: 409 });
+    return new ProviderError(
+      PROVIDER,
+      `a container named ${options.name} already exists on ${engine.where}; choose another \`name\`, or remove it (\`podman rm -f ${options.name}\`).`,
+      { cause: error, status: 409 },
+    );
   }
   return engineError(error, engine, `creating container ${options.name}`);
 }
@@ -114,12 +121,19 @@ function startError(error: unknown, engine: Engine, name: string): ProviderError
     const port = /(?:[0-9.]+|\[[0-9a-f:]+\]):(\d+)/i.exec(message)?.[0];
     return new ProviderError(
       PROVIDER,
-      `cannot start ${name}: host port ${port ?? ''} is already in use (${message}). Pick a free host port in \`ports\`, or give only the container port for a random one.`.replace('port  is', 'port is'),
+      `cannot start ${name}: host port ${port ?? ''} is already in use (${message}). Pick a free host port in \`ports\`, or give only the container port for a random one.`.replace(
+        'port  is',
+        'port is',
+      ),
       { cause: error, status: 'PORT_IN_USE' },
     );
   }
   if (/command that was not found|executable file not found|exec: .*no such file/i.test(message)) {
-    return new ProviderError(PROVIDER, `cannot start ${name}: its command is not in the image (${message}). Fix \`command\` or \`entrypoint\`, or use an image that has it.`, { cause: error, status: 'COMMAND_NOT_FOUND' });
+    return new ProviderError(
+      PROVIDER,
+      `cannot start ${name}: its command is not in the image (${message}). Fix \`command\` or \`entrypoint\`, or use an image that has it.`,
+      { cause: error, status: 'COMMAND_NOT_FOUND' },
+    );
   }
   return engineError(error, engine, `starting container ${name}`);
 }
@@ -166,7 +180,7 @@ function demuxLog(buf: Buffer): { stdout: string; stderr: string } {
 
 /** Puts `~/.ssh/authorized_keys` for root into the container. */
 async function injectRootKey(container: Dockerode.Container, publicKey: string): Promise<void> {
-  const tar = await packFile('.ssh/authorized_keys', Buffer.from(publicKey + '\n'), 0o600);
+  const tar = await packFile('.ssh/authorized_keys', Buffer.from(`${publicKey}\n`), 0o600);
   await container.putArchive(tar, { path: '/root' });
 }
 
@@ -179,7 +193,11 @@ async function injectSshdHostKey(container: Dockerode.Container, privateKey: str
   try {
     await container.putArchive(tar, { path: '/etc/ssh' });
   } catch (error) {
-    throw new ProviderError(PROVIDER, `cannot put the SSH host key into /etc/ssh of the container: ${engineMessage(error)}. An SSH host needs an image with OpenSSH's sshd (and its /etc/ssh).`, { cause: error });
+    throw new ProviderError(
+      PROVIDER,
+      `cannot put the SSH host key into /etc/ssh of the container: ${engineMessage(error)}. An SSH host needs an image with OpenSSH's sshd (and its /etc/ssh).`,
+      { cause: error },
+    );
   }
 }
 
@@ -272,7 +290,11 @@ export default implementProvider(definition, {
       let connection: Connection = { kind: 'provider' };
       if (ssh && key) {
         const port = portOf(info, `${ssh.port}/tcp`);
-        if (!port) throw new ProviderError(PROVIDER, `the engine at ${engine.where} did not publish port ${ssh.port} of ${name}; check that it supports port publishing (rootless engines need a port forwarder).`);
+        if (!port)
+          throw new ProviderError(
+            PROVIDER,
+            `the engine at ${engine.where} did not publish port ${ssh.port} of ${name}; check that it supports port publishing (rootless engines need a port forwarder).`,
+          );
         // The key goes in while sshd starts (the archive API is cheap on a running container,
         // costly on a created one); it is in place before anyone logs in.
         const containerRef = container;
@@ -300,10 +322,21 @@ export default implementProvider(definition, {
         try {
           await injected;
         } catch (error) {
-          throw new ProviderError(PROVIDER, `cannot authorize the SSH key for ${ssh.user} in ${name}: ${messageOf(error)}. Check that the user exists in the image.`, { cause: error });
+          throw new ProviderError(
+            PROVIDER,
+            `cannot authorize the SSH key for ${ssh.user} in ${name}: ${messageOf(error)}. Check that the user exists in the image.`,
+            { cause: error },
+          );
         }
         trace('sshd answers');
-        connection = { kind: 'ssh', host: instance.publishAddress, port, username: ssh.user, privateKeyPath: key.privateKeyPath, ...(sshdKey ? pinnedKey(sshdKey.public) : {}) };
+        connection = {
+          kind: 'ssh',
+          host: instance.publishAddress,
+          port,
+          username: ssh.user,
+          privateKeyPath: key.privateKeyPath,
+          ...(sshdKey ? pinnedKey(sshdKey.public) : {}),
+        };
       }
       return {
         hostname: name,
@@ -337,7 +370,7 @@ export default implementProvider(definition, {
     await removeHostKey(ctx.directory, record.id);
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const engine = await engineFor(ctx);
     const instance = ctx.instanceSettings;
     let list: Dockerode.ContainerInfo[];
@@ -384,7 +417,7 @@ export default implementProvider(definition, {
     return out;
   },
 
-  // Only what inventory() does not list: containers of the `run` action (no host, no record)
+  // Only what discover() does not list: containers of the `run` action (no host, no record)
   // whose lease passed, i.e. whose process died before it removed them.
   async reap(ctx) {
     const engine = await engineFor(ctx);
@@ -451,7 +484,9 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext<ContainerInst
     StdinOnce: stdin,
     StopTimeout: 0,
     HostConfig: {
-      Binds: (args.volumes ?? []).flatMap((v) => (typeof v === 'string' ? (v.includes(':') ? [v] : []) : v.source ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [])),
+      Binds: (args.volumes ?? []).flatMap((v) =>
+        typeof v === 'string' ? (v.includes(':') ? [v] : []) : v.source ? [`${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`] : [],
+      ),
       ...(args.network ? { NetworkMode: args.network } : {}),
     },
   };
@@ -507,7 +542,8 @@ async function runToCompletion(args: RunArgs, ctx: ProviderContext<ContainerInst
     if (error instanceof ProviderError || error instanceof TimeoutError) throw error;
     throw engineError(error, engine, `running ${args.image}`);
   } finally {
-    await removeContainer(engine, container.id).catch((error: unknown) => ctx.logger.warn(`could not remove ${name} after the run`, { error: messageOf(error) }));
+    await removeContainer(engine, container.id).catch((error: unknown) =>
+      ctx.logger.warn(`could not remove ${name} after the run`, { error: messageOf(error) }),
+    );
   }
 }
-

@@ -10,7 +10,6 @@ import { HostConnectionError, TimeoutError, messageOf } from '../../lib/errors.j
 import { stripComment } from '../../lib/known-hosts.js';
 import { type KeyPair, generateEd25519 } from '../../lib/ssh-keys.js';
 
-
 /** Where the private key of a container host lives. */
 export function keyPathFor(directory: string, recordId: string): string {
   return join(directory, 'keys', 'container', `${recordId}.key`);

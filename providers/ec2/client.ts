@@ -45,14 +45,22 @@ export async function createEc2Client(settings: Ec2Instance, region: string | un
   registerSecret(settings.secretAccessKey);
   registerSecret(settings.sessionToken);
   if ((settings.accessKeyId === undefined) !== (settings.secretAccessKey === undefined)) {
-    throw new UserInputError('[ec2] settings give only one of accessKeyId and secretAccessKey; give both, or neither to use the SDK default chain (environment, profile, instance role).');
+    throw new UserInputError(
+      '[ec2] settings give only one of accessKeyId and secretAccessKey; give both, or neither to use the SDK default chain (environment, profile, instance role).',
+    );
   }
   return new sdk.EC2Client({
-    ...(region ?? settings.region ? { region: region ?? settings.region } : {}),
+    ...((region ?? settings.region) ? { region: region ?? settings.region } : {}),
     ...(settings.profile ? { profile: settings.profile } : {}),
     ...(settings.endpoint ? { endpoint: settings.endpoint } : {}),
     ...(settings.accessKeyId && settings.secretAccessKey
-      ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey, ...(settings.sessionToken ? { sessionToken: settings.sessionToken } : {}) } }
+      ? {
+          credentials: {
+            accessKeyId: settings.accessKeyId,
+            secretAccessKey: settings.secretAccessKey,
+            ...(settings.sessionToken ? { sessionToken: settings.sessionToken } : {}),
+          },
+        }
       : {}),
     // Retries are ours (bounded, logged, capacity-aware); the SDK's would multiply them.
     maxAttempts: 1,

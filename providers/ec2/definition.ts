@@ -10,7 +10,9 @@ import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '.
 const ImageRef = z
   .string()
   .min(1)
-  .describe('AMI id (`ami-…`), `ssm:<parameter>` (e.g. `ssm:/aws/service/debian/release/12/latest/amd64`), or an image name (wildcards allowed; the newest match wins)');
+  .describe(
+    'AMI id (`ami-…`), `ssm:<parameter>` (e.g. `ssm:/aws/service/debian/release/12/latest/amd64`), or an image name (wildcards allowed; the newest match wins)',
+  );
 
 /** Checkout arguments of the `ec2` provider. */
 export const Ec2Args = z.strictObject({
@@ -19,12 +21,18 @@ export const Ec2Args = z.strictObject({
   image: ImageRef,
   instanceType: z.string().min(1).default('t3.micro').describe('instance type, e.g. t3.micro'),
   /** A subnet id, or a list: host number i of a checkout goes to subnet i mod n. */
-  subnet: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional().describe('subnet id, or a list of subnet ids to spread the hosts over'),
+  subnet: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .optional()
+    .describe('subnet id, or a list of subnet ids to spread the hosts over'),
   securityGroups: z.array(z.string().min(1)).optional().describe('security group ids'),
   keyName: z.string().min(1).optional().describe('EC2 key pair name'),
   userData: z.string().optional().describe('user data (plain text; it is base64-encoded for you)'),
   /** Ask for a one-time spot instance; `true` or a maximum hourly price. */
-  spot: z.union([z.boolean(), z.strictObject({ maxPrice: z.string().regex(/^\d+(\.\d+)?$/) })]).optional().describe('one-time spot instance (true, or { maxPrice })'),
+  spot: z
+    .union([z.boolean(), z.strictObject({ maxPrice: z.string().regex(/^\d+(\.\d+)?$/) })])
+    .optional()
+    .describe('one-time spot instance (true, or { maxPrice })'),
   region: z.string().min(1).optional().describe('region (the instance settings or the SDK default chain when omitted)'),
   /** SSH user name on the image (e.g. `admin` for Debian, `ec2-user` for Amazon Linux). */
   username: z.string().min(1).optional().describe('SSH user on the image (e.g. admin, ec2-user)'),

@@ -25,14 +25,19 @@ export async function resolveImage(image: string, options: ResolveImageOptions):
 
 async function fromSsm(name: string, options: ResolveImageOptions): Promise<string> {
   const ssm = await importOptional('@aws-sdk/client-ssm', 'The ec2 provider (images given as ssm: parameters)', () => import('@aws-sdk/client-ssm'));
-  const client = options.ssmClient ? await options.ssmClient() : new ssm.SSMClient(options.region ? { region: options.region, maxAttempts: 1 } : { maxAttempts: 1 });
+  const client = options.ssmClient
+    ? await options.ssmClient()
+    : new ssm.SSMClient(options.region ? { region: options.region, maxAttempts: 1 } : { maxAttempts: 1 });
   const out = await callEc2(() => client.send(new ssm.GetParameterCommand({ Name: name }), { abortSignal: options.signal }), {
     ...options,
     what: `read the SSM parameter ${name}`,
   });
   const value = out.Parameter?.Value;
   if (!value || !/^ami-[0-9a-f]+$/.test(value)) {
-    throw new ProviderError('ec2', `the SSM parameter ${name} holds ${value ? JSON.stringify(value) : 'no value'}, not an AMI id; use a parameter that names an image (e.g. /aws/service/debian/release/12/latest/amd64).`);
+    throw new ProviderError(
+      'ec2',
+      `the SSM parameter ${name} holds ${value ? JSON.stringify(value) : 'no value'}, not an AMI id; use a parameter that names an image (e.g. /aws/service/debian/release/12/latest/amd64).`,
+    );
   }
   return value;
 }
@@ -43,7 +48,13 @@ async function byName(name: string, options: ResolveImageOptions): Promise<strin
     const out = await callEc2(
       () =>
         options.client.send(
-          new sdk.DescribeImagesCommand({ Owners: options.owners, Filters: [{ Name: filter, Values: [name] }, { Name: 'state', Values: ['available'] }] }),
+          new sdk.DescribeImagesCommand({
+            Owners: options.owners,
+            Filters: [
+              { Name: filter, Values: [name] },
+              { Name: 'state', Values: ['available'] },
+            ],
+          }),
           { abortSignal: options.signal },
         ),
       { ...options, what: `look up the image ${JSON.stringify(name)}` },

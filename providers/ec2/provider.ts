@@ -10,7 +10,7 @@ import { ProviderError, TimeoutError } from '../../lib/errors.js';
 import { type DiscoveredHost, type ImplementationOf, type ProviderContext, TAGS, implementProvider, standardTags } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
-import { type CallOptions, awsCode, callEc2, createEc2Client, loadEc2Sdk, retryPolicy, sleep, toProviderError } from './client.js';
+import { type CallOptions, awsCode, callEc2, createEc2Client, loadEc2Sdk, retryPolicy, sleep } from './client.js';
 import { type Ec2Instance, ec2 } from './definition.js';
 import { resolveImage } from './image.js';
 
@@ -95,7 +95,10 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
     if (ids.length === 0) return;
     const sdk = await loadEc2Sdk();
     try {
-      await callEc2(() => client.send(new sdk.TerminateInstancesCommand({ InstanceIds: ids }), { abortSignal: ctx.signal }), callOptions(settings, ctx, `terminate ${ids.join(', ')}`));
+      await callEc2(
+        () => client.send(new sdk.TerminateInstancesCommand({ InstanceIds: ids }), { abortSignal: ctx.signal }),
+        callOptions(settings, ctx, `terminate ${ids.join(', ')}`),
+      );
     } catch (error) {
       // Already gone is what we wanted. With several ids, one missing one fails the whole call.
       const code = error instanceof ProviderError ? String(error.status) : awsCode(error);
@@ -130,10 +133,14 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
       }
       if (state === 'shutting-down' || state === 'terminated' || state === 'stopping' || state === 'stopped') {
         const reason = last?.StateReason ? `${last.StateReason.Code}: ${last.StateReason.Message}` : 'no reason given';
-        throw new ProviderError('ec2', `instance ${id} went to ${state} while starting (${reason}); check the image, instance type and (for spot) the capacity, then try again.`, {
-          ...(last?.StateReason?.Code ? { status: last.StateReason.Code } : {}),
-          retryable: /capacity/i.test(reason),
-        });
+        throw new ProviderError(
+          'ec2',
+          `instance ${id} went to ${state} while starting (${reason}); check the image, instance type and (for spot) the capacity, then try again.`,
+          {
+            ...(last?.StateReason?.Code ? { status: last.StateReason.Code } : {}),
+            retryable: /capacity/i.test(reason),
+          },
+        );
       }
       if (Date.now() + interval > deadline) {
         throw new TimeoutError(
@@ -159,7 +166,12 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
     if (tags[TAGS.broker]) host.brokerId = tags[TAGS.broker];
     if (tags[TAGS.lease]) host.leaseExpires = tags[TAGS.lease];
     if (instance.LaunchTime) host.createdAt = new Date(instance.LaunchTime).toISOString();
-    if (instance.ImageId) host.recipe = { provider: 'ec2', instance: ctx.instance, args: { image: instance.ImageId, ...(instance.InstanceType ? { instanceType: instance.InstanceType } : {}) } };
+    if (instance.ImageId)
+      host.recipe = {
+        provider: 'ec2',
+        instance: ctx.instance,
+        args: { image: instance.ImageId, ...(instance.InstanceType ? { instanceType: instance.InstanceType } : {}) },
+      };
     return host;
   }
 
@@ -227,14 +239,20 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
         },
       );
       const id = run.Instances?.[0]?.InstanceId;
-      if (!id) throw new ProviderError('ec2', `RunInstances answered without an instance id for ${record.name}; look for instances tagged ${TAGS.id}=${record.id} and report this.`);
+      if (!id)
+        throw new ProviderError(
+          'ec2',
+          `RunInstances answered without an instance id for ${record.name}; look for instances tagged ${TAGS.id}=${record.id} and report this.`,
+        );
       ctx.logger.info(`ec2: started ${id} for ${record.name}`, { region, image, subnet: subnets[subnetIndex] });
       let instance: Instance;
       try {
         instance = await waitRunning(client, id, address === 'public', settings, ctx);
       } catch (error) {
         await terminate(client, [id], settings, { ...ctx, signal: new AbortController().signal }).catch((e: unknown) =>
-          ctx.logger.warn(`ec2: could not terminate ${id} after a failed start; it is tagged ${TAGS.id}=${record.id} for checkin or sync`, { error: String(e) }),
+          ctx.logger.warn(`ec2: could not terminate ${id} after a failed start; it is tagged ${TAGS.id}=${record.id} for checkin or sync`, {
+            error: String(e),
+          }),
         );
         throw error;
       }
@@ -275,7 +293,7 @@ export function createEc2Provider(): ImplementationOf<typeof ec2> {
       );
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const settings = ctx.instanceSettings;
       const client = await clientFor(settings, settings.region, ctx);
       const found = await findByTag(client, TAGS.broker, ctx.brokerId, settings, ctx);
@@ -302,7 +320,12 @@ function pickAddress(instance: Instance, address: 'public' | 'private'): string 
 }
 
 function recordData(instance: Instance, region: string | undefined): Ec2RecordData {
-  const data: Ec2RecordData = { instanceId: instance.InstanceId!, imageId: instance.ImageId ?? '', instanceType: instance.InstanceType ?? '', spot: instance.InstanceLifecycle === 'spot' };
+  const data: Ec2RecordData = {
+    instanceId: instance.InstanceId!,
+    imageId: instance.ImageId ?? '',
+    instanceType: instance.InstanceType ?? '',
+    spot: instance.InstanceLifecycle === 'spot',
+  };
   if (region) data.region = region;
   if (instance.SubnetId) data.subnetId = instance.SubnetId;
   if (instance.Placement?.AvailabilityZone) data.availabilityZone = instance.Placement.AvailabilityZone;

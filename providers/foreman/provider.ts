@@ -38,7 +38,13 @@ const Host = z
 type Host = z.output<typeof Host>;
 
 const List = <T extends z.ZodType>(item: T) =>
-  z.object({ total: z.number().int().optional(), subtotal: z.number().int().optional(), page: z.coerce.number().int().optional(), per_page: z.coerce.number().int().optional(), results: z.array(item) });
+  z.object({
+    total: z.number().int().optional(),
+    subtotal: z.number().int().optional(),
+    page: z.coerce.number().int().optional(),
+    per_page: z.coerce.number().int().optional(),
+    results: z.array(item),
+  });
 
 const Hostgroup = z.object({ id: z.number().int(), name: z.string(), title: z.string().nullable().optional() }).loose();
 
@@ -85,7 +91,12 @@ class ForemanApi {
     return new ForemanApi(ctx.instanceSettings, ctx.signal);
   }
 
-  json<S extends z.ZodType>(method: string, path: string, schema: S, options: { query?: Record<string, string | number | undefined | readonly string[]>; json?: unknown } = {}): Promise<z.output<S>> {
+  json<S extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: S,
+    options: { query?: Record<string, string | number | undefined | readonly string[]>; json?: unknown } = {},
+  ): Promise<z.output<S>> {
     return this.http.json(method, path, schema, { ...options, signal: this.signal });
   }
 
@@ -106,7 +117,9 @@ class ForemanApi {
     const found = await this.list('/api/hostgroups', Hostgroup, { search: `title = "${ref.replace(/"/g, '')}"` });
     const match = found.find((g) => (g.title ?? g.name) === ref) ?? found.find((g) => g.name === ref);
     if (!match) {
-      throw new UserInputError(`[foreman] no hostgroup \`${ref}\` is visible to ${this.settings.username}; list them with broker.providers() help for foreman and use the full title (e.g. parent/child).`);
+      throw new UserInputError(
+        `[foreman] no hostgroup \`${ref}\` is visible to ${this.settings.username}; list them with broker.providers() help for foreman and use the full title (e.g. parent/child).`,
+      );
     }
     return { id: match.id, title: match.title ?? match.name };
   }
@@ -120,7 +133,6 @@ class ForemanApi {
     await this.http.request('DELETE', `/api/hosts/${id}`, { signal: this.signal, ok: (s) => (s >= 200 && s < 300) || s === 404 });
   }
 }
-
 
 /** A Foreman host name from a record name: lower-case letters, digits and -. */
 export function hostNameOf(name: string): string {
@@ -163,7 +175,9 @@ async function waitForBuild(api: ForemanApi, id: number, ctx: ProviderContext<Fo
     try {
       last = await api.host(id);
       if (last.build_status === BUILD.failed || last.build_status === BUILD.tokenExpired) {
-        throw new ProviderError('foreman', `the build of ${last.name} failed: ${last.build_status_label ?? `build status ${last.build_status}`}`, { status: last.build_status ?? undefined });
+        throw new ProviderError('foreman', `the build of ${last.name} failed: ${last.build_status_label ?? `build status ${last.build_status}`}`, {
+          status: last.build_status ?? undefined,
+        });
       }
       if (last.build === false && (last.build_status === undefined || last.build_status === null || last.build_status === BUILD.built)) return last;
     } catch (error) {
@@ -219,16 +233,22 @@ export default implementProvider(foreman, {
       if (mode === 'keep') {
         // The Broker records it as kept; this record's release must not delete it.
         await note(ctx, { danglingHandled: true });
-        throw new ProviderError('foreman', `${why}; the host was kept in the inventory (marked kept): check it in when done, or delete host ${created.id} in Foreman.`, {
-          cause: error,
-          ...(status !== undefined ? { status } : {}),
-          dangling: [{ name: created.name, hostname: created.name, providerId: String(created.id), data: { foremanId: created.id } }],
-        });
+        throw new ProviderError(
+          'foreman',
+          `${why}; the host was kept in the inventory (marked kept): check it in when done, or delete host ${created.id} in Foreman.`,
+          {
+            cause: error,
+            ...(status !== undefined ? { status } : {}),
+            dangling: [{ name: created.name, hostname: created.name, providerId: String(created.id), data: { foremanId: created.id } }],
+          },
+        );
       }
       try {
         await api.remove(created.id);
       } catch (removeError) {
-        throw new ProviderError('foreman', `${why}; deleting host ${created.id} failed too (${messageOf(removeError)}): delete it in Foreman by hand.`, { cause: error });
+        throw new ProviderError('foreman', `${why}; deleting host ${created.id} failed too (${messageOf(removeError)}): delete it in Foreman by hand.`, {
+          cause: error,
+        });
       }
       await note(ctx, { danglingHandled: true });
       if (error instanceof TimeoutError) throw new TimeoutError(`${error.message} The host was deleted.`, error.timeoutMs, { cause: error });
@@ -263,7 +283,7 @@ export default implementProvider(foreman, {
     for (const host of found) if (paramsOf(host)[TAGS.id] === record.id) await api.remove(host.id);
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const api = ForemanApi.of(ctx);
     const hosts = await api.list('/api/hosts', Host, { search: `owner = "${api.settings.username}"`, 'include[]': ['parameters'] });
     return hosts.map((host) => {

@@ -54,7 +54,8 @@ export async function loadLibvirt(importer: (specifier: string) => Promise<unkno
   } catch (error) {
     if (error instanceof MissingDependencyError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_DLOPEN_FAILED' || /bindings|\.node\b|libvirt\.so/.test(messageOf(error))) throw new MissingDependencyError(PACKAGE, neededFor, { cause: error });
+    if (code === 'ERR_DLOPEN_FAILED' || /bindings|\.node\b|libvirt\.so/.test(messageOf(error)))
+      throw new MissingDependencyError(PACKAGE, neededFor, { cause: error });
     throw error;
   }
 }
@@ -99,7 +100,11 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
         try {
           await c.connectOpen();
         } catch (error) {
-          throw new ProviderError('libvirt', `cannot connect to ${uri}: ${messageOf(error)}; check that libvirtd (or virtqemud) runs there and that you may use it (e.g. membership of the libvirt group).`, { cause: error });
+          throw new ProviderError(
+            'libvirt',
+            `cannot connect to ${uri}: ${messageOf(error)}; check that libvirtd (or virtqemud) runs there and that you may use it (e.g. membership of the libvirt group).`,
+            { cause: error },
+          );
         }
         return c;
       })();
@@ -166,7 +171,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       }
       if (Date.now() + interval > deadline) {
         throw new TimeoutError(
-          `[libvirt] domain ${domain} got no IPv4 address from its ${s.addressSource === 'lease' ? 'network\'s DHCP leases' : s.addressSource === 'agent' ? 'guest agent' : 'ARP table'} within ${Math.round(limit / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}; check that the network has DHCP (virsh net-dumpxml), use addressSource: agent with qemu-guest-agent in the image, or set waitForAddress: false to reach it by name through libvirt NSS.`,
+          `[libvirt] domain ${domain} got no IPv4 address from its ${s.addressSource === 'lease' ? "network's DHCP leases" : s.addressSource === 'agent' ? 'guest agent' : 'ARP table'} within ${Math.round(limit / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}; check that the network has DHCP (virsh net-dumpxml), use addressSource: agent with qemu-guest-agent in the image, or set waitForAddress: false to reach it by name through libvirt NSS.`,
           limit,
         );
       }
@@ -188,7 +193,10 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       const username = args.username ?? s.username ?? ctx.settings.ssh.username;
       const privateKeyPath = args.privateKeyPath ?? s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
       const publicKeyPath = args.publicKeyPath ?? s.publicKeyPath ?? (privateKeyPath ? `${privateKeyPath}.pub` : undefined);
-      if (!publicKeyPath) throw new UserInputError('[libvirt] no SSH key to put in the cloud-init seed: give publicKeyPath or privateKeyPath (argument, libvirt settings, or ssh.privateKeyPath).');
+      if (!publicKeyPath)
+        throw new UserInputError(
+          '[libvirt] no SSH key to put in the cloud-init seed: give publicKeyPath or privateKeyPath (argument, libvirt settings, or ssh.privateKeyPath).',
+        );
       const seed = cloudInitSeed({
         instanceId: record.id,
         hostname: name,
@@ -227,13 +235,27 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
             await iso.cleanup();
           }
         } else {
-          ctx.logger.debug(`libvirt: volumes: plan — expecting ${pool}/${disk.name} (overlay of ${args.baseImage}) and ${pool}/${seedVolume.name} to be provided`, { uri });
+          ctx.logger.debug(
+            `libvirt: volumes: plan — expecting ${pool}/${disk.name} (overlay of ${args.baseImage}) and ${pool}/${seedVolume.name} to be provided`,
+            { uri },
+          );
         }
         const defined = await conn.domainDefineXML(xml).catch((e: unknown) => Promise.reject(libvirtError(e, `define the domain ${name}`)));
         domain = defined;
         await defined.create().catch((e: unknown) => Promise.reject(libvirtError(e, `start the domain ${name}`)));
         const hostname = s.waitForAddress ? await waitForAddress(virsh, name, s, ctx) : name;
-        const data: LibvirtRecordData = { uri, domain: name, uuid: await defined.getUUIDString(), pool, network, mac, volumes, volumeMode: mode, memory: args.memory, vcpus: args.vcpus };
+        const data: LibvirtRecordData = {
+          uri,
+          domain: name,
+          uuid: await defined.getUUIDString(),
+          pool,
+          network,
+          mac,
+          volumes,
+          volumeMode: mode,
+          memory: args.memory,
+          vcpus: args.vcpus,
+        };
         return {
           hostname,
           providerId: data.uuid,
@@ -266,10 +288,11 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
         domain = found?.domain;
         meta = found?.meta;
       }
-      const volumes = meta?.volumes ?? data.volumes ?? [
-        { pool: s.pool, name: `${name}.qcow2`, role: 'disk' as const },
-        { pool: s.pool, name: `${name}-seed.iso`, role: 'seed' as const },
-      ];
+      const volumes = meta?.volumes ??
+        data.volumes ?? [
+          { pool: s.pool, name: `${name}.qcow2`, role: 'disk' as const },
+          { pool: s.pool, name: `${name}-seed.iso`, role: 'seed' as const },
+        ];
       await remove(domain, volumes, data.volumeMode ?? volumeModeOf(s, uri), virshFor(s, uri));
     },
 
@@ -278,12 +301,18 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       const data = record.data as Partial<LibvirtRecordData>;
       const conn = await connect(data.uri ?? s.uri);
       const found = (await tagged(conn)).find((d) => d.meta.id === record.id);
-      if (!found) throw new ProviderError('libvirt', `no domain of ${record.name} (${record.id}) exists any more on ${data.uri ?? s.uri}; check it in to remove the record.`);
+      if (!found)
+        throw new ProviderError(
+          'libvirt',
+          `no domain of ${record.name} (${record.id}) exists any more on ${data.uri ?? s.uri}; check it in to remove the record.`,
+        );
       // Redefining with the same name and uuid updates the persistent definition in place.
-      await conn.domainDefineXML(withLease(found.xml, leaseExpires)).catch((e: unknown) => Promise.reject(libvirtError(e, `update the lease of ${found.name}`)));
+      await conn
+        .domainDefineXML(withLease(found.xml, leaseExpires))
+        .catch((e: unknown) => Promise.reject(libvirtError(e, `update the lease of ${found.name}`)));
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const s = ctx.instanceSettings;
       const conn = await connect(s.uri);
       const virsh = virshFor(s, s.uri);

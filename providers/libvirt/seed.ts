@@ -57,18 +57,28 @@ export async function readPublicKey(path: string): Promise<string> {
   try {
     text = (await readFile(path, 'utf8')).trim();
   } catch (error) {
-    throw new UserInputError(`[libvirt] cannot read the public key ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}); give publicKeyPath, or put <privateKeyPath>.pub beside the private key.`, { cause: error });
+    throw new UserInputError(
+      `[libvirt] cannot read the public key ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}); give publicKeyPath, or put <privateKeyPath>.pub beside the private key.`,
+      { cause: error },
+    );
   }
   if (text.includes('PRIVATE KEY')) throw new UserInputError(`[libvirt] ${path} holds a private key; publicKeyPath must name the public key (.pub).`);
-  if (!/^(ssh-|ecdsa-|sk-)[\w@.-]+ [A-Za-z0-9+/=]+/.test(text)) throw new UserInputError(`[libvirt] ${path} is not an OpenSSH public key (expected "ssh-ed25519 AAAA..." or similar).`);
+  if (!/^(ssh-|ecdsa-|sk-)[\w@.-]+ [A-Za-z0-9+/=]+/.test(text))
+    throw new UserInputError(`[libvirt] ${path} is not an OpenSSH public key (expected "ssh-ed25519 AAAA..." or similar).`);
   return text;
 }
 
 /** ISO tools that can write a `cidata` seed, in order of preference. */
 const ISO_TOOLS: ReadonlyArray<{ cmd: string; args: (out: string, dir: string) => string[] }> = [
-  { cmd: 'genisoimage', args: (out, dir) => ['-quiet', '-output', out, '-volid', 'cidata', '-joliet', '-rock', join(dir, 'user-data'), join(dir, 'meta-data')] },
+  {
+    cmd: 'genisoimage',
+    args: (out, dir) => ['-quiet', '-output', out, '-volid', 'cidata', '-joliet', '-rock', join(dir, 'user-data'), join(dir, 'meta-data')],
+  },
   { cmd: 'mkisofs', args: (out, dir) => ['-quiet', '-output', out, '-volid', 'cidata', '-joliet', '-rock', join(dir, 'user-data'), join(dir, 'meta-data')] },
-  { cmd: 'xorriso', args: (out, dir) => ['-as', 'mkisofs', '-quiet', '-output', out, '-volid', 'cidata', '-joliet', '-rock', join(dir, 'user-data'), join(dir, 'meta-data')] },
+  {
+    cmd: 'xorriso',
+    args: (out, dir) => ['-as', 'mkisofs', '-quiet', '-output', out, '-volid', 'cidata', '-joliet', '-rock', join(dir, 'user-data'), join(dir, 'meta-data')],
+  },
 ];
 
 /** Writes the seed ISO; returns its path in a new temp dir and a function removing that dir. */
@@ -85,7 +95,11 @@ export async function buildSeedIso(seed: Seed): Promise<{ path: string; cleanup(
         return { path: out, cleanup };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new ProviderError('libvirt', `${tool.cmd} could not write the cloud-init seed: ${String((error as { stderr?: string }).stderr ?? (error as Error).message).trim()}`, { cause: error });
+          throw new ProviderError(
+            'libvirt',
+            `${tool.cmd} could not write the cloud-init seed: ${String((error as { stderr?: string }).stderr ?? (error as Error).message).trim()}`,
+            { cause: error },
+          );
         }
       }
     }

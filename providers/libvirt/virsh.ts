@@ -28,9 +28,19 @@ export class Virsh {
       execFile(this.command, ['-q', '-c', this.uri, ...args], { timeout: this.timeoutMs, signal, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
         if (!error) return resolve(stdout);
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-          return reject(new ProviderError('libvirt', `\`${this.command}\` was not found; install libvirt-clients (it provides virsh), or set \`virsh\` in the libvirt settings to its path.`, { cause: error }));
+          return reject(
+            new ProviderError(
+              'libvirt',
+              `\`${this.command}\` was not found; install libvirt-clients (it provides virsh), or set \`virsh\` in the libvirt settings to its path.`,
+              { cause: error },
+            ),
+          );
         }
-        const message = scrub(String(stderr).trim().replace(/^error: /gm, '') || error.message);
+        const message = scrub(
+          String(stderr)
+            .trim()
+            .replace(/^error: /gm, '') || error.message,
+        );
         reject(new ProviderError('libvirt', `virsh ${args[0]} on ${this.uri} failed: ${message}`, { cause: error, status: 'virsh' }));
       });
     });

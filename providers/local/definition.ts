@@ -8,7 +8,11 @@ import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 
 export const LocalArgs = z.strictObject({
   /** Name of the host; a random one when omitted. */
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -').optional().describe('host name (random when omitted)'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
+    .optional()
+    .describe('host name (random when omitted)'),
   /** Files to create in the new home directory, path → content. */
   files: z.record(z.string(), z.string()).optional().describe('files to create in the home directory: relative path → content'),
 });

@@ -75,7 +75,16 @@ async function bundleServer(sourceDir: string): Promise<string> {
   const out = join(nodeModules, '.cache', 'hostbroker', `local-server-${key}.mjs`);
   if (await stat(out).catch(() => undefined)) return out;
   const tmp = `${out}.${process.pid}.tmp.mjs`;
-  await esbuild.build({ entryPoints: [join(sourceDir, 'server.ts')], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile: tmp, external: ['ssh2'], logLevel: 'silent' });
+  await esbuild.build({
+    entryPoints: [join(sourceDir, 'server.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: tmp,
+    external: ['ssh2'],
+    logLevel: 'silent',
+  });
   await rename(tmp, out);
   return out;
 }
@@ -85,9 +94,9 @@ async function generateKeys(dir: string): Promise<{ privateKeyPath: string; host
   const host = await generateEd25519();
   const user = await generateEd25519();
   await writeFile(join(dir, 'host_key'), host.private, { mode: 0o600 });
-  await writeFile(join(dir, 'host_key.pub'), host.public + '\n', { mode: 0o644 });
+  await writeFile(join(dir, 'host_key.pub'), `${host.public}\n`, { mode: 0o644 });
   await writeFile(join(dir, 'id_ed25519'), user.private, { mode: 0o600 });
-  await writeFile(join(dir, 'id_ed25519.pub'), user.public + '\n', { mode: 0o644 });
+  await writeFile(join(dir, 'id_ed25519.pub'), `${user.public}\n`, { mode: 0o644 });
   return { privateKeyPath: join(dir, 'id_ed25519'), hostPublicKey: host.public };
 }
 
@@ -106,7 +115,8 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
   // A failed spawn (EAGAIN, EMFILE) also emits 'error' (no 'exit'): unheard, it would crash the
   // whole process instead of failing this host with the error below.
   child.on('error', () => undefined);
-  if (child.pid === undefined) throw new ProviderError('local', 'could not start the SSH server process (the system refused a new process; see ulimit -u and free memory).');
+  if (child.pid === undefined)
+    throw new ProviderError('local', 'could not start the SSH server process (the system refused a new process; see ulimit -u and free memory).');
   let timer: NodeJS.Timeout | undefined;
   let onAbort = (): void => undefined;
   try {
@@ -143,7 +153,10 @@ async function startServer(dir: string, configPath: string, signal: AbortSignal)
 function tailOf(path: string): string {
   let lines: string[];
   try {
-    lines = readFileSync(path, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+    lines = readFileSync(path, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   } catch {
     return '(no log)';
   }
@@ -219,7 +232,7 @@ export default implementProvider(local, {
     await mkdir(home, { recursive: true, mode: 0o700 });
     for (const [rel, content] of Object.entries(args.files ?? {})) {
       const target = resolve(home, rel);
-      if (!target.startsWith(home + '/')) throw new ProviderError('local', `file path ${rel} leaves the home directory; use a relative path inside it.`);
+      if (!target.startsWith(`${home}/`)) throw new ProviderError('local', `file path ${rel} leaves the home directory; use a relative path inside it.`);
       await mkdir(dirname(target), { recursive: true });
       await writeFile(target, content);
     }
@@ -268,7 +281,7 @@ export default implementProvider(local, {
     await writeFile(join(dir, 'meta.json'), JSON.stringify({ ...meta, leaseExpires }, null, 2), { mode: 0o600 });
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const root = rootOf(ctx);
     const found: DiscoveredHost[] = [];
     for (const id of await readdir(root).catch(() => [] as string[])) {
@@ -284,7 +297,14 @@ export default implementProvider(local, {
         brokerId: meta.brokerId,
         createdAt: meta.createdAt,
         recipe: meta.recipe,
-        connection: { kind: 'ssh', host: ctx.instanceSettings.listen, port: meta.port, username: meta.username, privateKeyPath: join(dir, 'id_ed25519'), ...(await hostKeyOf(dir)) },
+        connection: {
+          kind: 'ssh',
+          host: ctx.instanceSettings.listen,
+          port: meta.port,
+          username: meta.username,
+          privateKeyPath: join(dir, 'id_ed25519'),
+          ...(await hostKeyOf(dir)),
+        },
         data: { home: join(dir, 'home'), pid: meta.pid, port: meta.port, folder: dir },
         ...(meta.leaseExpires ? { leaseExpires: meta.leaseExpires } : {}),
       });
@@ -292,7 +312,7 @@ export default implementProvider(local, {
     return found;
   },
 
-  // Only what inventory() cannot list: folders with no meta.json yet (a checkout killed before
+  // Only what discover() cannot list: folders with no meta.json yet (a checkout killed before
   // it wrote one) or whose server is gone, named by a record id the inventory does not know.
   async reap(ctx, isKnown) {
     const root = rootOf(ctx);

@@ -151,7 +151,13 @@ function homeKeys(home: string): ssh2.ParsedKey[] {
 type Channel = ssh2.ServerChannel;
 
 /** Runs a command for a channel; returns a function that signals its process group. */
-function run(channel: Channel, argv: string[], config: LocalServerConfig, extraEnv: Record<string, string>, pty?: { term: string }): (signal: NodeJS.Signals) => void {
+function run(
+  channel: Channel,
+  argv: string[],
+  config: LocalServerConfig,
+  extraEnv: Record<string, string>,
+  pty?: { term: string },
+): (signal: NodeJS.Signals) => void {
   const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
     cwd: config.home,
     env: {

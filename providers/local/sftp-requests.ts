@@ -6,7 +6,7 @@
  */
 import { constants, promises as fs, type Dir, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { BadMessage, PFLAGS, REQUEST, Reader, STATUS, reply, type Attrs, type NameEntry } from './sftp-wire.js';
+import { BadMessage, PFLAGS, REQUEST, type Reader, STATUS, reply, type Attrs, type NameEntry } from './sftp-wire.js';
 import { longname, nameLookup, type Names } from './sftp-longname.js';
 
 /** OpenSSH's limits: a packet up to 256 KiB, reads and writes up to 1 KiB less. */
@@ -232,7 +232,10 @@ export class SftpRequests {
         const pflags = r.u32();
         const a = r.attrs();
         const file = await fs.open(p, openFlags(pflags), a.mode !== undefined ? a.mode & 0o7777 : 0o666);
-        return reply.handle(id, this.keep({ path: p, file }, () => file.close()));
+        return reply.handle(
+          id,
+          this.keep({ path: p, file }, () => file.close()),
+        );
       }
       case REQUEST.CLOSE: {
         const [key, h] = this.handleOf(r);
@@ -277,7 +280,10 @@ export class SftpRequests {
       case REQUEST.OPENDIR: {
         const p = this.path(r.string());
         const dir = await fs.opendir(p, { bufferSize: READDIR_BATCH });
-        return reply.handle(id, this.keep({ path: p, dir, started: false }, () => dir.close()));
+        return reply.handle(
+          id,
+          this.keep({ path: p, dir, started: false }, () => dir.close()),
+        );
       }
       case REQUEST.READDIR:
         return this.readdir(id, r);

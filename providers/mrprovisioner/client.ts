@@ -138,7 +138,7 @@ export class MrProvisionerClient {
 
   async provision(id: number, signal?: AbortSignal): Promise<string | undefined> {
     const res = await this.http.request('POST', `/machine/${id}/state`, { json: { state: 'provision' }, signal });
-    return res.text ? this.http.parse(`POST /machine/${id}/state`, res.text, State).state ?? undefined : undefined;
+    return res.text ? (this.http.parse(`POST /machine/${id}/state`, res.text, State).state ?? undefined) : undefined;
   }
 
   images(signal?: AbortSignal): Promise<Image[]> {

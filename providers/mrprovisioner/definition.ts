@@ -84,5 +84,6 @@ export const mrprovisioner = defineProvider({
   args: MrProvisionerArgs,
   instance: MrProvisionerInstance,
   actions: mrprovisionerActions,
-  load: async (): Promise<ImplementationFor<typeof MrProvisionerArgs, typeof MrProvisionerInstance, typeof mrprovisionerActions>> => (await import('./provider.js')).default,
+  load: async (): Promise<ImplementationFor<typeof MrProvisionerArgs, typeof MrProvisionerInstance, typeof mrprovisionerActions>> =>
+    (await import('./provider.js')).default,
 });

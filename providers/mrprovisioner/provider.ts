@@ -29,16 +29,16 @@ export function parseReason(reason: string | null | undefined): { id: string; br
   return m ? { id: m[1]!, brokerId: m[2] } : undefined;
 }
 
-function pickByRef<T extends { id: number; name: string; description?: string | null }>(
-  what: string,
-  ref: number | string,
-  items: T[],
-  provider: string,
-): T {
+function pickByRef<T extends { id: number; name: string; description?: string | null }>(what: string, ref: number | string, items: T[], provider: string): T {
   if (typeof ref === 'number' || /^\d+$/.test(ref)) {
     const id = Number(ref);
     const found = items.find((i) => i.id === id);
-    if (!found) throw new ProviderError(provider, `no ${what} with id ${id} is visible to this account; list them with \`hostbroker providers mrprovisioner --describe ${what}s\`.`, { status: 404 });
+    if (!found)
+      throw new ProviderError(
+        provider,
+        `no ${what} with id ${id} is visible to this account; list them with \`hostbroker providers mrprovisioner --describe ${what}s\`.`,
+        { status: 404 },
+      );
     return found;
   }
   // Uploaded files get a random suffix (`vmlinuz.1a2b3c4d`); match with or without it.
@@ -46,7 +46,11 @@ function pickByRef<T extends { id: number; name: string; description?: string | 
   const matches = items.filter((i) => i.name === ref || strip(i.name) === ref || i.description === ref);
   if (!matches.length) {
     const known = items.map((i) => strip(i.name)).slice(0, 10);
-    throw new ProviderError(provider, `no ${what} named "${ref}" is visible to this account${known.length ? ` (some there are: ${known.join(', ')})` : ''}; upload one with the \`upload-image\` action or use its id.`, { status: 404 });
+    throw new ProviderError(
+      provider,
+      `no ${what} named "${ref}" is visible to this account${known.length ? ` (some there are: ${known.join(', ')})` : ''}; upload one with the \`upload-image\` action or use its id.`,
+      { status: 404 },
+    );
   }
   // Several uploads of the same file: the newest (highest id) wins.
   return matches.reduce((a, b) => (b.id > a.id ? b : a));
@@ -88,8 +92,20 @@ export default implementProvider(mrprovisioner, {
       const fields: Record<string, unknown> = {};
       if (args.kernel !== undefined || args.initrd !== undefined) {
         const images = await client.images(signal);
-        if (args.kernel !== undefined) fields.kernel_id = pickByRef<Image>('kernel', args.kernel, images.filter((i) => i.type.toLowerCase() === 'kernel'), ctx.provider).id;
-        if (args.initrd !== undefined) fields.initrd_id = pickByRef<Image>('initrd', args.initrd, images.filter((i) => i.type.toLowerCase() === 'initrd'), ctx.provider).id;
+        if (args.kernel !== undefined)
+          fields.kernel_id = pickByRef<Image>(
+            'kernel',
+            args.kernel,
+            images.filter((i) => i.type.toLowerCase() === 'kernel'),
+            ctx.provider,
+          ).id;
+        if (args.initrd !== undefined)
+          fields.initrd_id = pickByRef<Image>(
+            'initrd',
+            args.initrd,
+            images.filter((i) => i.type.toLowerCase() === 'initrd'),
+            ctx.provider,
+          ).id;
       }
       if (args.preseed !== undefined) fields.preseed_id = pickByRef<Preseed>('preseed', args.preseed, await client.preseeds(signal), ctx.provider).id;
       if (args.kernelOptions !== undefined) fields.kernel_opts = args.kernelOptions;
@@ -162,7 +178,7 @@ export default implementProvider(mrprovisioner, {
     await client.unassign(id, signal);
   },
 
-  async inventory(ctx): Promise<DiscoveredHost[]> {
+  async discover(ctx): Promise<DiscoveredHost[]> {
     const client = MrProvisionerClient.fromContext(ctx);
     const out: DiscoveredHost[] = [];
     for (const machine of await client.machines({ signal: ctx.signal })) {
@@ -194,7 +210,10 @@ export default implementProvider(mrprovisioner, {
       const client = MrProvisionerClient.fromContext(ctx);
       const mine = await client.machines({ signal: ctx.signal });
       const machine = mine.find((m) => m.id === Number(args.machine) || m.name === String(args.machine));
-      if (!machine) throw new UserInputError(`machine ${args.machine} is not assigned to you; reserve it first (you hold: ${mine.map((m) => m.name).join(', ') || 'none'}).`);
+      if (!machine)
+        throw new UserInputError(
+          `machine ${args.machine} is not assigned to you; reserve it first (you hold: ${mine.map((m) => m.name).join(', ') || 'none'}).`,
+        );
       await client.power(machine.id, args.state, ctx.signal);
       return { machine: machine.name, id: machine.id, state: args.state };
     },
@@ -203,11 +222,19 @@ export default implementProvider(mrprovisioner, {
   async describe(ctx, topic): Promise<Record<string, unknown>> {
     const client = MrProvisionerClient.fromContext(ctx);
     const out: Record<string, unknown> = {};
-    if (!topic || topic === 'machines') out.machines = (await client.machines({ all: true, signal: ctx.signal })).map((m) => ({ id: m.id, name: m.name, hostname: m.hostname }));
+    if (!topic || topic === 'machines')
+      out.machines = (await client.machines({ all: true, signal: ctx.signal })).map((m) => ({ id: m.id, name: m.name, hostname: m.hostname }));
     if (!topic || topic === 'images' || topic === 'kernels' || topic === 'initrds') {
-      out.images = (await client.images(ctx.signal)).map((i) => ({ id: i.id, name: i.name, type: i.type, description: i.description, knownGood: i.known_good }));
+      out.images = (await client.images(ctx.signal)).map((i) => ({
+        id: i.id,
+        name: i.name,
+        type: i.type,
+        description: i.description,
+        knownGood: i.known_good,
+      }));
     }
-    if (!topic || topic === 'preseeds') out.preseeds = (await client.preseeds(ctx.signal)).map((p) => ({ id: p.id, name: p.name, type: p.type, description: p.description }));
+    if (!topic || topic === 'preseeds')
+      out.preseeds = (await client.preseeds(ctx.signal)).map((p) => ({ id: p.id, name: p.name, type: p.type, description: p.description }));
     return out;
   },
 });

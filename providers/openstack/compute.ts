@@ -6,17 +6,7 @@
 import { ProviderError } from '../../lib/errors.js';
 import { registerSecret } from '../../lib/secrets.js';
 import type { ServiceClient } from './keystone.js';
-import {
-  type AbsoluteLimits,
-  CreatedServer,
-  type Flavor,
-  FlavorList,
-  KeypairEnvelope,
-  Limits,
-  type Server,
-  ServerEnvelope,
-  ServerList,
-} from './schemas.js';
+import { type AbsoluteLimits, CreatedServer, type Flavor, FlavorList, KeypairEnvelope, Limits, type Server, ServerEnvelope, ServerList } from './schemas.js';
 
 const PROVIDER = 'openstack';
 
@@ -97,9 +87,13 @@ export class Compute {
     const { flavors } = await this.service.json('GET', '/flavors/detail', FlavorList, { signal });
     const found = flavors.find((f) => f.id === nameOrId) ?? flavors.find((f) => f.name === nameOrId);
     if (!found) {
-      throw new ProviderError(PROVIDER, `Nova has no flavor \`${nameOrId}\`; available: ${flavors.map((f) => f.name).join(', ') || 'none'}. Pass \`flavor\` by one of these names or ids.`, {
-        status: 404,
-      });
+      throw new ProviderError(
+        PROVIDER,
+        `Nova has no flavor \`${nameOrId}\`; available: ${flavors.map((f) => f.name).join(', ') || 'none'}. Pass \`flavor\` by one of these names or ids.`,
+        {
+          status: 404,
+        },
+      );
     }
     return found;
   }

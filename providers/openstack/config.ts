@@ -122,12 +122,17 @@ export function resolveCloud(instance: OpenStackInstance, sources: ConfigSources
 
   const auth: OpenStackAuth = { ...pickAuth(base.auth), ...stripUndefined(instance.auth ?? {}) };
   if (instance.passwordEnv) auth.password = env[instance.passwordEnv] ?? auth.password;
-  if (instance.applicationCredentialSecretEnv) auth.application_credential_secret = env[instance.applicationCredentialSecretEnv] ?? auth.application_credential_secret;
+  if (instance.applicationCredentialSecretEnv)
+    auth.application_credential_secret = env[instance.applicationCredentialSecretEnv] ?? auth.application_credential_secret;
   registerSecret(auth.password);
   registerSecret(auth.application_credential_secret);
 
   const authType = instance.auth_type ?? base.auth_type;
-  const method = authType ? methodOf(authType, source) : auth.application_credential_id || auth.application_credential_name ? 'application_credential' : 'password';
+  const method = authType
+    ? methodOf(authType, source)
+    : auth.application_credential_id || auth.application_credential_name
+      ? 'application_credential'
+      : 'password';
   if (!auth.auth_url) {
     throw new SettingsError(
       `openstack: no Keystone URL (auth_url) in ${source}. Set OS_CLOUD and a clouds.yaml, the OS_* variables (source your openrc), or openstack.auth.auth_url in the settings.`,
@@ -197,7 +202,9 @@ function requireCredentials(method: ResolvedCloud['method'], auth: OpenStackAuth
     }
   }
   if (missing.length) {
-    throw new SettingsError(`openstack: ${source} lacks ${missing.join(' and ')} for ${method} authentication; add it there (secrets may go in secure.yaml, an OS_* variable, or a variable named by passwordEnv).`);
+    throw new SettingsError(
+      `openstack: ${source} lacks ${missing.join(' and ')} for ${method} authentication; add it there (secrets may go in secure.yaml, an OS_* variable, or a variable named by passwordEnv).`,
+    );
   }
 }
 

@@ -17,7 +17,10 @@ export const OpenStackArgs = z.strictObject({
   image: NameOrId.optional().describe('Glance image, by name or id (the instance default when omitted)'),
   flavor: NameOrId.optional().describe('Nova flavor, by name or id (the instance default when omitted)'),
   /** One network or several (the first one is where the host is reached unless a floating IP is used). */
-  network: z.union([NameOrId, z.array(NameOrId).min(1)]).optional().describe('Neutron network(s), by name or id'),
+  network: z
+    .union([NameOrId, z.array(NameOrId).min(1)])
+    .optional()
+    .describe('Neutron network(s), by name or id'),
   keyName: NameOrId.optional().describe('Nova key pair name'),
   /** A public key file to import as `keyName` when the project has no key pair of that name. */
   publicKeyPath: z.string().min(1).optional().describe('public key file imported as keyName when that key pair is missing'),

@@ -33,7 +33,10 @@ export class Images {
     const usable = images.filter((i) => !i.status || i.status === 'active');
     if (usable.length === 1) return usable[0]!;
     if (usable.length > 1) {
-      throw new ProviderError(PROVIDER, `Glance has ${usable.length} active images named \`${nameOrId}\` (${usable.map((i) => i.id).join(', ')}); pass \`image\` by id.`);
+      throw new ProviderError(
+        PROVIDER,
+        `Glance has ${usable.length} active images named \`${nameOrId}\` (${usable.map((i) => i.id).join(', ')}); pass \`image\` by id.`,
+      );
     }
     throw new ProviderError(
       PROVIDER,

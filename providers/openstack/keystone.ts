@@ -98,9 +98,7 @@ export class KeystoneSession {
       .flatMap((e) => e.endpoints)
       .find((ep) => ep.interface === iface && (!regionName || ep.region === regionName || ep.region_id === regionName));
     if (!found) {
-      const offered = catalog
-        .flatMap((e) => e.endpoints.map((ep) => `${e.type} (${ep.interface}${ep.region ? ` ${ep.region}` : ''})`))
-        .join(', ');
+      const offered = catalog.flatMap((e) => e.endpoints.map((ep) => `${e.type} (${ep.interface}${ep.region ? ` ${ep.region}` : ''})`)).join(', ');
       throw new ProviderError(
         PROVIDER,
         `the service catalog of ${this.cloud.authUrl} has no \`${type}\` endpoint for interface ${iface}${regionName ? ` in region ${regionName}` : ''}; it offers ${offered || 'nothing'}. Set region_name / interface in ${this.cloud.source}.`,
@@ -119,7 +117,10 @@ export class KeystoneSession {
     });
     const value = response.headers.get('x-subject-token');
     if (!value) {
-      throw new ProviderError(PROVIDER, `Keystone at ${this.cloud.authUrl} answered without an X-Subject-Token header; check that auth_url points at Keystone v3.`);
+      throw new ProviderError(
+        PROVIDER,
+        `Keystone at ${this.cloud.authUrl} answered without an X-Subject-Token header; check that auth_url points at Keystone v3.`,
+      );
     }
     registerSecret(value);
     const body = this.identity.parse('POST /auth/tokens', response.text, TokenResponse);
@@ -222,11 +223,7 @@ export function authBody(cloud: ResolvedCloud): Record<string, unknown> {
   let scope: Record<string, unknown> | undefined;
   if (a.project_id) scope = { project: { id: a.project_id } };
   else if (a.project_name) {
-    const domain = a.project_domain_id
-      ? { id: a.project_domain_id }
-      : a.project_domain_name
-        ? { name: a.project_domain_name }
-        : userDomain;
+    const domain = a.project_domain_id ? { id: a.project_domain_id } : a.project_domain_name ? { name: a.project_domain_name } : userDomain;
     scope = { project: { name: a.project_name, domain } };
   }
   return { auth: scope ? { identity, scope } : { identity } };
@@ -249,5 +246,10 @@ export function openstackErrorMessage(json: unknown, text: string): string | und
     if (typeof o.error === 'string' && clean(o.error)) return clean(o.error);
   }
   // Glance and some proxies answer with text or HTML.
-  return clean(text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 300));
+  return clean(
+    text
+      .replace(/<[^>]+>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .slice(0, 300),
+  );
 }

@@ -26,12 +26,17 @@ export class Networks {
     const byName = await this.list(`?name=${encodeURIComponent(nameOrId)}`, signal);
     if (byName.length === 1) return byName[0]!;
     if (byName.length > 1) {
-      throw new ProviderError(PROVIDER, `Neutron has ${byName.length} networks named \`${nameOrId}\` (${byName.map((n) => n.id).join(', ')}); pass \`network\` by id.`);
+      throw new ProviderError(
+        PROVIDER,
+        `Neutron has ${byName.length} networks named \`${nameOrId}\` (${byName.map((n) => n.id).join(', ')}); pass \`network\` by id.`,
+      );
     }
     const byId = await this.list(`?id=${encodeURIComponent(nameOrId)}`, signal);
     if (byId[0]) return byId[0];
     const all = await this.list('', signal);
-    throw new ProviderError(PROVIDER, `Neutron has no network \`${nameOrId}\`; available: ${all.map((n) => n.name || n.id).join(', ') || 'none'}.`, { status: 404 });
+    throw new ProviderError(PROVIDER, `Neutron has no network \`${nameOrId}\`; available: ${all.map((n) => n.name || n.id).join(', ') || 'none'}.`, {
+      status: 404,
+    });
   }
 
   /** The external network for floating IPs: the named one, else the first external network. */

@@ -8,7 +8,15 @@ import { readFile } from 'node:fs/promises';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { sleep } from '../../lib/http.js';
-import { type DiscoveredHost, type ImplementationOf, type ProviderContext, type ProvisionedHost, TAGS, implementProvider, standardTags } from '../../lib/provider.js';
+import {
+  type DiscoveredHost,
+  type ImplementationOf,
+  type ProviderContext,
+  type ProvisionedHost,
+  TAGS,
+  implementProvider,
+  standardTags,
+} from '../../lib/provider.js';
 import type { HostRecord, Recipe, SshConnection } from '../../lib/records.js';
 import { redact } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
@@ -60,7 +68,15 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     const settings = ctx.instanceSettings;
     const cloud = resolveCloud(settings, options.sources ?? processSources());
     const a = cloud.auth;
-    const key = [cloud.authUrl, a.user_id ?? a.username, a.user_domain_id ?? a.user_domain_name, a.project_id ?? a.project_name, a.application_credential_id ?? a.application_credential_name, cloud.regionName, cloud.interface].join('|');
+    const key = [
+      cloud.authUrl,
+      a.user_id ?? a.username,
+      a.user_domain_id ?? a.user_domain_name,
+      a.project_id ?? a.project_name,
+      a.application_credential_id ?? a.application_credential_name,
+      cloud.regionName,
+      cloud.interface,
+    ].join('|');
     let session = sessions.get(key);
     if (!session) {
       session = new KeystoneSession({
@@ -165,14 +181,18 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
     for (;;) {
       if (signal.aborted) throw new ProviderError(PROVIDER, `checkout of server ${name} (${id}) was cancelled while it was ${last}.`, { cause: signal.reason });
       const server = await c.compute.getServer(id, signal);
-      if (!server) throw new ProviderError(PROVIDER, `server ${name} (${id}) disappeared while it was ${last}; someone deleted it. Try again.`, { retryable: true });
+      if (!server)
+        throw new ProviderError(PROVIDER, `server ${name} (${id}) disappeared while it was ${last}; someone deleted it. Try again.`, { retryable: true });
       last = server.status;
       if (server.status === 'ACTIVE' || server.status === 'ERROR') return server;
       if (server.status === 'DELETED' || server.status === 'SOFT_DELETED') {
         throw new ProviderError(PROVIDER, `server ${name} (${id}) was deleted while it was being built. Try again.`, { retryable: true });
       }
       if (Date.now() >= deadline) {
-        throw new TimeoutError(`[openstack] server ${name} (${id}) did not become ACTIVE within ${Math.round(limit / 1000)} s (still ${last}); raise \`activeTimeout\` in the openstack settings, or ask the cloud admins why builds are slow.`, limit);
+        throw new TimeoutError(
+          `[openstack] server ${name} (${id}) did not become ACTIVE within ${Math.round(limit / 1000)} s (still ${last}); raise \`activeTimeout\` in the openstack settings, or ask the cloud admins why builds are slow.`,
+          limit,
+        );
       }
       await sleep(interval, signal);
     }
@@ -196,7 +216,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       if (floatingIpId) await c.networks.deleteFloatingIp(floatingIpId);
       await c.compute.deleteServer(serverId);
     } catch (error) {
-      ctx.logger.warn(`openstack: could not delete server ${serverId} after a failed checkout (${messageOf(error)}); \`checkin\` or \`sync\` will find it by its metadata.`);
+      ctx.logger.warn(
+        `openstack: could not delete server ${serverId} after a failed checkout (${messageOf(error)}); \`checkin\` or \`sync\` will find it by its metadata.`,
+      );
     }
   }
 
@@ -206,7 +228,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
         if (server.metadata[TAGS.id] === recordId && !skip.has(server.id)) await discard(c, ctx, server.id);
       }
     } catch (error) {
-      ctx.logger.warn(`openstack: could not look for servers of record ${recordId} after a failed create (${messageOf(error)}); \`checkin\` or \`sync\` will find them.`);
+      ctx.logger.warn(
+        `openstack: could not look for servers of record ${recordId} after a failed create (${messageOf(error)}); \`checkin\` or \`sync\` will find them.`,
+      );
     }
   }
 
@@ -235,7 +259,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
 
   function discovered(server: Server, ctx: Context, settings: OpenStackInstance): DiscoveredHost {
     const m = server.metadata;
-    const floating = Object.values(server.addresses).flat().find((a) => a['OS-EXT-IPS:type'] === 'floating')?.addr;
+    const floating = Object.values(server.addresses)
+      .flat()
+      .find((a) => a['OS-EXT-IPS:type'] === 'floating')?.addr;
     const connection: SshConnection = {
       kind: 'ssh',
       host: floating ?? addressOf(server, []) ?? '',
@@ -324,7 +350,9 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
           const fault = server.fault?.message || 'Nova gave no fault message';
           faults.push(fault);
           discarded.add(id);
-          ctx.logger.warn(`openstack: server ${record.name} (${id}) went to ERROR: ${fault}; deleting it${attempt < maxRetry ? ` and trying again (${attempt + 1} of ${maxRetry})` : ''}.`);
+          ctx.logger.warn(
+            `openstack: server ${record.name} (${id}) went to ERROR: ${fault}; deleting it${attempt < maxRetry ? ` and trying again (${attempt + 1} of ${maxRetry})` : ''}.`,
+          );
           await deleteAndWait(c, id);
           continue;
         }
@@ -337,7 +365,12 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
             throw error;
           }
         }
-        const address = fip?.floating_ip_address ?? addressOf(server, networks.map((n) => n.name));
+        const address =
+          fip?.floating_ip_address ??
+          addressOf(
+            server,
+            networks.map((n) => n.name),
+          );
         if (!address) {
           await discard(c, ctx, id, fip?.id);
           throw new ProviderError(PROVIDER, `server ${record.name} (${id}) is ACTIVE but has no IP address; give it a \`network\` or a floating IP.`);
@@ -381,7 +414,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       await c.compute.setMetadata(id, { [TAGS.lease]: leaseExpires }, ctx.signal);
     },
 
-    async inventory(ctx) {
+    async discover(ctx) {
       const c = clients(ctx);
       const servers = await c.compute.listServers(ctx.signal);
       return servers.filter((s) => s.metadata[TAGS.broker] === ctx.brokerId && s.status !== 'DELETED').map((s) => discovered(s, ctx, c.settings));

@@ -57,7 +57,14 @@ async function machines(ctx: ProviderContext<StaticInstance>, topic?: string) {
     .filter((m) => topic === undefined || m.name === topic || m.groups.includes(topic))
     .map((m) => {
       const h = held.get(addressOf(m));
-      return { name: m.name, hostname: m.hostname, port: m.port, groups: m.groups, labels: m.labels, heldBy: h ? { owner: h.owner, record: h.id, name: h.name, since: h.createdAt } : null };
+      return {
+        name: m.name,
+        hostname: m.hostname,
+        port: m.port,
+        groups: m.groups,
+        labels: m.labels,
+        heldBy: h ? { owner: h.owner, record: h.id, name: h.name, since: h.createdAt } : null,
+      };
     });
 }
 
@@ -66,11 +73,15 @@ export default implementProvider(staticProvider, {
     if (ctx.signal.aborted) throw abortedBeforeStart(`checkout of ${record.name}`, ctx.signal);
     const all = ctx.instanceSettings.hosts;
     if (!all.length) {
-      throw new UserInputError(`provider \`static\` (instance ${ctx.instance}) lists no machines; add them under \`static: { hosts: [{ name, hostname, username, privateKeyPath }] }\` in broker_settings.yaml.`);
+      throw new UserInputError(
+        `provider \`static\` (instance ${ctx.instance}) lists no machines; add them under \`static: { hosts: [{ name, hostname, username, privateKeyPath }] }\` in broker_settings.yaml.`,
+      );
     }
     const matching = all.filter((m) => matches(m, args));
     if (!matching.length) {
-      throw new UserInputError(`no static machine matches ${describeRequest(args)} (instance ${ctx.instance}); its machines: ${all.map(describeMachine).join(', ')}.`);
+      throw new UserInputError(
+        `no static machine matches ${describeRequest(args)} (instance ${ctx.instance}); its machines: ${all.map(describeMachine).join(', ')}.`,
+      );
     }
     const address = await ctx.reserve(matching.map(addressOf));
     const m = matching.find((c) => addressOf(c) === address);
@@ -80,7 +91,11 @@ export default implementProvider(staticProvider, {
         const h = held.get(addressOf(c));
         return `${c.name} by ${h ? describeHolder(h) : 'someone who has just let it go'}`;
       });
-      throw new ProviderError('static', `all ${matching.length} machine(s) matching ${describeRequest(args)} are taken: ${taken.join('; ')}. Check one in (\`hostbroker checkin <name>\`), wait, or add machines under static.hosts.`, { retryable: true });
+      throw new ProviderError(
+        'static',
+        `all ${matching.length} machine(s) matching ${describeRequest(args)} are taken: ${taken.join('; ')}. Check one in (\`hostbroker checkin <name>\`), wait, or add machines under static.hosts.`,
+        { retryable: true },
+      );
     }
     return {
       hostname: m.hostname,

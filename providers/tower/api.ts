@@ -69,7 +69,13 @@ const WorkflowNode = z
     summary_fields: z
       .object({
         job: z
-          .object({ id: z.number().int(), name: z.string().optional(), status: z.string().optional(), failed: z.boolean().optional(), type: z.string().optional() })
+          .object({
+            id: z.number().int(),
+            name: z.string().optional(),
+            status: z.string().optional(),
+            failed: z.boolean().optional(),
+            type: z.string().optional(),
+          })
           .loose()
           .optional(),
       })
@@ -83,7 +89,10 @@ const JobEvent = z
   .object({
     failed: z.boolean().optional(),
     task: z.string().optional(),
-    event_data: z.object({ res: z.object({ msg: z.unknown().optional() }).loose().optional(), task: z.string().optional() }).loose().optional(),
+    event_data: z
+      .object({ res: z.object({ msg: z.unknown().optional() }).loose().optional(), task: z.string().optional() })
+      .loose()
+      .optional(),
   })
   .loose();
 
@@ -94,7 +103,10 @@ export const TowerHost = z
     name: z.string(),
     inventory: z.number().int().optional(),
     variables: z.string().nullable().optional(),
-    summary_fields: z.object({ inventory: z.object({ name: z.string() }).loose().optional() }).loose().optional(),
+    summary_fields: z
+      .object({ inventory: z.object({ name: z.string() }).loose().optional() })
+      .loose()
+      .optional(),
   })
   .loose();
 export type TowerHost = z.output<typeof TowerHost>;
@@ -148,7 +160,7 @@ export class TowerApi {
       timeoutMs: toMs(settings.requestTimeout),
       retries: settings.retries,
       retryDelayMs: toMs(settings.retryDelay),
-      authHint: 'check tower.token (or tower.username and tower.password) in the settings and the user\'s Tower roles',
+      authHint: "check tower.token (or tower.username and tower.password) in the settings and the user's Tower roles",
     });
   }
 
@@ -194,7 +206,8 @@ export class TowerApi {
     if (/^\d+$/.test(ref)) return Number(ref);
     const found = await this.get('inventories/', Page(Inventory), { name: ref });
     const match = found.results.find((i) => i.name === ref);
-    if (!match) throw new UserInputError(`[tower] no Tower inventory named \`${ref}\` is visible to this user; check tower.inventory or the \`inventory\` argument.`);
+    if (!match)
+      throw new UserInputError(`[tower] no Tower inventory named \`${ref}\` is visible to this user; check tower.inventory or the \`inventory\` argument.`);
     return match.id;
   }
 
@@ -241,7 +254,8 @@ export class TowerApi {
         if (!(error instanceof ProviderError) || !error.retryable) throw error;
         this.logger.warn(`tower: polling ${what} failed, will retry`, { error: error.message });
       }
-      if (this.signal.aborted) throw new ProviderError('tower', `waiting for ${what} was given up (the operation was aborted); it may still run: ${this.uiUrl(ref)}`);
+      if (this.signal.aborted)
+        throw new ProviderError('tower', `waiting for ${what} was given up (the operation was aborted); it may still run: ${this.uiUrl(ref)}`);
       if (Date.now() + interval > deadline) {
         throw new TimeoutError(
           `[tower] ${what} did not finish within ${this.settings.maxWait} (tower.maxWait); it may still be running: ${this.uiUrl(ref)}. Raise tower.maxWait, or check the job in Tower.`,
@@ -263,9 +277,7 @@ export class TowerApi {
   /** The nodes of a workflow job that ran a job, oldest job first. */
   async nodesWithJobs(workflowJobId: number): Promise<Array<{ node: WorkflowNode; job: NonNullable<NonNullable<WorkflowNode['summary_fields']>['job']> }>> {
     const nodes = await this.all(`workflow_jobs/${workflowJobId}/workflow_nodes/`, WorkflowNode);
-    return nodes
-      .flatMap((node) => (node.summary_fields?.job ? [{ node, job: node.summary_fields.job }] : []))
-      .sort((a, b) => a.job.id - b.job.id);
+    return nodes.flatMap((node) => (node.summary_fields?.job ? [{ node, job: node.summary_fields.job }] : [])).sort((a, b) => a.job.id - b.job.id);
   }
 
   /** Artifacts of each job a workflow ran (nested workflows included), oldest first; `failed` tells which job failed. */
@@ -307,7 +319,9 @@ export class TowerApi {
     if (job.status === 'error' && (job.result_traceback || job.job_explanation)) {
       reasons.push({ job: job.name, reason: lastLines((job.result_traceback || job.job_explanation)!) });
     }
-    const events = await this.get(`jobs/${id}/job_events/`, Page(JobEvent), { failed: 'true', page_size: 50 }).catch(() => ({ results: [] as Array<z.output<typeof JobEvent>> }));
+    const events = await this.get(`jobs/${id}/job_events/`, Page(JobEvent), { failed: 'true', page_size: 50 }).catch(() => ({
+      results: [] as Array<z.output<typeof JobEvent>>,
+    }));
     for (const ev of events.results) {
       const msg = ev.event_data?.res?.msg;
       if (ev.failed === false || msg === undefined || msg === null || msg === '') continue;
@@ -406,7 +420,12 @@ function authorizationOf(settings: TowerInstance): string {
     registerSecret(basic);
     return `Basic ${basic}`;
   }
-  const missingEnv = settings.tokenEnv && !process.env[settings.tokenEnv] ? ` (the variable ${settings.tokenEnv} named by tower.tokenEnv is not set)` : settings.passwordEnv && !process.env[settings.passwordEnv] ? ` (the variable ${settings.passwordEnv} named by tower.passwordEnv is not set)` : '';
+  const missingEnv =
+    settings.tokenEnv && !process.env[settings.tokenEnv]
+      ? ` (the variable ${settings.tokenEnv} named by tower.tokenEnv is not set)`
+      : settings.passwordEnv && !process.env[settings.passwordEnv]
+        ? ` (the variable ${settings.passwordEnv} named by tower.passwordEnv is not set)`
+        : '';
   throw new SettingsError(
     `tower needs credentials${missingEnv}: set tower.token (or tower.tokenEnv, e.g. BROKER_tower__token=...) for a personal access token, or tower.username with tower.password (or tower.passwordEnv).`,
   );
@@ -414,7 +433,7 @@ function authorizationOf(settings: TowerInstance): string {
 
 /** Parses Tower's extra vars / host variables text (JSON or YAML). */
 export function parseVariables(text: string | null | undefined): Record<string, unknown> {
-  if (!text || !text.trim()) return {};
+  if (!text?.trim()) return {};
   try {
     const v: unknown = JSON.parse(text);
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};

@@ -45,7 +45,7 @@ export function hostFromArtifacts(artifacts: Record<string, unknown>): ArtifactH
   const { _broker_args: _a, _broker_facts: _f, ...plain } = facts;
   return {
     ...(hostname ? { hostname } : {}),
-    ...(name ?? hostname ? { name: name ?? hostname } : {}),
+    ...((name ?? hostname) ? { name: name ?? hostname } : {}),
     ...(hostType ? { hostType } : {}),
     facts: redact(plain, 'drop'),
     args: redact(args, 'drop'),

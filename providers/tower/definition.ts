@@ -50,11 +50,9 @@ export const TowerArgs = z
 export type TowerArgs = z.output<typeof TowerArgs>;
 
 /** Arguments of the `run` action: a workflow or job template that creates no host. */
-export const TowerRunArgs = z
-  .looseObject(launchFields)
-  .refine((a) => (a.workflow === undefined) !== (a.job_template === undefined), {
-    message: 'name exactly one of `workflow` or `job_template`',
-  });
+export const TowerRunArgs = z.looseObject(launchFields).refine((a) => (a.workflow === undefined) !== (a.job_template === undefined), {
+  message: 'name exactly one of `workflow` or `job_template`',
+});
 export type TowerRunArgs = z.output<typeof TowerRunArgs>;
 
 /** Settings of one `tower` instance (`tower.instances.<name>` in broker_settings.yaml). */
@@ -62,7 +60,10 @@ export const TowerInstance = z.strictObject({
   /** URL of Tower/AWX, e.g. `https://tower.example.com`. */
   baseUrl: z.url(),
   /** API prefix: `/api/v2/` for Tower and AWX, `/api/controller/v2/` for AAP 2.5+. */
-  apiPath: z.string().regex(/^\/.*\/$/, 'start and end with /').default('/api/v2/'),
+  apiPath: z
+    .string()
+    .regex(/^\/.*\/$/, 'start and end with /')
+    .default('/api/v2/'),
   /** Personal access token (preferred). Never recorded or logged. */
   token: z.string().min(1).optional(),
   /** Name of an environment variable holding the token. */

@@ -7,7 +7,15 @@
  */
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { type DanglingHost, ProviderError, UserInputError, asError, messageOf } from '../../lib/errors.js';
-import { type DiscoveredHost, type HostContext, type ProviderContext, TAGS, defaultSshConnection, implementProvider, standardTags } from '../../lib/provider.js';
+import {
+  type DiscoveredHost,
+  type HostContext,
+  type ProviderContext,
+  TAGS,
+  defaultSshConnection,
+  implementProvider,
+  standardTags,
+} from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { redact, scrub } from '../../lib/secrets.js';
 import { FINISHED, type FailureReason, type JobRef, type TemplateKind, TowerApi, type TowerHost, parseVariables } from './api.js';
@@ -53,7 +61,6 @@ function reasonsText(reasons: FailureReason[]): string {
     .join('; ');
 }
 
-
 /** Notes facts on the host's record at once (ctx.checkpoint), so a killed process leaves them. */
 async function note(ctx: HostContext<TowerInstance>, data: Partial<TowerData>): Promise<void> {
   try {
@@ -68,14 +75,20 @@ async function releaseByName(api: TowerApi, name: string, record: HostRecord | u
   const template = await api.template('workflow', api.settings.releaseWorkflow);
   const recipeArgs = record ? extraVarsOf(record.recipe.args) : {};
   const vars = { ...recipeArgs, source_vm: name, ...(record ? { hostbroker_tags: standardTags(record) } : {}) };
-  const inventoryRef = (record?.data as TowerData | undefined)?.towerInventory ?? (record?.recipe.args.inventory as string | number | undefined) ?? api.settings.inventory;
+  const inventoryRef =
+    (record?.data as TowerData | undefined)?.towerInventory ?? (record?.recipe.args.inventory as string | number | undefined) ?? api.settings.inventory;
   const inventory = inventoryRef === undefined ? undefined : await api.inventoryId(inventoryRef);
   const job = await api.launch('workflow', template, vars, inventory);
   ctx.logger.info(`tower: releasing ${name} with ${api.settings.releaseWorkflow}`, { url: api.uiUrl(job) });
   const done = await api.wait(job, `release workflow ${api.settings.releaseWorkflow} for ${name}`);
   if (done.status !== 'successful') {
     const reasons = await api.failureReasons(job).catch(() => []);
-    throw new ProviderError('tower', scrub(`release workflow ${api.settings.releaseWorkflow} for ${name} ended ${done.status}: ${reasonsText(reasons)}. See ${api.uiUrl(job)}; remove the host by hand if it is still there.`));
+    throw new ProviderError(
+      'tower',
+      scrub(
+        `release workflow ${api.settings.releaseWorkflow} for ${name} ended ${done.status}: ${reasonsText(reasons)}. See ${api.uiUrl(job)}; remove the host by hand if it is still there.`,
+      ),
+    );
   }
 }
 
@@ -83,7 +96,13 @@ async function releaseByName(api: TowerApi, name: string, record: HostRecord | u
  * Checks in hosts a failed launch did create, or names them for the Broker to keep; returns a
  * sentence for the error, and the hosts to keep.
  */
-async function handleDangling(api: TowerApi, names: string[], mode: Dangling, record: HostRecord, ctx: HostContext<TowerInstance>): Promise<{ text: string; keep?: DanglingHost[] }> {
+async function handleDangling(
+  api: TowerApi,
+  names: string[],
+  mode: Dangling,
+  record: HostRecord,
+  ctx: HostContext<TowerInstance>,
+): Promise<{ text: string; keep?: DanglingHost[] }> {
   if (names.length === 0) {
     await note(ctx, { danglingHandled: true });
     return { text: 'it created no host that needs cleaning up' };
@@ -92,7 +111,10 @@ async function handleDangling(api: TowerApi, names: string[], mode: Dangling, re
     const towerInventory = (record.recipe.args.inventory as string | number | undefined) ?? api.settings.inventory;
     const data = towerInventory !== undefined ? { towerInventory } : {};
     await note(ctx, { danglingHandled: true });
-    return { text: `the host(s) it did create were kept in the inventory (marked kept): ${names.join(', ')}; check them in when done`, keep: names.map((name) => ({ name, hostname: name, providerId: name, data })) };
+    return {
+      text: `the host(s) it did create were kept in the inventory (marked kept): ${names.join(', ')}; check them in when done`,
+      keep: names.map((name) => ({ name, hostname: name, providerId: name, data })),
+    };
   }
   const failures: string[] = [];
   await Promise.all(
@@ -232,17 +254,25 @@ export default implementProvider(tower, {
     const job = await api.launch(
       'workflow',
       template,
-      { target_vm: name, new_expire_time: `+${seconds}`, lease_expires: leaseExpires, hostbroker_tags: { ...standardTags(record), [TAGS.lease]: leaseExpires } },
+      {
+        target_vm: name,
+        new_expire_time: `+${seconds}`,
+        lease_expires: leaseExpires,
+        hostbroker_tags: { ...standardTags(record), [TAGS.lease]: leaseExpires },
+      },
       inventory,
     );
     const done = await api.wait(job, `extend workflow ${api.settings.extendWorkflow} for ${name}`);
     if (done.status !== 'successful') {
       const reasons = await api.failureReasons(job).catch(() => []);
-      throw new ProviderError('tower', scrub(`extend workflow ${api.settings.extendWorkflow} for ${name} ended ${done.status}: ${reasonsText(reasons)}. See ${api.uiUrl(job)}`));
+      throw new ProviderError(
+        'tower',
+        scrub(`extend workflow ${api.settings.extendWorkflow} for ${name} ended ${done.status}: ${reasonsText(reasons)}. See ${api.uiUrl(job)}`),
+      );
     }
   },
 
-  async inventory(ctx) {
+  async discover(ctx) {
     const api = apiOf(ctx);
     // A configured username syncs that user's hosts; otherwise the token's user (or the local owner).
     const user = api.settings.username ?? (await api.me());
@@ -298,7 +328,14 @@ export default implementProvider(tower, {
 });
 
 /** A Tower host as sync reports it; hosts that belong to another user are left out. */
-async function discovered(api: TowerApi, host: TowerHost, inventory: string, owners: Set<string>, user: string, ctx: Context): Promise<DiscoveredHost | undefined> {
+async function discovered(
+  api: TowerApi,
+  host: TowerHost,
+  inventory: string,
+  owners: Set<string>,
+  user: string,
+  ctx: Context,
+): Promise<DiscoveredHost | undefined> {
   const vars = parseVariables(host.variables);
   const tags = (vars.hostbroker_tags ?? {}) as Record<string, unknown>;
   const owner = (tags[TAGS.owner] ?? vars.owner) as string | undefined;
@@ -306,7 +343,9 @@ async function discovered(api: TowerApi, host: TowerHost, inventory: string, own
   const facts = await api.facts(host.id);
   const brokerFacts = (facts._broker_facts ?? {}) as Record<string, unknown>;
   const openstack = vars.openstack as { metadata?: { fqdn?: unknown } } | undefined;
-  const hostname = [vars.fqdn, facts.ansible_fqdn, openstack?.metadata?.fqdn, vars.ansible_host, host.name].find((v): v is string => typeof v === 'string' && v !== '')!;
+  const hostname = [vars.fqdn, facts.ansible_fqdn, openstack?.metadata?.fqdn, vars.ansible_host, host.name].find(
+    (v): v is string => typeof v === 'string' && v !== '',
+  )!;
   const brokerArgs = (facts._broker_args ?? {}) as Record<string, unknown>;
   const data: Record<string, unknown> = redact(
     {
@@ -335,4 +374,3 @@ async function discovered(api: TowerApi, host: TowerHost, inventory: string, own
     ...(Object.keys(brokerArgs).length ? { recipe: { provider: 'tower', instance: ctx.instance, args: redact(brokerArgs, 'drop') } } : {}),
   };
 }
-

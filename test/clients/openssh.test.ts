@@ -14,7 +14,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import type { Host } from '../../hosts/host.js';
 import { SSHD_IMAGE, probeEngine, removeBrokerContainers, skipReason } from '../helpers/engine.js';
-import { remote, rsyncArgv, runClient, runOk, scpArgv, sftpArgv, sshArgv, stopMaster, targetOf, type ClientOptions, type SshTarget } from '../helpers/openssh.js';
+import {
+  remote,
+  rsyncArgv,
+  runClient,
+  runOk,
+  scpArgv,
+  sftpArgv,
+  sshArgv,
+  stopMaster,
+  targetOf,
+  type ClientOptions,
+  type SshTarget,
+} from '../helpers/openssh.js';
 import { freePort, startSshd, sshdAvailable, type Sshd } from '../helpers/sshd.js';
 
 function missingClients(): string | false {
@@ -243,7 +255,7 @@ for (const kind of kinds) {
           `rmdir ${d}/empty`,
           `df ${d}`,
         ].join('\n');
-        const r = await runOk(sftpArgv(target, { ...opts(), batch: '-' }), { input: batch + '\n' });
+        const r = await runOk(sftpArgv(target, { ...opts(), batch: '-' }), { input: `${batch}\n` });
         // `ls -l`: type and mode, links ('?' when the client formats the line), owner, group, size, name.
         const user = (await onHost('id -un')).trim();
         expect(r.stdout).toMatch(new RegExp(`^-rw-r-----\\s+[2?] ${user}\\s+\\S+\\s+200000 .+ \\S*b\\.bin$`, 'm'));
@@ -269,7 +281,9 @@ for (const kind of kinds) {
       it(`sftp ${via}: commands on stdin without -b, as typed`, async () => {
         const d = `${rel}/stdin-${sub}`;
         await onHost(`mkdir -p ${d} && printf typed > ${d}/in.txt`);
-        const r = await runOk(sftpArgv(target, opts()), { input: `cd ${d}\npwd\nget in.txt ${join(here, `typed-${sub}.txt`)}\nrename in.txt out.txt\nls\nbye\n` });
+        const r = await runOk(sftpArgv(target, opts()), {
+          input: `cd ${d}\npwd\nget in.txt ${join(here, `typed-${sub}.txt`)}\nrename in.txt out.txt\nls\nbye\n`,
+        });
         expect(r.stdout).toContain(`Remote working directory: ${abs}/stdin-${sub}`);
         expect(await readFile(join(here, `typed-${sub}.txt`), 'utf8')).toBe('typed');
         expect(await onHost(`ls ${d}`)).toBe('out.txt\n');
@@ -307,7 +321,8 @@ for (const kind of kinds) {
       const data = randomBytes(1024 * 1024);
       await writeFile(join(here, 'together.bin'), data);
       // Each command waits until all three are running: they overlap on the one connection.
-      const waiter = (i: number) => `cd ${d} && touch m.${i} && n=0; while [ "$(ls m.* | wc -l)" -lt 3 ]; do n=$((n+1)); [ $n -gt 600 ] && exit 9; sleep 0.05; done; echo ready ${i}`;
+      const waiter = (i: number) =>
+        `cd ${d} && touch m.${i} && n=0; while [ "$(ls m.* | wc -l)" -lt 3 ]; do n=$((n+1)); [ $n -gt 600 ] && exit 9; sleep 0.05; done; echo ready ${i}`;
       const results = await Promise.all([
         ...[1, 2, 3].map((i) => runOk(sshArgv(target, waiter(i), through))),
         runOk(sftpArgv(target, { ...through, batch: '-' }), { input: `put ${join(here, 'together.bin')} ${d}/via-sftp.bin\n` }),

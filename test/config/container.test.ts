@@ -37,25 +37,28 @@ class Motd extends Whiteprint<{ owner: string }> {
 beforeAll(async () => {
   if (skip) return;
   broker = new Broker({
-      directory,
-      settings: {
-        logLevel: 'silent',
-        bundles: {
-          access: {
-            keys: [key.public],
-            scripts: [{ run: 'echo "bundled {{ name }} {{ purpose }}" > ~/bundled', template: true }],
-          },
+    directory,
+    settings: {
+      logLevel: 'silent',
+      bundles: {
+        access: {
+          keys: [key.public],
+          scripts: [{ run: 'echo "bundled {{ name }} {{ purpose }}" > ~/bundled', template: true }],
         },
       },
-    });
-    [execHost, sshHost] = await Promise.all([
-      broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE, bundles: ['access'], bundleVars: { purpose: 'exec' } }),
-      broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, bundles: ['access'], bundleVars: { purpose: 'ssh' } }),
-    ]);
-    for (const [kind, host] of [['exec', execHost], ['ssh', sshHost]] as const) {
-      const [user = '', group = ''] = (await host.execute('id -un; id -gn')).stdout.trim().split('\n');
-      ids[kind] = { user, group };
-    }
+    },
+  });
+  [execHost, sshHost] = await Promise.all([
+    broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE, bundles: ['access'], bundleVars: { purpose: 'exec' } }),
+    broker.checkout({ provider: 'container', image: SSHD_IMAGE, ssh: true, bundles: ['access'], bundleVars: { purpose: 'ssh' } }),
+  ]);
+  for (const [kind, host] of [
+    ['exec', execHost],
+    ['ssh', sshHost],
+  ] as const) {
+    const [user = '', group = ''] = (await host.execute('id -un; id -gn')).stdout.trim().split('\n');
+    ids[kind] = { user, group };
+  }
 }, 180_000);
 
 afterAll(async () => {
@@ -81,7 +84,12 @@ describe.skipIf(skip)('configuration on container hosts', () => {
             client.exec('id -un', (err, stream) => {
               if (err) return reject(err);
               let out = '';
-              stream.on('data', (d: Buffer) => (out += d)).on('close', () => (client.end(), resolve(out.trim())));
+              stream
+                .on('data', (d: Buffer) => (out += d))
+                .on('close', () => {
+                  client.end();
+                  resolve(out.trim());
+                });
             }),
           )
           .on('error', reject)
@@ -98,7 +106,10 @@ describe.skipIf(skip)('configuration on container hosts', () => {
       expect(facts.user).toBe(ids[kind].user);
       expect(facts.cpuCount).toBeGreaterThan(0);
       if (kind === 'ssh') expect(facts).toMatchObject({ distro: 'debian', distroVersion: '12' });
-      const plan = new SitePlan([{ whiteprint: Motd }, { whiteprint: FileFromString, config: { path: '~/fqdn', content: '{{ target.fqdn }}', template: true } }]);
+      const plan = new SitePlan([
+        { whiteprint: Motd },
+        { whiteprint: FileFromString, config: { path: '~/fqdn', content: '{{ target.fqdn }}', template: true } },
+      ]);
       const report = await host.apply(plan, 'install', { Motd: { owner: kind } });
       expect(report.ok, report.toString()).toBe(true);
       expect((await host.execute('cat ~/motd')).stdout).toBe(`${facts.distro || 'unknown'} ${facts.kernel} ${kind}\n`);
@@ -112,6 +123,16 @@ describe.skipIf(skip)('configuration on container hosts', () => {
   }
 });
 
-describePrefabs('container (exec, busybox)', () => execHost, () => prefabCases(ids.exec.user, ids.exec.group), skip);
-describePrefabs('container (SSH, Debian)', () => sshHost, () => prefabCases(ids.ssh.user, ids.ssh.group), skip);
+describePrefabs(
+  'container (exec, busybox)',
+  () => execHost,
+  () => prefabCases(ids.exec.user, ids.exec.group),
+  skip,
+);
+describePrefabs(
+  'container (SSH, Debian)',
+  () => sshHost,
+  () => prefabCases(ids.ssh.user, ids.ssh.group),
+  skip,
+);
 describeApt('container (SSH, Debian)', () => sshHost, skip);

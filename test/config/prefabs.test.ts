@@ -21,7 +21,11 @@ afterAll(async () => {
   await fx?.close();
 });
 
-describePrefabs('local', () => fx.host, () => prefabCases(user, group));
+describePrefabs(
+  'local',
+  () => fx.host,
+  () => prefabCases(user, group),
+);
 describeApt('local', () => fx.host);
 
 describe('Pip3 on a local host (a wheel built in the test, installed into a virtualenv; no network)', () => {
@@ -42,7 +46,9 @@ PY`,
       ].join(' && '),
     );
     expect(setup.status, setup.stderr).toBe(0);
-    const plan = new SitePlan([{ whiteprint: Pip3, config: { pip: '~/venv/bin/pip', packages: ['~/hb_dummy-0.1-py3-none-any.whl'], installArgs: ['--no-index'] } }]);
+    const plan = new SitePlan([
+      { whiteprint: Pip3, config: { pip: '~/venv/bin/pip', packages: ['~/hb_dummy-0.1-py3-none-any.whl'], installArgs: ['--no-index'] } },
+    ]);
     const imports = async (): Promise<number> => (await host.execute('~/venv/bin/python -c "import hb_dummy; assert hb_dummy.VALUE == 42"')).status;
 
     const first = await host.apply(plan, 'install');

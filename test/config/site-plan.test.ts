@@ -6,7 +6,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
-import { CommandError, DriftError, Folder, LineInFile, PartialFailureError, SitePlan, UserInputError, Whiteprint, gatherFacts, prefab, type PrefabSpec } from '../../lib/index.js';
+import {
+  CommandError,
+  DriftError,
+  Folder,
+  LineInFile,
+  PartialFailureError,
+  SitePlan,
+  UserInputError,
+  Whiteprint,
+  gatherFacts,
+  prefab,
+  type PrefabSpec,
+} from '../../lib/index.js';
 import { Session, type RemoteProcess, type SpawnOptions, type Transport } from '../../hosts/session.js';
 import type { Host } from '../../hosts/host.js';
 import { localHost, type BrokerFixture } from '../helpers/config-host.js';
@@ -17,7 +29,11 @@ class Greeting extends Whiteprint<z.output<typeof GreetingConfig>> {
   static override defaults = { who: 'world', path: '~/greeting.txt' };
   override readonly schema = GreetingConfig;
   override async execute(mode: string): Promise<void> {
-    if (mode === 'install') await this.uploadTemplateString('hello {{ who }}{{ punctuation }} ({{ target.user }}@{{ target.hostname }}, {{ target.cpuCount }} cpus)\n', this.cfg.path);
+    if (mode === 'install')
+      await this.uploadTemplateString(
+        'hello {{ who }}{{ punctuation }} ({{ target.user }}@{{ target.hostname }}, {{ target.cpuCount }} cpus)\n',
+        this.cfg.path,
+      );
     if (mode === 'clean') await this.exec(`rm -f ${this.remotePath(this.cfg.path)}`);
   }
   override async validate(mode: string): Promise<void> {
@@ -67,7 +83,10 @@ beforeAll(async () => {
   fx = await localHost();
   resources = await mkdtemp(join(tmpdir(), 'hb-resources-'));
   await mkdir(join(resources, 'app'), { recursive: true });
-  await writeFile(join(resources, 'app', 'app.conf.j2'), 'port={{ port }}\ndistro={{ target.distro }} {{ target.distroVersion }}\n{% if debug %}debug=1\n{% endif %}');
+  await writeFile(
+    join(resources, 'app', 'app.conf.j2'),
+    'port={{ port }}\ndistro={{ target.distro }} {{ target.distroVersion }}\n{% if debug %}debug=1\n{% endif %}',
+  );
   await writeFile(join(resources, 'app', 'static.txt'), 'static {{ not rendered }}\n');
 });
 
@@ -157,7 +176,10 @@ describe('SitePlan on a local host', () => {
   });
 
   it('validate finds drift made by hand and changes nothing', async () => {
-    const plan = new SitePlan([{ whiteprint: Greeting, config: { who: 'val', path: '~/val.txt' } }, { whiteprint: Folder, config: { path: '~/val-dir', mode: '0700' } }]);
+    const plan = new SitePlan([
+      { whiteprint: Greeting, config: { who: 'val', path: '~/val.txt' } },
+      { whiteprint: Folder, config: { path: '~/val-dir', mode: '0700' } },
+    ]);
     await fx.host.apply(plan, 'install');
     expect((await fx.host.validate(plan, 'install')).ok).toBe(true);
     await fx.host.execute('echo tampered > ~/val.txt; chmod 755 ~/val-dir');
@@ -189,7 +211,13 @@ describe('SitePlan on a local host', () => {
   });
 
   it('refuses duplicate aliases and steps without a whiteprint', () => {
-    expect(() => new SitePlan([{ whiteprint: Greeting, alias: 'x' }, { whiteprint: Greeting, alias: 'x' }])).toThrow(/alias `x`/);
+    expect(
+      () =>
+        new SitePlan([
+          { whiteprint: Greeting, alias: 'x' },
+          { whiteprint: Greeting, alias: 'x' },
+        ]),
+    ).toThrow(/alias `x`/);
     expect(() => new SitePlan([{ config: {} } as never])).toThrow(/no whiteprint class/);
   });
 });
@@ -211,8 +239,19 @@ describe('facts', () => {
     expect(spawns).toBe(1);
     expect(await gatherFacts(target)).toBe(facts);
     expect(spawns).toBe(1);
-    const os = (await fx.host.execute('id -un; uname -r; nproc; . /etc/os-release; echo "$ID"; echo "$VERSION_ID"; hostname; echo "$HOME"')).stdout.trim().split('\n');
-    expect(facts).toMatchObject({ user: os[0], kernel: os[1], cpuCount: Number(os[2]), distro: os[3], distroVersion: os[4], hostname: os[5], home: os[6], host: 'h.example' });
+    const os = (await fx.host.execute('id -un; uname -r; nproc; . /etc/os-release; echo "$ID"; echo "$VERSION_ID"; hostname; echo "$HOME"')).stdout
+      .trim()
+      .split('\n');
+    expect(facts).toMatchObject({
+      user: os[0],
+      kernel: os[1],
+      cpuCount: Number(os[2]),
+      distro: os[3],
+      distroVersion: os[4],
+      hostname: os[5],
+      home: os[6],
+      host: 'h.example',
+    });
     expect(facts.fqdn.length).toBeGreaterThan(0);
     await gatherFacts(target, { refresh: true });
     expect(spawns).toBe(2);
@@ -223,7 +262,10 @@ describe('types', () => {
   it('types cfg from the schema and step config from the whiteprint', () => {
     expectTypeOf<Greeting['cfg']>().toEqualTypeOf<{ who: string; path: string; punctuation: string }>();
     // A step's config is checked against its own whiteprint.
-    new SitePlan([{ whiteprint: Greeting, config: { who: 'x' } }, { whiteprint: App, config: { port: 1 } }]);
+    new SitePlan([
+      { whiteprint: Greeting, config: { who: 'x' } },
+      { whiteprint: App, config: { port: 1 } },
+    ]);
     // @ts-expect-error who must be a string
     new SitePlan([{ whiteprint: Greeting, config: { who: 1 } }]);
     // @ts-expect-error App has no `who`

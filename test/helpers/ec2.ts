@@ -104,10 +104,12 @@ export class FakeEc2 {
       }
       return true;
     });
-    if (input.InstanceIds && matches.length === 0) throw awsError('InvalidInstanceID.NotFound', `The instance IDs '${input.InstanceIds.join(', ')}' do not exist`);
+    if (input.InstanceIds && matches.length === 0)
+      throw awsError('InvalidInstanceID.NotFound', `The instance IDs '${input.InstanceIds.join(', ')}' do not exist`);
     const out = reservation(...matches.map((i) => structuredClone(i)));
     for (const i of matches) {
-      if (i.State!.Name === 'pending') Object.assign(i, { State: { Code: 16, Name: 'running' }, PublicIpAddress: `203.0.113.${i.PrivateIpAddress!.split('.')[3]}` });
+      if (i.State!.Name === 'pending')
+        Object.assign(i, { State: { Code: 16, Name: 'running' }, PublicIpAddress: `203.0.113.${i.PrivateIpAddress!.split('.')[3]}` });
     }
     return out;
   }

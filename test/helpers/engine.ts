@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Dockerode from 'dockerode';
 import { messageOf } from '../../lib/errors.js';
-import { LABELS } from '../../providers/container/spec.js';
+import { LABELS } from '../../providers/container/create-request.js';
 import { type Engine, connectEngine } from '../../providers/container/engine.js';
 
 /** The images scripts/setup-test-env.sh builds. */

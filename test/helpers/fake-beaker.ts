@@ -142,13 +142,20 @@ export class FakeBeaker {
   private rpc(res: ServerResponse, body: string, user: string | undefined): void {
     const method = /<methodName>([^<]+)<\/methodName>/.exec(body)?.[1];
     const fault = (code: number, message: string) =>
-      xml(res, `<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>${code}</int></value></member><member><name>faultString</name><value><string>${esc(message)}</string></value></member></struct></value></fault></methodResponse>`);
+      xml(
+        res,
+        `<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>${code}</int></value></member><member><name>faultString</name><value><string>${esc(message)}</string></value></member></struct></value></fault></methodResponse>`,
+      );
     const ok = (value: string) => xml(res, `<methodResponse><params><param><value>${value}</value></param></params></methodResponse>`);
     if (method === 'jobs.upload') {
       if (!user) return fault(1, "<class 'cherrypy._cperror.HTTPRedirect'>:Anonymous access denied");
       const jobXml = unesc(/<string>([\s\S]*?)<\/string>/.exec(body)?.[1] ?? '');
       const distro = /<distro_name op="=" value="([^"]*)"/.exec(jobXml)?.[1];
-      if (distro === 'NO-SUCH-DISTRO') return fault(1, "<class 'bkr.common.bexceptions.BX'>:No distro tree matches Recipe: <distroRequires><and><distro_name op=\"=\" value=\"NO-SUCH-DISTRO\"/></and></distroRequires>");
+      if (distro === 'NO-SUCH-DISTRO')
+        return fault(
+          1,
+          '<class \'bkr.common.bexceptions.BX\'>:No distro tree matches Recipe: <distroRequires><and><distro_name op="=" value="NO-SUCH-DISTRO"/></and></distroRequires>',
+        );
       if (!/<job[\s>]/.test(jobXml) || !/<recipe[\s>]/.test(jobXml)) return fault(1, "<class 'bkr.common.bexceptions.BX'>:Job XML is not valid");
       const id = this.nextId++;
       const force = /<hostRequires force="([^"]+)"/.exec(jobXml)?.[1];
@@ -172,7 +179,11 @@ export class FakeBeaker {
       const mine = /<name>mine<\/name>\s*<value>\s*<boolean>1<\/boolean>/.test(body);
       if (mine && !user) return fault(1, "<class 'bkr.common.bexceptions.BX'>:You should be authenticated to use the --mine filter.");
       const limit = Number(/<name>limit<\/name>\s*<value>\s*<int>(\d+)<\/int>/.exec(body)?.[1] ?? 1e9);
-      const ids = [...this.jobs.values()].filter((j) => !mine || j.owner === user).map((j) => j.id).sort((a, b) => b - a).slice(0, limit);
+      const ids = [...this.jobs.values()]
+        .filter((j) => !mine || j.owner === user)
+        .map((j) => j.id)
+        .sort((a, b) => b - a)
+        .slice(0, limit);
       return ok(`<array><data>${ids.map((id) => `<value><string>J:${id}</string></value>`).join('')}</data></array>`);
     }
     if (method === 'distrotrees.filter') {
@@ -205,7 +216,11 @@ export class FakeBeaker {
   private serialize(job: FakeJob) {
     const tasks = [
       { id: job.recipeId * 10, name: '/distribution/check-install', status: job.recipeStatus === 'Queued' ? 'Queued' : 'Completed' },
-      { id: job.recipeId * 10 + 1, name: '/distribution/reservesys', status: job.recipeStatus === 'Running' ? 'Running' : job.recipeStatus === 'Reserved' ? 'Completed' : 'Queued' },
+      {
+        id: job.recipeId * 10 + 1,
+        name: '/distribution/reservesys',
+        status: job.recipeStatus === 'Running' ? 'Running' : job.recipeStatus === 'Reserved' ? 'Completed' : 'Queued',
+      },
     ];
     return {
       id: job.id,
@@ -235,7 +250,13 @@ export class FakeBeaker {
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const unesc = (s: string) => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
+const unesc = (s: string) =>
+  s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, '&');
 
 function text(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, body ? { 'Content-Type': 'text/plain; charset=utf-8' } : {});

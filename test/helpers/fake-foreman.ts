@@ -102,7 +102,12 @@ export class FakeForeman {
     const url = new URL(req.url ?? '/', this.url);
     const method = req.method ?? 'GET';
     const body = await readBody(req);
-    this.requests.push({ method, url: url.pathname + url.search, ...(body ? { body } : {}), ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}) });
+    this.requests.push({
+      method,
+      url: url.pathname + url.search,
+      ...(body ? { body } : {}),
+      ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+    });
     const fault = this.faults.find((f) => (f.method ?? method) === method && f.path.test(url.pathname) && (f.times ?? 1) > 0);
     if (fault) {
       fault.times = (fault.times ?? 1) - 1;
@@ -126,7 +131,14 @@ export class FakeForeman {
       const t = search ? /^title = "(.*)"$/.exec(search) : null;
       if (search && !t) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       if (t) list = list.filter((g) => g.title === t[1]);
-      return sendJson(res, 200, listJson(list.map((g) => ({ id: g.id, name: g.name, title: g.title })), q));
+      return sendJson(
+        res,
+        200,
+        listJson(
+          list.map((g) => ({ id: g.id, name: g.name, title: g.title })),
+          q,
+        ),
+      );
     }
     if (method === 'POST' && url.pathname === '/api/hosts') {
       if (!this.canCreate) return sendJson(res, 403, { error: { message: 'Access denied', details: 'Missing one of the required permissions: create_hosts' } });
@@ -170,7 +182,14 @@ export class FakeForeman {
       else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) list = list.filter((h) => h.parameters.some((p) => p.name === s![1] && p.value === s![2]));
       else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       const withParams = q.getAll('include[]').includes('parameters');
-      return sendJson(res, 200, listJson(list.map((h) => hostJson(h, withParams)), q));
+      return sendJson(
+        res,
+        200,
+        listJson(
+          list.map((h) => hostJson(h, withParams)),
+          q,
+        ),
+      );
     }
     if ((m = /^\/api\/hosts\/(\d+)$/.exec(url.pathname))) {
       const host = this.hosts.get(Number(m[1]));
@@ -225,7 +244,13 @@ function hostJson(h: FakeForemanHost, withParams: boolean): Record<string, unkno
 function listJson(items: unknown[], q: URLSearchParams): Record<string, unknown> {
   const perPage = Number(q.get('per_page') ?? 20);
   const page = Number(q.get('page') ?? 1);
-  return { total: items.length, subtotal: items.length, page, per_page: perPage, search: q.get('search'), sort: { by: null, order: null }, results: items.slice((page - 1) * perPage, page * perPage) };
+  return {
+    total: items.length,
+    subtotal: items.length,
+    page,
+    per_page: perPage,
+    search: q.get('search'),
+    sort: { by: null, order: null },
+    results: items.slice((page - 1) * perPage, page * perPage),
+  };
 }
-
-

@@ -176,7 +176,8 @@ export class FakeMrProvisioner {
           if (key in data) {
             const image = this.images.find((i) => i.id === Number(data[key]));
             if (!image) return invalid(`no such ${key === 'kernel_id' ? 'kernel' : 'initrd'}`);
-            if (image.type !== (key === 'kernel_id' ? 'Kernel' : 'Initrd')) return invalid(`${key === 'kernel_id' ? 'kernel is not a kernel' : 'initrd is not an initrd'}`);
+            if (image.type !== (key === 'kernel_id' ? 'Kernel' : 'Initrd'))
+              return invalid(`${key === 'kernel_id' ? 'kernel is not a kernel' : 'initrd is not an initrd'}`);
             machine[key] = image.id;
           }
         }
@@ -203,7 +204,8 @@ export class FakeMrProvisioner {
       if (rest === '/power' && method === 'GET') return sendJson(res, 200, { state: machine.power });
       if (rest === '/power' && method === 'POST') {
         const state = json().state as string;
-        if (!['on', 'off', 'reboot', 'pxe_reboot', 'bios_reboot', 'disk_reboot'].includes(state)) return sendJson(res, 400, { error_type: 'SchemaError', errors: ['bad state'] });
+        if (!['on', 'off', 'reboot', 'pxe_reboot', 'bios_reboot', 'disk_reboot'].includes(state))
+          return sendJson(res, 400, { error_type: 'SchemaError', errors: ['bad state'] });
         if (!mine) return sendJson(res, 403, '');
         if (!machine.bmc) return invalid('power state changes require a BMC');
         machine.power = state;
@@ -222,7 +224,11 @@ export class FakeMrProvisioner {
     }
     if (method === 'GET' && path === '/image') {
       const all = url.searchParams.get('show_all') === 'true';
-      return sendJson(res, 200, this.images.filter((i) => i.user === user || (all && i.public)).map(({ content: _c, ...i }) => i));
+      return sendJson(
+        res,
+        200,
+        this.images.filter((i) => i.user === user || (all && i.public)).map(({ content: _c, ...i }) => i),
+      );
     }
     if (method === 'POST' && path === '/image') {
       const parts = parseMultipart(raw, String(req.headers['content-type'] ?? ''));
@@ -245,14 +251,27 @@ export class FakeMrProvisioner {
       return sendJson(res, 201, out);
     }
     if (method === 'GET' && path === '/preseed') {
-      return sendJson(res, 200, this.preseeds.map(({ content, ...p }) => ({ ...p, content, known_good: false, public: true })));
+      return sendJson(
+        res,
+        200,
+        this.preseeds.map(({ content, ...p }) => ({ ...p, content, known_good: false, public: true })),
+      );
     }
     return sendJson(res, 404, { error_type: 'NotFound', errors: ['404: Not Found'] });
   }
 }
 
 function serializeMachine(m: FakeMachine) {
-  return { id: m.id, name: m.name, hostname: m.hostname, kernel_id: m.kernel_id, kernel_opts: m.kernel_opts, initrd_id: m.initrd_id, preseed_id: m.preseed_id, netboot_enabled: m.netboot_enabled };
+  return {
+    id: m.id,
+    name: m.name,
+    hostname: m.hostname,
+    kernel_id: m.kernel_id,
+    kernel_opts: m.kernel_opts,
+    initrd_id: m.initrd_id,
+    preseed_id: m.preseed_id,
+    netboot_enabled: m.netboot_enabled,
+  };
 }
 
 function matches(machine: FakeMachine, query: string | null): boolean {
@@ -265,7 +284,6 @@ function matches(machine: FakeMachine, query: string | null): boolean {
       return k === 'name' ? machine.name === v : machine.attrs[k!] === v;
     });
 }
-
 
 function parseMultipart(raw: Buffer, contentType: string): { name: string; filename?: string; data: Buffer }[] {
   const boundary = /boundary=(?:"([^"]+)"|([^;]+))/.exec(contentType);

@@ -204,27 +204,53 @@ export class FakeTower {
       }
       this.launches.push({ template: t.name, extraVars, ...(parsed.inventory !== undefined ? { inventory: parsed.inventory } : {}) });
       const job = this.launch(t, extraVars, parsed.inventory);
-      return sendJson(res, 201, t.kind === 'workflow' ? { workflow_job: job.id, id: job.id, type: 'workflow_job', status: 'pending' } : { job: job.id, id: job.id, type: 'job', status: 'pending' });
+      return sendJson(
+        res,
+        201,
+        t.kind === 'workflow'
+          ? { workflow_job: job.id, id: job.id, type: 'workflow_job', status: 'pending' }
+          : { job: job.id, id: job.id, type: 'job', status: 'pending' },
+      );
     }
     if (method === 'GET' && p === '/workflow_jobs/') {
       let list = [...this.jobs.values()].filter((j) => j.kind === 'workflow');
       const needle = q.get('extra_vars__icontains');
       if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).toLowerCase().includes(needle.toLowerCase()));
       if (q.get('order_by') === '-id') list.sort((a, b) => b.id - a.id);
-      return sendJson(res, 200, page(list.map((j) => ({ id: j.id, name: j.template.name, status: j.status })), url, this));
+      return sendJson(
+        res,
+        200,
+        page(
+          list.map((j) => ({ id: j.id, name: j.template.name, status: j.status })),
+          url,
+          this,
+        ),
+      );
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
-      if (!job || job.kind !== 'workflow') return sendJson(res, 404, { detail: 'Not found.' });
+      if (job?.kind !== 'workflow') return sendJson(res, 404, { detail: 'Not found.' });
       this.tick(job);
-      return sendJson(res, 200, { id: job.id, type: 'workflow_job', name: job.template.name, status: job.status, failed: job.status === 'failed' || job.status === 'error', job_explanation: '' });
+      return sendJson(res, 200, {
+        id: job.id,
+        type: 'workflow_job',
+        name: job.template.name,
+        status: job.status,
+        failed: job.status === 'failed' || job.status === 'error',
+        job_explanation: '',
+      });
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/workflow_nodes\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
       if (!job) return sendJson(res, 404, { detail: 'Not found.' });
       const nodes = job.children.map((cid, i) => {
         const c = this.children.get(cid)!;
-        return { id: job.id * 100 + i, type: 'workflow_job_node', job: c.id, summary_fields: { job: { id: c.id, name: c.name, status: c.status, failed: c.status !== 'successful', type: 'job' } } };
+        return {
+          id: job.id * 100 + i,
+          type: 'workflow_job_node',
+          job: c.id,
+          summary_fields: { job: { id: c.id, name: c.name, status: c.status, failed: c.status !== 'successful', type: 'job' } },
+        };
       });
       // A node that never ran has no job.
       nodes.push({ id: job.id * 100 + 99, type: 'workflow_job_node', job: null as unknown as number, summary_fields: {} as never });
@@ -245,7 +271,15 @@ export class FakeTower {
       let list = [...this.jobs.values()].filter((j) => j.kind === 'job_template');
       const needle = q.get('extra_vars__icontains');
       if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).includes(needle));
-      return sendJson(res, 200, page(list.map((j) => ({ id: j.id })), url, this));
+      return sendJson(
+        res,
+        200,
+        page(
+          list.map((j) => ({ id: j.id })),
+          url,
+          this,
+        ),
+      );
     }
     if (method === 'GET' && (m = /^\/jobs\/(\d+)\/$/.exec(p))) {
       const id = Number(m[1]);
@@ -253,24 +287,56 @@ export class FakeTower {
       if (top && top.kind === 'job_template') {
         this.tick(top);
         const c = top.children[0] !== undefined ? this.children.get(top.children[0]) : undefined;
-        return sendJson(res, 200, { id, type: 'job', name: top.template.name, status: top.status, failed: top.status === 'failed', artifacts: c?.artifacts ?? {}, job_explanation: c?.explanation ?? '', result_traceback: '' });
+        return sendJson(res, 200, {
+          id,
+          type: 'job',
+          name: top.template.name,
+          status: top.status,
+          failed: top.status === 'failed',
+          artifacts: c?.artifacts ?? {},
+          job_explanation: c?.explanation ?? '',
+          result_traceback: '',
+        });
       }
       const c = this.children.get(id);
       if (!c) return sendJson(res, 404, { detail: 'Not found.' });
-      return sendJson(res, 200, { id, type: 'job', name: c.name, status: c.status, failed: c.status !== 'successful', artifacts: c.artifacts, job_explanation: c.explanation, result_traceback: c.status === 'error' ? 'Traceback (most recent call last):\n  boom' : '' });
+      return sendJson(res, 200, {
+        id,
+        type: 'job',
+        name: c.name,
+        status: c.status,
+        failed: c.status !== 'successful',
+        artifacts: c.artifacts,
+        job_explanation: c.explanation,
+        result_traceback: c.status === 'error' ? 'Traceback (most recent call last):\n  boom' : '',
+      });
     }
     if (method === 'GET' && (m = /^\/jobs\/(\d+)\/job_events\/$/.exec(p))) {
       const id = Number(m[1]);
       const top = this.jobs.get(id);
       const c = this.children.get(top?.children[0] ?? id);
       if (!c) return sendJson(res, 404, { detail: 'Not found.' });
-      const events = c.events.map((e, i) => ({ id: i + 1, failed: true, task: e.task, event: 'runner_on_failed', event_data: { task: e.task, res: { msg: e.msg, changed: false } } }));
+      const events = c.events.map((e, i) => ({
+        id: i + 1,
+        failed: true,
+        task: e.task,
+        event: 'runner_on_failed',
+        event_data: { task: e.task, res: { msg: e.msg, changed: false } },
+      }));
       return sendJson(res, 200, page(events, url, this));
     }
     if (method === 'GET' && p === '/inventories/') {
       let list = this.inventories;
       if (q.get('name')) list = list.filter((i) => i.name === q.get('name'));
-      return sendJson(res, 200, page(list.map((i) => ({ ...i, type: 'inventory', kind: '' })), url, this));
+      return sendJson(
+        res,
+        200,
+        page(
+          list.map((i) => ({ ...i, type: 'inventory', kind: '' })),
+          url,
+          this,
+        ),
+      );
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/$/.exec(p))) {
       const inv = this.inventories.find((i) => i.id === Number(m![1]));
@@ -278,7 +344,15 @@ export class FakeTower {
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/hosts\/$/.exec(p))) {
       const list = this.hosts.filter((h) => h.inventory === Number(m![1]));
-      return sendJson(res, 200, page(list.map((h) => ({ id: h.id, type: 'host', name: h.name, inventory: h.inventory, variables: JSON.stringify(h.variables) })), url, this));
+      return sendJson(
+        res,
+        200,
+        page(
+          list.map((h) => ({ id: h.id, type: 'host', name: h.name, inventory: h.inventory, variables: JSON.stringify(h.variables) })),
+          url,
+          this,
+        ),
+      );
     }
     if (method === 'GET' && (m = /^\/hosts\/(\d+)\/ansible_facts\/$/.exec(p))) {
       const h = this.hosts.find((x) => x.id === Number(m![1]));
@@ -320,11 +394,23 @@ export class FakeTower {
       // A canceled workflow ran its first step only.
       if (canceled && job.children.length >= 1) break;
       const id = this.nextId++;
-      this.children.set(id, { id, name: step.name, status: step.status, artifacts: step.artifacts ?? {}, explanation: step.explanation ?? '', events: step.events ?? [] });
+      this.children.set(id, {
+        id,
+        name: step.name,
+        status: step.status,
+        artifacts: step.artifacts ?? {},
+        explanation: step.explanation ?? '',
+        events: step.events ?? [],
+      });
       job.children.push(id);
       if (step.status !== 'successful') break;
     }
-    if (!canceled) job.status = job.steps.every((s) => s.status === 'successful') ? 'successful' : job.steps.find((s) => s.status !== 'successful')!.status === 'error' ? 'error' : 'failed';
+    if (!canceled)
+      job.status = job.steps.every((s) => s.status === 'successful')
+        ? 'successful'
+        : job.steps.find((s) => s.status !== 'successful')!.status === 'error'
+          ? 'error'
+          : 'failed';
   }
 }
 
@@ -354,5 +440,3 @@ function page(items: unknown[], url: URL, fake: FakeTower): Record<string, unkno
   };
   return { count: items.length, next: n * size < items.length ? link(n + 1) : null, previous: n > 1 ? link(n - 1) : null, results: slice };
 }
-
-

@@ -54,12 +54,15 @@ export async function writeKeyPair(dir: string): Promise<{ privateKeyPath: strin
   const line = `ssh-ed25519 ${blob.toString('base64')} ci@hostbroker`;
   const privateKeyPath = join(dir, 'id_ed25519');
   await writeFile(privateKeyPath, 'not used by these tests\n', { mode: 0o600 });
-  await writeFile(`${privateKeyPath}.pub`, line + '\n');
+  await writeFile(`${privateKeyPath}.pub`, `${line}\n`);
   return { privateKeyPath, publicKeyPath: `${privateKeyPath}.pub`, publicKey: line };
 }
 
 /** A `virsh` stand-in that logs each call (and the volume XML it was given) and answers like virsh. */
-export async function recordingVirsh(dir: string, behaviour: { failOn?: string; address?: string } = {}): Promise<{ path: string; calls(): Promise<string[][]>; volumeXml(): Promise<string> }> {
+export async function recordingVirsh(
+  dir: string,
+  behaviour: { failOn?: string; address?: string } = {},
+): Promise<{ path: string; calls(): Promise<string[][]>; volumeXml(): Promise<string> }> {
   const path = join(dir, 'virsh');
   const log = join(dir, 'virsh.log');
   const xml = join(dir, 'volume.xml.log');
@@ -83,7 +86,11 @@ exit 0
   await chmod(path, 0o755);
   return {
     path,
-    calls: async () => (await readFile(log, 'utf8')).split('\n').filter(Boolean).map((l) => l.split('\t').filter(Boolean).slice(3)),
+    calls: async () =>
+      (await readFile(log, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t').filter(Boolean).slice(3)),
     volumeXml: () => readFile(xml, 'utf8'),
   };
 }

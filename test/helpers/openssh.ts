@@ -41,7 +41,15 @@ export interface ClientOptions {
 
 /** The `-o` options ssh, scp and sftp all take (rsync passes them on through `-e`). */
 export function clientOptions(target: SshTarget, options: ClientOptions = {}): string[] {
-  const settings = [`Port=${target.port}`, `User=${target.username}`, `IdentityFile=${target.privateKeyPath}`, 'IdentitiesOnly=yes', 'BatchMode=yes', 'ConnectTimeout=10', 'LogLevel=ERROR'];
+  const settings = [
+    `Port=${target.port}`,
+    `User=${target.username}`,
+    `IdentityFile=${target.privateKeyPath}`,
+    'IdentitiesOnly=yes',
+    'BatchMode=yes',
+    'ConnectTimeout=10',
+    'LogLevel=ERROR',
+  ];
   return [
     ...settings.flatMap((s) => ['-o', s]),
     ...hostKeyOptions(target),
@@ -62,7 +70,12 @@ export function sshArgv(target: SshTarget, command: string | undefined, options:
 }
 
 /** `scp`; `legacy` is `-O` (the old scp protocol instead of SFTP), `preserve` is `-p` (times and modes). */
-export function scpArgv(target: SshTarget, from: string[], to: string, options: ClientOptions & { legacy?: boolean; recursive?: boolean; preserve?: boolean } = {}): string[] {
+export function scpArgv(
+  target: SshTarget,
+  from: string[],
+  to: string,
+  options: ClientOptions & { legacy?: boolean; recursive?: boolean; preserve?: boolean } = {},
+): string[] {
   const flags = [...(options.legacy ? ['-O'] : []), ...(options.recursive ? ['-r'] : []), ...(options.preserve ? ['-p'] : [])];
   return ['scp', ...flags, ...clientOptions(target, options), ...from, to];
 }
@@ -127,6 +140,7 @@ export function runClient(argv: string[], options: { input?: string | Buffer; ti
 /** Runs a client and fails unless it exits 0. */
 export async function runOk(argv: string[], options: Parameters<typeof runClient>[1] = {}): Promise<ClientResult> {
   const result = await runClient(argv, options);
-  if (result.status !== 0) throw new Error(`${argv[0]} exited ${result.status ?? result.signal}: ${result.stderr.trim() || result.stdout.trim()}\n  ${argv.join(' ')}`);
+  if (result.status !== 0)
+    throw new Error(`${argv[0]} exited ${result.status ?? result.signal}: ${result.stderr.trim() || result.stdout.trim()}\n  ${argv.join(' ')}`);
   return result;
 }

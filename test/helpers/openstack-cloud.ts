@@ -86,7 +86,10 @@ export class FakeOpenStack {
   readonly servers = new Map<string, FakeServer>();
   /** Ids of servers deleted, in order. */
   readonly deleted: string[] = [];
-  readonly floatingIps = new Map<string, { id: string; floating_ip_address: string; floating_network_id: string; port_id: string | null; description: string; status: string }>();
+  readonly floatingIps = new Map<
+    string,
+    { id: string; floating_ip_address: string; floating_network_id: string; port_id: string | null; description: string; status: string }
+  >();
   readonly keypairs = new Map<string, string>();
   readonly requests: RequestLogEntry[] = [];
   /** Next servers created go to ERROR with these fault messages, one each. */
@@ -145,7 +148,15 @@ export class FakeOpenStack {
 
   /** The next `times` requests matching method and path fail with `status` and `body`. */
   failNext(method: string, path: RegExp, status: number, body: unknown, options: { times?: number; afterProcessing?: boolean; delayMs?: number } = {}): void {
-    this.failures.push({ method, path, status, body, times: options.times ?? 1, afterProcessing: options.afterProcessing ?? false, delayMs: options.delayMs ?? 0 });
+    this.failures.push({
+      method,
+      path,
+      status,
+      body,
+      times: options.times ?? 1,
+      afterProcessing: options.afterProcessing ?? false,
+      delayMs: options.delayMs ?? 0,
+    });
   }
 
   /** The next request matching method and path is handled at once but answered only after `ms`. */
@@ -175,7 +186,17 @@ export class FakeOpenStack {
       if (failure.status === 0) {
         // Only a delay: the real answer, late.
         const held = { status: 0, headers: {} as Record<string, string>, body: '' };
-        const sink = { set statusCode(v: number) { held.status = v; }, setHeader(k: string, v: string) { held.headers[k] = v; }, end(b?: string) { held.body = b ?? ''; } } as unknown as ServerResponse;
+        const sink = {
+          set statusCode(v: number) {
+            held.status = v;
+          },
+          setHeader(k: string, v: string) {
+            held.headers[k] = v;
+          },
+          end(b?: string) {
+            held.body = b ?? '';
+          },
+        } as unknown as ServerResponse;
         await this.route(method, path, url.searchParams, body, sink);
         await new Promise((r) => setTimeout(r, failure.delayMs));
         if (res.destroyed) return;
@@ -195,7 +216,11 @@ export class FakeOpenStack {
 
   private issueToken(body: unknown, res: ServerResponse): void {
     const identity = (body as { auth?: { identity?: Record<string, unknown> } })?.auth?.identity as
-      | { methods: string[]; password?: { user: { name?: string; password?: string; domain?: { name?: string; id?: string } } }; application_credential?: { id?: string; secret?: string } }
+      | {
+          methods: string[];
+          password?: { user: { name?: string; password?: string; domain?: { name?: string; id?: string } } };
+          application_credential?: { id?: string; secret?: string };
+        }
       | undefined;
     let ok = false;
     if (identity?.methods?.[0] === 'password') {
@@ -455,7 +480,9 @@ export class FakeOpenStack {
     if (path === '/floatingips' && method === 'POST') {
       const f = (body as { floatingip: { floating_network_id: string; port_id?: string; description?: string } }).floatingip;
       if (!NETWORKS.some((n) => n.id === f.floating_network_id && n['router:external'])) {
-        return sendJson(res, 404, { NeutronError: { type: 'ExternalGatewayForFloatingIPNotFound', message: `External network ${f.floating_network_id} is not reachable.`, detail: '' } });
+        return sendJson(res, 404, {
+          NeutronError: { type: 'ExternalGatewayForFloatingIPNotFound', message: `External network ${f.floating_network_id} is not reachable.`, detail: '' },
+        });
       }
       const fip = {
         id: randomUUID(),
@@ -478,7 +505,6 @@ export class FakeOpenStack {
     sendJson(res, 404, { NeutronError: { type: 'HTTPNotFound', message: 'The resource could not be found.', detail: '' } });
   }
 }
-
 
 function sendText(res: ServerResponse, status: number, text: string): void {
   res.statusCode = status;

@@ -32,13 +32,25 @@ export function fakeInstance(cloud: FakeOpenStack, extra: Record<string, unknown
 }
 
 /** A context with `instance` as the instance settings (parsed as the Broker parses them). */
-export function openstackContext(instance: Record<string, unknown>, options: { brokerId?: string; signal?: AbortSignal } = {}): Promise<TestContext<OpenStackInstance>> {
-  return testContext(openstack, { instanceSettings: instance, brokerId: options.brokerId ?? BROKER_ID, owner: 'tester', ...(options.signal ? { signal: options.signal } : {}) });
+export function openstackContext(
+  instance: Record<string, unknown>,
+  options: { brokerId?: string; signal?: AbortSignal } = {},
+): Promise<TestContext<OpenStackInstance>> {
+  return testContext(openstack, {
+    instanceSettings: instance,
+    brokerId: options.brokerId ?? BROKER_ID,
+    owner: 'tester',
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
 }
 
 /** An intent record (state `provisioning`, a lease of an hour) as the Broker writes before calling checkout. */
 export function newRecord(t: TestContext<OpenStackInstance>, args: Record<string, unknown> = {}, fields: Partial<HostRecord> = {}): HostRecord {
-  return intentRecord(t, { recipe: { provider: 'openstack', instance: t.ctx.instance, args }, leaseExpires: new Date(Date.now() + 3600_000).toISOString(), ...fields });
+  return intentRecord(t, {
+    recipe: { provider: 'openstack', instance: t.ctx.instance, args },
+    leaseExpires: new Date(Date.now() + 3600_000).toISOString(),
+    ...fields,
+  });
 }
 
 /** Targets for a checkout of `count` hosts. */

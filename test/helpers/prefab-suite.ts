@@ -7,7 +7,19 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Apt, FileExistsValidator, FileFromPath, FileFromString, Folder, LineInFile, SitePlan, Symlink, Whiteprint, prefab, type PrefabSpec } from '../../lib/index.js';
+import {
+  Apt,
+  FileExistsValidator,
+  FileFromPath,
+  FileFromString,
+  Folder,
+  LineInFile,
+  SitePlan,
+  Symlink,
+  Whiteprint,
+  prefab,
+  type PrefabSpec,
+} from '../../lib/index.js';
 import type { Host } from '../../hosts/host.js';
 import { snapshot } from './config-host.js';
 
@@ -44,7 +56,11 @@ export function prefabCases(user: string, group: string): PrefabCase[] {
     },
     {
       title: 'FileFromString (template with facts and config)',
-      plan: () => new SitePlan([{ whiteprint: FileFromString, config: { path: '~/pf/conf', content: 'user={{ target.user }} level={{ level }}\n', template: true, mode: '0600' } }], { defaults: { level: 3 } }),
+      plan: () =>
+        new SitePlan(
+          [{ whiteprint: FileFromString, config: { path: '~/pf/conf', content: 'user={{ target.user }} level={{ level }}\n', template: true, mode: '0600' } }],
+          { defaults: { level: 3 } },
+        ),
       installed: `[ "$(cat ~/pf/conf)" = "user=${user} level=3" ] && [ "$(stat -c %a ~/pf/conf)" = 600 ]`,
       cleaned: '[ ! -e ~/pf/conf ]',
       drift: 'echo changed by hand > ~/pf/conf',
@@ -173,7 +189,8 @@ export function describeApt(kind: string, getHost: () => Host, skip: string | fa
       );
       expect(build.status, build.stderr).toBe(0);
       const plan = new SitePlan([{ whiteprint: Apt, config: { packages: [`~/${pkg}.deb`] } }]);
-      const status = async (): Promise<string> => (await host.execute(`dpkg-query -W -f='\${Status}' ${pkg} 2>/dev/null; stat -c ' %i %Y' /usr/share/${pkg}/marker 2>/dev/null`)).stdout.trim();
+      const status = async (): Promise<string> =>
+        (await host.execute(`dpkg-query -W -f='\${Status}' ${pkg} 2>/dev/null; stat -c ' %i %Y' /usr/share/${pkg}/marker 2>/dev/null`)).stdout.trim();
 
       const first = await host.apply(plan, 'install');
       expect(first.ok, first.toString()).toBe(true);

@@ -72,7 +72,7 @@ export async function startSshd(options: { extra?: string[]; listen?: string; wr
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')]);
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id_ed25519')]);
   const publicKey = (await readFile(join(dir, 'id_ed25519.pub'), 'utf8')).trim();
-  await writeFile(join(dir, 'authorized_keys'), publicKey + '\n', { mode: 0o600 });
+  await writeFile(join(dir, 'authorized_keys'), `${publicKey}\n`, { mode: 0o600 });
   await mkdir('/run/sshd', { recursive: true }).catch(() => undefined);
   const config = [
     `Port ${port}`,
@@ -91,7 +91,7 @@ export async function startSshd(options: { extra?: string[]; listen?: string; wr
     'LogLevel ERROR',
     ...(options.extra ?? []),
   ].join('\n');
-  await writeFile(join(dir, 'sshd_config'), config + '\n');
+  await writeFile(join(dir, 'sshd_config'), `${config}\n`);
   const sshd: Sshd = {
     host: listen,
     port,

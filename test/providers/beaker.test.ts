@@ -23,7 +23,15 @@ let ctx: ProviderContext<BeakerInstance>;
 let logs: string[];
 let cleanup: () => Promise<void>;
 
-const settings = (extra: Record<string, unknown> = {}) => ({ url: fake.url, username: 'alice', password: PASSWORD, pollInterval: '5ms', reserveTimeout: '3s', retries: 1, ...extra });
+const settings = (extra: Record<string, unknown> = {}) => ({
+  url: fake.url,
+  username: 'alice',
+  password: PASSWORD,
+  pollInterval: '5ms',
+  reserveTimeout: '3s',
+  retries: 1,
+  ...extra,
+});
 const args = (a: Record<string, unknown> = {}) => BeakerArgs.parse({ distro: 'RHEL-9.4.0', ...a });
 
 beforeEach(async () => {
@@ -76,14 +84,20 @@ describe('job XML', () => {
     expect(xml).toContain('<param name="RESERVETIME" value="7200"/>');
     expect(xml).toMatch(/check-install[\s\S]*\/kernel\/smoke[\s\S]*\/tools\/setup[\s\S]*\/distribution\/reservesys/);
     // CDATA survives a "]]>" inside the snippet.
-    const ks = parseXml(xml).children[0]!.children.find((c) => c.name === 'recipeSet')!.children[0]!.children.find((c) => c.name === 'ks_appends')!;
+    const ks = parseXml(xml)
+      .children[0]!.children.find((c) => c.name === 'recipeSet')!
+      .children[0]!.children.find((c) => c.name === 'ks_appends')!;
     expect(ks.children[0]!.text).toBe('%post\necho "]]>" > /tmp/x\n%end');
   });
 
   it('adds the tag to a user job XML whiteboard, or creates one', () => {
     const rec = { id: 'r1', brokerId: 'b1' };
-    expect(tagJobXml('<job><whiteboard>mine</whiteboard><recipeSet><recipe whiteboard="x"/></recipeSet></job>', rec)).toContain('<whiteboard>mine [hostbroker id=r1 broker=b1]</whiteboard><recipeSet>');
-    expect(tagJobXml('<job retention_tag="scratch">\n<recipeSet><recipe><whiteboard>inner</whiteboard></recipe></recipeSet></job>', rec)).toMatch(/^<job retention_tag="scratch">\n<whiteboard>\[hostbroker id=r1 broker=b1\]<\/whiteboard>/);
+    expect(tagJobXml('<job><whiteboard>mine</whiteboard><recipeSet><recipe whiteboard="x"/></recipeSet></job>', rec)).toContain(
+      '<whiteboard>mine [hostbroker id=r1 broker=b1]</whiteboard><recipeSet>',
+    );
+    expect(tagJobXml('<job retention_tag="scratch">\n<recipeSet><recipe><whiteboard>inner</whiteboard></recipe></recipeSet></job>', rec)).toMatch(
+      /^<job retention_tag="scratch">\n<whiteboard>\[hostbroker id=r1 broker=b1\]<\/whiteboard>/,
+    );
     expect(tagJobXml('<job><whiteboard/><recipeSet/></job>', rec)).toContain('<whiteboard>[hostbroker id=r1 broker=b1]</whiteboard>');
     expect(() => tagJobXml('<notajob/>', rec)).toThrow(UserInputError);
     expect(parseWhiteboard('x [hostbroker id=r1 broker=b1]')).toEqual({ id: 'r1', brokerId: 'b1' });
@@ -92,8 +106,16 @@ describe('job XML', () => {
   it('XML-RPC round-trips calls and faults', () => {
     const call = encodeCall('jobs.filter', [{ mine: true, limit: 5, tag: 'a<b' }, ['x', 1, null]]);
     expect(call).toContain('<name>tag</name><value><string>a&lt;b</string></value>');
-    expect(decodeResponse('<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><string>J:1</string></value><value>J:2</value></data></array></value></param></params></methodResponse>')).toEqual(['J:1', 'J:2']);
-    expect(() => decodeResponse('<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>1</int></value></member><member><name>faultString</name><value><string>bad &amp; wrong</string></value></member></struct></value></fault></methodResponse>')).toThrow('bad & wrong');
+    expect(
+      decodeResponse(
+        '<?xml version="1.0"?><methodResponse><params><param><value><array><data><value><string>J:1</string></value><value>J:2</value></data></array></value></param></params></methodResponse>',
+      ),
+    ).toEqual(['J:1', 'J:2']);
+    expect(() =>
+      decodeResponse(
+        '<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>1</int></value></member><member><name>faultString</name><value><string>bad &amp; wrong</string></value></member></struct></value></fault></methodResponse>',
+      ),
+    ).toThrow('bad & wrong');
   });
 });
 
@@ -128,7 +150,10 @@ describe('checkout', () => {
   it('submits a job XML file, tagged, and a forced system becomes the host', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hb-bkr-'));
     const file = join(dir, 'job.xml');
-    await writeFile(file, '<job><whiteboard>nightly</whiteboard><recipeSet><recipe><hostRequires force="lab1.example.com"/><task name="/distribution/reservesys"><params><param name="RESERVETIME" value="600"/></params></task></recipe></recipeSet></job>');
+    await writeFile(
+      file,
+      '<job><whiteboard>nightly</whiteboard><recipeSet><recipe><hostRequires force="lab1.example.com"/><task name="/distribution/reservesys"><params><param name="RESERVETIME" value="600"/></params></task></recipe></recipeSet></job>',
+    );
     const t = target('beaker');
     const host = await impl.checkout(BeakerArgs.parse({ jobXmlFile: file }), ...at(ctx, t));
     expect(host.hostname).toBe('lab1.example.com');
@@ -276,7 +301,10 @@ describe('release, extend, sync', () => {
     const { ctx: ret, cleanup: c } = await providerTestContext(beaker, settings({ release: 'return' }));
     const t = target('beaker');
     const host = await impl.checkout(args(), ...at(ret, t));
-    await impl.release({ ...t.record, providerId: host.providerId, data: host.data ?? {} }, on(ret, { ...t.record, providerId: host.providerId, data: host.data ?? {} }));
+    await impl.release(
+      { ...t.record, providerId: host.providerId, data: host.data ?? {} },
+      on(ret, { ...t.record, providerId: host.providerId, data: host.data ?? {} }),
+    );
     const job = fake.jobs.get(host.data!.jobId as number)!;
     expect(job.killTime).toBe(60);
     expect(job.status).toBe('Reserved');
@@ -302,7 +330,7 @@ describe('release, extend, sync', () => {
     fake.jobs.set(1, { ...fake.jobs.get(a.data.jobId as number)!, id: 1, whiteboard: 'by hand' });
     fake.jobs.set(2, { ...fake.jobs.get(a.data.jobId as number)!, id: 2, whiteboard: '[hostbroker id=z broker=elsewhere]' });
     fake.jobs.set(3, { ...fake.jobs.get(a.data.jobId as number)!, id: 3, owner: 'bob' });
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found.map((h) => h.id)).toEqual([a.id]);
     expect(found[0]).toMatchObject({ brokerId: 'broker-test-1', hostname: a.hostname, providerId: a.providerId });
   });
@@ -310,7 +338,7 @@ describe('release, extend, sync', () => {
   it('reports what the reap rule needs: tagged jobs whose record is gone are picked, and release cancels them', async () => {
     const keep = await checkedOut();
     const lost = await checkedOut();
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.id, now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.id, now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.id)).toEqual([lost.id]);
     for (const { host } of doomed) await impl.release({ ...lost, providerId: host.providerId, data: host.data ?? {} }, on(ctx, lost));
     expect(fake.jobs.get(lost.data.jobId as number)!.status).toBe('Cancelled');

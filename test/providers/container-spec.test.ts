@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ContainerArgs } from '../../providers/container/definition.js';
-import { LABELS, createOptions, hostLabels, leasePassed, parsePort, parseVolumes, readLabels } from '../../providers/container/spec.js';
+import { LABELS, createOptions, hostLabels, leasePassed, parsePort, parseVolumes, readLabels } from '../../providers/container/create-request.js';
 import type { HostRecord } from '../../lib/records.js';
 
 const record: HostRecord = {
@@ -29,12 +29,18 @@ describe('container arguments', () => {
     expect(parsePort('9000:80', '127.0.0.1')).toEqual({ key: '80/tcp', hostIp: '127.0.0.1', hostPort: '9000' });
     expect(parsePort('0.0.0.0:9000:80', '127.0.0.1')).toEqual({ key: '80/tcp', hostIp: '0.0.0.0', hostPort: '9000' });
     expect(parsePort('[::1]:9000:80', '127.0.0.1')).toEqual({ key: '80/tcp', hostIp: '::1', hostPort: '9000' });
-    expect(parsePort({ container: 22, host: 2222, hostIp: '127.0.0.1', protocol: 'tcp' }, '127.0.0.1')).toEqual({ key: '22/tcp', hostIp: '127.0.0.1', hostPort: '2222' });
+    expect(parsePort({ container: 22, host: 2222, hostIp: '127.0.0.1', protocol: 'tcp' }, '127.0.0.1')).toEqual({
+      key: '22/tcp',
+      hostIp: '127.0.0.1',
+      hostPort: '2222',
+    });
     expect(ContainerArgs.safeParse({ image: 'x', ports: ['80:'] }).success).toBe(false);
   });
 
   it('tells binds, named and anonymous volumes apart', () => {
-    expect(parseVolumes(['/srv:/data:ro', 'cache:/cache', '/scratch', { target: '/anon', readOnly: false }, { source: '/h', target: '/c', readOnly: true }])).toEqual({
+    expect(
+      parseVolumes(['/srv:/data:ro', 'cache:/cache', '/scratch', { target: '/anon', readOnly: false }, { source: '/h', target: '/c', readOnly: true }]),
+    ).toEqual({
       binds: ['/srv:/data:ro', 'cache:/cache', '/h:/c:ro'],
       anonymous: ['/scratch', '/anon'],
     });
@@ -42,8 +48,25 @@ describe('container arguments', () => {
   });
 
   it('builds the create request: command through sh, SSH port published on loopback, hostname = name', () => {
-    const args = ContainerArgs.parse({ image: 'img', command: 'sleep 1000', env: { A: '1' }, ports: [8080], ssh: true, user: 'app', privileged: true, network: 'lab' });
-    const o = createOptions({ args, name: 'web-1', record, instance: 'default', publishAddress: '127.0.0.1', ssh: { user: 'root', port: 22 }, publicKey: 'ssh-ed25519 AAAA test' });
+    const args = ContainerArgs.parse({
+      image: 'img',
+      command: 'sleep 1000',
+      env: { A: '1' },
+      ports: [8080],
+      ssh: true,
+      user: 'app',
+      privileged: true,
+      network: 'lab',
+    });
+    const o = createOptions({
+      args,
+      name: 'web-1',
+      record,
+      instance: 'default',
+      publishAddress: '127.0.0.1',
+      ssh: { user: 'root', port: 22 },
+      publicKey: 'ssh-ed25519 AAAA test',
+    });
     expect(o).toMatchObject({
       name: 'web-1',
       Hostname: 'web-1',

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../lib/broker/index.js';
 import { BrokerError, HostConnectionError, ProviderError, TimeoutError } from '../../lib/errors.js';
 import { INVENTORY_FILE } from '../../lib/inventory/index.js';
-import { LABELS } from '../../providers/container/spec.js';
+import { LABELS } from '../../providers/container/create-request.js';
 import { engineCandidates, forgetEngines } from '../../providers/container/engine.js';
 import {
   BUSYBOX_IMAGE,
@@ -193,7 +193,13 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
     expect(result.added.map((r) => r.id).sort()).toEqual([...ids].sort());
     const records = await broker.inventory();
     const exec = records.find((r) => r.id === ids[0]);
-    expect(exec).toMatchObject({ name: 'other-exec', hostname: 'other-exec', state: 'ready', owner: broker.owner, recipe: { provider: 'container', args: { image: BUSYBOX_IMAGE } } });
+    expect(exec).toMatchObject({
+      name: 'other-exec',
+      hostname: 'other-exec',
+      state: 'ready',
+      owner: broker.owner,
+      recipe: { provider: 'container', args: { image: BUSYBOX_IMAGE } },
+    });
     const ssh = records.find((r) => r.id === ids[1]);
     expect(ssh?.connection).toMatchObject({ kind: 'ssh', host: '127.0.0.1', username: 'root' });
     for (const record of records) {
@@ -259,7 +265,12 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
       engine().docker.createContainer({
         Image: BUSYBOX_IMAGE,
         Cmd: ['sleep', '300'],
-        Labels: { [LABELS.broker]: broker.brokerId, [LABELS.action]: 'run', [LABELS.name]: `run-${lease === 'past' ? 'old' : 'new'}`, [LABELS.lease]: new Date(Date.now() + (lease === 'past' ? -60_000 : 3600_000)).toISOString() },
+        Labels: {
+          [LABELS.broker]: broker.brokerId,
+          [LABELS.action]: 'run',
+          [LABELS.name]: `run-${lease === 'past' ? 'old' : 'new'}`,
+          [LABELS.lease]: new Date(Date.now() + (lease === 'past' ? -60_000 : 3600_000)).toISOString(),
+        },
       });
     const old = await make('past');
     const running = await make('future');
@@ -282,10 +293,18 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
 
   it('execute run: runs a container to completion, returns status and output, and removes it', async () => {
     const broker = await newBroker();
-    const result = (await broker.execute({ provider: 'container', action: 'run', image: BUSYBOX_IMAGE, command: 'echo out; echo err >&2; cat; exit 7', input: 'fed\n' })) as Record<string, unknown>;
+    const result = (await broker.execute({
+      provider: 'container',
+      action: 'run',
+      image: BUSYBOX_IMAGE,
+      command: 'echo out; echo err >&2; cat; exit 7',
+      input: 'fed\n',
+    })) as Record<string, unknown>;
     expect(result).toMatchObject({ status: 7, stdout: 'out\nfed\n', stderr: 'err\n', image: BUSYBOX_IMAGE });
     expect(await containersOfBroker(engine(), broker.brokerId)).toHaveLength(0);
-    const slow = await broker.execute({ provider: 'container', action: 'run', image: BUSYBOX_IMAGE, command: ['sleep', '300'], timeout: '1s' }).catch((e: unknown) => e);
+    const slow = await broker
+      .execute({ provider: 'container', action: 'run', image: BUSYBOX_IMAGE, command: ['sleep', '300'], timeout: '1s' })
+      .catch((e: unknown) => e);
     expect(slow).toBeInstanceOf(BrokerError);
     expect(String((slow as Error).message)).toMatch(/did not finish within 1000 ms/);
     expect(await containersOfBroker(engine(), broker.brokerId)).toHaveLength(0);
@@ -343,7 +362,9 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
 
     it('an SSH image whose sshd dies: says the container exited, with its output', async () => {
       const broker = await newBroker();
-      const error = await broker.checkout({ provider: 'container', image: BUSYBOX_IMAGE, ssh: true, command: 'sleep 1; echo sshd-is-missing >&2; exit 3' }).catch((e: unknown) => e);
+      const error = await broker
+        .checkout({ provider: 'container', image: BUSYBOX_IMAGE, ssh: true, command: 'sleep 1; echo sshd-is-missing >&2; exit 3' })
+        .catch((e: unknown) => e);
       expect(BrokerError.isInstance(error)).toBe(true);
       expect(String((error as Error).message)).toMatch(/exited \(status 3\); its output: sshd-is-missing/);
       expect(await containersOfBroker(engine(), broker.brokerId)).toHaveLength(0);
@@ -363,7 +384,12 @@ describe.skipIf(Boolean(skip))(`container provider on a real engine${skip ? ` (s
       await broker.close();
       // Discovery without settings tries DOCKER_HOST, the Podman sockets and Docker's, in order.
       const places = engineCandidates({}, { DOCKER_HOST: 'tcp://10.0.0.1:2375', XDG_RUNTIME_DIR: '/run/user/1000' }).map((c) => c.where);
-      expect(places).toEqual(['tcp://10.0.0.1:2375', 'unix:///run/user/1000/podman/podman.sock', 'unix:///run/podman/podman.sock', 'unix:///var/run/docker.sock']);
+      expect(places).toEqual([
+        'tcp://10.0.0.1:2375',
+        'unix:///run/user/1000/podman/podman.sock',
+        'unix:///run/podman/podman.sock',
+        'unix:///var/run/docker.sock',
+      ]);
     });
 
     it('an engine that goes away mid-checkout: a clear error, and after it is back checkin leaves nothing', async () => {
@@ -422,7 +448,10 @@ async function settled(brokerId: string): Promise<void> {
   let last = '';
   let since = Date.now();
   while (Date.now() < deadline) {
-    const now = (await containersOfBroker(engine(), brokerId)).map((c) => c.Id).sort().join(',');
+    const now = (await containersOfBroker(engine(), brokerId))
+      .map((c) => c.Id)
+      .sort()
+      .join(',');
     if (now !== last) {
       last = now;
       since = Date.now();
@@ -439,7 +468,10 @@ function scriptFile(source: string): string {
 
 /** One Node process (the tsx CLI would add a parent process, and SIGKILL must hit the real one). */
 function spawnTsx(source: string, args: string[]): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', scriptFile(source), ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: new URL('../..', import.meta.url).pathname });
+  return spawn(process.execPath, ['--import', 'tsx', scriptFile(source), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: new URL('../..', import.meta.url).pathname,
+  });
 }
 
 async function runTsx(source: string, args: string[]): Promise<string> {

@@ -28,7 +28,8 @@ const AMI = 'ami-0abcdef1234567890';
 
 let t: TestContext<Ec2Instance>;
 
-const makeContext = (instanceSettings: Record<string, unknown>) => testContext(ec2, { instanceSettings, settings: { ssh: { username: 'fallback-user' } }, owner: 'alice' });
+const makeContext = (instanceSettings: Record<string, unknown>) =>
+  testContext(ec2, { instanceSettings, settings: { ssh: { username: 'fallback-user' } }, owner: 'alice' });
 /** An intent record with a lease, as the Broker writes it. */
 const newRecord = (fields: Partial<HostRecord> = {}) => intentRecord(t, { leaseExpires: new Date(Date.now() + 3600_000).toISOString(), ...fields });
 /** A checkout target and the host context for it, as the Broker passes them. */
@@ -65,7 +66,14 @@ describe('ec2 checkout', () => {
     launches();
     const record = newRecord();
     const host = await provider.checkout(
-      args({ subnet: 'subnet-0aaa1111', securityGroups: ['sg-1'], keyName: 'ci-key', userData: '#!/bin/sh\necho hi', username: 'admin', privateKeyPath: '/keys/ci.pem' }),
+      args({
+        subnet: 'subnet-0aaa1111',
+        securityGroups: ['sg-1'],
+        keyName: 'ci-key',
+        userData: '#!/bin/sh\necho hi',
+        username: 'admin',
+        privateKeyPath: '/keys/ci.pem',
+      }),
       { record, index: 0, count: 1 },
       testHostContext(t, record),
     );
@@ -77,7 +85,15 @@ describe('ec2 checkout', () => {
     });
     const [run] = ec2Mock.commandCalls(RunInstancesCommand);
     const input = run!.args[0].input;
-    expect(input).toMatchObject({ ImageId: AMI, InstanceType: 't3.micro', MinCount: 1, MaxCount: 1, SubnetId: 'subnet-0aaa1111', SecurityGroupIds: ['sg-1'], KeyName: 'ci-key' });
+    expect(input).toMatchObject({
+      ImageId: AMI,
+      InstanceType: 't3.micro',
+      MinCount: 1,
+      MaxCount: 1,
+      SubnetId: 'subnet-0aaa1111',
+      SecurityGroupIds: ['sg-1'],
+      KeyName: 'ci-key',
+    });
     expect(Buffer.from(input.UserData!, 'base64').toString()).toBe('#!/bin/sh\necho hi');
     expect(input.ClientToken).toContain(record.id);
     const expected = [
@@ -128,7 +144,10 @@ describe('ec2 checkout', () => {
     expect(ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input.ImageId)).toEqual(['ami-0new', 'ami-0new']);
     const lookups = ec2Mock.commandCalls(DescribeImagesCommand);
     expect(lookups).toHaveLength(1);
-    expect(lookups[0]!.args[0].input).toMatchObject({ Owners: ['self', 'amazon'], Filters: expect.arrayContaining([{ Name: 'name', Values: ['debian-12-amd64-*'] }]) });
+    expect(lookups[0]!.args[0].input).toMatchObject({
+      Owners: ['self', 'amazon'],
+      Filters: expect.arrayContaining([{ Name: 'name', Values: ['debian-12-amd64-*'] }]),
+    });
   });
 
   it('falls back to the Name tag, and says what to do when no image matches', async () => {
@@ -159,7 +178,13 @@ describe('ec2 checkout', () => {
     launches();
     ec2Mock
       .on(RunInstancesCommand)
-      .rejectsOnce(awsError('InsufficientInstanceCapacity', 'We currently do not have sufficient c7i.48xlarge capacity in the Availability Zone you requested (eu-west-1a).', 500))
+      .rejectsOnce(
+        awsError(
+          'InsufficientInstanceCapacity',
+          'We currently do not have sufficient c7i.48xlarge capacity in the Availability Zone you requested (eu-west-1a).',
+          500,
+        ),
+      )
       .resolves({ Instances: [instance('i-0123456789abcdef0')] });
     await provider.checkout(args({ subnet: ['subnet-a', 'subnet-b'] }), ...target());
     expect(ec2Mock.commandCalls(RunInstancesCommand).map((c) => c.args[0].input.SubnetId)).toEqual(['subnet-a', 'subnet-b']);
@@ -168,12 +193,18 @@ describe('ec2 checkout', () => {
   it('gives up on capacity after the configured attempts with a ProviderError carrying the AWS code', async () => {
     await t.cleanup();
     t = await makeContext({ ...fastSettings, attempts: 3 });
-    ec2Mock.on(RunInstancesCommand).rejects(awsError('InsufficientInstanceCapacity', 'We currently do not have sufficient t3.micro capacity in the Availability Zone you requested (eu-west-1a).'));
+    ec2Mock
+      .on(RunInstancesCommand)
+      .rejects(
+        awsError('InsufficientInstanceCapacity', 'We currently do not have sufficient t3.micro capacity in the Availability Zone you requested (eu-west-1a).'),
+      );
     const error = (await provider.checkout(args(), ...target()).catch((e: unknown) => e)) as ProviderError;
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe('InsufficientInstanceCapacity');
     expect(error.retryable).toBe(true);
-    expect(error.message).toMatch(/after 3 attempts: InsufficientInstanceCapacity: We currently do not have sufficient t3\.micro capacity.*try another instance type or subnet/);
+    expect(error.message).toMatch(
+      /after 3 attempts: InsufficientInstanceCapacity: We currently do not have sufficient t3\.micro capacity.*try another instance type or subnet/,
+    );
     expect(ec2Mock.commandCalls(RunInstancesCommand)).toHaveLength(3);
   });
 
@@ -206,7 +237,15 @@ describe('ec2 checkout', () => {
   it('fails with the state reason when the instance terminates while starting, and terminates it', async () => {
     ec2Mock.on(RunInstancesCommand).resolves({ Instances: [instance('i-0dead')] });
     ec2Mock.on(DescribeInstancesCommand).resolves(
-      reservation(instance('i-0dead', { State: { Code: 48, Name: 'terminated' }, StateReason: { Code: 'Server.InsufficientInstanceCapacity', Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy instance request' } })),
+      reservation(
+        instance('i-0dead', {
+          State: { Code: 48, Name: 'terminated' },
+          StateReason: {
+            Code: 'Server.InsufficientInstanceCapacity',
+            Message: 'Server.InsufficientInstanceCapacity: Insufficient capacity to satisfy instance request',
+          },
+        }),
+      ),
     );
     ec2Mock.on(TerminateInstancesCommand).resolves({ TerminatingInstances: [] });
     const error = (await provider.checkout(args({ spot: true }), ...target()).catch((e: unknown) => e)) as ProviderError;
@@ -275,7 +314,10 @@ describe('ec2 release, extend, inventory (for sync and reap)', () => {
     ec2Mock.on(CreateTagsCommand).resolves({});
     const record = newRecord({ state: 'ready', providerId: 'i-1' });
     await provider.extend!(record, '2030-01-01T00:00:00.000Z', testHostContext(t, record));
-    expect(ec2Mock.commandCalls(CreateTagsCommand)[0]!.args[0].input).toEqual({ Resources: ['i-1'], Tags: [{ Key: TAGS.lease, Value: '2030-01-01T00:00:00.000Z' }] });
+    expect(ec2Mock.commandCalls(CreateTagsCommand)[0]!.args[0].input).toEqual({
+      Resources: ['i-1'],
+      Tags: [{ Key: TAGS.lease, Value: '2030-01-01T00:00:00.000Z' }],
+    });
   });
 
   it('lists this broker’s instances by tag across pages for sync', async () => {
@@ -288,11 +330,23 @@ describe('ec2 release, extend, inventory (for sync and reap)', () => {
     ];
     ec2Mock
       .on(DescribeInstancesCommand)
-      .resolvesOnce({ ...reservation(instance('i-a', { State: { Code: 16, Name: 'running' }, PublicIpAddress: '203.0.113.1', Tags: tags('r1') })), NextToken: 'page2' })
+      .resolvesOnce({
+        ...reservation(instance('i-a', { State: { Code: 16, Name: 'running' }, PublicIpAddress: '203.0.113.1', Tags: tags('r1') })),
+        NextToken: 'page2',
+      })
       .resolvesOnce(reservation(instance('i-b', { State: { Code: 80, Name: 'stopped' }, Tags: tags('r2') })));
-    const found = await provider.inventory!(t.ctx);
+    const found = await provider.discover!(t.ctx);
     expect(found).toEqual([
-      expect.objectContaining({ id: 'r1', owner: 'bob', brokerId: 'broker-test-1', providerId: 'i-a', hostname: '203.0.113.1', name: 'web-r1', leaseExpires: '2030-01-01T00:00:00.000Z', createdAt: '2026-01-05T10:00:00.000Z' }),
+      expect.objectContaining({
+        id: 'r1',
+        owner: 'bob',
+        brokerId: 'broker-test-1',
+        providerId: 'i-a',
+        hostname: '203.0.113.1',
+        name: 'web-r1',
+        leaseExpires: '2030-01-01T00:00:00.000Z',
+        createdAt: '2026-01-05T10:00:00.000Z',
+      }),
       expect.objectContaining({ id: 'r2', providerId: 'i-b', hostname: '10.0.1.23' }),
     ]);
     const calls = ec2Mock.commandCalls(DescribeInstancesCommand);
@@ -306,14 +360,30 @@ describe('ec2 release, extend, inventory (for sync and reap)', () => {
       { Key: TAGS.broker, Value: 'broker-test-1' },
       { Key: TAGS.lease, Value: lease },
     ];
-    ec2Mock.on(DescribeInstancesCommand).resolves(
-      reservation(instance('i-known', { Tags: tagged('known', '2099-01-01T00:00:00Z') }), instance('i-unknown', { Tags: tagged('lost', '2099-01-01T00:00:00Z') }), instance('i-expired', { Tags: tagged('old', '2000-01-01T00:00:00Z') })),
-    );
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolves(
+        reservation(
+          instance('i-known', { Tags: tagged('known', '2099-01-01T00:00:00Z') }),
+          instance('i-unknown', { Tags: tagged('lost', '2099-01-01T00:00:00Z') }),
+          instance('i-expired', { Tags: tagged('old', '2000-01-01T00:00:00Z') }),
+        ),
+      );
     ec2Mock.on(TerminateInstancesCommand).resolves({});
-    const doomed = reapable(await provider.inventory!(t.ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === 'known' || id === 'old', now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await provider.discover!(t.ctx), {
+      brokerId: 'broker-test-1',
+      isKnown: (id) => id === 'known' || id === 'old',
+      now: Date.now(),
+      graceMs: 0,
+    });
     expect(doomed.map((d) => d.host.providerId).sort()).toEqual(['i-expired', 'i-unknown']);
     for (const { host } of doomed) await provider.release(newRecord({ id: host.id, providerId: host.providerId! }), testHostContext(t, host.id));
-    expect(ec2Mock.commandCalls(TerminateInstancesCommand).flatMap((c) => c.args[0].input.InstanceIds!).sort()).toEqual(['i-expired', 'i-unknown']);
+    expect(
+      ec2Mock
+        .commandCalls(TerminateInstancesCommand)
+        .flatMap((c) => c.args[0].input.InstanceIds!)
+        .sort(),
+    ).toEqual(['i-expired', 'i-unknown']);
   });
 });
 

@@ -38,7 +38,15 @@ const contexts: Context[] = [];
 
 async function context(instance: Record<string, unknown> = {}): Promise<Context> {
   const t = await testContext(foreman, {
-    instanceSettings: { baseUrl: fake.url, username: fake.username, password: fake.password, pollInterval: 5, retryDelay: 5, requestTimeout: '5s', ...instance },
+    instanceSettings: {
+      baseUrl: fake.url,
+      username: fake.username,
+      password: fake.password,
+      pollInterval: 5,
+      retryDelay: 5,
+      requestTimeout: '5s',
+      ...instance,
+    },
     directory: dir,
     brokerId: 'broker-1',
     owner: 'jdoe',
@@ -67,11 +75,19 @@ describe('foreman checkout', () => {
   it('creates a host in the hostgroup with build mode and tag parameters, and waits for the build', async () => {
     const ctx = await context({ organizationId: 3 });
     const { host, record } = await checkout(ctx, { hostgroup: 'base/rhel9', parameters: { purpose: 'ci' } });
-    expect(host).toMatchObject({ hostname: 'web-0.example.test', name: 'web-0.example.test', data: { hostgroup: 'base/rhel9', operatingsystem: 'RedHat 9.4' } });
+    expect(host).toMatchObject({
+      hostname: 'web-0.example.test',
+      name: 'web-0.example.test',
+      data: { hostgroup: 'base/rhel9', operatingsystem: 'RedHat 9.4' },
+    });
     expect(host.connection).toMatchObject({ kind: 'ssh', host: 'web-0.example.test', username: 'root' });
     const made = fake.hosts.get(Number(host.providerId))!;
     expect(made.body).toMatchObject({ hostgroup_id: rhel9.id, build: true, organization_id: 3 });
-    expect(Object.fromEntries(made.parameters.map((p) => [p.name, p.value]))).toMatchObject({ 'hostbroker.id': record.id, 'hostbroker.owner': 'jdoe', purpose: 'ci' });
+    expect(Object.fromEntries(made.parameters.map((p) => [p.name, p.value]))).toMatchObject({
+      'hostbroker.id': record.id,
+      'hostbroker.owner': 'jdoe',
+      purpose: 'ci',
+    });
     // At least one poll saw it pending before it was installed.
     expect(fake.requests.filter((r) => r.method === 'GET' && r.url === `/api/hosts/${made.id}`).length).toBeGreaterThanOrEqual(3);
     // The host id is noted at once (ctx.checkpoint), so a killed checkout can be released.
@@ -84,7 +100,7 @@ describe('foreman checkout', () => {
     expect(host.name).toBe('db1.example.test');
   });
 
-  it('deletes a host whose build failed, and says so with Foreman\'s label', async () => {
+  it("deletes a host whose build failed, and says so with Foreman's label", async () => {
     const ctx = await context();
     const t = target(ctx, { hostgroup: 'base/broken' });
     const error = await rejection(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken' }), t, testHostContext(ctx, t.record)));
@@ -99,7 +115,9 @@ describe('foreman checkout', () => {
   it('keeps a host whose build failed with dangling: keep, naming it for the Broker to record', async () => {
     const ctx = await context();
     const t = target(ctx, { hostgroup: 'base/broken', dangling: 'keep' });
-    const error = await rejection<ProviderError>(impl.checkout(foreman.args.parse({ hostgroup: 'base/broken', dangling: 'keep' }), t, testHostContext(ctx, t.record)));
+    const error = await rejection<ProviderError>(
+      impl.checkout(foreman.args.parse({ hostgroup: 'base/broken', dangling: 'keep' }), t, testHostContext(ctx, t.record)),
+    );
     expect(error.message).toMatch(/Installation error.*kept/);
     const [made] = [...fake.hosts.values()];
     expect(error.dangling).toEqual([{ name: made!.name, hostname: made!.name, providerId: String(made!.id), data: { foremanId: made!.id } }]);
@@ -121,7 +139,10 @@ describe('foreman checkout', () => {
   });
 
   it('keeps polling through 5xx and dropped connections', async () => {
-    fake.faults.push({ method: 'GET', path: /^\/api\/hosts\/\d+$/, status: 503, times: 2 }, { method: 'GET', path: /^\/api\/hosts\/\d+$/, status: 0, drop: true, times: 1 });
+    fake.faults.push(
+      { method: 'GET', path: /^\/api\/hosts\/\d+$/, status: 503, times: 2 },
+      { method: 'GET', path: /^\/api\/hosts\/\d+$/, status: 0, drop: true, times: 1 },
+    );
     const { host } = await checkout(await context({ retries: 0 }), { hostgroup: 'base/rhel9' });
     expect(host.hostname).toBe('web-0.example.test');
   });
@@ -135,14 +156,14 @@ describe('foreman checkout', () => {
 });
 
 describe('foreman errors', () => {
-  it('carries Foreman\'s validation messages (422)', async () => {
+  it("carries Foreman's validation messages (422)", async () => {
     await checkout(await context(), { hostgroup: 'base/rhel9', name: 'dup' });
     const error = await rejection(checkout(await context(), { hostgroup: 'base/rhel9', name: 'dup' }));
     expect((error as ProviderError).status).toBe(422);
     expect(error.message).toContain('Name has already been taken');
   });
 
-  it('carries Foreman\'s message for 401 and 403, never the password', async () => {
+  it("carries Foreman's message for 401 and 403, never the password", async () => {
     const bad = await rejection(checkout(await context({ password: 'wrong-password-42' }), { hostgroup: 'base/rhel9' }));
     expect((bad as ProviderError).status).toBe(401);
     expect(bad.message).toContain('Unable to authenticate user jdoe');
@@ -201,12 +222,23 @@ describe('foreman checkin, sync, help', () => {
   });
 
   it('syncs the hosts the user owns, with their tags', async () => {
-    fake.addHost({ name: 'mine', owner: 'jdoe', hostgroup: rhel9, parameters: { 'hostbroker.id': 'rec-1', 'hostbroker.broker': 'broker-1', 'hostbroker.owner': 'jdoe' } });
+    fake.addHost({
+      name: 'mine',
+      owner: 'jdoe',
+      hostgroup: rhel9,
+      parameters: { 'hostbroker.id': 'rec-1', 'hostbroker.broker': 'broker-1', 'hostbroker.owner': 'jdoe' },
+    });
     fake.addHost({ name: 'untagged', owner: 'jdoe', hostgroup: rhel9 });
     fake.addHost({ name: 'theirs', owner: 'asmith', hostgroup: rhel9 });
-    const hosts = await impl.inventory!((await context({ perPage: 1 })).ctx);
+    const hosts = await impl.discover!((await context({ perPage: 1 })).ctx);
     expect(hosts.map((h) => h.name).sort()).toEqual(['mine.example.test', 'untagged.example.test']);
-    expect(hosts.find((h) => h.name === 'mine.example.test')).toMatchObject({ id: 'rec-1', brokerId: 'broker-1', owner: 'jdoe', createdAt: '2026-01-02T03:04:05.000Z', recipe: { args: { hostgroup: 'base/rhel9' } } });
+    expect(hosts.find((h) => h.name === 'mine.example.test')).toMatchObject({
+      id: 'rec-1',
+      brokerId: 'broker-1',
+      owner: 'jdoe',
+      createdAt: '2026-01-02T03:04:05.000Z',
+      recipe: { args: { hostgroup: 'base/rhel9' } },
+    });
     expect(hosts.find((h) => h.name === 'untagged.example.test')!.id).toBeUndefined();
   });
 
@@ -218,7 +250,10 @@ describe('foreman checkin, sync, help', () => {
 describe('foreman through the Broker', () => {
   it('a failed build with dangling: keep leaves the host in the inventory marked kept, and checkin deletes it', async () => {
     const { Broker } = await import('../../lib/broker/index.js');
-    const broker = new Broker({ directory: dir, settings: { logLevel: 'silent', foreman: { baseUrl: fake.url, username: fake.username, password: fake.password, pollInterval: 5, retryDelay: 5 } } });
+    const broker = new Broker({
+      directory: dir,
+      settings: { logLevel: 'silent', foreman: { baseUrl: fake.url, username: fake.username, password: fake.password, pollInterval: 5, retryDelay: 5 } },
+    });
     try {
       const error = await rejection(broker.checkout({ provider: 'foreman', hostgroup: 'base/broken', dangling: 'keep', waitForSsh: false }));
       expect(error.message).toContain('Installation error');

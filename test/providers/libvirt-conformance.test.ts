@@ -22,7 +22,14 @@ afterAll(async () => keeper?.connectClose());
 
 const exists = async (record: HostRecord) => {
   const name = (record.data as { domain?: string }).domain;
-  return !!keeper && !!name && (await keeper.domainLookupByName(name).then(() => true, () => false));
+  return (
+    !!keeper &&
+    !!name &&
+    (await keeper.domainLookupByName(name).then(
+      () => true,
+      () => false,
+    ))
+  );
 };
 
 providerConformance({
@@ -38,4 +45,3 @@ providerConformance({
   session: false,
   skip: unavailable ?? false,
 });
-

@@ -24,8 +24,14 @@ import { libvirtUnavailable, makeContext, newRecord, openTestDriver, recordingVi
 const run = promisify(execFile);
 const unavailable = await libvirtUnavailable();
 if (unavailable && process.env.CI === 'true') throw new Error(unavailable);
-const hasVirsh = await run('virsh', ['--version']).then(() => true, () => false);
-const hasIsoTool = await run('genisoimage', ['--version']).then(() => true, () => false);
+const hasVirsh = await run('virsh', ['--version']).then(
+  () => true,
+  () => false,
+);
+const hasIsoTool = await run('genisoimage', ['--version']).then(
+  () => true,
+  () => false,
+);
 
 describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ? ` (skipped: ${unavailable})` : ''}`, () => {
   let keeper: LibvirtConnection;
@@ -50,7 +56,11 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
   });
 
   const args = (extra: Record<string, unknown> = {}) => libvirt.args.parse({ baseImage: 'debian-12.qcow2', privateKeyPath: keys.privateKeyPath, ...extra });
-  const exists = async (name: string) => keeper.domainLookupByName(name).then(() => true, () => false);
+  const exists = async (name: string) =>
+    keeper.domainLookupByName(name).then(
+      () => true,
+      () => false,
+    );
   const checkout = async (extra: Record<string, unknown> = {}, fields: Partial<HostRecord> = {}) => {
     const record = newRecord(t, fields);
     return { record, host: await provider.checkout(args(extra), { record, index: 0, count: 1 }, testHostContext(t, record)) };
@@ -91,7 +101,9 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
   it('releases a record still provisioning by finding its domain through the metadata id', async () => {
     const record = newRecord(t);
     // A domain made under another name (e.g. by an older version) but carrying the record id.
-    await keeper.domainDefineXML(`<domain type='test'><name>odd-name-${record.id}</name><metadata>${metadataXml({ id: record.id, owner: 'alice', broker: 'broker-test-1', name: record.name, volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
+    await keeper.domainDefineXML(
+      `<domain type='test'><name>odd-name-${record.id}</name><metadata>${metadataXml({ id: record.id, owner: 'alice', broker: 'broker-test-1', name: record.name, volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`,
+    );
     await provider.release(record, testHostContext(t, record));
     expect(await exists(`odd-name-${record.id}`)).toBe(false);
   });
@@ -110,19 +122,27 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     await provider.extend!(readyRecord(t, record, host), '2031-02-03T04:05:06.000Z', testHostContext(t, record));
     const xml = await (await keeper.domainLookupByName(domainNameOf(record))).getXMLDesc(2);
     expect(parseMetadata(xml)?.lease).toBe('2031-02-03T04:05:06.000Z');
-    const found = (await provider.inventory!(t.ctx)).find((h) => h.id === record.id);
-    expect(found).toMatchObject({ leaseExpires: '2031-02-03T04:05:06.000Z', owner: 'alice', brokerId: 'broker-test-1', name: record.name, hostname: domainNameOf(record) });
+    const found = (await provider.discover!(t.ctx)).find((h) => h.id === record.id);
+    expect(found).toMatchObject({
+      leaseExpires: '2031-02-03T04:05:06.000Z',
+      owner: 'alice',
+      brokerId: 'broker-test-1',
+      name: record.name,
+      hostname: domainNameOf(record),
+    });
   });
 
   it('lists only this broker’s domains for sync', async () => {
     const { record } = await checkout();
     const other = await makeContext({ uri: 'test:///default', waitForAddress: false }, 'another-broker');
     const foreign = newRecord(other);
-    await keeper.domainDefineXML(`<domain type='test'><name>foreign-${foreign.id}</name><metadata>${metadataXml({ id: foreign.id, owner: 'bob', broker: 'another-broker', name: 'x', volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`);
-    const ids = (await provider.inventory!(t.ctx)).map((h) => h.id);
+    await keeper.domainDefineXML(
+      `<domain type='test'><name>foreign-${foreign.id}</name><metadata>${metadataXml({ id: foreign.id, owner: 'bob', broker: 'another-broker', name: 'x', volumes: [] })}</metadata><memory unit='MiB'>128</memory><os><type>hvm</type></os></domain>`,
+    );
+    const ids = (await provider.discover!(t.ctx)).map((h) => h.id);
     expect(ids).toContain(record.id);
     expect(ids).not.toContain(foreign.id);
-    expect((await provider.inventory!(other.ctx)).map((h) => h.id)).toContain(foreign.id);
+    expect((await provider.discover!(other.ctx)).map((h) => h.id)).toContain(foreign.id);
     await (await keeper.domainLookupByName(`foreign-${foreign.id}`)).undefine();
     await other.cleanup();
   });
@@ -132,8 +152,13 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
     const lost = await checkout();
     const expired = await checkout({}, { leaseExpires: '2000-01-01T00:00:00.000Z' });
     // The test driver keeps the domains of earlier tests: judge only these three.
-    const mine = (await provider.inventory!(t.ctx)).filter((d) => [kept, lost, expired].some((c) => c.record.id === d.id));
-    const doomed = reapable(mine, { brokerId: 'broker-test-1', isKnown: (id) => id === kept.record.id || id === expired.record.id, now: Date.now(), graceMs: 0 });
+    const mine = (await provider.discover!(t.ctx)).filter((d) => [kept, lost, expired].some((c) => c.record.id === d.id));
+    const doomed = reapable(mine, {
+      brokerId: 'broker-test-1',
+      isKnown: (id) => id === kept.record.id || id === expired.record.id,
+      now: Date.now(),
+      graceMs: 0,
+    });
     expect(doomed.map((d) => d.host.id).sort()).toEqual([lost.record.id, expired.record.id].sort());
     for (const { host } of doomed) await provider.release({ ...newRecord(t, { id: host.id }), data: host.data ?? {} }, testHostContext(t, host.id));
     expect(await exists(domainNameOf(kept.record))).toBe(true);
@@ -143,39 +168,46 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
 
   it('refuses a private key given as the public key, and a missing key', async () => {
     await expect(checkout({ publicKeyPath: keys.privateKeyPath })).rejects.toThrow(UserInputError);
-    await expect(checkout({ privateKeyPath: undefined, publicKeyPath: join(t.directory, 'nope.pub') })).rejects.toThrow(/cannot read the public key .*nope\.pub/);
+    await expect(checkout({ privateKeyPath: undefined, publicKeyPath: join(t.directory, 'nope.pub') })).rejects.toThrow(
+      /cannot read the public key .*nope\.pub/,
+    );
   });
 
   describe('with volumes made by virsh', () => {
     // The seed ISO needs genisoimage or xorriso.
-    it.skipIf(!hasIsoTool && process.env.CI !== 'true')('creates the overlay and seed volumes, waits for the lease address, and deletes the volumes on release', async () => {
-      const virsh = await recordingVirsh(t.directory, { address: '192.168.122.50' });
-      t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path, pollInterval: 1 });
-      const { record, host } = await checkout({ disk: 20 });
-      const name = domainNameOf(record);
-      expect(host.hostname).toBe('192.168.122.50');
-      const calls = await virsh.calls();
-      expect(calls.map((c) => c[0])).toEqual(['vol-path', 'vol-create', 'vol-create-as', 'vol-upload', 'domifaddr']);
-      expect(calls[0]).toEqual(['vol-path', '--pool', 'default-pool', 'debian-12.qcow2']);
-      expect(calls[2]!.slice(1, 3)).toEqual(['default-pool', `${name}-seed.iso`]);
-      expect(calls[4]).toEqual(['domifaddr', name, '--source', 'lease']);
-      const volume = await virsh.volumeXml();
-      expect(volume).toContain(`<name>${name}.qcow2</name>`);
-      expect(volume).toContain(`<capacity unit='bytes'>${20 * 2 ** 30}</capacity>`);
-      expect(volume).toContain('<backingStore><path>/var/lib/libvirt/images/debian-12.qcow2</path><format type=\'qcow2\'/></backingStore>');
-      await provider.release(readyRecord(t, record, host), testHostContext(t, record));
-      expect((await virsh.calls()).slice(5)).toEqual([
-        ['vol-delete', '--pool', 'default-pool', `${name}.qcow2`],
-        ['vol-delete', '--pool', 'default-pool', `${name}-seed.iso`],
-      ]);
-      expect(await exists(name)).toBe(false);
-    });
+    it.skipIf(!hasIsoTool && process.env.CI !== 'true')(
+      'creates the overlay and seed volumes, waits for the lease address, and deletes the volumes on release',
+      async () => {
+        const virsh = await recordingVirsh(t.directory, { address: '192.168.122.50' });
+        t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path, pollInterval: 1 });
+        const { record, host } = await checkout({ disk: 20 });
+        const name = domainNameOf(record);
+        expect(host.hostname).toBe('192.168.122.50');
+        const calls = await virsh.calls();
+        expect(calls.map((c) => c[0])).toEqual(['vol-path', 'vol-create', 'vol-create-as', 'vol-upload', 'domifaddr']);
+        expect(calls[0]).toEqual(['vol-path', '--pool', 'default-pool', 'debian-12.qcow2']);
+        expect(calls[2]!.slice(1, 3)).toEqual(['default-pool', `${name}-seed.iso`]);
+        expect(calls[4]).toEqual(['domifaddr', name, '--source', 'lease']);
+        const volume = await virsh.volumeXml();
+        expect(volume).toContain(`<name>${name}.qcow2</name>`);
+        expect(volume).toContain(`<capacity unit='bytes'>${20 * 2 ** 30}</capacity>`);
+        expect(volume).toContain("<backingStore><path>/var/lib/libvirt/images/debian-12.qcow2</path><format type='qcow2'/></backingStore>");
+        await provider.release(readyRecord(t, record, host), testHostContext(t, record));
+        expect((await virsh.calls()).slice(5)).toEqual([
+          ['vol-delete', '--pool', 'default-pool', `${name}.qcow2`],
+          ['vol-delete', '--pool', 'default-pool', `${name}-seed.iso`],
+        ]);
+        expect(await exists(name)).toBe(false);
+      },
+    );
 
     it.skipIf(!hasIsoTool && process.env.CI !== 'true')('deletes what it made when a step fails, and defines no domain', async () => {
       const virsh = await recordingVirsh(t.directory, { failOn: 'vol-upload' });
       t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'virsh', virsh: virsh.path });
       const record = newRecord(t);
-      await expect(provider.checkout(args(), { record, index: 0, count: 1 }, testHostContext(t, record))).rejects.toThrow(/virsh vol-upload on test:\/\/\/default failed: this function is not supported/);
+      await expect(provider.checkout(args(), { record, index: 0, count: 1 }, testHostContext(t, record))).rejects.toThrow(
+        /virsh vol-upload on test:\/\/\/default failed: this function is not supported/,
+      );
       const deleted = (await virsh.calls()).filter((c) => c[0] === 'vol-delete').map((c) => c[3]);
       expect(deleted).toEqual(expect.arrayContaining([`${domainNameOf(record)}.qcow2`, `${domainNameOf(record)}-seed.iso`]));
       expect(await exists(domainNameOf(record))).toBe(false);
@@ -183,7 +215,14 @@ describe.skipIf(unavailable)(`libvirt provider on test:///default${unavailable ?
 
     it('gives up waiting for an address with a TimeoutError that says what to check, and removes the domain', async () => {
       const virsh = await recordingVirsh(t.directory);
-      t.ctx.instanceSettings = InstanceSchema.parse({ uri: 'test:///default', pool: 'default-pool', volumes: 'plan', virsh: virsh.path, addressTimeout: 50, pollInterval: 10 });
+      t.ctx.instanceSettings = InstanceSchema.parse({
+        uri: 'test:///default',
+        pool: 'default-pool',
+        volumes: 'plan',
+        virsh: virsh.path,
+        addressTimeout: 50,
+        pollInterval: 10,
+      });
       const record = newRecord(t);
       const error = await provider.checkout(args(), { record, index: 0, count: 1 }, testHostContext(t, record)).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(TimeoutError);
@@ -216,7 +255,13 @@ describe.skipIf(!hasVirsh && process.env.CI !== 'true')('virsh steps against the
 
 describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
   it('writes a cloud-init seed that creates the user with the key', () => {
-    const seed = cloudInitSeed({ instanceId: 'hb-1', hostname: 'web-1', username: 'cloud', publicKey: 'ssh-ed25519 AAAAC3Nza ci@x\n', extra: { packages: ['git'] } });
+    const seed = cloudInitSeed({
+      instanceId: 'hb-1',
+      hostname: 'web-1',
+      username: 'cloud',
+      publicKey: 'ssh-ed25519 AAAAC3Nza ci@x\n',
+      extra: { packages: ['git'] },
+    });
     expect(parseYaml(seed['meta-data'])).toEqual({ 'instance-id': 'hb-1', 'local-hostname': 'web-1' });
     expect(seed['user-data'].startsWith('#cloud-config\n')).toBe(true);
     expect(parseYaml(seed['user-data'])).toEqual({
@@ -242,13 +287,21 @@ describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
   });
 
   it('round-trips metadata with characters XML must escape', () => {
-    const meta = { id: 'hb-1', owner: 'o<&>"\'', broker: 'b', name: 'n', lease: '2030-01-01T00:00:00.000Z', volumes: [{ pool: 'p&q', name: 'v<1>', role: 'disk' as const }] };
+    const meta = {
+      id: 'hb-1',
+      owner: 'o<&>"\'',
+      broker: 'b',
+      name: 'n',
+      lease: '2030-01-01T00:00:00.000Z',
+      volumes: [{ pool: 'p&q', name: 'v<1>', role: 'disk' as const }],
+    };
     expect(parseMetadata(`<domain><metadata>${metadataXml(meta)}</metadata></domain>`)).toEqual(meta);
     expect(parseMetadata('<domain><metadata><other xmlns="urn:x"/></metadata></domain>')).toBeUndefined();
   });
 
   it('parses virsh domifaddr output, skipping loopback', () => {
-    const out = ' Name       MAC address          Protocol     Address\n-------------------------------------------------------\n lo         00:00:00:00:00:00    ipv4         127.0.0.1/8\n vnet3      52:54:00:ab:cd:ef    ipv4         192.168.122.77/24\n -          -                    ipv6         fe80::1/64\n';
+    const out =
+      ' Name       MAC address          Protocol     Address\n-------------------------------------------------------\n lo         00:00:00:00:00:00    ipv4         127.0.0.1/8\n vnet3      52:54:00:ab:cd:ef    ipv4         192.168.122.77/24\n -          -                    ipv6         fe80::1/64\n';
     expect(parseDomifaddr(out)).toEqual(['192.168.122.77']);
   });
 
@@ -265,9 +318,17 @@ describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
   it('fails checkout with that error, not a crash, when the binding cannot load', async () => {
     const t = await makeContext({ uri: 'qemu:///system', volumes: 'plan', waitForAddress: false });
     const keys = await writeKeyPair(t.directory);
-    const provider = createLibvirtProvider({ loadModule: () => loadLibvirt(() => Promise.reject(Object.assign(new Error('nope'), { code: 'ERR_MODULE_NOT_FOUND' }))) });
+    const provider = createLibvirtProvider({
+      loadModule: () => loadLibvirt(() => Promise.reject(Object.assign(new Error('nope'), { code: 'ERR_MODULE_NOT_FOUND' }))),
+    });
     const record = newRecord(t);
-    await expect(provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, testHostContext(t, record))).rejects.toThrow(MissingDependencyError);
+    await expect(
+      provider.checkout(
+        libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }),
+        { record, index: 0, count: 1 },
+        testHostContext(t, record),
+      ),
+    ).rejects.toThrow(MissingDependencyError);
     await t.cleanup();
   });
 
@@ -285,7 +346,9 @@ describe('libvirt seed, XML and loading (no hypervisor needed)', () => {
     const keys = await writeKeyPair(t.directory);
     const provider = createLibvirtProvider();
     const record = newRecord(t);
-    const error = await provider.checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, testHostContext(t, record)).catch((e: unknown) => e);
+    const error = await provider
+      .checkout(libvirt.args.parse({ baseImage: 'b', privateKeyPath: keys.privateKeyPath }), { record, index: 0, count: 1 }, testHostContext(t, record))
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as Error).message).toMatch(/cannot connect to qemu\+unix.*check that libvirtd/);
     await t.cleanup();

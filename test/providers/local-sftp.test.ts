@@ -177,7 +177,7 @@ describe('local SFTP: attributes, renames, links', () => {
     await call((cb) => sftp.symlink('some/target', 'made-link', cb));
     expect(await readlink(join(home, 'made-link'))).toBe('some/target');
     expect(await call<string>((cb) => sftp.readlink('made-link', cb))).toBe('some/target');
-    expect(await statusOf(call((cb) => sftp.readlink('target-not-a-link-' + randomBytes(2).toString('hex'), cb)))).toBe(STATUS_CODE.NO_SUCH_FILE);
+    expect(await statusOf(call((cb) => sftp.readlink(`target-not-a-link-${randomBytes(2).toString('hex')}`, cb)))).toBe(STATUS_CODE.NO_SUCH_FILE);
   });
 
   it('mkdir with a mode, rmdir, remove; removing a directory or a missing file is a status', async () => {
@@ -247,7 +247,12 @@ describe('local SFTP: raw protocol', () => {
   it('offers OpenSSH extensions and limits in its version', async () => {
     const raw = await rawSession();
     expect(raw.version).toBe(3);
-    expect(raw.extensions).toMatchObject({ 'posix-rename@openssh.com': '1', 'statvfs@openssh.com': '2', 'limits@openssh.com': '1', 'expand-path@openssh.com': '1' });
+    expect(raw.extensions).toMatchObject({
+      'posix-rename@openssh.com': '1',
+      'statvfs@openssh.com': '2',
+      'limits@openssh.com': '1',
+      'expand-path@openssh.com': '1',
+    });
     const limits = await raw.request(200, str('limits@openssh.com'));
     expect(limits[4]).toBe(201); // EXTENDED_REPLY
     expect([0, 1, 2, 3].map((i) => Number(limits.readBigUInt64BE(9 + i * 8)))).toEqual([262144, 261120, 261120, 512]);
@@ -256,7 +261,10 @@ describe('local SFTP: raw protocol', () => {
 
   it('answers what it cannot do with a status: unknown extension, unknown request, bad handle, short packet', async () => {
     const raw = await rawSession();
-    expect(status(await raw.request(200, str('no-such-extension@example.com')))).toMatchObject({ code: STATUS_CODE.OP_UNSUPPORTED, message: expect.stringContaining('no-such-extension@example.com') });
+    expect(status(await raw.request(200, str('no-such-extension@example.com')))).toMatchObject({
+      code: STATUS_CODE.OP_UNSUPPORTED,
+      message: expect.stringContaining('no-such-extension@example.com'),
+    });
     expect(status(await raw.request(99, Buffer.alloc(0)))).toMatchObject({ code: STATUS_CODE.OP_UNSUPPORTED, message: expect.stringContaining('99') });
     expect(status(await raw.request(4, str(Buffer.from([0, 0, 0, 77]))))).toMatchObject({ code: STATUS_CODE.FAILURE, message: 'invalid handle' });
     // OPEN with its path but no flags: the packet ends too soon.

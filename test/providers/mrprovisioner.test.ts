@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BrokerError, ProviderError, SettingsError } from '../../lib/errors.js';
+import { type BrokerError, ProviderError, SettingsError } from '../../lib/errors.js';
 import { reapable } from '../../lib/broker/reap-rule.js';
 import type { ImplementationOf, ProviderContext } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
@@ -49,7 +49,10 @@ function expectNoSecret(...texts: unknown[]) {
 describe('checkout', () => {
   it('reserves a machine matching the query, configures and provisions it, and tags the reservation', async () => {
     const t = target('mrprovisioner');
-    const host = await impl.checkout(args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }), ...at(ctx, t));
+    const host = await impl.checkout(
+      args({ query: 'arch=x86_64', kernel: 'vmlinuz', initrd: 'initrd.gz', preseed: 'debian-auto', kernelOptions: 'console=ttyS0' }),
+      ...at(ctx, t),
+    );
     const m3 = fake.machines.find((m) => m.name === 'm3')!;
     expect(host.hostname).toBe('m3.lab.example');
     expect(host.providerId).toBe(String(m3.id));
@@ -234,7 +237,7 @@ describe('inventory (for sync and reap)', () => {
     // A machine the user reserved by hand, and one reserved by another broker.
     fake.machines[1]!.assignments.push({ id: 1, user: 'alice', reason: 'manual testing' });
     fake.machines[2]!.assignments.push({ id: 2, user: 'alice', reason: tagReason({ id: 'x', brokerId: 'other-broker' }) });
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found).toHaveLength(1);
     expect(found[0]).toMatchObject({ id: t1.record.id, brokerId: 'broker-test-1', hostname: 'm1.lab.example', providerId: String(fake.machines[0]!.id) });
   });
@@ -244,7 +247,7 @@ describe('inventory (for sync and reap)', () => {
     const lost = target('mrprovisioner');
     await impl.checkout(args({ query: 'name=m1' }), ...at(ctx, keep));
     await impl.checkout(args({ query: 'name=m2' }), ...at(ctx, lost));
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.record.id, now: Date.now(), graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: 'broker-test-1', isKnown: (id) => id === keep.record.id, now: Date.now(), graceMs: 0 });
     expect(doomed.map((d) => d.host.id)).toEqual([lost.record.id]);
     for (const { host } of doomed) await impl.release({ ...lost.record, providerId: host.providerId }, on(ctx, lost));
     expect(fake.machines[0]!.assignments).toHaveLength(1);
@@ -262,7 +265,11 @@ describe('actions', () => {
   it('upload-image sends the file and metadata as multipart and returns the image', async () => {
     const file = join(dir, 'vmlinuz-6.9');
     await writeFile(file, Buffer.from([0, 1, 2, 255, 13, 10, 45, 45]));
-    const image = (await impl.actions!['upload-image']({ path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as { id: number; name: string; type: string };
+    const image = (await impl.actions!['upload-image']({ path: file, type: 'Kernel', description: 'test kernel', knownGood: true }, ctx)) as {
+      id: number;
+      name: string;
+      type: string;
+    };
     expect(image.type).toBe('Kernel');
     expect(image.name).toMatch(/^alice\/vmlinuz-6\.9\./);
     const stored = fake.images.find((i) => i.id === image.id)!;

@@ -41,7 +41,14 @@ function cloudsYaml(clouds: Record<string, unknown>): string {
 }
 
 const lab = {
-  auth: { auth_url: 'https://keystone.lab:5000', username: 'ci', password: 'Lab-Pass-1', project_name: 'ci', user_domain_name: 'Default', project_domain_name: 'Default' },
+  auth: {
+    auth_url: 'https://keystone.lab:5000',
+    username: 'ci',
+    password: 'Lab-Pass-1',
+    project_name: 'ci',
+    user_domain_name: 'Default',
+    project_domain_name: 'Default',
+  },
   region_name: 'RegionTwo',
   interface: 'internal',
 };
@@ -49,7 +56,12 @@ const lab = {
 describe('clouds.yaml', () => {
   it('looks in the usual places in order, OS_CLIENT_CONFIG_FILE first', () => {
     sources.env.OS_CLIENT_CONFIG_FILE = '/x/mine.yaml';
-    expect(cloudsFileCandidates(sources)).toEqual(['/x/mine.yaml', join(sources.cwd, 'clouds.yaml'), join(sources.home, '.config/openstack/clouds.yaml'), '/etc/openstack/clouds.yaml']);
+    expect(cloudsFileCandidates(sources)).toEqual([
+      '/x/mine.yaml',
+      join(sources.cwd, 'clouds.yaml'),
+      join(sources.home, '.config/openstack/clouds.yaml'),
+      '/etc/openstack/clouds.yaml',
+    ]);
   });
 
   it('reads the cloud named by OS_CLOUD from ~/.config/openstack/clouds.yaml', async () => {
@@ -112,7 +124,12 @@ describe('OS_* variables and settings', () => {
       OS_INTERFACE: 'public',
     });
     const cloud = resolveCloud(instance(), sources);
-    expect(cloud).toMatchObject({ authUrl: 'https://keystone.env/identity/v3', method: 'password', regionName: 'RegionOne', source: 'the OS_* environment variables' });
+    expect(cloud).toMatchObject({
+      authUrl: 'https://keystone.env/identity/v3',
+      method: 'password',
+      regionName: 'RegionOne',
+      source: 'the OS_* environment variables',
+    });
     expect(authBody(cloud)).toEqual({
       auth: {
         identity: { methods: ['password'], password: { user: { name: 'envuser', domain: { name: 'Default' }, password: 'Env-Pass-3' } } },
@@ -130,12 +147,16 @@ describe('OS_* variables and settings', () => {
     });
     const cloud = resolveCloud(instance(), sources);
     expect(cloud.method).toBe('application_credential');
-    expect(authBody(cloud)).toEqual({ auth: { identity: { methods: ['application_credential'], application_credential: { id: 'ac-1', secret: 'App-Secret-4' } } } });
+    expect(authBody(cloud)).toEqual({
+      auth: { identity: { methods: ['application_credential'], application_credential: { id: 'ac-1', secret: 'App-Secret-4' } } },
+    });
   });
 
   it('uses settings alone when there is neither a cloud nor OS_* variables', () => {
     const cloud = resolveCloud(instance({ auth: { auth_url: 'https://k:5000/v3', user_id: 'u1', password: 'p-settings', project_id: 'p1' } }), sources);
-    expect(authBody(cloud)).toEqual({ auth: { identity: { methods: ['password'], password: { user: { id: 'u1', password: 'p-settings' } } }, scope: { project: { id: 'p1' } } } });
+    expect(authBody(cloud)).toEqual({
+      auth: { identity: { methods: ['password'], password: { user: { id: 'u1', password: 'p-settings' } } }, scope: { project: { id: 'p1' } } },
+    });
   });
 
   it('says what is missing, and refuses Keystone v2', () => {
@@ -143,8 +164,12 @@ describe('OS_* variables and settings', () => {
     expect(() => resolveCloud(instance({ auth: { auth_url: 'https://k/v3', username: 'u' }, passwordEnv: 'NOT_SET' }), sources)).toThrow(
       /lacks password \(the variable NOT_SET is not set\)/,
     );
-    expect(() => resolveCloud(instance({ auth: { auth_url: 'https://k/v2.0', username: 'u', password: 'x' } }), sources)).toThrow(/Keystone v2, which is not supported/);
-    expect(() => resolveCloud(instance({ auth_type: 'v3applicationcredential', auth: { auth_url: 'https://k/v3' } }), sources)).toThrow(/application_credential_id/);
+    expect(() => resolveCloud(instance({ auth: { auth_url: 'https://k/v2.0', username: 'u', password: 'x' } }), sources)).toThrow(
+      /Keystone v2, which is not supported/,
+    );
+    expect(() => resolveCloud(instance({ auth_type: 'v3applicationcredential', auth: { auth_url: 'https://k/v3' } }), sources)).toThrow(
+      /application_credential_id/,
+    );
   });
 });
 
@@ -158,7 +183,13 @@ describe('credentials from clouds.yaml reach Keystone', () => {
   it('checks out with application credentials from clouds.yaml and keeps the secret out of the record and logs', async () => {
     await writeFile(
       join(sources.cwd, 'clouds.yaml'),
-      cloudsYaml({ fake: { auth_type: 'v3applicationcredential', auth: { auth_url: fake.authUrl, application_credential_id: 'ac-1234', application_credential_secret: 'app-cred-SECRET-value' }, region_name: 'RegionOne' } }),
+      cloudsYaml({
+        fake: {
+          auth_type: 'v3applicationcredential',
+          auth: { auth_url: fake.authUrl, application_credential_id: 'ac-1234', application_credential_secret: 'app-cred-SECRET-value' },
+          region_name: 'RegionOne',
+        },
+      }),
     );
     sources.env.OS_CLOUD = 'fake';
     const t = await openstackContext({ image: 'cirros-0.6.2', flavor: 'm1.tiny', network: 'private', pollInterval: 2 });

@@ -107,11 +107,17 @@ describe('checkout', () => {
     const impl = provider();
     const [target] = targets(t!, 1);
     expect((await rejection<ProviderError>(impl.checkout(args(), target!, on(t!, target!)))).message).toMatch(/no image; pass `image`/);
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'nope' }), target!, on(t!, target!)))).message).toMatch(/Glance has no active image `nope`/);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'nope' }), target!, on(t!, target!)))).message).toMatch(
+      /Glance has no active image `nope`/,
+    );
     // An id Glance does not know (its 404 is plain text) falls back to a name lookup.
     const unknownId = '11111111-2222-4333-8444-555555555555';
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: unknownId }), target!, on(t!, target!)))).message).toContain(`Glance has no active image \`${unknownId}\``);
-    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'twin' }), target!, on(t!, target!)))).message).toMatch(/2 active images named `twin`.*pass `image` by id/);
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: unknownId }), target!, on(t!, target!)))).message).toContain(
+      `Glance has no active image \`${unknownId}\``,
+    );
+    expect((await rejection<ProviderError>(impl.checkout(args({ image: 'twin' }), target!, on(t!, target!)))).message).toMatch(
+      /2 active images named `twin`.*pass `image` by id/,
+    );
     const noFlavor = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', flavor: 'm9.huge' }), target!, on(t!, target!)));
     expect(noFlavor.message).toMatch(/no flavor `m9.huge`; available: m1.tiny, m1.small, m1.medium/);
     const noNet = await rejection<ProviderError>(impl.checkout(args({ image: 'cirros-0.6.2', network: 'lab' }), target!, on(t!, target!)));
@@ -158,13 +164,13 @@ describe('Keystone tokens', () => {
     const ctx = await context();
     const impl = provider();
     await impl.checkout(args(), ...one());
-    await impl.inventory!(ctx);
+    await impl.discover!(ctx);
     expect(cloud.authCount).toBe(1);
     const calls = cloud.requests.filter((r) => r.token).length;
     expect(calls).toBeGreaterThan(4);
 
     clock += 2 * 3600_000; // past the token's expiry
-    await impl.inventory!(ctx);
+    await impl.discover!(ctx);
     expect(cloud.authCount).toBe(2);
   });
 
@@ -173,7 +179,7 @@ describe('Keystone tokens', () => {
     const impl = provider();
     await impl.checkout(args(), ...one());
     cloud.revokeTokens();
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found).toHaveLength(1);
     expect(cloud.authCount).toBe(2);
   });
@@ -259,7 +265,9 @@ describe('service errors', () => {
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.status).toBe(500);
     expect(error.retryable).toBe(true);
-    expect(error.message).toMatch(/^\[openstack\] POST http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/\w+\/servers failed with HTTP 500: Unexpected API Error\. .*try again later/);
+    expect(error.message).toMatch(
+      /^\[openstack\] POST http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/\w+\/servers failed with HTTP 500: Unexpected API Error\. .*try again later/,
+    );
     expect(cloud.count(/^POST .*\/servers$/)).toBe(3);
     expect(cloud.servers.size).toBe(0);
   });
@@ -379,7 +387,7 @@ describe('release, extend, sync', () => {
     await impl.checkout(args(), targets(theirs, 1)[0]!, on(theirs, targets(theirs, 1)[0]!));
     await theirs.cleanup();
 
-    const found = await impl.inventory!(ctx);
+    const found = await impl.discover!(ctx);
     expect(found.map((h) => h.id).sort()).toEqual(mine.map((m) => m.record.id).sort());
     const first = found.find((h) => h.id === mine[0]!.record.id)!;
     expect(first).toMatchObject({
@@ -400,9 +408,10 @@ describe('release, extend, sync', () => {
     const [kept, orphan, expired] = targets(t!, 3);
     expired!.record.leaseExpires = new Date(clock - 1000).toISOString();
     for (const target of [kept!, orphan!, expired!]) await impl.checkout(args(), target, on(t!, target));
-    const doomed = reapable(await impl.inventory!(ctx), { brokerId: ctx.brokerId, isKnown: (id) => id !== orphan!.record.id, now: clock, graceMs: 0 });
+    const doomed = reapable(await impl.discover!(ctx), { brokerId: ctx.brokerId, isKnown: (id) => id !== orphan!.record.id, now: clock, graceMs: 0 });
     expect(doomed.map((d) => d.host.id).sort()).toEqual([orphan!.record.id, expired!.record.id].sort());
-    for (const { host } of doomed) await impl.release({ ...newRecord(t!, {}, { id: host.id }), providerId: host.providerId }, on(t!, host.id === orphan!.record.id ? orphan! : expired!));
+    for (const { host } of doomed)
+      await impl.release({ ...newRecord(t!, {}, { id: host.id }), providerId: host.providerId }, on(t!, host.id === orphan!.record.id ? orphan! : expired!));
     expect([...cloud.servers.values()].map((s) => s.metadata[TAGS.id])).toEqual([kept!.record.id]);
   });
 });
@@ -416,7 +425,7 @@ describe('secrets', () => {
     const token = cloud.requests.find((r) => r.token)!.token!;
     // A service that echoes a secret in its error message.
     cloud.failNext('GET', /\/servers\/detail$/, 400, { badRequest: { code: 400, message: `bad request for ${token} / ${cloud.users[0]!.password}` } });
-    const error = await rejection<ProviderError>(impl.inventory!(ctx));
+    const error = await rejection<ProviderError>(impl.discover!(ctx));
 
     const secrets = [cloud.users[0]!.password, token, 'AdminPass-Do-Not-Leak-42'];
     const visible = [JSON.stringify(host), JSON.stringify(ready(target!.record, host)), t!.logLines.join('\n'), error.message, JSON.stringify(error.toJSON())];
@@ -440,9 +449,23 @@ describe('help and topology', () => {
   it('fromTopology maps os → image, group → flavor, network, keypair and max_retry', () => {
     const mapped = openstack.fromTopology!(
       { name: 'master.test', groups: ['ipaserver'], os: 'fedora-40', network: 'IPv4', args: { floatingIp: true } },
-      { images: { 'fedora-40': 'Fedora-Cloud-Base-40' }, flavors: { ipaserver: 'm1.medium', default: 'm1.tiny' }, networks: { IPv4: 'private' }, keypair: 'ipa_key', max_retry: 4 },
+      {
+        images: { 'fedora-40': 'Fedora-Cloud-Base-40' },
+        flavors: { ipaserver: 'm1.medium', default: 'm1.tiny' },
+        networks: { IPv4: 'private' },
+        keypair: 'ipa_key',
+        max_retry: 4,
+      },
     );
-    expect(mapped).toEqual({ name: 'master.test', image: 'Fedora-Cloud-Base-40', flavor: 'm1.medium', network: 'private', keyName: 'ipa_key', maxRetry: 4, floatingIp: true });
+    expect(mapped).toEqual({
+      name: 'master.test',
+      image: 'Fedora-Cloud-Base-40',
+      flavor: 'm1.medium',
+      network: 'private',
+      keyName: 'ipa_key',
+      maxRetry: 4,
+      floatingIp: true,
+    });
     expect(() => openstack.args.parse(mapped)).not.toThrow();
     const plain = openstack.fromTopology!({ name: 'c', groups: ['other'], args: {} }, { flavors: { default: 'm1.tiny' } });
     expect(plain).toEqual({ name: 'c', flavor: 'm1.tiny' });

@@ -20,7 +20,16 @@ afterAll(async () => {
 });
 const directory = await mkdtemp(join(tmpdir(), 'hb-static-conf-'));
 const settings = {
-  static: { hosts: sshds.map((s, i) => ({ name: `box${i}`, hostname: s.host, port: s.port, username: s.username, privateKeyPath: s.privateKeyPath, groups: ['conformance'] })) },
+  static: {
+    hosts: sshds.map((s, i) => ({
+      name: `box${i}`,
+      hostname: s.host,
+      port: s.port,
+      username: s.username,
+      privateKeyPath: s.privateKeyPath,
+      groups: ['conformance'],
+    })),
+  },
 };
 const view = new Broker({ directory, settings });
 

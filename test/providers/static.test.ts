@@ -81,7 +81,10 @@ describe.skipIf(!sshdAvailable())('static provider', () => {
   });
 
   it('gives a machine listed by two instances to one of them at a time', async () => {
-    const shared = new Broker({ directory: dir, settings: { static: { instances: { lab: { default: true, hosts: machines(sshd) }, perf: { hosts: machines(sshd).slice(0, 1) } } } } });
+    const shared = new Broker({
+      directory: dir,
+      settings: { static: { instances: { lab: { default: true, hosts: machines(sshd) }, perf: { hosts: machines(sshd).slice(0, 1) } } } },
+    });
     const h = await shared.checkout({ provider: 'static', instance: 'lab', name: 'db1', waitForSsh: false });
     const taken = await shared.checkout({ provider: 'static', instance: 'perf', name: 'db1', waitForSsh: false }).catch((e: unknown) => e);
     expect(taken).toBeInstanceOf(ProviderError);
@@ -111,7 +114,11 @@ await broker.close();
 `,
     );
     const runs = await Promise.all(
-      [0, 1, 2].map(() => run(process.execPath, ['--import', 'tsx', script, raceDir], { cwd: resolve('.') }).then((r) => JSON.parse(r.stdout.trim().split('\n').pop()!) as { ok?: string; error?: string })),
+      [0, 1, 2].map(() =>
+        run(process.execPath, ['--import', 'tsx', script, raceDir], { cwd: resolve('.') }).then(
+          (r) => JSON.parse(r.stdout.trim().split('\n').pop()!) as { ok?: string; error?: string },
+        ),
+      ),
     );
     const got = runs.flatMap((r) => (r.ok ? [r.ok] : []));
     expect(got.sort()).toEqual(['db1', 'web1']);

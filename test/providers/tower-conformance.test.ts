@@ -20,7 +20,12 @@ fake.addTemplate({
   name: 'deploy-vm',
   script: ({ n, extraVars }) => {
     const name = `vm-${n}`;
-    fake.addHost({ name, inventory, variables: { fqdn: `${name}.example.test`, hostbroker_tags: extraVars.hostbroker_tags }, facts: { ansible_distribution: 'RedHat' } });
+    fake.addHost({
+      name,
+      inventory,
+      variables: { fqdn: `${name}.example.test`, hostbroker_tags: extraVars.hostbroker_tags },
+      facts: { ansible_distribution: 'RedHat' },
+    });
     return [{ name: 'deploy', status: 'successful', artifacts: { _broker_facts: { fqdn: `${name}.example.test`, name } } }];
   },
 });

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BrokerError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
+import { type BrokerError, ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
 import type { CheckoutTarget } from '../../lib/provider.js';
 import type { HostRecord } from '../../lib/records.js';
 import { type TestContext, intentRecord, readyRecord, testContext, testHostContext } from '../../lib/testing/index.js';
@@ -24,7 +24,13 @@ const deployScript = ({ n, extraVars }: { n: number; extraVars: Record<string, u
     name: 'configure-vm',
     status: 'successful',
     artifacts: {
-      _broker_facts: { fqdn: `vm-${n}.example.test`, name: `vm-${n}`, os_distribution: 'RedHat', os_distribution_version: '9.4', tower_inventory: 'jdoe-inventory' },
+      _broker_facts: {
+        fqdn: `vm-${n}.example.test`,
+        name: `vm-${n}`,
+        os_distribution: 'RedHat',
+        os_distribution_version: '9.4',
+        tower_inventory: 'jdoe-inventory',
+      },
       _broker_args: { workflow: 'deploy-vm', rhel_version: extraVars.rhel_version ?? '9' },
     },
   },
@@ -52,7 +58,17 @@ beforeEach(async () => {
     script: () => [{ name: 'list', status: 'successful', artifacts: { data_out: { list_templates: ['rhel-9.4', 'rhel-8.10'] } } }],
   });
   fake.addTemplate({ name: 'secret-admin-workflow', canStart: false, script: () => [] });
-  fake.addTemplate({ name: 'deploy-container', kind: 'job_template', script: ({ n }) => [{ name: 'deploy-container', status: 'successful', artifacts: { container_fqdn: `ct-${n}.example.test`, vm_provisioned: `ct-${n}`, host_type: 'container' } }] });
+  fake.addTemplate({
+    name: 'deploy-container',
+    kind: 'job_template',
+    script: ({ n }) => [
+      {
+        name: 'deploy-container',
+        status: 'successful',
+        artifacts: { container_fqdn: `ct-${n}.example.test`, vm_provisioned: `ct-${n}`, host_type: 'container' },
+      },
+    ],
+  });
 });
 
 afterEach(async () => {
@@ -154,7 +170,7 @@ describe('tower checkout', () => {
     expect(job.status).toBe('canceled');
   });
 
-  it('checks in the hosts a failed workflow did create, and says why it failed in Tower\'s words', async () => {
+  it("checks in the hosts a failed workflow did create, and says why it failed in Tower's words", async () => {
     const ctx = await context();
     const args = { workflow: 'deploy-broken' };
     const t = target(ctx, args);
@@ -180,7 +196,15 @@ describe('tower checkout', () => {
     await impl.release(stored(ctx, t.record), on(ctx, t.record));
     expect(fake.launchesOf('remove-vm')).toHaveLength(0);
     // The kept host, recorded as the Broker does, is checked in like any other.
-    const kept: HostRecord = { ...t.record, id: 'kept-1', name: 'broken-1', hostname: 'broken-1', state: 'ready', providerId: 'broken-1', data: { deployFailed: true } };
+    const kept: HostRecord = {
+      ...t.record,
+      id: 'kept-1',
+      name: 'broken-1',
+      hostname: 'broken-1',
+      state: 'ready',
+      providerId: 'broken-1',
+      data: { deployFailed: true },
+    };
     await impl.release(kept, on(ctx, kept));
     expect(fake.launchesOf('remove-vm').map((l) => l.extraVars.source_vm)).toEqual(['broken-1']);
   });
@@ -203,7 +227,7 @@ describe('tower checkout', () => {
 });
 
 describe('tower errors', () => {
-  it('carries Tower\'s message for a bad token, and never the token', async () => {
+  it("carries Tower's message for a bad token, and never the token", async () => {
     const error = await rejection(checkout(await context({ token: 'wrong-token-value-123' }), { workflow: 'deploy-vm' }));
     expect(error).toBeInstanceOf(ProviderError);
     expect((error as ProviderError).status).toBe(401);
@@ -211,7 +235,7 @@ describe('tower errors', () => {
     expect(error.message).not.toContain('wrong-token-value-123');
   });
 
-  it('carries Tower\'s message when the user may not launch (403)', async () => {
+  it("carries Tower's message when the user may not launch (403)", async () => {
     const error = await rejection(checkout(await context(), { workflow: 'secret-admin-workflow' }));
     expect((error as ProviderError).status).toBe(403);
     expect(error.message).toContain('You do not have permission to perform this action.');
@@ -251,7 +275,7 @@ describe('tower errors', () => {
     expect(error.message).toContain('Invalid pk "999"');
   });
 
-  it('carries Tower\'s 404 when a noted job is gone', async () => {
+  it("carries Tower's 404 when a noted job is gone", async () => {
     const ctx = await context();
     const t = target(ctx, { workflow: 'deploy-vm' });
     const error = await rejection(impl.release({ ...t.record, data: { towerJob: { kind: 'workflow', id: 99999 } } }, on(ctx, t.record)));
@@ -303,8 +327,10 @@ describe('tower checkin, extend, sync, help, run', () => {
     expect(launch.inventory).toBe(fake.inventories[0]!.id);
   });
 
-  it('fails a checkin when the release workflow fails, with Tower\'s reason', async () => {
-    fake.templates.find((t) => t.name === 'remove-vm')!.script = () => [{ name: 'remove', status: 'failed', events: [{ task: 'Delete VM', msg: 'hypervisor unreachable' }] }];
+  it("fails a checkin when the release workflow fails, with Tower's reason", async () => {
+    fake.templates.find((t) => t.name === 'remove-vm')!.script = () => [
+      { name: 'remove', status: 'failed', events: [{ task: 'Delete VM', msg: 'hypervisor unreachable' }] },
+    ];
     const ctx = await context();
     const record = { ...target(ctx, { workflow: 'deploy-vm' }).record, providerId: 'vm-9', state: 'ready' as const };
     const error = await rejection(impl.release(record, on(ctx, record)));
@@ -323,25 +349,35 @@ describe('tower checkin, extend, sync, help, run', () => {
 
   it('syncs the hosts of the configured inventory, leaving out other owners', async () => {
     const inv = fake.inventories[0]!.id;
-    fake.addHost({ name: 'vm-a', inventory: inv, variables: { fqdn: 'vm-a.example.test', hostbroker_tags: { 'hostbroker.id': 'rec-a', 'hostbroker.owner': 'jdoe', 'hostbroker.broker': 'broker-1' } }, facts: { ansible_distribution: 'RedHat', _broker_args: { workflow: 'deploy-vm', password: 'nope-secret' } } });
+    fake.addHost({
+      name: 'vm-a',
+      inventory: inv,
+      variables: { fqdn: 'vm-a.example.test', hostbroker_tags: { 'hostbroker.id': 'rec-a', 'hostbroker.owner': 'jdoe', 'hostbroker.broker': 'broker-1' } },
+      facts: { ansible_distribution: 'RedHat', _broker_args: { workflow: 'deploy-vm', password: 'nope-secret' } },
+    });
     fake.addHost({ name: 'vm-b', inventory: inv, variables: { ansible_host: '10.0.0.7' }, facts: { ansible_fqdn: 'vm-b.example.test' } });
     fake.addHost({ name: 'vm-other', inventory: inv, variables: { owner: 'someone-else' }, facts: {} });
     fake.addHost({ name: 'vm-shared', inventory: fake.inventories[1]!.id, variables: {}, facts: {} });
-    const hosts = await impl.inventory!((await context({ inventory: 'jdoe-inventory' })).ctx);
+    const hosts = await impl.discover!((await context({ inventory: 'jdoe-inventory' })).ctx);
     expect(hosts.map((h) => h.name).sort()).toEqual(['vm-a', 'vm-b']);
     const a = hosts.find((h) => h.name === 'vm-a')!;
-    expect(a).toMatchObject({ id: 'rec-a', brokerId: 'broker-1', hostname: 'vm-a.example.test', data: { os_distribution: 'RedHat', towerInventory: 'jdoe-inventory' } });
+    expect(a).toMatchObject({
+      id: 'rec-a',
+      brokerId: 'broker-1',
+      hostname: 'vm-a.example.test',
+      data: { os_distribution: 'RedHat', towerInventory: 'jdoe-inventory' },
+    });
     expect(a.recipe?.args).toEqual({ workflow: 'deploy-vm' });
     expect(hosts.find((h) => h.name === 'vm-b')!.hostname).toBe('vm-b.example.test');
     // Another user's hosts, by setting `username` with an admin's token.
-    const other = await impl.inventory!((await context({ inventory: 'jdoe-inventory', username: 'someone-else' })).ctx);
+    const other = await impl.discover!((await context({ inventory: 'jdoe-inventory', username: 'someone-else' })).ctx);
     expect(other.map((h) => h.name).sort()).toEqual(['vm-b', 'vm-other']);
   });
 
   it('without a configured inventory, syncs the inventories named after the user', async () => {
     fake.addHost({ name: 'vm-mine', inventory: fake.inventories[0]!.id, variables: {}, facts: {} });
     fake.addHost({ name: 'vm-shared', inventory: fake.inventories[1]!.id, variables: {}, facts: {} });
-    const hosts = await impl.inventory!((await context()).ctx);
+    const hosts = await impl.discover!((await context()).ctx);
     expect(hosts.map((h) => h.name)).toEqual(['vm-mine']);
   });
 
@@ -354,7 +390,9 @@ describe('tower checkin, extend, sync, help, run', () => {
   });
 
   it('describes one workflow: its variables and survey', async () => {
-    fake.templates.find((t) => t.name === 'deploy-vm')!.survey = [{ variable: 'rhel_version', question_name: 'RHEL version', type: 'multiplechoice', default: '9', required: true, choices: '8\n9' }];
+    fake.templates.find((t) => t.name === 'deploy-vm')!.survey = [
+      { variable: 'rhel_version', question_name: 'RHEL version', type: 'multiplechoice', default: '9', required: true, choices: '8\n9' },
+    ];
     const help = await impl.describe!((await context()).ctx, 'deploy-vm');
     expect(help).toMatchObject({
       name: 'deploy-vm',
@@ -379,7 +417,10 @@ describe('tower checkin, extend, sync, help, run', () => {
 describe('tower through the Broker', () => {
   it('a failed checkout with dangling: keep leaves only the kept host in the inventory; with checkin, nothing', async () => {
     const { Broker } = await import('../../lib/broker/index.js');
-    const broker = new Broker({ directory: dir, settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, pollInterval: 5, retryDelay: 5 } } });
+    const broker = new Broker({
+      directory: dir,
+      settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, pollInterval: 5, retryDelay: 5 } },
+    });
     try {
       const kept = await rejection(broker.checkout({ provider: 'tower', workflow: 'deploy-broken', dangling: 'keep', waitForSsh: false }));
       expect(kept.message).toContain('No package matching foo-server');

@@ -43,8 +43,13 @@ const broker = new Broker({ directory: dir, providers: [memoryProvider(resources
 /** Any JSON-ish value, including the shapes settings and arguments have. */
 const anything = fc.oneof(
   fc.anything({ maxDepth: 3, withNullPrototype: false }),
-  fc.dictionary(fc.constantFrom('logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'providers', 'owner', 'local', 'memory', 'container', 'x'), fc.jsonValue({ maxDepth: 3 })),
-  fc.record({ checkout: fc.dictionary(fc.constantFrom('concurrency', 'timeout', 'lease', 'onPartialFailure', 'keepOnFailure', 'bundles'), fc.jsonValue({ maxDepth: 2 })) }),
+  fc.dictionary(
+    fc.constantFrom('logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'providers', 'owner', 'local', 'memory', 'container', 'x'),
+    fc.jsonValue({ maxDepth: 3 }),
+  ),
+  fc.record({
+    checkout: fc.dictionary(fc.constantFrom('concurrency', 'timeout', 'lease', 'onPartialFailure', 'keepOnFailure', 'bundles'), fc.jsonValue({ maxDepth: 2 })),
+  }),
   fc.record({ ssh: fc.dictionary(fc.constantFrom('port', 'connectTimeout', 'keepaliveInterval', 'hostKeyPolicy', 'username'), fc.jsonValue({ maxDepth: 1 })) }),
 );
 
@@ -53,10 +58,16 @@ describe('generated bad input', () => {
     const sdir = await tempBrokerDir('hb-fuzz-settings-');
     try {
       await fc.assert(
-        fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), anything.map((v) => stringify(v) ?? '')), async (text) => {
-          await writeFile(join(sdir, 'broker_settings.yaml'), text);
-          await onlyBrokerErrors(async () => new Broker({ directory: sdir, providers: [memoryProvider(resources)] }));
-        }),
+        fc.asyncProperty(
+          fc.oneof(
+            fc.string({ maxLength: 200 }),
+            anything.map((v) => stringify(v) ?? ''),
+          ),
+          async (text) => {
+            await writeFile(join(sdir, 'broker_settings.yaml'), text);
+            await onlyBrokerErrors(async () => new Broker({ directory: sdir, providers: [memoryProvider(resources)] }));
+          },
+        ),
         { numRuns: RUNS },
       );
     } finally {
@@ -68,7 +79,16 @@ describe('generated bad input', () => {
     await broker.checkout({ provider: 'memory', count: 2 } as unknown as CheckoutRequest & { count: number });
     const filterText = fc.oneof(
       fc.string({ maxLength: 60 }),
-      fc.array(fc.tuple(fc.constantFrom('name', 'state', 'recipe.args', 'data.x', 'provider', '', '!', 'a b'), fc.constantFrom('<', '=', '{', '}', '!<', '!=', '', '!!'), fc.string({ maxLength: 10 })), { maxLength: 4 }).map((parts) => parts.map((p) => p.join('')).join(',')),
+      fc
+        .array(
+          fc.tuple(
+            fc.constantFrom('name', 'state', 'recipe.args', 'data.x', 'provider', '', '!', 'a b'),
+            fc.constantFrom('<', '=', '{', '}', '!<', '!=', '', '!!'),
+            fc.string({ maxLength: 10 }),
+          ),
+          { maxLength: 4 },
+        )
+        .map((parts) => parts.map((p) => p.join('')).join(',')),
     );
     await fc.assert(
       fc.asyncProperty(filterText, async (filter) => {
@@ -82,9 +102,25 @@ describe('generated bad input', () => {
   it('checkout arguments: a host (checked in again) or a BrokerError, and the inventory untouched by refusals', { timeout: 180_000 }, async () => {
     const request = fc.oneof(
       anything,
-      fc.record({ provider: fc.constantFrom('memory', 'nope', '', 'local'), count: fc.oneof(fc.integer({ min: -2, max: 3 }), fc.double(), fc.string()), note: fc.anything({ maxDepth: 1 }) }, { requiredKeys: ['provider'] }),
-      fc.record({ nick: fc.oneof(fc.string(), fc.integer()), lease: fc.oneof(fc.string({ maxLength: 6 }), fc.integer()), timeout: fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -5, max: 5 })) }),
-      fc.record({ provider: fc.constant('memory'), name: fc.string({ maxLength: 8 }), onPartialFailure: fc.string({ maxLength: 6 }), concurrency: fc.integer({ min: -1, max: 3 }) }),
+      fc.record(
+        {
+          provider: fc.constantFrom('memory', 'nope', '', 'local'),
+          count: fc.oneof(fc.integer({ min: -2, max: 3 }), fc.double(), fc.string()),
+          note: fc.anything({ maxDepth: 1 }),
+        },
+        { requiredKeys: ['provider'] },
+      ),
+      fc.record({
+        nick: fc.oneof(fc.string(), fc.integer()),
+        lease: fc.oneof(fc.string({ maxLength: 6 }), fc.integer()),
+        timeout: fc.oneof(fc.string({ maxLength: 6 }), fc.integer({ min: -5, max: 5 })),
+      }),
+      fc.record({
+        provider: fc.constant('memory'),
+        name: fc.string({ maxLength: 8 }),
+        onPartialFailure: fc.string({ maxLength: 6 }),
+        concurrency: fc.integer({ min: -1, max: 3 }),
+      }),
     );
     await fc.assert(
       fc.asyncProperty(request, async (req) => {
@@ -111,14 +147,21 @@ describe('generated bad input', () => {
   it('args files: read as arguments or a UserInputError naming the file', { timeout: 120_000 }, async () => {
     const argsFile = join(dir, 'args.yaml');
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.string({ maxLength: 120 }), anything.map((v) => stringify(v) ?? ''), anything.map((v) => JSON.stringify(v) ?? 'null')), async (text) => {
-        await writeFile(argsFile, text);
-        let made: unknown;
-        const ok = await onlyBrokerErrors(async () => {
-          made = await broker.checkout({ provider: 'memory', argsFile } as unknown as CheckoutRequest & { count?: undefined });
-        });
-        if (ok) await broker.checkin(made as never);
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          fc.string({ maxLength: 120 }),
+          anything.map((v) => stringify(v) ?? ''),
+          anything.map((v) => JSON.stringify(v) ?? 'null'),
+        ),
+        async (text) => {
+          await writeFile(argsFile, text);
+          let made: unknown;
+          const ok = await onlyBrokerErrors(async () => {
+            made = await broker.checkout({ provider: 'memory', argsFile } as unknown as CheckoutRequest & { count?: undefined });
+          });
+          if (ok) await broker.checkin(made as never);
+        },
+      ),
       { numRuns: RUNS },
     );
     await onlyBrokerErrors(() => broker.checkout({ provider: 'memory', argsFile: join(dir, 'missing.yaml') } as unknown as CheckoutRequest));

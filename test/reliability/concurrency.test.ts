@@ -75,5 +75,12 @@ it(`${PROCESSES} processes × ${CYCLES} cycles on one directory lose and duplica
   expect(await readdir(folder)).toEqual([]); // the provider holds nothing
   expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
 
-  reportFigures('concurrency', { processes: PROCESSES, cycles: PROCESSES * CYCLES, hosts: created.length, inventoryReads: reads, invalidReads: invalid.length, maxHostsAtOnce: maxHosts });
+  reportFigures('concurrency', {
+    processes: PROCESSES,
+    cycles: PROCESSES * CYCLES,
+    hosts: created.length,
+    inventoryReads: reads,
+    invalidReads: invalid.length,
+    maxHostsAtOnce: maxHosts,
+  });
 });

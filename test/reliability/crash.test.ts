@@ -132,7 +132,13 @@ async function crashTrials(provider: string, request: Record<string, unknown>, l
   expect(killedMidway).toBeGreaterThanOrEqual(Math.floor(TRIALS / 3));
 }
 
-async function crashLane(provider: string, request: Record<string, unknown>, leftovers: (dir: string) => Promise<string[]>, count: number, trials: Trial[]): Promise<{ full: number }> {
+async function crashLane(
+  provider: string,
+  request: Record<string, unknown>,
+  leftovers: (dir: string) => Promise<string[]>,
+  count: number,
+  trials: Trial[],
+): Promise<{ full: number }> {
   const dir = await tempBrokerDir(`hb-crash-${provider}-`);
   dirs.push(dir);
   // Calibration: one whole checkout tells how long one takes, so kills spread over it.
@@ -158,7 +164,9 @@ async function crashLane(provider: string, request: Record<string, unknown>, lef
     trials.push({ killedAfterMs: Math.round(delay), finished, states, cleanupMs });
     const broker = new Broker({ directory: dir, settings: { logLevel: 'silent' } });
     expect(await broker.inventory(), `trial ${i}: inventory after cleanup`).toEqual([]);
-    expect(await leftovers(dir), `trial ${i} (killed after ${Math.round(delay)} ms, states ${JSON.stringify(states)}): what the provider still holds`).toEqual([]);
+    expect(await leftovers(dir), `trial ${i} (killed after ${Math.round(delay)} ms, states ${JSON.stringify(states)}): what the provider still holds`).toEqual(
+      [],
+    );
   }
   return { full: full.elapsed };
 }
@@ -167,12 +175,19 @@ const engine = await engineAnswers();
 
 describe.concurrent('a checkout killed with SIGKILL leaves nothing that checkin and reap cannot remove', () => {
   it(`local provider, ${TRIALS} trials`, { timeout: 400_000 }, async () => {
-    await crashTrials('local', { provider: 'local' }, async (dir) => [...(await localServers(dir)).map((p) => `server pid ${p}`), ...(await localFolders(dir)).map((f) => `folder ${f}`)]);
+    await crashTrials('local', { provider: 'local' }, async (dir) => [
+      ...(await localServers(dir)).map((p) => `server pid ${p}`),
+      ...(await localFolders(dir)).map((f) => `folder ${f}`),
+    ]);
   });
 
   // Until the container provider is registered (it is being built), there is nothing to crash.
   const registered = builtinProviders.some((p) => p.name === 'container');
-  const why = !registered ? ' (skipped: the container provider is not registered yet)' : engine ? '' : ' (skipped: no container engine answers; scripts/setup-test-env.sh starts one)';
+  const why = !registered
+    ? ' (skipped: the container provider is not registered yet)'
+    : engine
+      ? ''
+      : ' (skipped: no container engine answers; scripts/setup-test-env.sh starts one)';
   it.skipIf(!registered || (!engine && !inCI))(`container provider, ${TRIALS} trials${why}`, { timeout: 400_000 }, async () => {
     await crashTrials('container', { provider: 'container', image: 'localhost/hostbroker-busybox:latest' }, async (dir) => {
       const brokerId = (await readFile(join(dir, 'broker-id'), 'utf8')).trim();

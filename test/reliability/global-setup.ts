@@ -19,8 +19,16 @@ export function setup(): () => void {
     } catch {
       return; // no reliability test ran
     }
-    const rows = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const lines = rows.map(({ suite, ...figures }) => `  ${String(suite).padEnd(18)} ${Object.entries(figures).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    const rows = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = rows.map(
+      ({ suite, ...figures }) =>
+        `  ${String(suite).padEnd(18)} ${Object.entries(figures)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`,
+    );
     process.stdout.write(`\nhostbroker reliability figures (${SUMMARY_FILE}):\n${lines.join('\n')}\n`);
     rmSync(SUMMARY_FILE, { force: true });
   };

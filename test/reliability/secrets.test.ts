@@ -23,7 +23,12 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const Args = z.strictObject({ password: z.string().optional(), apiToken: z.string().optional(), privateKey: z.string().optional(), fail: z.boolean().optional() });
+const Args = z.strictObject({
+  password: z.string().optional(),
+  apiToken: z.string().optional(),
+  privateKey: z.string().optional(),
+  fail: z.boolean().optional(),
+});
 const impl: ProviderImplementation<z.output<typeof Args>> = {
   async checkout(args, { record }, ctx) {
     // A provider registers what it holds (as the real ones do) and logs with it.
@@ -31,7 +36,12 @@ const impl: ProviderImplementation<z.output<typeof Args>> = {
     registerSecret(args.password);
     ctx.logger.info(`logging in with token ${args.apiToken} and password ${args.password}`, { password: args.password, key: args.privateKey });
     if (args.fail) throw new Error(`the service refused token ${args.apiToken} (password ${args.password})`);
-    return { hostname: 'h', providerId: record.id, connection: { kind: 'provider' }, data: { apiToken: args.apiToken, nested: { password: args.password }, banner: args.privateKey } };
+    return {
+      hostname: 'h',
+      providerId: record.id,
+      connection: { kind: 'provider' },
+      data: { apiToken: args.apiToken, nested: { password: args.password }, banner: args.privateKey },
+    };
   },
   async release() {},
 };

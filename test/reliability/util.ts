@@ -27,7 +27,7 @@ export const SUMMARY_FILE = process.env.HB_RELIABILITY_SUMMARY ?? join(tmpdir(),
 /** Appends one line of figures for the end-of-run summary. */
 export function reportFigures(suite: string, figures: Record<string, number | string>): void {
   mkdirSync(resolve(SUMMARY_FILE, '..'), { recursive: true });
-  appendFileSync(SUMMARY_FILE, JSON.stringify({ suite, ...figures }) + '\n');
+  appendFileSync(SUMMARY_FILE, `${JSON.stringify({ suite, ...figures })}\n`);
 }
 
 export async function tempBrokerDir(prefix = 'hb-rel-'): Promise<string> {
@@ -43,7 +43,7 @@ export async function localServers(dir: string): Promise<number[]> {
     const argv = cmd.split('\0');
     // A local host's server is started with its config file, <dir>/local-hosts/<id>/server.json,
     // whatever runs it (built server.js, a bundle of server.ts, or tsx).
-    if (argv.some((a) => a.startsWith(dir + '/') && a.endsWith('/server.json'))) {
+    if (argv.some((a) => a.startsWith(`${dir}/`) && a.endsWith('/server.json'))) {
       // A zombie has an empty cmdline, so anything here is running.
       out.push(Number(e));
     }

@@ -195,37 +195,82 @@ const netnsOk = isRoot && hasIp;
 describe.skipIf(!hasSshd)('latency and packet loss (network namespace, sshd inside)', () => {
   // sch_netem is a kernel feature, not a package: kernels built without it (these machines have
   // no modules at all) cannot run this one, in CI either; the iptables test below covers the same.
-  it.skipIf(!netem.ok)(`tc netem delay 100ms loss 5%: commands succeed and timeouts hold${netem.ok ? '' : ` (skipped: ${netem.why})`}`, { timeout: 180_000 }, async () => {
-    expect(netem.ok, netem.why).toBe(true);
-    const { peer, veth } = await netns();
-    await run('tc', ['qdisc', 'add', 'dev', veth, 'root', 'netem', 'delay', '100ms', 'loss', '5%']);
-    const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
-    cleanups.push(() => sshd.stop());
-    figures.faults++;
-    const { host } = await hostOn(sshd, { connectTimeout: '30s' });
-    await exerciseSlowLink(host, 'netem');
-  });
+  it.skipIf(!netem.ok)(
+    `tc netem delay 100ms loss 5%: commands succeed and timeouts hold${netem.ok ? '' : ` (skipped: ${netem.why})`}`,
+    { timeout: 180_000 },
+    async () => {
+      expect(netem.ok, netem.why).toBe(true);
+      const { peer, veth } = await netns();
+      await run('tc', ['qdisc', 'add', 'dev', veth, 'root', 'netem', 'delay', '100ms', 'loss', '5%']);
+      const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
+      cleanups.push(() => sshd.stop());
+      figures.faults++;
+      const { host } = await hostOn(sshd, { connectTimeout: '30s' });
+      await exerciseSlowLink(host, 'netem');
+    },
+  );
 
   // Runs where netem is missing (this kernel): real kernel packet drops plus relay latency.
-  it.skipIf(!netnsOk && !inCI)(`iptables statistic 5% loss + 100 ms relay latency: commands succeed and timeouts hold${netnsOk ? '' : ' (skipped: needs root and iproute2)'}`, { timeout: 180_000 }, async () => {
-    const { peer } = await netns().catch(async (e: unknown) => {
-      // The netem test may have made the namespace already.
-      if (/File exists/.test(String(e))) return { peer: `${SUBNET}.2`, veth: '' };
-      throw e;
-    });
-    await run('ip', ['netns', 'exec', NS, 'iptables', '-A', 'INPUT', '-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', '0.05', '-j', 'DROP']);
-    await run('ip', ['netns', 'exec', NS, 'iptables', '-A', 'OUTPUT', '-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', '0.05', '-j', 'DROP']);
-    const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
-    cleanups.push(() => sshd.stop());
-    const relay = await delayRelay({ host: peer, port: sshd.port }, 50);
-    figures.faults += 2;
-    const viaRelay: Sshd = { ...sshd, host: '127.0.0.1', port: relay.port };
-    const { host } = await hostOn(viaRelay, { connectTimeout: '30s' });
-    await exerciseSlowLink(host, 'iptables');
-    const { stdout } = await run('ip', ['netns', 'exec', NS, 'iptables', '-L', 'INPUT', '-v', '-n', '-x']);
-    const dropped = stdout.split('\n').filter((l) => /DROP/.test(l)).map((l) => Number(l.trim().split(/\s+/)[0]));
-    // Packets really were dropped on the way in.
-    expect(dropped.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
-    figures.faults += dropped.reduce((a, b) => a + b, 0);
-  });
+  it.skipIf(!netnsOk && !inCI)(
+    `iptables statistic 5% loss + 100 ms relay latency: commands succeed and timeouts hold${netnsOk ? '' : ' (skipped: needs root and iproute2)'}`,
+    { timeout: 180_000 },
+    async () => {
+      const { peer } = await netns().catch(async (e: unknown) => {
+        // The netem test may have made the namespace already.
+        if (/File exists/.test(String(e))) return { peer: `${SUBNET}.2`, veth: '' };
+        throw e;
+      });
+      await run('ip', [
+        'netns',
+        'exec',
+        NS,
+        'iptables',
+        '-A',
+        'INPUT',
+        '-p',
+        'tcp',
+        '-m',
+        'statistic',
+        '--mode',
+        'random',
+        '--probability',
+        '0.05',
+        '-j',
+        'DROP',
+      ]);
+      await run('ip', [
+        'netns',
+        'exec',
+        NS,
+        'iptables',
+        '-A',
+        'OUTPUT',
+        '-p',
+        'tcp',
+        '-m',
+        'statistic',
+        '--mode',
+        'random',
+        '--probability',
+        '0.05',
+        '-j',
+        'DROP',
+      ]);
+      const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
+      cleanups.push(() => sshd.stop());
+      const relay = await delayRelay({ host: peer, port: sshd.port }, 50);
+      figures.faults += 2;
+      const viaRelay: Sshd = { ...sshd, host: '127.0.0.1', port: relay.port };
+      const { host } = await hostOn(viaRelay, { connectTimeout: '30s' });
+      await exerciseSlowLink(host, 'iptables');
+      const { stdout } = await run('ip', ['netns', 'exec', NS, 'iptables', '-L', 'INPUT', '-v', '-n', '-x']);
+      const dropped = stdout
+        .split('\n')
+        .filter((l) => /DROP/.test(l))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+      // Packets really were dropped on the way in.
+      expect(dropped.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+      figures.faults += dropped.reduce((a, b) => a + b, 0);
+    },
+  );
 });

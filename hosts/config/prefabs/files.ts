@@ -50,7 +50,8 @@ abstract class FilePrefab<C extends FileFromStringConfig | FileFromPathConfig> e
     }
     if (mode === 'clean' && this.cfg.removeOnClean) {
       const state = await remoteState(session, path);
-      if (state.type === 'file' || state.type === 'link') return [{ description: `file ${path} exists`, run: async () => void (await this.run(`rm -f -- ${quote(path)}`)) }];
+      if (state.type === 'file' || state.type === 'link')
+        return [{ description: `file ${path} exists`, run: async () => void (await this.run(`rm -f -- ${quote(path)}`)) }];
     }
     return [];
   }

@@ -32,13 +32,16 @@ export class LineInFile extends Prefab<LineInFileConfig> {
     const found = (await this.look(`[ -f ${p} ] || exit 2; grep -qxF -e ${l} -- ${p}`)).status;
     if (this.wantsPresent(mode)) {
       if (found === 0) return [];
-      if (found === 2 && !this.cfg.create) throw new UserInputError(`cannot add a line to ${path}: the file does not exist; create it first or set create: true.`);
+      if (found === 2 && !this.cfg.create)
+        throw new UserInputError(`cannot add a line to ${path}: the file does not exist; create it first or set create: true.`);
       return [
         {
           description: found === 2 ? `${path} does not exist` : `${path} lacks the line ${JSON.stringify(this.cfg.line)}`,
           run: async () => {
             // Keep the file's last line intact when it has no final newline.
-            await this.run(`mkdir -p -- "$(dirname -- ${p})" && { if [ -s ${p} ] && [ -n "$(tail -c 1 -- ${p})" ]; then echo; fi; printf '%s\\n' ${l}; } >> ${p}`);
+            await this.run(
+              `mkdir -p -- "$(dirname -- ${p})" && { if [ -s ${p} ] && [ -n "$(tail -c 1 -- ${p})" ]; then echo; fi; printf '%s\\n' ${l}; } >> ${p}`,
+            );
             return [`added ${JSON.stringify(this.cfg.line)} to ${path}`];
           },
         },

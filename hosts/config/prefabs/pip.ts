@@ -30,7 +30,7 @@ export function distNameOf(entry: string): string {
   if (base.endsWith('.whl')) return normalizeDistName(base.split('-')[0]!);
   const sdist = /^(.*)-[^-]+\.(tar\.gz|zip|tar\.bz2)$/.exec(base);
   if (sdist) return normalizeDistName(sdist[1]!);
-  return normalizeDistName(entry.split(/[<>=!~;\[\s]/)[0]!);
+  return normalizeDistName(entry.split(/[<>=!~;[\s]/)[0]!);
 }
 
 /** Makes sure Python packages are installed with pip (or uninstalled in `clean`). */
@@ -42,7 +42,10 @@ export class Pip3 extends Prefab<Pip3Config> {
     if (!this.wantsPresent(mode) && mode !== 'clean') return [];
     const pip = this.pipCommand();
     const entries = this.cfg.packages.map((p) => ({ name: distNameOf(p), arg: /\.(whl|tar\.gz|zip|tar\.bz2)$/.test(p) ? this.remotePath(p) : p }));
-    const installed = await this.installed(pip, entries.map((e) => e.name));
+    const installed = await this.installed(
+      pip,
+      entries.map((e) => e.name),
+    );
     if (this.wantsPresent(mode)) {
       const missing = entries.filter((e) => !installed.has(e.name));
       if (!missing.length) return [];

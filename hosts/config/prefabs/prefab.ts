@@ -14,6 +14,7 @@ export interface PrefabAction {
   /** What differs, e.g. `/srv/app does not exist`. Reported as drift by validate. */
   description: string;
   /** Does it; may return more precise change descriptions. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: an action may return nothing or the lines it changed
   run(): Promise<string[] | void>;
 }
 
@@ -33,7 +34,7 @@ export abstract class Prefab<C extends object = Config> extends Whiteprint<C> {
   override async execute(mode: string): Promise<void> {
     for (const action of await this.actions(mode)) {
       const detail = await action.run();
-      for (const d of detail && detail.length ? detail : [action.description]) this.changed(d);
+      for (const d of detail?.length ? detail : [action.description]) this.changed(d);
     }
   }
 
@@ -54,7 +55,9 @@ export abstract class Prefab<C extends object = Config> extends Whiteprint<C> {
   /** Runs a command that must succeed; changes are recorded by the caller's action. */
   protected async run(command: string, options: { env?: Record<string, string>; sudo?: boolean } = {}): Promise<Result> {
     // sudo resets the environment, so variables are set inside the privileged shell.
-    const env = Object.entries(options.env ?? {}).map(([k, v]) => `export ${k}=${quote(v)}; `).join('');
+    const env = Object.entries(options.env ?? {})
+      .map(([k, v]) => `export ${k}=${quote(v)}; `)
+      .join('');
     const full = options.sudo ? `sudo -n sh -c ${quote(env + command)}` : env + command;
     const r = await this.host.session.run(full);
     if (r.status !== 0) throw commandError(`${this.name}: a command failed`, r, this.host.session);

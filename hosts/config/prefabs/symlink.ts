@@ -32,7 +32,9 @@ export class Symlink extends Prefab<SymlinkConfig> {
     if (this.wantsPresent(mode)) {
       if (state.type === 'link' && state.linkTarget === target) return [];
       if (state.type === 'dir' || state.type === 'other' || (state.type === 'file' && !this.cfg.force)) {
-        throw new UserInputError(`cannot make the symlink ${path}: a ${state.type === 'dir' ? 'folder' : 'file'} is in the way; remove it${state.type === 'file' ? ' or set force: true' : ''}.`);
+        throw new UserInputError(
+          `cannot make the symlink ${path}: a ${state.type === 'dir' ? 'folder' : 'file'} is in the way; remove it${state.type === 'file' ? ' or set force: true' : ''}.`,
+        );
       }
       const description = state.type === 'link' ? `${path} points at ${state.linkTarget}, not ${target}` : `symlink ${path} → ${target} does not exist`;
       return [

@@ -10,7 +10,7 @@ import { memoryProvider } from './memory-provider.js';
 
 const [dir, folder, cycles, log] = process.argv.slice(2);
 const broker = new Broker({ directory: dir!, providers: [memoryProvider(folder!)], settings: { logLevel: 'silent' } });
-const write = (event: Record<string, unknown>): void => appendFileSync(log!, JSON.stringify({ pid: process.pid, ...event }) + '\n');
+const write = (event: Record<string, unknown>): void => appendFileSync(log!, `${JSON.stringify({ pid: process.pid, ...event })}\n`);
 
 for (let i = 0; i < Number(cycles); i++) {
   // Some cycles take two hosts, so multi-record intent writes race too.

@@ -20,8 +20,14 @@ export function memoryProvider(folder: string, delayMs = 0) {
       await rm(join(folder, record.id), { force: true });
     },
     // The folder is this broker's: every file is a host tagged with its record id (the Broker reaps).
-    async inventory(ctx) {
-      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({ id, brokerId: ctx.brokerId, hostname: `mem-${id}`, providerId: id, connection: { kind: 'provider' as const } }));
+    async discover(ctx) {
+      return (await readdir(folder).catch(() => [] as string[])).map((id) => ({
+        id,
+        brokerId: ctx.brokerId,
+        hostname: `mem-${id}`,
+        providerId: id,
+        connection: { kind: 'provider' as const },
+      }));
     },
   };
   return defineProvider({

@@ -74,7 +74,8 @@ export function parseVolumes(volumes: VolumeArg[]): { binds: string[]; anonymous
     else anonymous.push(v.target);
   }
   for (const target of anonymous) {
-    if (!target.startsWith('/')) throw new UserInputError(`volume ${JSON.stringify(target)}: an anonymous volume needs an absolute path in the container, e.g. "/data".`);
+    if (!target.startsWith('/'))
+      throw new UserInputError(`volume ${JSON.stringify(target)}: an anonymous volume needs an absolute path in the container, e.g. "/data".`);
   }
   return { binds, anonymous };
 }
