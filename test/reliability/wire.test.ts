@@ -220,42 +220,10 @@ describe.skipIf(!hasSshd)('latency and packet loss (network namespace, sshd insi
         if (/File exists/.test(String(e))) return { peer: `${SUBNET}.2`, veth: '' };
         throw e;
       });
-      await run('ip', [
-        'netns',
-        'exec',
-        NS,
-        'iptables',
-        '-A',
-        'INPUT',
-        '-p',
-        'tcp',
-        '-m',
-        'statistic',
-        '--mode',
-        'random',
-        '--probability',
-        '0.05',
-        '-j',
-        'DROP',
-      ]);
-      await run('ip', [
-        'netns',
-        'exec',
-        NS,
-        'iptables',
-        '-A',
-        'OUTPUT',
-        '-p',
-        'tcp',
-        '-m',
-        'statistic',
-        '--mode',
-        'random',
-        '--probability',
-        '0.05',
-        '-j',
-        'DROP',
-      ]);
+      // 5% of packets dropped each way.
+      for (const chain of ['INPUT', 'OUTPUT']) {
+        await run('ip', ['netns', 'exec', NS, 'iptables', '-A', chain, '-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', '0.05', '-j', 'DROP']);
+      }
       const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
       cleanups.push(() => sshd.stop());
       const relay = await delayRelay({ host: peer, port: sshd.port }, 50);
