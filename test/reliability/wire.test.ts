@@ -222,7 +222,24 @@ describe.skipIf(!hasSshd)('latency and packet loss (network namespace, sshd insi
       });
       // 5% of packets dropped each way.
       for (const chain of ['INPUT', 'OUTPUT']) {
-        await run('ip', ['netns', 'exec', NS, 'iptables', '-A', chain, '-p', 'tcp', '-m', 'statistic', '--mode', 'random', '--probability', '0.05', '-j', 'DROP']);
+        await run('ip', [
+          'netns',
+          'exec',
+          NS,
+          'iptables',
+          '-A',
+          chain,
+          '-p',
+          'tcp',
+          '-m',
+          'statistic',
+          '--mode',
+          'random',
+          '--probability',
+          '0.05',
+          '-j',
+          'DROP',
+        ]);
       }
       const sshd = await startSshd({ listen: peer, wrap: ['ip', 'netns', 'exec', NS] });
       cleanups.push(() => sshd.stop());
