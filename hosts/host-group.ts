@@ -3,7 +3,8 @@
  * `checkin` and `await using` cleanup.
  * @module
  */
-import { asError, PartialFailureError, type FailureEntry } from '../lib/errors.js';
+import { outcomes } from '../lib/concurrency.js';
+import { PartialFailureError, type FailureEntry } from '../lib/errors.js';
 import type { Host } from './host.js';
 import type { ExecOptions, Result } from './result.js';
 
@@ -27,17 +28,16 @@ export class HostGroup<H extends Host = Host> extends Array<H> implements AsyncD
 
   /** Runs a command on every host at once; one Result per host, in order. */
   async execute(command: string, options?: ExecOptions): Promise<Result[]> {
-    const settled = await Promise.allSettled(this.map((h) => h.execute(command, options)));
-    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: this[i]!.name, error: asError(s.reason) }] : []));
-    if (failures.length) throw new PartialFailureError(`\`${command}\` could not run on ${failures.length} of ${this.length} hosts:`, failures);
-    return settled.map((s) => (s as PromiseFulfilledResult<Result>).value);
+    const o = outcomes(this, await Promise.allSettled(this.map((h) => h.execute(command, options))), (h) => h.name);
+    if (o.failures.length)
+      throw new PartialFailureError(`\`${command}\` could not run on ${o.failures.length} of ${this.length} hosts:`, o.failures, o.succeeded);
+    return o.values;
   }
 
   /** Checks every host in; one failure never stops the others. */
   async checkin(): Promise<void> {
-    const settled = await Promise.allSettled(this.map((h) => h.checkin()));
-    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [{ target: this[i]!.name, error: asError(s.reason) }] : []));
-    if (failures.length) throw new PartialFailureError(`${failures.length} of ${this.length} hosts could not be checked in:`, failures);
+    const o = outcomes(this, await Promise.allSettled(this.map((h) => h.checkin())), (h) => h.name);
+    if (o.failures.length) throw new PartialFailureError(`${o.failures.length} of ${this.length} hosts could not be checked in:`, o.failures, o.succeeded);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

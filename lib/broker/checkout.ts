@@ -5,12 +5,10 @@
  * @module
  */
 import { setMaxListeners } from 'node:events';
-import { hostname as machineHostname } from 'node:os';
 import type { Host, HostClass } from '../../hosts/host.js';
 import { HostGroup } from '../../hosts/host-group.js';
 import { abortReason, abortedBeforeStart, mapSettled, outcomes, signalOption, withAbort, withDeadline } from '../concurrency.js';
 import { AbortedError, BrokerError, PartialFailureError, ProviderError, UserInputError, asError, type FailureEntry } from '../errors.js';
-import { newRecordId, shortId } from '../identity.js';
 import type { ProviderImplementation, ProvisionedHost } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import { mergeRequest } from '../requests.js';
@@ -18,6 +16,7 @@ import { redact } from '../secrets.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
 import { releaseHostRecord } from './release.js';
+import { intentRecord, recordDangling } from './records.js';
 import type { ProviderRuntime } from './runtime.js';
 import { syncKnownHosts } from './sessions.js';
 import { MAX_COUNT, type CheckoutOptions, type CheckoutRequest } from './types.js';
@@ -244,31 +243,6 @@ async function releaseFailed(core: BrokerCore, runtime: ProviderRuntime, record:
   }
 }
 
-/** Records the hosts a failed checkout left behind as kept, so a person sees and checks them in. */
-async function recordDangling(core: BrokerCore, record: HostRecord, error: ProviderError): Promise<void> {
-  const at = new Date().toISOString();
-  const reason = error.message.slice(0, 500);
-  const kept = error.dangling.map((d): HostRecord => {
-    const { connection: _c, pid: _p, machine: _m, lastError: _l, ...base } = record;
-    return {
-      ...base,
-      id: newRecordId(),
-      name: d.name,
-      hostname: d.hostname ?? d.name,
-      state: 'ready',
-      providerId: d.providerId ?? d.name,
-      createdAt: at,
-      data: { ...record.data, ...redact(d.data ?? {}, 'drop'), deployFailed: true },
-      kept: { reason, at },
-    };
-  });
-  await core.store.add(kept).catch((e: unknown) =>
-    core.logger.error(`could not record ${kept.length} host(s) a failed checkout left behind: ${kept.map((k) => k.name).join(', ')}`, {
-      error: asError(e).message,
-    }),
-  );
-}
-
 /** Releases hosts a failed checkout made; the error of that, if any (their records are kept). */
 async function releaseAll(core: BrokerCore, hosts: readonly Host[]): Promise<Error | undefined> {
   const settled = await mapSettled(hosts, 16, (h) => releaseHostRecord(core, h.record));
@@ -321,39 +295,4 @@ async function abandon(
     failed: failures,
     reason: plan.signal?.reason,
   });
-}
-
-/** The record written before a provider is asked: it is what makes a killed checkout findable. */
-function intentRecord(
-  core: BrokerCore,
-  o: {
-    provider: string;
-    instance: string;
-    args: Record<string, unknown>;
-    nick: string | undefined;
-    index: number;
-    count: number;
-    leaseMs: number | undefined;
-    deployment: string | undefined;
-  },
-): HostRecord {
-  const given = typeof o.args.name === 'string' ? o.args.name : undefined;
-  const record: HostRecord = {
-    id: newRecordId(),
-    name: given ? (o.count > 1 ? `${given}-${o.index}` : given) : `${o.provider}-${shortId()}`,
-    hostname: '',
-    provider: o.provider,
-    instance: o.instance,
-    state: 'provisioning',
-    recipe: { provider: o.provider, instance: o.instance, args: redact(o.args, 'drop'), ...(o.nick ? { nick: o.nick } : {}) },
-    owner: core.owner,
-    brokerId: core.brokerId,
-    createdAt: new Date().toISOString(),
-    data: {},
-    pid: process.pid,
-    machine: machineHostname(),
-  };
-  if (o.leaseMs !== undefined) record.leaseExpires = new Date(Date.now() + o.leaseMs).toISOString();
-  if (o.deployment) record.deployment = o.deployment;
-  return record;
 }

@@ -6,14 +6,14 @@
  */
 import { hostname as machineHostname } from 'node:os';
 import { asError } from '../errors.js';
-import { isProcessAlive, newRecordId } from '../identity.js';
+import { isProcessAlive, } from '../identity.js';
 import { keepPinnedKey } from '../known-hosts.js';
-import type { DiscoveredHost } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import { redact } from '../secrets.js';
 import { toMs, type Duration } from '../settings.js';
 import type { BrokerCore } from './core.js';
 import { releaseRecord } from './release.js';
+import { recordOf } from './records.js';
 import type { ProviderRuntime } from './runtime.js';
 import { syncKnownHosts } from './sessions.js';
 import { reapable } from './reap-rule.js';
@@ -31,27 +31,6 @@ function scope(core: BrokerCore, provider: string | undefined): Array<{ runtime:
     .map((n) => core.runtime(n))
     .filter((r) => r.inUse)
     .map((runtime) => ({ runtime, instances: runtime.instances() }));
-}
-
-/** A record for a resource a provider reported. */
-function recordOf(core: BrokerCore, d: DiscoveredHost, provider: string, instance: string): HostRecord {
-  const record: HostRecord = {
-    id: d.id ?? newRecordId(),
-    name: d.name ?? d.hostname,
-    hostname: d.hostname,
-    provider,
-    instance,
-    state: 'ready',
-    recipe: d.recipe ?? { provider, instance, args: {} },
-    owner: d.owner ?? core.owner,
-    brokerId: d.brokerId ?? core.brokerId,
-    createdAt: d.createdAt ?? new Date().toISOString(),
-    connection: d.connection,
-    data: redact(d.data ?? {}, 'drop'),
-  };
-  if (d.providerId) record.providerId = d.providerId;
-  if (d.leaseExpires) record.leaseExpires = d.leaseExpires;
-  return record;
 }
 
 /**

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Broker, BrokerOptions, CheckoutRequest } from '../broker/index.js';
 import { reapable } from '../broker/reap-rule.js';
 import { BrokerError } from '../errors.js';
@@ -16,6 +16,7 @@ import type { AnyProviderDefinition, ProviderImplementation } from '../provider.
 import type { HostRecord } from '../records.js';
 import { CHECKOUT_OPTION_KEYS } from '../requests.js';
 import { intentRecord, readyRecord, testContext, testHostContext, type TestContext } from './context.js';
+import { badArgsFor, type Faults, instrumented } from './instruments.js';
 
 /** What {@link providerConformance} needs to know about a provider. */
 export interface ConformanceOptions {
@@ -44,53 +45,6 @@ export interface ConformanceOptions {
   pool?: boolean;
   /** A reason to skip everything (component missing on this machine). Never honoured with CI=true. */
   skip?: string | false;
-}
-
-/** Switches the suite turns on in its wrapped provider. */
-interface Faults {
-  failRelease: boolean;
-  actionCalls: number;
-}
-
-/** The definition with a release that fails while `faults.failRelease`, and action calls counted. */
-function instrumented(definition: AnyProviderDefinition, faults: Faults): AnyProviderDefinition {
-  return {
-    ...definition,
-    load: async () => {
-      const impl = (await definition.load()) as ProviderImplementation;
-      const actions =
-        impl.actions &&
-        Object.fromEntries(
-          Object.entries(impl.actions).map(([name, run]) => [
-            name,
-            (args: unknown, ctx: Parameters<typeof run>[1]) => {
-              faults.actionCalls++;
-              return run(args, ctx);
-            },
-          ]),
-        );
-      return {
-        ...impl,
-        ...(actions ? { actions } : {}),
-        release: async (record, ctx) => {
-          if (faults.failRelease) throw new Error('release refused on purpose by the conformance suite');
-          return impl.release(record, ctx);
-        },
-      } satisfies ProviderImplementation;
-    },
-  };
-}
-
-/** Arguments an action's schema must refuse: an unknown key, or a value of no type for one of its keys. */
-function badArgsFor(schema: z.ZodType): Record<string, unknown> | undefined {
-  const candidates: Record<string, unknown>[] = [{ conformanceUnknownArgument: true }];
-  if (schema instanceof z.ZodObject) for (const key of Object.keys(schema.shape)) candidates.push({ [key]: Symbol('not a value') });
-  return candidates.find((c) => !schema.safeParse(c).success);
-}
-
-/** Drops a record without releasing anything, as if another machine's inventory held it (or a crash lost it). */
-async function forgetRecord(broker: Broker, id: string): Promise<void> {
-  await broker.forget(id);
 }
 
 /** Registers the conformance tests for one provider. */
@@ -181,7 +135,7 @@ export function providerConformance(options: ConformanceOptions): void {
 
     it.skipIf(!sync)('sync finds a host that is missing from the inventory (made elsewhere)', async () => {
       await using host = await broker.checkout(one());
-      await forgetRecord(broker, host.id);
+      await broker.forget(host.id);
       expect(await recordOf(host.id)).toBeUndefined();
       const result = await broker.sync(options.instance ? `${provider}::${options.instance}` : provider);
       expect(result.added.map((r) => r.id)).toContain(host.id);
@@ -299,7 +253,7 @@ export function providerConformance(options: ConformanceOptions): void {
       // Through the Broker: one record is lost (as after a crash), one lease has passed.
       const gone = expired ? listed(expired) : undefined;
       while (expired && Date.now() <= Date.parse(expired.record.leaseExpires!)) await new Promise((r) => setTimeout(r, 5));
-      await forgetRecord(broker, lost.id);
+      await broker.forget(lost.id);
       const { removed } = await broker.reap(provider);
       expect(removed).toContain(d.name ?? d.hostname);
       expect(await options.exists(lost.record)).toBe(false);
