@@ -6,7 +6,7 @@
  */
 import { hostname as machineHostname } from 'node:os';
 import { asError } from '../errors.js';
-import { isProcessAlive, } from '../identity.js';
+import { isProcessAlive } from '../identity.js';
 import { keepPinnedKey } from '../known-hosts.js';
 import type { HostRecord } from '../records.js';
 import { redact } from '../secrets.js';
