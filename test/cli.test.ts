@@ -306,8 +306,9 @@ describe('hostbroker CLI', { timeout: 400_000 }, () => {
     // A bundle that sleeps keeps the checkout running until it is interrupted.
     await writeFile(join(dir, 'broker_settings.yaml'), stringify({ bundles: { slow: { scripts: [{ run: 'sleep 45' }] } } }));
     const run = startCli(['checkout', '--provider', 'local', '--name', 'int', '--count', '3', '--bundle', 'slow']);
-    // Intent records are written just before the provider calls start.
-    await until(async () => (await inventoryHosts()).length === 3);
+    // All three hosts made (their folders exist) and sleeping in the bundle: a signal that came
+    // between the intent records and the provider calls would rightly say "3 never started".
+    await until(async () => (await localFolders(dir)).length === 3 && (await inventoryHosts()).every((h) => h.state === 'ready'));
     run.child.kill('SIGINT');
     const r = await run.done;
     expect(r.status).toBe(130);
