@@ -131,10 +131,12 @@ rootfs_setup() {
   printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$SSHD_IMAGE_USER" >"$root/etc/sudoers.d/$SSHD_IMAGE_USER"
   chmod 0440 "$root/etc/sudoers.d/$SSHD_IMAGE_USER"
 }
-# The command: take the public key from HOSTBROKER_AUTHORIZED_KEY (when set); serve the ed25519
+# The command: take the public key from HOSTBROKER_AUTHORIZED_KEY (when set; written aside and renamed,
+# since hostbroker may put the same file in through the archive API at the same instant, and
+# either copy will do); serve the ed25519
 # host key hostbroker put in before the start (so the key it pinned is the only one offered), or
 # make host keys when run without hostbroker; run sshd in the foreground logging to stderr.
-start='mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && if [ -n "$HOSTBROKER_AUTHORIZED_KEY" ]; then printf "%s\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; fi && if [ -s /etc/ssh/ssh_host_ed25519_key ]; then exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key; else ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e; fi'
+start='mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh && if [ -n "$HOSTBROKER_AUTHORIZED_KEY" ]; then (umask 077 && printf "%s\n" "$HOSTBROKER_AUTHORIZED_KEY" > /root/.ssh/authorized_keys.hb && mv -f /root/.ssh/authorized_keys.hb /root/.ssh/authorized_keys) || true; fi && if [ -s /etc/ssh/ssh_host_ed25519_key ]; then exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key; else ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -D -e; fi'
 # The image and the cached root file system are named by a hash of what makes them, so a change
 # to the packages, the user set-up or the command rebuilds them on the next run.
 RECIPE_LABEL=io.hostbroker.recipe
