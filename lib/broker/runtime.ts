@@ -178,9 +178,7 @@ export class ProviderRuntime {
 
   /** Runs an action with arguments checked against its schema. */
   async action(action: string, args: Record<string, unknown>, instance?: string): Promise<unknown> {
-    const def = this.definition.actions?.[action] as
-      | { schema: { safeParse(v: unknown): { success: boolean; data?: unknown; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } } } }
-      | undefined;
+    const def = (this.definition.actions as ProviderActions | undefined)?.[action];
     if (!def) {
       const known = Object.keys(this.definition.actions ?? {});
       throw new UserInputError(
@@ -189,7 +187,7 @@ export class ProviderRuntime {
     }
     const parsed = def.schema.safeParse(args);
     if (!parsed.success) {
-      const issues = parsed.error!.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`).join('; ');
+      const issues = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`).join('; ');
       throw new UserInputError(`invalid arguments for ${this.name} action \`${action}\`: ${issues}.`);
     }
     const ctx = this.context(instance);
