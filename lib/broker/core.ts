@@ -83,9 +83,11 @@ export class BrokerCore {
     return new Ctor({ record, owner: this.hostOwner });
   }
 
-  /** Forgets a record's session (after checkin or keep). */
-  dropSession(id: string): void {
+  /** Closes and forgets a record's session, if this Broker opened one (after checkin, keep or forget). */
+  async closeSession(id: string): Promise<void> {
+    const session = this.sessions.get(id);
     this.sessions.delete(id);
+    await session?.close().catch(() => undefined);
   }
 }
 

@@ -9,7 +9,7 @@ import type { HostRecord } from '../records.js';
 import { scrub } from '../secrets.js';
 import type { BrokerCore } from './core.js';
 import { syncKnownHosts } from './sessions.js';
-import { resolveTarget } from './targets.js';
+import { resolveTarget, type TargetItem } from './targets.js';
 import type { CheckinOptions, HostTarget } from './types.js';
 
 /**
@@ -41,12 +41,15 @@ export async function releaseHostRecord(core: BrokerCore, record: HostRecord): P
   try {
     await releaseRecord(core, record);
   } finally {
-    await core.sessions
-      .get(record.id)
-      ?.close()
-      .catch(() => undefined);
-    core.dropSession(record.id);
+    await core.closeSession(record.id);
   }
+}
+
+/** Stops holding a host and closes its connections (it stays checked out). */
+async function letGo(core: BrokerCore, { record, host }: TargetItem): Promise<void> {
+  core.held.delete(record.id);
+  await host?.disconnect().catch(() => undefined);
+  await core.closeSession(record.id);
 }
 
 /**
@@ -119,12 +122,10 @@ export async function keep(core: BrokerCore, target: HostTarget, reason: string)
   const at = new Date().toISOString();
   const why = scrub(reason); // a failure text may quote a password or token
   const kept: HostRecord[] = [];
-  for (const { record, host } of items) {
-    const next = await core.store.patch(record.id, { kept: { reason: why, at } });
+  for (const item of items) {
+    const next = await core.store.patch(item.record.id, { kept: { reason: why, at } });
     if (next) kept.push(next);
-    core.held.delete(record.id);
-    await host?.disconnect().catch(() => undefined);
-    core.dropSession(record.id);
+    await letGo(core, item);
   }
   core.logger.warn(`keeping ${kept.length} host(s): ${why}`, { hosts: kept.map((r) => r.name) });
   return kept;
@@ -139,11 +140,7 @@ export async function forget(core: BrokerCore, target: HostTarget): Promise<Host
   const items = await resolveTarget(core, target);
   const removed = new Set(await core.store.remove(items.map((i) => i.record.id)));
   const gone = items.filter((i) => removed.has(i.record.id)).map((i) => i.record);
-  for (const { record, host } of items) {
-    core.held.delete(record.id);
-    await host?.disconnect().catch(() => undefined);
-    core.dropSession(record.id);
-  }
+  for (const item of items) await letGo(core, item);
   if (gone.length) await syncKnownHosts(core);
   core.logger.warn(`forgot ${gone.length} record(s) without releasing them; \`hostbroker reap\` finds what their providers still hold`, {
     hosts: gone.map((r) => r.name),
