@@ -92,20 +92,16 @@ export default implementProvider(mrprovisioner, {
       const fields: Record<string, unknown> = {};
       if (args.kernel !== undefined || args.initrd !== undefined) {
         const images = await client.images(signal);
-        if (args.kernel !== undefined)
-          fields.kernel_id = pickByRef<Image>(
-            'kernel',
-            args.kernel,
-            images.filter((i) => i.type.toLowerCase() === 'kernel'),
-            ctx.provider,
-          ).id;
-        if (args.initrd !== undefined)
-          fields.initrd_id = pickByRef<Image>(
-            'initrd',
-            args.initrd,
-            images.filter((i) => i.type.toLowerCase() === 'initrd'),
-            ctx.provider,
-          ).id;
+        for (const type of ['kernel', 'initrd'] as const) {
+          const ref = args[type];
+          if (ref !== undefined)
+            fields[`${type}_id`] = pickByRef<Image>(
+              type,
+              ref,
+              images.filter((i) => i.type.toLowerCase() === type),
+              ctx.provider,
+            ).id;
+        }
       }
       if (args.preseed !== undefined) fields.preseed_id = pickByRef<Preseed>('preseed', args.preseed, await client.preseeds(signal), ctx.provider).id;
       if (args.kernelOptions !== undefined) fields.kernel_opts = args.kernelOptions;
