@@ -35,9 +35,12 @@ SSHD_IMAGE_USER=tester
 
 # 1. Packages -------------------------------------------------------------------------------
 # ansible-core and rsync: test/clients/ runs real playbooks and `rsync -e ssh` against every kind of host.
+# etcd-server/etcd-client: the team-mode store's tests start their own 3-node cluster on loopback.
+# chromium: the dashboard's browser tests (driven by playwright-core, never a downloaded browser).
+# qemu-system-x86 and libvirt-daemon-system: real guests under libvirtd (TCG; no KVM here).
 PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static debootstrap
-  libvirt-dev libvirt-clients libvirt-daemon pkg-config iproute2 dpkg-dev curl genisoimage iptables
-  ansible-core)
+  libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-system qemu-system-x86 pkg-config
+  iproute2 dpkg-dev curl genisoimage iptables ansible-core etcd-server etcd-client chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
