@@ -23,6 +23,7 @@ export type {
   ProviderInfo,
   ProviderRequest,
   SyncResult,
+  WatchOptions,
 } from './broker/index.js';
 export { Host } from '../hosts/host.js';
 export type { HostClass, HostInit, HostOwner } from '../hosts/host.js';

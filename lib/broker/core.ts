@@ -33,6 +33,8 @@ export class BrokerCore {
   readonly held = new Map<string, Host>();
   /** One session per record, shared by every Host object of it. */
   readonly sessions = new Map<string, Session>();
+  /** Ends of the live `watch()` iterators, called when the Broker closes. */
+  readonly watchers = new Set<() => void>();
   readonly #runtimes = new Map<string, ProviderRuntime>();
   readonly #definitions = new Map<string, AnyProviderDefinition>();
   readonly #onProgress: ((event: ProgressEvent) => void) | undefined;

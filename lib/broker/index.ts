@@ -9,6 +9,7 @@ import { HostGroup } from '../../hosts/host-group.js';
 import { asError, AbortedError, UserInputError } from '../errors.js';
 import { applyFilter, type Filter } from '../filter.js';
 import { knownHostsPath } from '../known-hosts.js';
+import type { InventoryChange } from '../inventory/store.js';
 import type { Logger } from '../logger.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { Duration, Settings } from '../settings.js';
@@ -21,9 +22,11 @@ import { reap, sync } from './reconcile.js';
 import { checkin, forget, keep, releaseHostRecord } from './release.js';
 import { sessionFor } from './sessions.js';
 import { findIn, resolveTarget } from './targets.js';
+import { type WatchOptions, watch } from './watch.js';
 import type { BrokerOptions, CheckinOptions, CheckoutRequest, ExecuteRequest, HostTarget, ProviderInfo, SyncResult } from './types.js';
 
 export type * from './types.js';
+export type { WatchOptions } from './watch.js';
 
 /** Checks hosts out of providers and keeps track of them. */
 export class Broker<H extends Host = Host> implements AsyncDisposable {
@@ -138,6 +141,15 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     return applyFilter(await this.#core.store.list(), options.filter);
   }
 
+  /**
+   * Changes to the inventory made by anyone (this process, another, another machine on a shared
+   * store), as they happen: `for await (const change of broker.watch()) ...`. Ends on `break`,
+   * on `signal`, or when this Broker closes.
+   */
+  watch(options: WatchOptions = {}): AsyncIterableIterator<InventoryChange> {
+    return watch(this.#core, options);
+  }
+
   /** The deployments `up` made (in any process). */
   async deployments(): Promise<DeploymentRecord[]> {
     return (await this.#core.store.snapshot()).deployments;
@@ -216,6 +228,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   /** Closes sessions, provider clients and the store (hosts stay checked out). */
   async close(): Promise<void> {
     const core = this.#core;
+    for (const finish of [...core.watchers]) finish();
     await Promise.allSettled([...core.sessions.values()].map((s) => s.close()));
     core.sessions.clear();
     await Promise.allSettled(core.loadedRuntimes().map((r) => r.close()));
