@@ -12,7 +12,7 @@
  */
 import type { z } from 'zod';
 import type { Logger } from './logger.js';
-import type { Connection, HostRecord, SshConnection } from './records.js';
+import type { Connection, HostRecord, PortMap, SshConnection } from './records.js';
 import type { Settings } from './settings.js';
 import type { Transport } from '../hosts/session.js';
 
@@ -90,6 +90,8 @@ export interface ProvisionedHost {
   connection: Connection;
   /** Provider-specific facts kept on the record (no secrets). */
   data?: Record<string, unknown>;
+  /** Where this process reaches the host's ports when not at `hostname` (published ports, forwards). */
+  ports?: PortMap;
   /** When the lease ends, if the provider decides it. */
   leaseExpires?: string;
 }

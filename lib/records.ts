@@ -41,6 +41,13 @@ export type ProviderConnection = z.infer<typeof ProviderConnection>;
 export const Connection = z.discriminatedUnion('kind', [SshConnection, ProviderConnection]);
 export type Connection = z.infer<typeof Connection>;
 
+/**
+ * Where this process reaches a port of the host when it is not `hostname:port`: a container's
+ * published port, a VM's user-mode forward. Keyed by the port on the host, e.g. `"8080"`.
+ */
+export const PortMap = z.record(z.string().regex(/^[0-9]+$/, 'a port number'), z.object({ host: z.string().min(1), port: z.number().int().positive() }));
+export type PortMap = z.infer<typeof PortMap>;
+
 /** What was asked for, so that `duplicate` and `sync` can ask again. Secrets are removed. */
 export const Recipe = z.object({
   provider: z.string(),
@@ -70,6 +77,8 @@ export const HostRecord = z.object({
   /** The provider's own id of the resource (container id, instance id, ...). */
   providerId: z.string().optional(),
   connection: Connection.optional(),
+  /** Reachable addresses of the host's ports, when they differ from `hostname:port`. */
+  ports: PortMap.optional(),
   /** Provider-specific facts (no secrets). */
   data: z.record(z.string(), z.unknown()).default({}),
   /** Deployment this host belongs to (topologies). */
@@ -78,6 +87,16 @@ export const HostRecord = z.object({
   pid: z.number().int().optional(),
   /** Machine the checkout process runs on. */
   machine: z.string().optional(),
+  /**
+   * The Broker (worker) holding the host, on a shared store: its liveness lease id. A record whose
+   * worker's liveness is gone is an orphan any worker may finish.
+   */
+  worker: z.string().optional(),
+  /**
+   * Set while the host waits in the warm-reuse pool (checked in with `reuse`): since when, and the
+   * hash of its recipe that a later `checkout({ reuse: true })` matches.
+   */
+  pooled: z.object({ at: z.string(), recipe: z.string().min(1) }).optional(),
   /** Set when a host is kept on purpose (e.g. its test failed). */
   kept: z.object({ reason: z.string(), at: z.string() }).optional(),
   /** Last release error, kept so a person can see why a checkin failed. */

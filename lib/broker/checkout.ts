@@ -179,6 +179,7 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
         data: { ...current.data, ...redact(provisioned.data ?? {}, 'drop') },
         state: 'ready',
         ...(provisioned.providerId ? { providerId: provisioned.providerId } : {}),
+        ...(provisioned.ports ? { ports: provisioned.ports } : {}),
         ...(provisioned.leaseExpires ? { leaseExpires: provisioned.leaseExpires } : {}),
       }),
       { state: 'provisioning' },

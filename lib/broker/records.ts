@@ -88,6 +88,7 @@ export function recordOf(core: BrokerCore, d: DiscoveredHost, provider: string, 
     data: redact(d.data ?? {}, 'drop'),
   };
   if (d.providerId) record.providerId = d.providerId;
+  if (d.ports) record.ports = d.ports;
   if (d.leaseExpires) record.leaseExpires = d.leaseExpires;
   return record;
 }
