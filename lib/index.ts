@@ -25,6 +25,7 @@ export type {
   SyncResult,
   WatchOptions,
 } from './broker/index.js';
+export type { ScenarioEvent, ScenarioOptions, ScenarioResult, StepMemory, StepStatus as ScenarioStepStatus } from './scenarios/index.js';
 export { Host } from '../hosts/host.js';
 export type { HostClass, HostInit, HostOwner } from '../hosts/host.js';
 export { HostGroup } from '../hosts/host-group.js';
@@ -43,12 +44,13 @@ export {
   MissingDependencyError,
   PartialFailureError,
   ProviderError,
+  ScenarioError,
   SettingsError,
   TimeoutError,
   UserInputError,
   importOptional,
 } from './errors.js';
-export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry, ScenarioProblem } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';

@@ -14,6 +14,7 @@ import type { Logger } from '../logger.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { Duration, Settings } from '../settings.js';
 import type { TopologyBroker } from '../topology/seam.js';
+import type { ScenarioOptions, ScenarioResult } from '../scenarios/index.js';
 import type { Deployment, TopologyMetadata, UpOptions } from '../topology/index.js';
 import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
@@ -203,6 +204,16 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    */
   async up(metadata: string | TopologyMetadata, options: UpOptions<H> = {}): Promise<Deployment<H>> {
     return (await import('../topology/up.js')).up(this.#topology(), metadata, options);
+  }
+
+  /**
+   * Runs a scenario: a YAML workflow of checkouts, commands, transfers and checkins (a file path,
+   * or a name in `<directory>/scenarios/`). See docs/scenarios.md. Resolves when it completed or
+   * an `exit` step ended it; rejects with a ScenarioError when the file is invalid (every problem
+   * listed) or a step failed. The scenario's own hosts are checked in at the end either way.
+   */
+  async scenario(fileOrName: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
+    return (await import('../scenarios/index.js')).runScenario(this as unknown as Broker, fileOrName, options);
   }
 
   /** A deployment made by `up` (in this or another process), by id or name; the only one when omitted. */

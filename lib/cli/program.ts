@@ -14,6 +14,7 @@ import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
 import { registerHostCommands } from './hosts.js';
 import { registerProviderCommands } from './providers.js';
+import { registerScenarioCommands } from './scenario.js';
 import { registerSshCommand } from './ssh.js';
 import { registerTopologyCommands } from './topology.js';
 
@@ -78,7 +79,9 @@ export async function run(
   registerProviderCommands(program, ctx, act);
   registerTopologyCommands(program, ctx, act);
   registerSshCommand(program, ctx, act);
-  for (const cmd of program.commands) {
+  registerScenarioCommands(program, ctx, act);
+  // Subcommands (`scenario run`) take the global options too.
+  for (const cmd of program.commands.flatMap((c) => [c, ...c.commands])) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));
     cmd.exitOverride().configureOutput(program.configureOutput());
   }
