@@ -86,6 +86,8 @@ export class ScenarioRun {
   readonly steps: StepMemory[] = [];
   readonly #memory = new Map<string, StepMemory>();
   readonly #captured: Scope = {};
+  /** The last step that finished (`previous_step`). */
+  #previous: StepMemory | null = null;
 
   constructor(
     readonly scenario: ScenarioFile,
@@ -101,7 +103,7 @@ export class ScenarioRun {
       ...this.variables,
       ...this.#captured,
       steps: Object.fromEntries(memories.map((m) => [m.name, m])),
-      previous_step: memories.at(-1) ?? null,
+      previous_step: this.#previous,
       scenario_inventory: [...this.state.hosts.values()].map((h) => plain(h.record)),
       now: new Date().toISOString(),
       ...extra,
@@ -155,6 +157,7 @@ export class ScenarioRun {
       if (partial !== undefined) memory.output = partial;
     } finally {
       memory.durationMs = Date.now() - started;
+      this.#previous = memory;
       this.onEvent({ type: 'step', index, total, step: memory });
     }
     return memory;

@@ -167,37 +167,51 @@ function locate(root: unknown, path: readonly PropertyKey[]): { step?: string; k
   return { ...(step ? { step } : {}), key: key || (step ? 'step' : 'file') };
 }
 
-/** Checks what zod cannot: required arguments, hosts, unique names, nested recovery steps. */
-function semanticProblems(steps: readonly Step[], problems: ScenarioProblem[], parent?: string, names = new Set<string>()): void {
-  for (const step of steps) {
-    const label = parent ? `${parent} > ${step.name}` : step.name;
-    if (names.has(step.name))
-      problems.push({ step: label, key: 'name', message: 'another step has this name; names must be unique (they key `steps.<name>`)' });
-    names.add(step.name);
-    for (const key of REQUIRED[step.action] ?? []) {
-      if (step.arguments[key] === undefined) problems.push({ step: label, key: `arguments.${key}`, message: `the ${step.action} action needs \`${key}\`` });
+/** Checks what zod cannot (on the raw file, so these come with zod's own problems): required arguments, hosts, unique names. */
+function semanticProblems(steps: unknown, problems: ScenarioProblem[], parent?: string, names = new Set<string>()): void {
+  if (!Array.isArray(steps)) return;
+  for (const [index, raw] of steps.entries()) {
+    if (!raw || typeof raw !== 'object') continue;
+    const step = raw as { name?: unknown; action?: unknown; arguments?: unknown; with?: unknown; on_error?: unknown };
+    const own = stepLabel(step, index);
+    const label = parent ? `${parent} > ${own}` : own;
+    if (typeof step.name === 'string') {
+      if (names.has(step.name))
+        problems.push({ step: label, key: 'name', message: 'another step has this name; names must be unique (they key `steps.<name>`)' });
+      names.add(step.name);
     }
-    if (HOST_ACTIONS.has(step.action) && !step.with) {
-      problems.push({
-        step: label,
-        key: 'with.hosts',
-        message: `the ${step.action} action needs hosts: say \`with: { hosts: scenario_inventory }\` (or a slice or a filter)`,
-      });
+    const action = typeof step.action === 'string' ? (ACTION_ALIASES[step.action] ?? step.action) : undefined;
+    if (action && (ACTIONS as readonly string[]).includes(action)) {
+      const args = step.arguments && typeof step.arguments === 'object' ? (step.arguments as Record<string, unknown>) : {};
+      for (const key of REQUIRED[action as ActionName] ?? []) {
+        if (args[key] === undefined) problems.push({ step: label, key: `arguments.${key}`, message: `the ${action} action needs \`${key}\`` });
+      }
+      if (HOST_ACTIONS.has(action as ActionName) && step.with === undefined) {
+        problems.push({
+          step: label,
+          key: 'with.hosts',
+          message: `the ${action} action needs hosts: say \`with: { hosts: scenario_inventory }\` (or a slice or a filter)`,
+        });
+      }
+      if (action === 'apply' && args.plan === undefined && args.steps === undefined) {
+        problems.push({ step: label, key: 'arguments.plan', message: 'apply needs `plan` (a module exporting a SitePlan) or `steps` (whiteprints by name)' });
+      }
     }
-    if (step.action === 'apply' && step.arguments.plan === undefined && step.arguments.steps === undefined) {
-      problems.push({ step: label, key: 'arguments.plan', message: 'apply needs `plan` (a module exporting a SitePlan) or `steps` (whiteprints by name)' });
-    }
-    if (Array.isArray(step.on_error)) semanticProblems(step.on_error, problems, label, names);
+    semanticProblems(step.on_error, problems, label, names);
   }
 }
 
 /** Validates a parsed file: the typed scenario, or every problem found. */
 export function checkScenario(raw: unknown): { scenario: ScenarioFile; problems: [] } | { scenario?: undefined; problems: ScenarioProblem[] } {
   const parsed = ScenarioFile.safeParse(raw);
-  if (!parsed.success) {
-    return { problems: parsed.error.issues.map((issue) => ({ ...locate(raw, issue.path), message: issue.message })) };
-  }
-  const problems: ScenarioProblem[] = [];
-  semanticProblems(parsed.data.steps, problems);
-  return problems.length ? { problems } : { scenario: parsed.data, problems: [] };
+  const problems: ScenarioProblem[] = parsed.success
+    ? []
+    : parsed.error.issues.flatMap((issue) =>
+        // One problem per unknown key, named by its own path (`bogus`, `retry.tries`).
+        issue.code === 'unrecognized_keys'
+          ? issue.keys.map((k) => ({ ...locate(raw, [...issue.path, k]), message: `unknown key \`${k}\` (a typo, or a key of another place?)` }))
+          : [{ ...locate(raw, issue.path), message: issue.message }],
+      );
+  semanticProblems((raw as { steps?: unknown } | undefined)?.steps, problems);
+  return parsed.success && !problems.length ? { scenario: parsed.data, problems: [] } : { problems };
 }

@@ -4,7 +4,7 @@
  * output is one value for one host, else a mapping of host name to value.
  * @module
  */
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { isAbsolute, resolve, dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Host } from '../../../hosts/host.js';
@@ -97,7 +97,10 @@ export function download(call: ActionCall): Promise<unknown> {
     const destination = localPath(call, args.destination);
     const source = String(args.source);
     if (args.directory === true) await host.session.download(source, destination);
-    else await host.session.downloadFile(source, destination);
+    else {
+      await mkdir(dirname(destination), { recursive: true });
+      await host.session.downloadFile(source, destination);
+    }
     return { source, destination, host: host.name };
   });
 }

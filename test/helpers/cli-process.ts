@@ -1,0 +1,43 @@
+/**
+ * Runs the `hostbroker` CLI as a child process: the built one under `npm test` (HB_TEST_BUILT=1,
+ * no TypeScript compile per start), the sources through tsx otherwise.
+ * @module
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+const BUILT = process.env.HB_TEST_BUILT === '1';
+const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
+const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
+
+export interface Ran {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts the CLI with `BROKER_DIRECTORY=directory`; `output` fills as it prints, `done` is its end. */
+export function startCli(
+  directory: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
+    env: { ...process.env, BROKER_DIRECTORY: directory, CI: '', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const output: Ran = { status: null, stdout: '', stderr: '' };
+  child.stdout.on('data', (d: Buffer) => (output.stdout += String(d)));
+  child.stderr.on('data', (d: Buffer) => (output.stderr += String(d)));
+  const done = new Promise<Ran>((resolve, fail) => {
+    child.on('error', fail);
+    child.on('close', (status) => resolve({ ...output, status }));
+  });
+  child.stdin.end();
+  return { child, output, done };
+}
+
+/** Runs the CLI to its end. */
+export function runCli(directory: string, args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
+  return startCli(directory, args, env).done;
+}
