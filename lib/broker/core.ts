@@ -33,6 +33,8 @@ export class BrokerCore {
   readonly held = new Map<string, Host>();
   /** One session per record, shared by every Host object of it. */
   readonly sessions = new Map<string, Session>();
+  /** The providers given to the Broker beyond the built-in ones (a derived Broker gets them too). */
+  readonly extraProviders: readonly AnyProviderDefinition[];
   /** Ends of the live `watch()` iterators, called when the Broker closes. */
   readonly watchers = new Set<() => void>();
   readonly #runtimes = new Map<string, ProviderRuntime>();
@@ -43,7 +45,8 @@ export class BrokerCore {
 
   constructor(options: BrokerOptions) {
     this.directory = resolve(options.directory ?? process.env.BROKER_DIRECTORY ?? join(homedir(), '.broker'));
-    for (const d of [...builtinProviders, ...(options.providers ?? [])]) this.#definitions.set(d.name, d);
+    this.extraProviders = options.providers ?? [];
+    for (const d of [...builtinProviders, ...this.extraProviders]) this.#definitions.set(d.name, d);
     this.settings = loadSettings(this.directory, { overrides: options.settings ?? {}, providerNames: [...this.#definitions.keys()] });
     this.logger = options.logger ? safeLogger(options.logger) : createLogger(this.settings.logLevel);
     this.store = options.store ?? openInventoryStore(this.directory, this.settings);

@@ -12,9 +12,9 @@ import { knownHostsPath } from '../known-hosts.js';
 import type { InventoryChange } from '../inventory/store.js';
 import type { Logger } from '../logger.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
-import type { Duration, Settings } from '../settings.js';
+import type { Duration, Settings, SettingsInput } from '../settings.js';
 import type { TopologyBroker } from '../topology/seam.js';
-import type { ScenarioOptions, ScenarioResult } from '../scenarios/index.js';
+import type { ScenarioBroker, ScenarioOptions, ScenarioResult } from '../scenarios/index.js';
 import type { Deployment, TopologyMetadata, UpOptions } from '../topology/index.js';
 import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
@@ -213,7 +213,34 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    * listed) or a step failed. The scenario's own hosts are checked in at the end either way.
    */
   async scenario(fileOrName: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
-    return (await import('../scenarios/index.js')).runScenario(this as unknown as Broker, fileOrName, options);
+    return (await import('../scenarios/index.js')).runScenario(this.#scenarioBroker(), fileOrName, options);
+  }
+
+  /** What scenarios may use of this Broker, and Brokers for a scenario's own settings. */
+  #scenarioBroker(): ScenarioBroker {
+    const seam: ScenarioBroker = {
+      directory: this.directory,
+      checkout: (request) => this.checkout(request as CheckoutRequest<H>),
+      checkin: (target, options) => this.checkin(target as HostTarget, options),
+      inventory: (options) => this.inventory(options),
+      deployments: () => this.deployments(),
+      execute: (request) => this.execute(request),
+      up: (metadata, options) => this.up(metadata, options as UpOptions<H>),
+      deployment: (key) => this.deployment(key),
+      providers: () => this.providers(),
+      describeProvider: (provider, topic, instance) => this.describeProvider(provider, topic, instance),
+      reconstruct: (record) => this.reconstruct(record),
+      derive: ({ directory, settings }) => {
+        const derived = new Broker({
+          directory: directory ?? this.directory,
+          settings: settings as SettingsInput,
+          logger: this.logger,
+          providers: this.#core.extraProviders,
+        });
+        return Object.assign(derived.#scenarioBroker(), { close: () => derived.close() });
+      },
+    };
+    return seam;
   }
 
   /** A deployment made by `up` (in this or another process), by id or name; the only one when omitted. */

@@ -8,16 +8,17 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { parse } from 'yaml';
-import { Broker } from '../broker/index.js';
 import { asError, ScenarioError, type ScenarioProblem } from '../errors.js';
 import { scrub } from '../secrets.js';
 import { ScenarioExit } from './actions/other.js';
 import { ScenarioRun, type ScenarioEvent, type StepMemory } from './runner.js';
 import { checkScenario, type ScenarioFile } from './schema.js';
+import type { ScenarioBroker } from './seam.js';
 import type { ScenarioState } from './state.js';
 
 export type { ScenarioEvent, StepMemory, StepStatus } from './runner.js';
 export type { ScenarioFile, Step, ActionName } from './schema.js';
+export type { ScenarioBroker } from './seam.js';
 
 /** Options of {@link runScenario} (and `broker.scenario()`). */
 export interface ScenarioOptions {
@@ -100,11 +101,11 @@ function logPath(logFile: string, brokerDirectory: string, name: string): string
 }
 
 /** The Broker a scenario runs on: the given one, or one made for its `config`. */
-function brokerFor(broker: Broker, scenario: ScenarioFile): { broker: Broker; own: boolean } {
+function brokerFor(broker: ScenarioBroker, scenario: ScenarioFile): { broker: ScenarioBroker; close?: () => Promise<void> } {
   const { settings, inventory, directory } = scenario.config;
-  if (!settings && !inventory && !directory) return { broker, own: false };
-  const overrides = { ...(settings ?? {}), ...(inventory ? { inventory } : {}) };
-  return { broker: new Broker({ directory: directory ?? broker.directory, settings: overrides as never, logger: broker.logger }), own: true };
+  if (!settings && !inventory && !directory) return { broker };
+  const derived = broker.derive({ ...(directory ? { directory } : {}), settings: { ...(settings ?? {}), ...(inventory ? { inventory } : {}) } });
+  return { broker: derived, close: () => derived.close() };
 }
 
 /** Checks in the scenario's hosts and destroys its deployments, except those kept. */
@@ -123,7 +124,7 @@ async function cleanUp(state: ScenarioState, onEvent: (e: ScenarioEvent) => void
 }
 
 /** Validates a scenario, then runs it on `broker`. Resolves when it completed or exited; rejects with a ScenarioError when invalid or a step failed. */
-export async function runScenario(broker: Broker, fileOrName: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
+export async function runScenario(broker: ScenarioBroker, fileOrName: string, options: ScenarioOptions = {}): Promise<ScenarioResult> {
   const file = await findScenario(fileOrName, broker.directory);
   const { scenario, problems } = await validateScenario(file);
   if (!scenario) {
@@ -173,7 +174,7 @@ export async function runScenario(broker: Broker, fileOrName: string, options: S
       { cause: error },
     );
   } finally {
-    if (target.own) await target.broker.close();
+    await target.close?.();
   }
   if (failure === undefined) return result;
   const error = failure instanceof ScenarioError ? failure : new ScenarioError(`${name}: ${asError(failure).message}`, { file }, { cause: failure });

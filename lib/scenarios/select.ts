@@ -57,6 +57,15 @@ async function fromValues(state: ScenarioState, values: unknown[], where: string
   });
 }
 
+/** A slice form, a host's name or id, else a filter over the whole inventory. */
+async function fromText(state: ScenarioState, text: string, where: string): Promise<HostRecord[]> {
+  const sliced = await sliceOf(state, text, where);
+  if (sliced) return sliced;
+  const all = await state.broker.inventory();
+  const named = all.filter((r) => r.id === text || r.name === text);
+  return named.length ? named : applyFilter(all, text);
+}
+
 /** The records a step's `with` selects. */
 export async function selectRecords(state: ScenarioState, spec: NonNullable<Step['with']>, scope: Scope, where: string): Promise<HostRecord[]> {
   let records: HostRecord[];
@@ -71,10 +80,9 @@ export async function selectRecords(state: ScenarioState, spec: NonNullable<Step
     );
   } else if (hosts.includes('{{')) {
     const value = render(hosts, scope, where);
-    const asText = typeof value === 'string' ? await sliceOf(state, value, where) : undefined;
-    records = asText ?? (await fromValues(state, Array.isArray(value) ? value : [value], where));
+    records = typeof value === 'string' ? await fromText(state, value, where) : await fromValues(state, Array.isArray(value) ? value : [value], where);
   } else {
-    records = (await sliceOf(state, hosts, where)) ?? applyFilter(await state.broker.inventory(), hosts);
+    records = await fromText(state, hosts, where);
   }
   if (spec.filter) records = applyFilter(records, spec.filter);
   if (!records.length)

@@ -5,14 +5,14 @@
  */
 import type { Writable } from 'node:stream';
 import type { Host } from '../../hosts/host.js';
-import type { Broker } from '../broker/index.js';
 import type { Deployment } from '../topology/deployment.js';
 import type { Step } from './schema.js';
+import type { ScenarioBroker } from './seam.js';
 import type { Scope } from './template.js';
 
 /** A running scenario's state, shared by its steps (and its chained scenarios' runs). */
 export interface ScenarioState {
-  broker: Broker;
+  broker: ScenarioBroker;
   /** The scenario file, for messages and relative paths. */
   file: string;
   /** The hosts this scenario checked out and still holds, in checkout order, by record id. */

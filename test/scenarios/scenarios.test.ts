@@ -330,6 +330,35 @@ describe('scenario control flow', () => {
   });
 });
 
+describe('scenario config', () => {
+  it('runs on its own broker directory and settings, and logs each step to its log file', async () => {
+    const other = join(dir, 'other');
+    const result = await run({
+      config: { directory: other, log_file: 'run.log', settings: { local: { root: join(dir, 'homes') } } },
+      steps: [
+        { ...localHosts(1), arguments: { provider: 'local', count: 1, keep: true } },
+        { name: 'Where', action: 'run', arguments: { command: 'pwd' }, with: { hosts: 'scenario_inventory' } },
+      ],
+    });
+    const where = step(result, 'Where')!.output as { stdout: string };
+    expect(where.stdout.startsWith(join(dir, 'homes'))).toBe(true);
+    // The host is in the scenario's directory, not in the Broker's.
+    expect(await broker.inventory()).toEqual([]);
+    await using otherBroker = new Broker({ directory: other, settings: { logLevel: 'silent' } });
+    const kept = await otherBroker.inventory();
+    expect(kept).toHaveLength(1);
+    const log = await readFile(join(other, 'logs', 'run.log'), 'utf8');
+    expect(
+      log
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l.slice(l.indexOf('{'))).step?.name)
+        .filter(Boolean),
+    ).toEqual(['Make hosts', 'Where']);
+    await otherBroker.checkin(kept);
+  });
+});
+
 describe('scenario validation', () => {
   it('reports every problem of a bad file, each naming its step and key, before anything runs', async () => {
     const error = await rejection(
