@@ -169,6 +169,10 @@ describe.skipIf(!sshdAvailable())('the hostbroker commands in the docs run as wr
     // The page's IPA example as the repository ships it, on the local provider.
     await copyFile('examples/topology.yaml', join(directory, 'metadata.yaml'));
     await writeFile(join(directory, 'provisioning.yaml'), stringify({ default_provider: 'local', strategy: 'abort' }));
+    // The example scenarios, by name (`hostbroker scenario run hello-local`), and the topology one of them brings up.
+    await mkdir(join(directory, 'scenarios'));
+    for (const f of await readdir('examples/scenarios')) await copyFile(join('examples/scenarios', f), join(directory, 'scenarios', f));
+    await copyFile('examples/topology.yaml', join(directory, 'topology.yaml'));
     return directory;
   }
 
