@@ -78,7 +78,8 @@ export function registerScenarioCommands(program: Command, ctx: CliContext, act:
           );
           return { data: result, text: summary(result), exitCode: result.exitCode };
         } catch (error) {
-          if (!(error instanceof ScenarioError) || !error.result) throw error;
+          // Interrupted: the runner exits 128 + the signal's number, saying what happened.
+          if (!(error instanceof ScenarioError) || !error.result || ctx.interrupted) throw error;
           const result = error.result as unknown as ScenarioResult;
           if (!json) ctx.io.stderr.write(`hostbroker: ${error.message}\n`);
           return { data: { ...result, error: error.toJSON() }, text: summary(result), exitCode: result.exitCode };

@@ -114,6 +114,9 @@ export class ScenarioRun {
   async runSteps(steps: readonly Step[], parent?: string): Promise<void> {
     for (const [index, step] of steps.entries()) {
       const where = parent ? `${parent} > ${step.name}` : step.name;
+      if (this.state.signal?.aborted) {
+        throw new ScenarioError(`stopped before step "${where}": ${asError(this.state.signal.reason).message}`, { file: this.state.file, step: where });
+      }
       const memory = await this.#runStep(step, where, index, steps.length);
       if (memory.status !== 'failed') continue;
       if (step.on_error === 'continue' || (step.on_error === undefined && !step.exit_on_error)) continue;

@@ -92,6 +92,28 @@ describe('hostbroker scenario', { timeout: 120_000 }, () => {
     ]);
   });
 
+  it('Ctrl-C stops the running step, checks the scenario hosts in, and exits 130', async () => {
+    const slow = join(dir, 'slow.yaml');
+    await writeFile(
+      slow,
+      stringify({
+        steps: [
+          { name: 'Hosts', action: 'checkout', arguments: { provider: 'local', count: 2 } },
+          { name: 'Wait', action: 'run', arguments: { command: 'sleep 60' }, with: { hosts: 'scenario_inventory' }, on_error: 'continue' },
+          { name: 'Never', action: 'output', arguments: { content: 'never' } },
+        ],
+      }),
+    );
+    const { child, output, done } = startCli(dir, ['scenario', 'run', slow]);
+    while (!output.stderr.includes('Hosts (checkout) ok')) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGINT');
+    const ran = await done;
+    expect(ran.status).toBe(130);
+    expect(ran.stdout).not.toContain('never');
+    expect(ran.stderr).toContain('2 checked in');
+    expect(await inventory()).toEqual([]);
+  });
+
   it('a failed step exits 1 and says which step; a scenario SIGKILLed mid-run leaves records that checkin --all finishes', async () => {
     const failing = join(dir, 'fail.yaml');
     await writeFile(failing, stringify({ steps: [{ name: 'Boom', action: 'exit', arguments: { return_code: 'x' } }] }));
