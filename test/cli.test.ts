@@ -3,53 +3,22 @@
  * `local` provider in a temporary BROKER_DIRECTORY, including `--output-file`, `--json`, exit
  * codes and bad input.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
+import { type CliInput, NODE_ARGS, type Ran, runCli, startCli as start } from './helpers/cli-process.js';
 import { Inventory } from '../lib/inventory/index.js';
 import { localFolders, localServers } from './reliability/util.js';
 
-// `npm test` builds first and sets HB_TEST_BUILT=1: the built CLI starts without compiling
-// TypeScript (about 1 s of CPU per command); run directly, vitest uses the sources through tsx.
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
-
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let dir: string;
 
-/** Starts the CLI; `output` is what it printed so far, `done` its end. */
-function startCli(
-  args: string[],
-  options: { input?: string; env?: Record<string, string> } = {},
-): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
-  const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
-    env: { ...process.env, BROKER_DIRECTORY: dir, CI: '', ...options.env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const output: Ran = { status: null, stdout: '', stderr: '' };
-  child.stdout.on('data', (d: Buffer) => (output.stdout += String(d)));
-  child.stderr.on('data', (d: Buffer) => (output.stderr += String(d)));
-  const done = new Promise<Ran>((resolve, fail) => {
-    child.on('error', fail);
-    child.on('close', (status) => resolve({ ...output, status }));
-  });
-  child.stdin.end(options.input ?? '');
-  return { child, output, done };
-}
-
-function cli(args: string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<Ran> {
-  return startCli(args, options).done;
-}
+/** Starts the CLI in this test's broker directory; `output` is what it printed so far, `done` its end. */
+const startCli = (args: string[], options: CliInput = {}) => start(dir, args, options);
+const cli = (args: string[], options: CliInput = {}): Promise<Ran> => runCli(dir, args, options);
 
 /** Resolves once `check` is true, looking every 10 ms. */
 async function until(check: () => boolean | Promise<boolean>): Promise<void> {

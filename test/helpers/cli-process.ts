@@ -8,7 +8,8 @@ import { resolve } from 'node:path';
 
 const BUILT = process.env.HB_TEST_BUILT === '1';
 const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
+/** How to start the CLI with `node`: the built file, or the sources through tsx. */
+export const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
 
 export interface Ran {
   status: number | null;
@@ -16,14 +17,21 @@ export interface Ran {
   stderr: string;
 }
 
+/** What a CLI run is given besides its arguments. */
+export interface CliInput {
+  /** What its stdin reads (then end of file). */
+  input?: string;
+  env?: Record<string, string>;
+}
+
 /** Starts the CLI with `BROKER_DIRECTORY=directory`; `output` fills as it prints, `done` is its end. */
 export function startCli(
   directory: string,
   args: readonly string[],
-  env: Record<string, string> = {},
+  options: CliInput = {},
 ): { child: ChildProcessWithoutNullStreams; output: Ran; done: Promise<Ran> } {
   const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
-    env: { ...process.env, BROKER_DIRECTORY: directory, CI: '', ...env },
+    env: { ...process.env, BROKER_DIRECTORY: directory, CI: '', ...options.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const output: Ran = { status: null, stdout: '', stderr: '' };
@@ -33,11 +41,11 @@ export function startCli(
     child.on('error', fail);
     child.on('close', (status) => resolve({ ...output, status }));
   });
-  child.stdin.end();
+  child.stdin.end(options.input ?? '');
   return { child, output, done };
 }
 
 /** Runs the CLI to its end. */
-export function runCli(directory: string, args: readonly string[], env: Record<string, string> = {}): Promise<Ran> {
-  return startCli(directory, args, env).done;
+export function runCli(directory: string, args: readonly string[], options: CliInput = {}): Promise<Ran> {
+  return startCli(directory, args, options).done;
 }

@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -11,6 +12,29 @@ const inventory = async () => {
   await using broker = new Broker({ directory: dir, settings: { logLevel: 'silent' } });
   return broker.inventory();
 };
+
+/** A scenario that checks out two local hosts, then waits a minute on them (for stopping it midway). */
+async function slowScenario(extra: Record<string, unknown>[] = []): Promise<string> {
+  const file = join(dir, 'slow.yaml');
+  await writeFile(
+    file,
+    stringify({
+      steps: [
+        { name: 'Hosts', action: 'checkout', arguments: { provider: 'local', count: 2 } },
+        { name: 'Wait', action: 'run', arguments: { command: 'sleep 60' }, with: { hosts: 'scenario_inventory' }, on_error: 'continue' },
+        ...extra,
+      ],
+    }),
+  );
+  return file;
+}
+
+/** Starts a scenario run and resolves once its checkout step has finished. */
+async function startedAfterCheckout(file: string) {
+  const run = startCli(dir, ['scenario', 'run', file]);
+  while (!run.output.stderr.includes('Hosts (checkout) ok')) await new Promise((r) => setTimeout(r, 20));
+  return run;
+}
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hb-scenario-cli-'));
@@ -93,19 +117,7 @@ describe('hostbroker scenario', { timeout: 120_000 }, () => {
   });
 
   it('Ctrl-C stops the running step, checks the scenario hosts in, and exits 130', async () => {
-    const slow = join(dir, 'slow.yaml');
-    await writeFile(
-      slow,
-      stringify({
-        steps: [
-          { name: 'Hosts', action: 'checkout', arguments: { provider: 'local', count: 2 } },
-          { name: 'Wait', action: 'run', arguments: { command: 'sleep 60' }, with: { hosts: 'scenario_inventory' }, on_error: 'continue' },
-          { name: 'Never', action: 'output', arguments: { content: 'never' } },
-        ],
-      }),
-    );
-    const { child, output, done } = startCli(dir, ['scenario', 'run', slow]);
-    while (!output.stderr.includes('Hosts (checkout) ok')) await new Promise((r) => setTimeout(r, 20));
+    const { child, done } = await startedAfterCheckout(await slowScenario([{ name: 'Never', action: 'output', arguments: { content: 'never' } }]));
     child.kill('SIGINT');
     const ran = await done;
     expect(ran.status).toBe(130);
@@ -121,28 +133,17 @@ describe('hostbroker scenario', { timeout: 120_000 }, () => {
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain('step "Boom" failed');
 
-    const slow = join(dir, 'slow.yaml');
-    await writeFile(
-      slow,
-      stringify({
-        steps: [
-          { name: 'Hosts', action: 'checkout', arguments: { provider: 'local', count: 2 } },
-          { name: 'Wait', action: 'run', arguments: { command: 'sleep 60' }, with: { hosts: 'scenario_inventory' } },
-        ],
-      }),
-    );
-    const { child, output, done } = startCli(dir, ['scenario', 'run', slow]);
-    while (!output.stderr.includes('Hosts (checkout) ok')) await new Promise((r) => setTimeout(r, 20));
+    const { child, done } = await startedAfterCheckout(await slowScenario());
     child.kill('SIGKILL');
     await done;
     const left = await inventory();
     expect(left).toHaveLength(2);
-    const homes = left.map((r) => r.data.home as string);
+    const folders = left.map((r) => String(r.data.folder));
+    for (const folder of folders) expect(existsSync(folder)).toBe(true);
     const checkin = await runCli(dir, ['checkin', '--all']);
     expect(checkin.status).toBe(0);
     expect(await inventory()).toEqual([]);
-    // The local hosts' home directories went with them.
-    const remaining = await readdir(join(dir, 'local-hosts')).catch(() => []);
-    for (const home of homes) expect(remaining).not.toContain(home?.split('/').pop());
+    // The local hosts' folders went with them.
+    for (const folder of folders) expect(existsSync(folder)).toBe(false);
   });
 });
