@@ -49,6 +49,7 @@ export {
   importOptional,
 } from './errors.js';
 export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+export { TlsError } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
