@@ -59,7 +59,8 @@ function makeDispatcher(u: Undici, tls: TlsOptions, proxies: ReturnType<typeof p
   if (tls.insecure) connect.rejectUnauthorized = false;
   if (!proxies.httpProxy && !proxies.httpsProxy) return new u.Agent({ connect });
   // `connect` is for direct connections, `requestTls` for the TLS inside a proxy's CONNECT tunnel.
-  return new u.EnvHttpProxyAgent({ ...proxies, connect, requestTls: connect });
+  // Plain http goes as absolute-URI requests, as curl sends it: proxies often allow CONNECT to 443 only.
+  return new u.EnvHttpProxyAgent({ ...proxies, connect, requestTls: connect, proxyTunnel: false });
 }
 
 function readCa(file: string): string {
