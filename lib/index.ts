@@ -59,6 +59,8 @@ export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
+export { loggerStyleOf, safeLogger } from './logger.js';
+export type { LoggerStyle } from './logger.js';
 export { SPECIFICATION_VERSION, defaultSshConnection, defineProvider, implementProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
 export type {
   AnyProviderDefinition,

@@ -45,7 +45,7 @@ export class BrokerCore {
     this.directory = resolve(options.directory ?? process.env.BROKER_DIRECTORY ?? join(homedir(), '.broker'));
     for (const d of [...builtinProviders, ...(options.providers ?? [])]) this.#definitions.set(d.name, d);
     this.settings = loadSettings(this.directory, { overrides: options.settings ?? {}, providerNames: [...this.#definitions.keys()] });
-    this.logger = options.logger ? safeLogger(options.logger) : createLogger(this.settings.logLevel);
+    this.logger = options.logger ? safeLogger(options.logger, options.loggerStyle) : createLogger(this.settings.logLevel);
     this.store = options.store ?? openInventoryStore(this.directory, this.settings);
     this.brokerId = brokerIdOf(this.directory);
     this.owner = this.settings.owner ?? defaultOwner();
