@@ -1,8 +1,8 @@
 /**
  * Reading a SatelliteQE Broker `broker_settings.yaml` (same file name, same `BROKER_DIRECTORY`):
  * Broker's keys that have a hostbroker equivalent are moved to it, the rest are dropped and
- * named in one warning. Our own keys are never touched, and win over Broker's. The mapping is
- * the table in docs/configuration.md ("Settings of SatelliteQE Broker").
+ * named in one warning. Our own keys are never touched, and win over Broker's. The mapping is the
+ * table in docs/settings.md ("Coming from SatelliteQE Broker").
  * @module
  */
 

@@ -166,7 +166,7 @@ export function takeSettingsWarnings(settings: Settings): SettingsWarning[] {
 
 function brokerWarning(source: string, ignored: string[]): SettingsWarning {
   return {
-    message: `${source} holds SatelliteQE Broker settings hostbroker has no use for; ignored: ${ignored.join(', ')}. The keys that do map were read (see "Settings of SatelliteQE Broker" in docs/configuration.md).`,
+    message: `${source} holds SatelliteQE Broker settings hostbroker has no use for; ignored: ${ignored.join(', ')}. The keys that do map were read (see "Coming from SatelliteQE Broker" in docs/settings.md).`,
     fields: { source, ignored },
   };
 }
