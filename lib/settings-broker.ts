@@ -129,7 +129,8 @@ export function fromBrokerSettings(input: Obj): BrokerTranslation {
     } else if (IGNORED_TOP.includes(lower)) {
       ignored.push(key);
     } else {
-      out[key] = value;
+      // Ours: kept as given, over anything translated into the same section before.
+      out[key] = isObj(value) && isObj(out[key]) ? mergeInto(value, out[key]) : value;
     }
   }
   if (Object.keys(legacySsh).length || Object.keys(ssh).length) out.ssh = { ...legacySsh, ...ssh, ...(isObj(out.ssh) ? out.ssh : {}) };
@@ -202,9 +203,12 @@ function atLeast(version: string, major: number, minor: number): boolean {
   return a > major || (a === major && b >= minor);
 }
 
+/** Deep merge where `existing` wins: our own keys over translated Broker ones. */
 function mergeInto(existing: unknown, added: Obj): Obj {
-  // Our own keys (already there under our name) win over translated Broker ones.
-  return isObj(existing) ? { ...added, ...existing } : added;
+  if (!isObj(existing)) return added;
+  const out: Obj = { ...added };
+  for (const [k, v] of Object.entries(existing)) out[k] = isObj(out[k]) && isObj(v) ? mergeInto(v, out[k] as Obj) : v;
+  return out;
 }
 
 function isObj(v: unknown): v is Obj {

@@ -263,6 +263,17 @@ describe('a SatelliteQE Broker settings file', () => {
       AnsibleTowerTypo: { a: 1 },
     });
     expect(ignored).toEqual([]);
+    // The same, our section written after Broker's: still merged, ours still winning.
+    const later = fromBrokerSettings({
+      AnsibleTower: { base_url: 'https://theirs', token: 'x', instances: { a: { base_url: 'https://a' } } },
+      thread_limit: 4,
+      tower: { baseUrl: 'https://ours', instances: { a: { inventory: 'inv' } } },
+      checkout: { timeout: '1h' },
+    });
+    expect(later.settings).toEqual({
+      tower: { baseUrl: 'https://ours', token: 'x', instances: { a: { baseUrl: 'https://a', inventory: 'inv' } } },
+      checkout: { concurrency: 4, timeout: '1h' },
+    });
   });
 
   it('a file of hostbroker’s own settings gives no warning, and an unknown key is still an error', async () => {
