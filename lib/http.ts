@@ -8,8 +8,9 @@
  * @module
  */
 import type { z } from 'zod';
-import { BrokerError, ProviderError, TlsError } from './errors.js';
+import { BrokerError, ProviderError } from './errors.js';
 import { dispatchingFetch, proxyEnv, type TlsOptions } from './http-dispatcher.js';
+import { tlsErrorOf } from './http-tls.js';
 import { scrub } from './secrets.js';
 import { formatIssues } from './settings.js';
 
@@ -127,7 +128,7 @@ export class HttpClient {
       } catch (error) {
         if (BrokerError.isInstance(error)) throw error;
         if (options.signal?.aborted) throw cancelled(error);
-        const tls = this.tlsError(error, path);
+        const tls = tlsErrorOf(error, this.provider, new URL(this.url(path)));
         if (tls) throw tls;
         const timedOut = (error as Error).name === 'TimeoutError';
         // A request that timed out may have been processed: only repeat idempotent ones.
@@ -195,28 +196,6 @@ export class HttpClient {
     const timeout = AbortSignal.timeout(options.timeoutMs ?? this.options.timeoutMs ?? 60_000);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
     return this.fetch(this.url(path, options.query), { method, headers, body: body ?? null, signal, redirect: 'follow' });
-  }
-
-  /** A TlsError when `error` is a refused certificate or a failed handshake, else undefined. */
-  private tlsError(error: unknown, path: string): TlsError | undefined {
-    const cause = tlsCause(error);
-    if (!cause) return undefined;
-    const url = new URL(this.url(path));
-    const host = `${url.hostname}:${url.port || (url.protocol === 'https:' ? 443 : 80)}`;
-    const code = cause.code;
-    const fix = `set \`ca_file\` to the PEM file of the CA that signed it (relative to the broker directory) in the ${this.provider} instance settings, or \`insecure: true\` to skip verification`;
-    let message: string;
-    if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
-      message = `the certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : "is not valid yet (check this machine's clock)"} (${code}); ask the service's administrators to renew it, or set \`insecure: true\` in the ${this.provider} instance settings to skip verification.`;
-    } else if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') {
-      const names = (cause as { cert?: { subjectaltname?: string } }).cert?.subjectaltname;
-      message = `the certificate of ${host} is for another host${names ? ` (${names})` : ''} (${code}); use a host name the certificate names in the URL, or set \`insecure: true\` in the ${this.provider} instance settings to skip verification.`;
-    } else if (TRUST_CODES.has(code)) {
-      message = `certificate not trusted: ${host} presented a certificate hostbroker cannot verify (${code}: ${cause.message}); ${fix}.`;
-    } else {
-      message = `the TLS handshake with ${host} failed (${code}: ${cause.message}); check that the URL's scheme (https or http) is what the service speaks, or ${fix}.`;
-    }
-    return new TlsError(this.provider, scrub(message), { cause: error, tlsCode: code, host });
   }
 
   /** ` through the proxy HOST` when the request's scheme has a proxy variable set (for messages; no credentials). */
@@ -294,34 +273,6 @@ export function defaultErrorMessage(json: unknown, text: string, _status: number
     .replace(/\s+/g, ' ')
     .trim();
   return plain ? plain.slice(0, 300) : undefined;
-}
-
-/** Codes of certificates Node refused for want of a trusted CA. */
-const TRUST_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_CHAIN_TOO_LONG',
-  'CERT_REVOKED',
-  'INVALID_CA',
-  'INVALID_PURPOSE',
-  'PATH_LENGTH_EXCEEDED',
-]);
-const OTHER_TLS_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH']);
-
-/** The TLS failure in an error's cause chain (undici wraps it in `fetch failed`). */
-function tlsCause(error: unknown): { code: string; message: string } | undefined {
-  let e = error as { code?: unknown; message?: string; cause?: unknown } | undefined;
-  for (let depth = 0; e && depth < 6; depth++, e = e.cause as typeof e) {
-    const code = typeof e.code === 'string' ? e.code : '';
-    if (TRUST_CODES.has(code) || OTHER_TLS_CODES.has(code) || code.startsWith('ERR_SSL_')) return { ...e, code, message: e.message ?? code };
-  }
-  return undefined;
 }
 
 /**
