@@ -166,7 +166,8 @@ export function takeSettingsWarnings(settings: Settings): SettingsWarning[] {
 
 function brokerWarning(source: string, ignored: string[]): SettingsWarning {
   return {
-    message: `${source} holds SatelliteQE Broker settings hostbroker has no use for; ignored: ${ignored.join(', ')}. The keys that do map were read (see "Coming from SatelliteQE Broker" in docs/settings.md).`,
+    // The list goes in the fields only: the text logger prints them after the message.
+    message: `${source} holds ${ignored.length} SatelliteQE Broker setting(s) hostbroker has no use for; they are ignored (listed in \`ignored\`). The keys that do map were read (see "Coming from SatelliteQE Broker" in docs/settings.md).`,
     fields: { source, ignored },
   };
 }

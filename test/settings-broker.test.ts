@@ -214,6 +214,7 @@ describe('a SatelliteQE Broker settings file', () => {
     const warnings = lines.filter((l) => l.level === 40 && l.msg.includes('SatelliteQE Broker'));
     expect(warnings).toHaveLength(1);
     expect(warnings[0]!.source).toBe(join(dir, 'broker_settings.yaml'));
+    expect(warnings[0]!.msg).toContain(`${IGNORED.length} SatelliteQE Broker setting(s)`);
     expect([...warnings[0]!.ignored!].sort()).toEqual([...IGNORED].sort());
     expect(out).not.toMatch(/Br0ker-SSH-Pass|C0ntainer-Pass|F0reman-Pass|Tower-T0ken-Value/);
   });
