@@ -100,6 +100,27 @@ export class ProviderError extends BrokerError {
   }
 }
 
+/**
+ * A TLS connection to a service was refused: its certificate is not trusted, has expired or
+ * names another host. Never retried: trying again gives the same answer.
+ */
+export class TlsError extends ProviderError {
+  /** Node's code of the failure, e.g. `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `CERT_HAS_EXPIRED`, `ERR_TLS_CERT_ALTNAME_INVALID`. */
+  readonly tlsCode: string;
+  /** `host:port` of the service. */
+  readonly host: string;
+
+  constructor(provider: string, message: string, options: BrokerErrorOptions & { tlsCode: string; host: string }) {
+    super(provider, message, { ...(options.cause === undefined ? {} : { cause: options.cause }), status: options.tlsCode, retryable: false });
+    this.tlsCode = options.tlsCode;
+    this.host = options.host;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), tlsCode: this.tlsCode, host: this.host };
+  }
+}
+
 /** A host a failed checkout left behind (see {@link ProviderError.dangling}). No secrets. */
 export interface DanglingHost {
   name: string;

@@ -1,12 +1,16 @@
 /**
  * A small HTTP client for providers that talk to a REST service (Tower, Beaker, Foreman,
- * mr-provisioner, ...): `fetch` with a per-request timeout, retries on connection errors and 5xx,
- * JSON bodies validated by zod, and errors that carry the service's own message (scrubbed of
- * secrets) as a {@link ProviderError}.
+ * mr-provisioner, ...): `fetch` with a per-request timeout, retries on connection errors, 5xx and
+ * 429 (waiting as long as `Retry-After` asks, within a limit), the instance's CA file or
+ * `insecure`, the `HTTPS_PROXY` / `NO_PROXY` variables, JSON bodies validated by zod, and errors
+ * that carry the service's own message (scrubbed of secrets) as a {@link ProviderError}. A
+ * certificate the client does not trust is a {@link TlsError} at once, never retried.
  * @module
  */
 import type { z } from 'zod';
-import { ProviderError } from './errors.js';
+import { BrokerError, ProviderError } from './errors.js';
+import { dispatchingFetch, proxyEnv, type TlsOptions } from './http-dispatcher.js';
+import { tlsErrorOf } from './http-tls.js';
 import { scrub } from './secrets.js';
 import { formatIssues } from './settings.js';
 
@@ -23,10 +27,19 @@ export interface HttpClientOptions {
   headers?: () => Record<string, string> | Promise<Record<string, string>>;
   /** Limit for one request, in ms (default 60 s). */
   timeoutMs?: number;
-  /** Extra attempts after a connection error or 5xx (default 3). */
+  /** Extra attempts after a connection error, 5xx or 429 (default 3). */
   retries?: number;
-  /** First delay between attempts, doubled each time (default 500 ms). */
+  /** First delay between attempts, doubled each time (default 500 ms); a `Retry-After` answer sets its own. */
   retryDelayMs?: number;
+  /**
+   * Longest `Retry-After` waited for (default 120 s). A service asking for longer gets no retry:
+   * the error says how long it asked for.
+   */
+  maxRetryAfterMs?: number;
+  /** CA file to trust and `insecure` (see `ca_file` / `insecure` in the instance settings). */
+  tls?: TlsOptions;
+  /** Where `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are read (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
   /**
    * Pulls the service's own error message out of an error response body (parsed JSON when the
    * body was JSON, else undefined). The default looks at common keys (`detail`, `message`,
@@ -35,7 +48,7 @@ export interface HttpClientOptions {
   errorMessage?: (json: unknown, text: string, status: number) => string | undefined;
   /** What the user should do after a 401/403, e.g. "check beaker.username and its password". */
   authHint?: string;
-  /** `fetch` to use (tests, proxies). */
+  /** `fetch` to use instead of the built-in transport (then `tls` and the proxy variables are up to it). */
   fetch?: typeof fetch;
 }
 
@@ -71,11 +84,13 @@ export class HttpClient {
   readonly baseUrl: string;
   readonly provider: string;
   private readonly options: HttpClientOptions;
+  private readonly fetch: typeof fetch;
 
   constructor(options: HttpClientOptions) {
     this.options = options;
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.provider = options.provider;
+    this.fetch = options.fetch ?? dispatchingFetch(options.tls ?? {}, options.env ?? process.env);
   }
 
   /** Full URL of a path (absolute URLs are kept as they are). */
@@ -89,43 +104,58 @@ export class HttpClient {
     return url.toString();
   }
 
-  /** Sends a request, retrying where it is safe; throws a ProviderError unless `ok(status)`. */
+  /**
+   * Sends a request, retrying where it is safe; throws a ProviderError unless `ok(status)`.
+   * Retried: connection errors, a timeout or 5xx of an idempotent request, and 429 of any request
+   * (the service refused it without doing it). `Retry-After` sets the wait when present.
+   */
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     const upper = method.toUpperCase();
     const retries = this.options.retries ?? 3;
     const idempotent = options.idempotent ?? IDEMPOTENT.has(upper);
     let delay = this.options.retryDelayMs ?? 500;
     const label = `${upper} ${this.url(path).replace(/\?.*$/, '')}`;
+    const cancelled = (cause?: unknown) => new ProviderError(this.provider, `${label} was cancelled.`, { cause });
+    const pause = async (ms: number) => {
+      await sleep(ms, options.signal);
+      if (options.signal?.aborted) throw cancelled(options.signal.reason);
+      delay *= 2;
+    };
     for (let attempt = 0; ; attempt++) {
       let response: Response;
       try {
         response = await this.send(upper, path, options);
       } catch (error) {
-        if (options.signal?.aborted) throw new ProviderError(this.provider, `${label} was cancelled.`, { cause: error });
+        if (BrokerError.isInstance(error)) throw error;
+        if (options.signal?.aborted) throw cancelled(error);
+        const tls = tlsErrorOf(error, this.provider, new URL(this.url(path)));
+        if (tls) throw tls;
         const timedOut = (error as Error).name === 'TimeoutError';
         // A request that timed out may have been processed: only repeat idempotent ones.
         if (attempt < retries && (!timedOut || idempotent)) {
-          await sleep(delay, options.signal);
-          delay *= 2;
+          await pause(delay);
           continue;
         }
         throw new ProviderError(
           this.provider,
           timedOut
             ? `${label} got no answer within ${Math.round((options.timeoutMs ?? this.options.timeoutMs ?? 60_000) / 1000)} s; check that the service is up, or raise its request timeout.`
-            : `cannot reach ${this.baseUrl} (${scrub(describeNetworkError(error))}) after ${attempt + 1} attempt(s); check the URL in the settings and that the service is up.`,
+            : `cannot reach ${this.baseUrl}${this.viaProxy(path)} (${scrub(describeNetworkError(error))}) after ${attempt + 1} attempt(s); check the URL in the settings and that the service is up.`,
           { cause: error, retryable: true },
         );
       }
       const text = await response.text();
       const ok = options.ok ?? ((s: number) => s >= 200 && s < 300);
       if (ok(response.status)) return { status: response.status, headers: response.headers, text };
-      if (response.status >= 500 && idempotent && attempt < retries) {
-        await sleep(delay, options.signal);
-        delay *= 2;
+      const status = response.status;
+      const retryable = status === 429 || (status >= 500 && idempotent);
+      const asked = status === 429 || status === 503 ? retryAfterMs(response.headers.get('retry-after')) : undefined;
+      const limit = this.options.maxRetryAfterMs ?? 120_000;
+      if (retryable && attempt < retries && (asked === undefined || asked <= limit)) {
+        await pause(asked ?? delay);
         continue;
       }
-      throw this.statusError(label, response.status, text);
+      throw this.statusError(label, status, text, asked !== undefined && asked > limit ? asked : undefined);
     }
   }
 
@@ -165,11 +195,23 @@ export class HttpClient {
     }
     const timeout = AbortSignal.timeout(options.timeoutMs ?? this.options.timeoutMs ?? 60_000);
     const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-    const doFetch = this.options.fetch ?? fetch;
-    return doFetch(this.url(path, options.query), { method, headers, body: body ?? null, signal, redirect: 'follow' });
+    return this.fetch(this.url(path, options.query), { method, headers, body: body ?? null, signal, redirect: 'follow' });
   }
 
-  private statusError(label: string, status: number, text: string): ProviderError {
+  /** ` through the proxy HOST` when the request's scheme has a proxy variable set (for messages; no credentials). */
+  private viaProxy(path: string): string {
+    if (this.options.fetch) return '';
+    const proxies = proxyEnv(this.options.env ?? process.env);
+    const proxy = this.url(path).startsWith('https:') ? proxies.httpsProxy || proxies.httpProxy : proxies.httpProxy;
+    if (!proxy) return '';
+    try {
+      return ` (through the proxy ${new URL(proxy).host} unless NO_PROXY matches)`;
+    } catch {
+      return '';
+    }
+  }
+
+  private statusError(label: string, status: number, text: string, askedMs?: number): ProviderError {
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -185,8 +227,10 @@ export class HttpClient {
           ? `the account is not allowed to do this; ${this.options.authHint ?? 'check its permissions on the service'}.`
           : status === 404
             ? 'it was not found; check the name or id.'
-            : status === 429
-              ? 'the service is throttling requests; try again later or lower the concurrency.'
+            : status === 429 || askedMs !== undefined
+              ? askedMs !== undefined
+                ? `the service asks to wait ${Math.ceil(askedMs / 1000)} s before trying again, longer than hostbroker waits; try again later${status === 429 ? ' or lower the concurrency' : ''}.`
+                : 'the service is throttling requests; try again later or lower the concurrency.'
               : status >= 500
                 ? 'the service failed; try again later, or ask its administrators.'
                 : 'check the arguments.';
@@ -229,6 +273,19 @@ export function defaultErrorMessage(json: unknown, text: string, _status: number
     .replace(/\s+/g, ' ')
     .trim();
   return plain ? plain.slice(0, 300) : undefined;
+}
+
+/**
+ * Milliseconds a `Retry-After` value asks to wait: delay-seconds or an HTTP-date (a past date is
+ * 0); undefined when absent or not valid.
+ */
+export function retryAfterMs(value: string | null | undefined, now: number = Date.now()): number | undefined {
+  const v = value?.trim();
+  if (!v) return undefined;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  if (Number.isNaN(at) || !/[a-z]/i.test(v)) return undefined;
+  return Math.max(0, at - now);
 }
 
 function describeNetworkError(error: unknown): string {

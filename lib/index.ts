@@ -51,6 +51,7 @@ export {
   importOptional,
 } from './errors.js';
 export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry, ScenarioProblem } from './errors.js';
+export { TlsError } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
@@ -60,6 +61,8 @@ export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
 export { hostTable as inventoryTable } from './cli/format.js';
 export type { Logger, LogLevel } from './logger.js';
+export { loggerStyleOf, safeLogger } from './logger.js';
+export type { LoggerStyle } from './logger.js';
 export { SPECIFICATION_VERSION, defaultSshConnection, defineProvider, implementProvider, standardTags, pickFlavor, pickImage, TAGS } from './provider.js';
 export type {
   AnyProviderDefinition,

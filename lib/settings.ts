@@ -10,6 +10,7 @@ import dotenv from 'dotenv';
 import { parseYamlStrict as parseYaml } from './yaml.js';
 import { z } from 'zod';
 import { SettingsError } from './errors.js';
+import { BROKER_TOP_LEVEL_KEYS, fromBrokerSettings } from './settings-broker.js';
 
 /** A duration: milliseconds, or a string like `90s`, `30m`, `4h`, `2d`. */
 export const Duration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'use a number of ms or e.g. 90s, 30m, 4h, 2d')]);
@@ -133,7 +134,42 @@ export function loadSettings(
   }
   let merged = deepMerge(raw as Record<string, unknown>, options.overrides ?? {});
   merged = deepMerge(merged, envOverrides(env, options.providerNames ?? []));
-  return parseSettings(merged, options.providerNames ?? [], existsSync(file) ? file : 'settings');
+  const broker = fromBrokerSettings(merged);
+  const settings = parseSettings(broker.settings, options.providerNames ?? [], existsSync(file) ? file : 'settings');
+  if (broker.ignored.length) warnings.set(settings, [brokerWarning(existsSync(file) ? file : 'settings', broker.ignored)]);
+  return settings;
+}
+
+/** A warning about loaded settings, for the Broker to log once its logger exists. */
+export interface SettingsWarning {
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+const warnings = new WeakMap<Settings, SettingsWarning[]>();
+const warned = new Set<string>();
+
+/**
+ * Warnings of {@link loadSettings} about these settings, each given once per process (a test
+ * suite making a Broker per test hears about a Broker settings file once).
+ */
+export function takeSettingsWarnings(settings: Settings): SettingsWarning[] {
+  const list = (warnings.get(settings) ?? []).filter((w) => {
+    const key = JSON.stringify(w);
+    if (warned.has(key)) return false;
+    warned.add(key);
+    return true;
+  });
+  warnings.delete(settings);
+  return list;
+}
+
+function brokerWarning(source: string, ignored: string[]): SettingsWarning {
+  return {
+    // The list goes in the fields only: the text logger prints them after the message.
+    message: `${source} holds ${ignored.length} SatelliteQE Broker setting(s) hostbroker has no use for; they are ignored (listed in \`ignored\`). The keys that do map were read (see "Coming from SatelliteQE Broker" in docs/settings.md).`,
+    fields: { source, ignored },
+  };
 }
 
 /** Validates a settings object, moving top-level provider sections under `providers`. */
@@ -217,7 +253,7 @@ function withoutDefaultFlag(values: Record<string, unknown>): Record<string, unk
 /** `BROKER_<section>__<key>=value` → nested object. Values are parsed as YAML scalars. */
 export function envOverrides(env: NodeJS.ProcessEnv, providerNames: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const topLevel = new Map([...KNOWN_KEYS, ...providerNames].map((k) => [k.toLowerCase(), k]));
+  const topLevel = new Map([...KNOWN_KEYS, ...providerNames, ...BROKER_TOP_LEVEL_KEYS].map((k) => [k.toLowerCase(), k]));
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('BROKER_') || value === undefined || name === 'BROKER_DIRECTORY') continue;
     const parts = name.slice('BROKER_'.length).split('__');

@@ -41,6 +41,8 @@ SSHD_IMAGE_USER=tester
 PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static debootstrap
   libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-system qemu-system-x86 pkg-config
   iproute2 dpkg-dev curl genisoimage iptables ansible-core etcd-server etcd-client chromium)
+# openssl: test/http/ makes its CA and server certificates with the CLI.
+PACKAGES+=(openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -16,7 +16,7 @@ import { createLogger, safeLogger, type Logger } from '../logger.js';
 import type { AnyProviderDefinition } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import { builtinProviders } from '../registry.js';
-import { loadSettings, type Settings } from '../settings.js';
+import { loadSettings, type Settings, takeSettingsWarnings } from '../settings.js';
 import { ProviderRuntime } from './runtime.js';
 import type { BrokerOptions, ProgressEvent } from './types.js';
 
@@ -48,7 +48,8 @@ export class BrokerCore {
     this.extraProviders = options.providers ?? [];
     for (const d of [...builtinProviders, ...this.extraProviders]) this.#definitions.set(d.name, d);
     this.settings = loadSettings(this.directory, { overrides: options.settings ?? {}, providerNames: [...this.#definitions.keys()] });
-    this.logger = options.logger ? safeLogger(options.logger) : createLogger(this.settings.logLevel);
+    this.logger = options.logger ? safeLogger(options.logger, options.loggerStyle) : createLogger(this.settings.logLevel);
+    for (const w of takeSettingsWarnings(this.settings)) this.logger.warn(w.message, w.fields);
     this.store = options.store ?? openInventoryStore(this.directory, this.settings);
     this.brokerId = brokerIdOf(this.directory);
     this.owner = this.settings.owner ?? defaultOwner();

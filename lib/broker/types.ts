@@ -4,7 +4,7 @@
  */
 import type { Host, HostClass } from '../../hosts/host.js';
 import type { Filter } from '../filter.js';
-import type { Logger } from '../logger.js';
+import type { Logger, LoggerStyle } from '../logger.js';
 import type { AnyProviderDefinition } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import type { ProviderArgs } from '../registry.js';
@@ -23,8 +23,10 @@ export interface BrokerOptions<H extends Host = Host> {
   settings?: SettingsInput;
   /** Class of the hosts checkout returns. */
   hostClass?: HostClass<H>;
-  /** Where log lines go (secrets are scrubbed first). */
+  /** Where log lines go (secrets are scrubbed first): pino, winston, `console` or any {@link Logger}, as they are. */
   logger?: Logger;
+  /** How `logger` takes fields, when detection guesses wrong (e.g. bunyan: `fields-first`). */
+  loggerStyle?: LoggerStyle;
   /** Providers beyond the built-in ones (or replacing one by name). */
   providers?: readonly AnyProviderDefinition[];
   /** Where records live; default: the file store in `directory` (see `inventory.store` in settings). */

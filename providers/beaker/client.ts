@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { ProviderError, SettingsError } from '../../lib/errors.js';
 import { HttpClient, type RequestOptions } from '../../lib/http.js';
+import { tlsOptionsOf } from '../../lib/http-settings.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret, scrub } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
@@ -61,7 +62,8 @@ export class BeakerClient {
   private login: Promise<void> | undefined;
   private readonly credentials: { kind: 'password'; username: string; password: string } | { kind: 'token'; token: string };
 
-  constructor(settings: BeakerInstance, provider = 'beaker') {
+  /** `directory`: the broker directory, against which a relative `ca_file` is resolved. */
+  constructor(settings: BeakerInstance, provider = 'beaker', directory = process.cwd()) {
     this.settings = settings;
     this.provider = provider;
     const token = settings.token ?? process.env[settings.tokenEnv];
@@ -82,6 +84,7 @@ export class BeakerClient {
       headers: (): Record<string, string> => (this.cookie ? { Cookie: `${COOKIE}=${this.cookie}` } : {}),
       timeoutMs: toMs(settings.requestTimeout),
       retries: settings.retries,
+      tls: tlsOptionsOf(settings, directory),
       authHint:
         this.credentials.kind === 'password'
           ? `check ${provider}.username and the password in ${settings.password ? `${provider}.password` : settings.passwordEnv}`
@@ -92,7 +95,7 @@ export class BeakerClient {
   }
 
   static fromContext(ctx: ProviderContext<BeakerInstance>): BeakerClient {
-    return new BeakerClient(ctx.instanceSettings, ctx.provider);
+    return new BeakerClient(ctx.instanceSettings, ctx.provider, ctx.directory);
   }
 
   /**

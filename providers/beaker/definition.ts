@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from 'zod';
+import { httpTlsFields } from '../../lib/http-settings.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
@@ -86,6 +87,7 @@ export const BeakerInstance = z.strictObject({
   sshPasswordEnv: z.string().optional(),
   requestTimeout: Duration.default('60s'),
   retries: z.number().int().min(0).max(10).default(3),
+  ...httpTlsFields,
 });
 export type BeakerInstance = z.output<typeof BeakerInstance>;
 

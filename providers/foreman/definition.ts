@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from 'zod';
+import { httpTlsFields } from '../../lib/http-settings.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
@@ -58,6 +59,7 @@ export const ForemanInstance = z.strictObject({
   dangling: z.enum(['checkin', 'keep']).default('checkin'),
   /** Page size for list requests. */
   perPage: z.number().int().min(1).max(1000).default(100),
+  ...httpTlsFields,
   default: z.boolean().optional(),
 });
 export type ForemanInstance = z.output<typeof ForemanInstance>;

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { HttpClient, defaultErrorMessage, sleep } from '../../lib/http.js';
+import { tlsOptionsOf } from '../../lib/http-settings.js';
 import { type HostContext, type ProviderContext, TAGS, defaultSshConnection, implementProvider, standardTags } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
@@ -59,6 +60,7 @@ class ForemanApi {
   constructor(
     readonly settings: ForemanInstance,
     readonly signal: AbortSignal,
+    directory = process.cwd(),
   ) {
     const password = settings.password ?? (settings.passwordEnv ? process.env[settings.passwordEnv] : undefined);
     if (!password) {
@@ -76,6 +78,7 @@ class ForemanApi {
       timeoutMs: toMs(settings.requestTimeout),
       retries: settings.retries,
       retryDelayMs: toMs(settings.retryDelay),
+      tls: tlsOptionsOf(settings, directory),
       authHint: `check foreman.username (${settings.username}) and its password or token, and the user's Foreman roles`,
       // Foreman: {"error": {"message", "details"}} or {"error": {"full_messages": [...]}}.
       errorMessage: (json, text, status) => {
@@ -88,7 +91,7 @@ class ForemanApi {
   }
 
   static of(ctx: ProviderContext<ForemanInstance>): ForemanApi {
-    return new ForemanApi(ctx.instanceSettings, ctx.signal);
+    return new ForemanApi(ctx.instanceSettings, ctx.signal, ctx.directory);
   }
 
   json<S extends z.ZodType>(

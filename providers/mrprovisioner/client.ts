@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { z } from 'zod';
 import { ProviderError, SettingsError } from '../../lib/errors.js';
 import { HttpClient } from '../../lib/http.js';
+import { tlsOptionsOf } from '../../lib/http-settings.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
@@ -63,7 +64,8 @@ export class MrProvisionerClient {
   readonly http: HttpClient;
   readonly settings: MrProvisionerInstance;
 
-  constructor(settings: MrProvisionerInstance, provider = 'mrprovisioner') {
+  /** `directory`: the broker directory, against which a relative `ca_file` is resolved. */
+  constructor(settings: MrProvisionerInstance, provider = 'mrprovisioner', directory = process.cwd()) {
     this.settings = settings;
     const token = settings.token ?? process.env[settings.tokenEnv];
     if (!token) {
@@ -78,13 +80,14 @@ export class MrProvisionerClient {
       headers: () => ({ Authorization: `Bearer ${token}` }),
       timeoutMs: toMs(settings.requestTimeout),
       retries: settings.retries,
+      tls: tlsOptionsOf(settings, directory),
       authHint: `check the token in ${settings.token ? `${provider}.token` : settings.tokenEnv} (tokens are made in mr-provisioner under Account → Tokens)`,
     });
   }
 
   /** Client for a provider context's instance settings. */
   static fromContext(ctx: ProviderContext<MrProvisionerInstance>): MrProvisionerClient {
-    return new MrProvisionerClient(ctx.instanceSettings, ctx.provider);
+    return new MrProvisionerClient(ctx.instanceSettings, ctx.provider, ctx.directory);
   }
 
   /** Reserves the first free machine matching `query`; undefined when none matches. */

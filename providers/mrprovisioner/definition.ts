@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from 'zod';
+import { httpTlsFields } from '../../lib/http-settings.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
@@ -52,6 +53,7 @@ export const MrProvisionerInstance = z.strictObject({
   requestTimeout: Duration.default('60s'),
   /** Extra attempts after connection errors and 5xx. */
   retries: z.number().int().min(0).max(10).default(3),
+  ...httpTlsFields,
 });
 export type MrProvisionerInstance = z.output<typeof MrProvisionerInstance>;
 

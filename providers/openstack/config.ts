@@ -2,6 +2,8 @@
  * Where OpenStack credentials come from, in the order the OpenStack tools use: a cloud in
  * `clouds.yaml` (named by the settings' `cloud` or `$OS_CLOUD`, with `secure.yaml` beside it),
  * else the `OS_*` environment variables; the settings instance's own `auth` keys go on top.
+ * TLS: the instance's `ca_file` / `insecure`, else the cloud's `cacert` / `verify`, else
+ * `OS_CACERT` / `OS_INSECURE`.
  * Secrets found here are registered so they are scrubbed from every log and error message.
  * @module
  */
@@ -11,6 +13,8 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SettingsError } from '../../lib/errors.js';
+import type { TlsOptions } from '../../lib/http-dispatcher.js';
+import { tlsOptionsOf } from '../../lib/http-settings.js';
 import { registerSecret } from '../../lib/secrets.js';
 import { formatIssues } from '../../lib/settings.js';
 import { OpenStackAuth, type OpenStackInstance } from './definition.js';
@@ -33,6 +37,8 @@ export interface ResolvedCloud {
   interface: 'public' | 'internal' | 'admin';
   /** Where the credentials came from, for messages (no secrets). */
   source: string;
+  /** CA file to trust, or no verification. */
+  tls: TlsOptions;
 }
 
 const CloudEntry = z
@@ -42,6 +48,10 @@ const CloudEntry = z
     region_name: z.string().optional(),
     interface: z.string().optional(),
     identity_api_version: z.union([z.string(), z.number()]).optional(),
+    /** CA bundle to trust (a path). */
+    cacert: z.string().min(1).optional(),
+    /** `false`: do not verify certificates. */
+    verify: z.boolean().optional(),
   })
   .passthrough();
 const CloudsFile = z.object({ clouds: z.record(z.string(), CloudEntry).default({}) }).passthrough();
@@ -77,8 +87,11 @@ export function cloudsFileCandidates(sources: ConfigSources, explicit?: string):
   return list;
 }
 
-/** Resolves the credentials of one settings instance. Throws a SettingsError that says where it looked. */
-export function resolveCloud(instance: OpenStackInstance, sources: ConfigSources): ResolvedCloud {
+/**
+ * Resolves the credentials of one settings instance. Throws a SettingsError that says where it
+ * looked. `directory`: the broker directory, against which the instance's relative `ca_file` is resolved.
+ */
+export function resolveCloud(instance: OpenStackInstance, sources: ConfigSources, directory: string = sources.cwd): ResolvedCloud {
   const env = sources.env;
   const cloudName = instance.cloud ?? env.OS_CLOUD;
   let base: CloudEntry = {};
@@ -146,7 +159,18 @@ export function resolveCloud(instance: OpenStackInstance, sources: ConfigSources
     regionName: instance.region_name ?? base.region_name,
     interface: normalizeInterface(instance.interface ?? base.interface, source),
     source,
+    tls: cloudTls(instance, base, sources, directory),
   };
+}
+
+/** The instance's own TLS keys win; then clouds.yaml (paths as the OpenStack tools take them: from the working directory); then OS_CACERT / OS_INSECURE. */
+function cloudTls(instance: OpenStackInstance, base: CloudEntry, sources: ConfigSources, directory: string): TlsOptions {
+  const own = tlsOptionsOf(instance, directory);
+  const cacert = base.cacert ?? sources.env.OS_CACERT;
+  const caFile = own.caFile ?? (cacert ? tlsOptionsOf({ ca_file: cacert }, sources.cwd).caFile : undefined);
+  const envInsecure = /^(1|true|yes)$/i.test(sources.env.OS_INSECURE ?? '');
+  const insecure = instance.insecure ?? (base.verify === undefined ? envInsecure : !base.verify);
+  return { ...(caFile ? { caFile } : {}), ...(insecure ? { insecure } : {}) };
 }
 
 function readClouds(file: string): Record<string, CloudEntry> {

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from 'zod';
+import { httpTlsFields } from '../../lib/http-settings.js';
 import { Duration } from '../../lib/settings.js';
 import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '../../lib/provider.js';
 
@@ -104,6 +105,9 @@ export const OpenStackInstance = z.strictObject({
   retryDelay: Duration.default('1s'),
   /** Check Nova's limits before creating several servers at once. */
   quotaCheck: z.boolean().default(true),
+  /** CA file and `insecure`; when unset, clouds.yaml's `cacert` and `verify` (or `OS_CACERT`) apply. */
+  ca_file: httpTlsFields.ca_file,
+  insecure: z.boolean().optional(),
 });
 export type OpenStackInstance = z.output<typeof OpenStackInstance>;
 

@@ -6,7 +6,7 @@
  */
 import type { z } from 'zod';
 import { ProviderError } from '../../lib/errors.js';
-import { HttpClient, type HttpResponse, type RequestOptions, sleep } from '../../lib/http.js';
+import { HttpClient, type HttpResponse, type RequestOptions } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { registerSecret } from '../../lib/secrets.js';
 import type { ResolvedCloud } from './config.js';
@@ -56,6 +56,7 @@ export class KeystoneSession {
       timeoutMs: options.timeoutMs,
       retries: options.retries,
       retryDelayMs: options.retryDelayMs,
+      tls: options.cloud.tls,
       errorMessage: openstackErrorMessage,
       authHint: `check the credentials in ${options.cloud.source}`,
     });
@@ -134,7 +135,7 @@ export class KeystoneSession {
 
 /**
  * Requests to one OpenStack service with the session's token: a 401 gets one new token and one
- * more try; a 429 on a request that is safe to repeat is retried with backoff.
+ * more try (429 and 5xx are retried by the shared HTTP client, honouring `Retry-After`).
  */
 export class ServiceClient {
   private readonly session: KeystoneSession;
@@ -158,6 +159,7 @@ export class ServiceClient {
           timeoutMs: this.options.timeoutMs,
           retries: this.options.retries,
           retryDelayMs: this.options.retryDelayMs,
+          tls: this.session.cloud.tls,
           errorMessage: openstackErrorMessage,
           authHint: `check the project's roles and quota (\`openstack quota show\`, \`openstack limits show --absolute\`) for ${this.session.cloud.source}`,
         }),
@@ -171,10 +173,8 @@ export class ServiceClient {
   /** Sends a request; see the class comment for retries. */
   async request(method: string, path: string, options: RequestOptions = {}): Promise<HttpResponse> {
     const http = await this.client(options.signal);
-    const idempotent = options.idempotent ?? method.toUpperCase() !== 'POST';
     let renewed = false;
-    let delay = this.options.retryDelayMs;
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
       const token = await this.session.token(options.signal);
       try {
         return await http.request(method, path, { ...options, headers: { Accept: 'application/json', ...options.headers, 'X-Auth-Token': token.value } });
@@ -183,11 +183,6 @@ export class ServiceClient {
         if (status === 401 && !renewed) {
           renewed = true;
           this.session.invalidate(token.value);
-          continue;
-        }
-        if (status === 429 && idempotent && attempt < this.options.retries && !options.signal?.aborted) {
-          await sleep(delay, options.signal);
-          delay *= 2;
           continue;
         }
         throw error;

@@ -66,7 +66,7 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
 
   function clients(ctx: Context): Clients {
     const settings = ctx.instanceSettings;
-    const cloud = resolveCloud(settings, options.sources ?? processSources());
+    const cloud = resolveCloud(settings, options.sources ?? processSources(), ctx.directory);
     const a = cloud.auth;
     const key = [
       cloud.authUrl,
@@ -76,6 +76,8 @@ export function createOpenStackProvider(options: OpenStackProviderOptions = {}):
       a.application_credential_id ?? a.application_credential_name,
       cloud.regionName,
       cloud.interface,
+      cloud.tls.caFile,
+      cloud.tls.insecure,
     ].join('|');
     let session = sessions.get(key);
     if (!session) {

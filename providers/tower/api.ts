@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
 import { HttpClient, sleep } from '../../lib/http.js';
+import { tlsOptionsOf } from '../../lib/http-settings.js';
 import type { Logger } from '../../lib/logger.js';
 import type { ProviderContext } from '../../lib/provider.js';
 import { registerSecret } from '../../lib/secrets.js';
@@ -147,7 +148,8 @@ export class TowerApi {
   private readonly signal: AbortSignal;
   private readonly api: string;
 
-  constructor(settings: TowerInstance, logger: Logger, signal: AbortSignal) {
+  /** `directory`: the broker directory, against which a relative `ca_file` is resolved. */
+  constructor(settings: TowerInstance, logger: Logger, signal: AbortSignal, directory = process.cwd()) {
     this.settings = settings;
     this.logger = logger;
     this.signal = signal;
@@ -160,13 +162,14 @@ export class TowerApi {
       timeoutMs: toMs(settings.requestTimeout),
       retries: settings.retries,
       retryDelayMs: toMs(settings.retryDelay),
+      tls: tlsOptionsOf(settings, directory),
       authHint: "check tower.token (or tower.username and tower.password) in the settings and the user's Tower roles",
     });
   }
 
   /** Builds the API of the context's instance (its settings are parsed by the Broker). */
   static fromContext(ctx: ProviderContext<TowerInstance>): TowerApi {
-    return new TowerApi(ctx.instanceSettings, ctx.logger, ctx.signal);
+    return new TowerApi(ctx.instanceSettings, ctx.logger, ctx.signal, ctx.directory);
   }
 
   /** GET a path under the API prefix (or an absolute `next` link) and validate it. */

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
+import { httpTlsFields } from '../../lib/http-settings.js';
 import { Duration } from '../../lib/settings.js';
 
 /** A Tower inventory by name or id. */
@@ -96,6 +97,7 @@ export const TowerInstance = z.strictObject({
   artifacts: ArtifactStrategy.default('last'),
   /** Page size for list requests (help, sync). */
   pageSize: z.number().int().min(1).max(1000).default(200),
+  ...httpTlsFields,
   default: z.boolean().optional(),
 });
 export type TowerInstance = z.output<typeof TowerInstance>;
