@@ -12,7 +12,8 @@ import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CommandError, TimeoutError, UserInputError } from '../lib/errors.js';
 import { quote } from './quote.js';
-import type { ExecOptions, Result } from './result.js';
+import { commandFailed, type ExecOptions, type Result } from './result.js';
+import { follow, startProcess, type HostProcess, type ProcessOptions, type RemoteSignal } from './process.js';
 
 /** A process running on a host. */
 export interface RemoteProcess {
@@ -28,7 +29,7 @@ export interface RemoteProcess {
 }
 
 /** Signals a session can send to a remote process (names as SSH sends them, without SIG). */
-export type RemoteSignal = 'TERM' | 'KILL' | 'INT' | 'HUP' | 'QUIT';
+export type { RemoteSignal } from './process.js';
 
 /** Options for {@link Transport.spawn}. */
 export interface SpawnOptions {
@@ -131,7 +132,9 @@ export class Session {
   /** Runs a command and collects its output. A non-zero status is returned, not thrown. */
   async run(cmd: string, options: ExecOptions = {}): Promise<Result> {
     const raw = await this.runRaw(cmd, options);
-    return { ...raw, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') };
+    const result = { ...raw, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') };
+    if (options.check && result.status !== 0) throw commandFailed(result, this.label);
+    return result;
   }
 
   /** Like {@link run} but keeps stdout and stderr as Buffers. */
@@ -143,6 +146,8 @@ export class Session {
     const err: Buffer[] = [];
     proc.stdout.on('data', (d: Buffer) => out.push(d));
     proc.stderr.on('data', (d: Buffer) => err.push(d));
+    if (options.onStdout) follow(proc.stdout, options.onStdout);
+    if (options.onStderr) follow(proc.stderr, options.onStderr);
     feedInput(proc, options.input);
 
     const exit = await this.waitFor(proc, cmd, options);
@@ -155,6 +160,16 @@ export class Session {
     const status = exit.status ?? (exit.signal ? 128 + (signalNumber(exit.signal) ?? 0) : 255);
     const result = { command: cmd, status, stdout: Buffer.concat(out), stderr, durationMs: Date.now() - started };
     return exit.signal ? { ...result, signal: exit.signal } : result;
+  }
+
+  /**
+   * Starts a long-running command and returns at once: its output as streams (and lines), its
+   * stdin, `wait()` for the Result and `kill()`; disposing it ends and reaps the whole remote
+   * process tree. See docs/hosts.md.
+   */
+  async spawn(cmd: string, options: ProcessOptions = {}): Promise<HostProcess> {
+    if (typeof cmd !== 'string' || !cmd.trim()) throw new UserInputError('spawn needs a command, e.g. `python3 -m http.server 8080`.');
+    return startProcess(await this.connected(), this.label, cmd, wrapCommand(cmd, options), options);
   }
 
   /** Reads a remote file. */
