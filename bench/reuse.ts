@@ -9,6 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Host } from '../hosts/host.js';
 import { Broker } from '../lib/broker/index.js';
 import type { CheckoutRequest } from '../lib/broker/types.js';
 import { load, median, table, timed } from './lib/stats.js';
@@ -16,9 +17,10 @@ import { load, median, table, timed } from './lib/stats.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const SSHD_IMAGE = 'localhost/hostbroker-sshd:bookworm';
 
-const cases: Array<{ name: string; request: CheckoutRequest }> = [
-  { name: 'container (ssh image)', request: { provider: 'container', image: SSHD_IMAGE, ssh: true } as CheckoutRequest },
-  { name: 'local', request: { provider: 'local' } as CheckoutRequest },
+type One = CheckoutRequest & { count?: undefined };
+const cases: Array<{ name: string; request: One }> = [
+  { name: 'container (ssh image)', request: { provider: 'container', image: SSHD_IMAGE, ssh: true } as One },
+  { name: 'local', request: { provider: 'local' } as One },
 ];
 
 const fmt = (ms: number): string => `${ms.toFixed(1)} ms`;
@@ -34,23 +36,23 @@ for (const { name, request } of cases) {
   const warmNew: number[] = [];
   try {
     for (let i = 0; i < ROUNDS; i++) {
-      let host: Awaited<ReturnType<typeof broker.checkout>> | undefined;
-      fresh.push(await timed(async () => (await (host = await broker.checkout(request)).execute('true', { check: true }))));
+      let host: Host | undefined;
+      fresh.push(await timed(async () => await (host = await broker.checkout(request)).execute('true', { check: true })));
       await host!.checkin();
     }
     // One checkout fills the pool; each round takes the host and gives it back.
     await (await broker.checkout({ ...request, reuse: true })).checkin();
     let id: string | undefined;
     for (let i = 0; i < ROUNDS; i++) {
-      let host: Awaited<ReturnType<typeof broker.checkout>> | undefined;
-      warm.push(await timed(async () => (await (host = await broker.checkout({ ...request, reuse: true })).execute('true', { check: true }))));
+      let host: Host | undefined;
+      warm.push(await timed(async () => await (host = await broker.checkout({ ...request, reuse: true })).execute('true', { check: true })));
       if (id && host!.id !== id) throw new Error('warm checkout made a new host instead of reusing the pooled one');
       id = host!.id;
       await host!.checkin();
     }
     for (let i = 0; i < ROUNDS; i++) {
       let other: Broker | undefined;
-      let host: Awaited<ReturnType<typeof broker.checkout>> | undefined;
+      let host: Host | undefined;
       warmNew.push(
         await timed(async () => {
           other = new Broker({ directory, settings });
