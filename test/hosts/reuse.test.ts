@@ -1,0 +1,152 @@
+/**
+ * Warm reuse on real `local` hosts: the pool across separate processes (the second gets the
+ * first's host, by id), four processes racing for two pooled hosts (never shared), reset on
+ * checkin, idle expiry releasing pooled hosts (their server really gone), `emptyPool`.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Broker } from '../../lib/broker/index.js';
+import { isProcessAlive } from '../../lib/identity.js';
+import type { HostRecord } from '../../lib/records.js';
+
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const CHILD = resolve('test/hosts/reuse-child.ts');
+const directories: string[] = [];
+
+afterAll(async () => {
+  for (const directory of directories) {
+    const broker = new Broker({ directory });
+    await broker.checkin({ all: true }).catch(() => undefined);
+    await broker.close();
+    await rm(directory, { recursive: true, force: true });
+  }
+});
+
+async function newDirectory(): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), 'hb-reuse-'));
+  directories.push(directory);
+  return directory;
+}
+
+/** Runs the child; resolves with the id it claimed once it printed it, and its end. */
+function child(directory: string, barrier?: string): { claimed: Promise<string>; done: Promise<void> } {
+  const proc = spawn(process.execPath, ['--import', TSX, CHILD, directory, ...(barrier ? [barrier] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let onClaim: (id: string) => void = () => undefined;
+  const claimed = new Promise<string>((resolve) => (onClaim = resolve));
+  proc.stdout.on('data', (d: Buffer) => {
+    out += String(d);
+    const m = /^claimed (\S+)/m.exec(out);
+    if (m) onClaim(m[1]!);
+  });
+  proc.stderr.on('data', (d: Buffer) => (err += String(d)));
+  const done = new Promise<void>((resolve, reject) =>
+    proc.on('close', (code) => (code === 0 && out.includes('done') ? resolve() : reject(new Error(`child exited ${code}: ${out} ${err}`)))),
+  );
+  done.catch(() => onClaim('(failed)'));
+  return { claimed, done };
+}
+
+/** Whether the local host's SSH server (the resource the provider made) still runs. */
+function serverAlive(record: HostRecord): boolean {
+  const pid = (record.data as { pid?: number }).pid;
+  return typeof pid === 'number' && isProcessAlive(pid);
+}
+
+describe('warm reuse of local hosts', () => {
+  it('a second process gets the host the first returned to the pool, by id; the inventory shows it pooled', async () => {
+    const directory = await newDirectory();
+    const first = child(directory);
+    const id = await first.claimed;
+    await first.done;
+    const broker = new Broker({ directory });
+    const [pooled] = await broker.inventory();
+    expect(pooled).toMatchObject({ id, state: 'ready', pooled: { recipe: expect.any(String) } });
+    const second = child(directory);
+    expect(await second.claimed).toBe(id);
+    await second.done;
+    expect((await broker.inventory()).map((r) => r.id)).toEqual([id]);
+    // A checkout of another recipe does not take it.
+    await using other = await broker.checkout({ provider: 'local', reuse: true, files: { 'a.txt': 'x' } });
+    expect(other.id).not.toBe(id);
+    await broker.close();
+  });
+
+  it('four processes racing for two pooled hosts never share one: two get the pooled hosts, two get new ones', async () => {
+    const directory = await newDirectory();
+    const broker = new Broker({ directory });
+    const pooled = await broker.checkout({ provider: 'local', reuse: true, count: 2 });
+    const pooledIds = pooled.map((h) => h.id).sort();
+    await pooled.checkin();
+    expect(
+      (await broker.inventory())
+        .filter((r) => r.pooled)
+        .map((r) => r.id)
+        .sort(),
+    ).toEqual(pooledIds);
+    const barrier = join(directory, 'go');
+    const children = Array.from({ length: 4 }, () => child(directory, barrier));
+    // Every child holds its host until all four have one.
+    const ids = await Promise.all(children.map((c) => c.claimed));
+    await writeFile(barrier, '');
+    await Promise.all(children.map((c) => c.done));
+    expect(new Set(ids).size).toBe(4);
+    expect(ids.filter((id) => pooledIds.includes(id)).sort()).toEqual(pooledIds);
+    // All four are back in the pool.
+    expect((await broker.inventory()).filter((r) => r.pooled)).toHaveLength(4);
+    await broker.close();
+  });
+
+  it('checkin runs reset before pooling; a failing reset releases the host instead', async () => {
+    const directory = await newDirectory();
+    const broker = new Broker({ directory });
+    const host = await broker.checkout({ provider: 'local', reuse: true, reset: 'rm -f dirty' });
+    await host.execute('touch dirty', { check: true });
+    await host.checkin();
+    {
+      await using again = await broker.checkout({ provider: 'local', reuse: true, reset: 'exit 1' });
+      expect(again.id).toBe(host.id);
+      expect((await again.execute('test -e dirty')).status).toBe(1);
+    }
+    // The reset failed: released, not pooled.
+    expect(await broker.inventory()).toEqual([]);
+    await broker.close();
+  });
+
+  it('pooled hosts idle longer than checkout.reuseIdle are released by reap and by the next checkin; emptyPool releases the rest', async () => {
+    const directory = await newDirectory();
+    const broker = new Broker({ directory });
+    const group = await broker.checkout({ provider: 'local', reuse: true, count: 2 });
+    const records = group.map((h) => h.record);
+    await group.checkin();
+    expect(records.every(serverAlive)).toBe(true);
+    // Another Broker on the directory for which every pooled host is idle too long.
+    const strict = new Broker({ directory, settings: { checkout: { reuseIdle: 0 } } });
+    const { released } = await strict.reap('local');
+    expect(released.map((r) => r.id).sort()).toEqual(records.map((r) => r.id).sort());
+    expect(await broker.inventory()).toEqual([]);
+    expect(records.some(serverAlive)).toBe(false);
+    expect(records.some((r) => existsSync(join(directory, 'local-hosts', r.id)))).toBe(false);
+
+    // The next checkin of anything expires idle pooled hosts too.
+    const idle = await broker.checkout({ provider: 'local', reuse: true });
+    await idle.checkin();
+    await using plain = await strict.checkout({ provider: 'local' });
+    await plain.checkin();
+    expect((await broker.inventory()).map((r) => r.id)).not.toContain(idle.id);
+
+    const last = await broker.checkout({ provider: 'local', reuse: true });
+    await last.checkin();
+    expect((await broker.emptyPool()).map((r) => r.id)).toEqual([last.id]);
+    expect(await broker.inventory()).toEqual([]);
+    await strict.close();
+    await broker.close();
+  });
+});
