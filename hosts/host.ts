@@ -173,6 +173,8 @@ export class Host implements AsyncDisposable {
         errors.push({ target: `${this.name} teardown`, error: asError(error) });
       }
     }
+    // A server the test forgot to stop would outlive the checkin (and be there for the pool's next user).
+    await this.#session?.stopProcesses().catch(() => undefined);
     let pooled = false;
     try {
       pooled = (await this.#owner.release(this.#record)) === 'pooled';

@@ -94,6 +94,8 @@ export class Session {
   readonly #given: Transport | TransportFactory;
   #transport: Transport | undefined;
   #connecting: Promise<Transport> | undefined;
+  /** Processes started with `spawn` that still run. */
+  readonly #processes = new Set<HostProcess>();
 
   /** Takes a transport, or a factory that makes one on first use. */
   constructor(transport: Transport | TransportFactory) {
@@ -169,7 +171,19 @@ export class Session {
    */
   async spawn(cmd: string, options: ProcessOptions = {}): Promise<HostProcess> {
     if (typeof cmd !== 'string' || !cmd.trim()) throw new UserInputError('spawn needs a command, e.g. `python3 -m http.server 8080`.');
-    return startProcess(await this.connected(), this.label, cmd, wrapCommand(cmd, options), options);
+    const proc = await startProcess(await this.connected(), this.label, cmd, wrapCommand(cmd, options), options);
+    this.#processes.add(proc);
+    const forget = (): boolean => this.#processes.delete(proc);
+    proc.wait().then(forget, forget);
+    return proc;
+  }
+
+  /**
+   * Stops and reaps every process started with {@link spawn} that still runs (a host's checkin
+   * does this): closing a connection alone leaves them running under OpenSSH.
+   */
+  async stopProcesses(): Promise<void> {
+    await Promise.allSettled([...this.#processes].map((p) => p.stop()));
   }
 
   /** Reads a remote file. */

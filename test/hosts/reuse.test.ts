@@ -109,11 +109,15 @@ describe('warm reuse of local hosts', () => {
     const broker = new Broker({ directory });
     const host = await broker.checkout({ provider: 'local', reuse: true, reset: 'rm -f dirty' });
     await host.execute('touch dirty', { check: true });
+    // A process the test did not stop does not wait in the pool for the next user.
+    await host.spawn('exec sleep 1005');
     await host.checkin();
     {
       await using again = await broker.checkout({ provider: 'local', reuse: true, reset: 'exit 1' });
       expect(again.id).toBe(host.id);
       expect((await again.execute('test -e dirty')).status).toBe(1);
+      const procs = await again.execute(`for d in /proc/[0-9]*; do tr '\\0' ' ' < "$d/cmdline" 2>/dev/null; echo; done`, { check: true });
+      expect(procs.stdout).not.toContain('sleep 1005');
     }
     // The reset failed: released, not pooled.
     expect(await broker.inventory()).toEqual([]);
