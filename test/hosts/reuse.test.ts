@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,6 +15,8 @@ import { Broker } from '../../lib/broker/index.js';
 import { isProcessAlive } from '../../lib/identity.js';
 import type { HostRecord } from '../../lib/records.js';
 
+const VITEST = resolve('node_modules/vitest/vitest.mjs');
+const FIXTURES = resolve('lib/runners/vitest.ts');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const CHILD = resolve('test/hosts/reuse-child.ts');
 const directories: string[] = [];
@@ -151,6 +153,43 @@ describe('warm reuse of local hosts', () => {
     expect((await broker.emptyPool()).map((r) => r.id)).toEqual([last.id]);
     expect(await broker.inventory()).toEqual([]);
     await strict.close();
+    await broker.close();
+  });
+
+  it('a vitest fixture factory with reuse: true hands the next run the host the last run used', async () => {
+    const directory = await newDirectory();
+    const project = await mkdtemp(join(tmpdir(), 'hb-reuse-project-'));
+    directories.push(project);
+    await writeFile(join(project, 'vitest.config.mjs'), `export default { test: { include: ['*.test.ts'], pool: 'forks', hookTimeout: 60000 } };\n`);
+    await writeFile(
+      join(project, 'web.test.ts'),
+      `import { test as base, expect } from 'vitest';
+import { appendFileSync } from 'node:fs';
+import { hostbroker } from ${JSON.stringify(FIXTURES)};
+const hb = hostbroker({ broker: { directory: process.env.HB_DIR }, reuse: true });
+const test = base.extend('web', hb.host({ provider: 'local', reset: 'rm -f scratch' }));
+test('uses the host', async ({ web }) => {
+  await web.execute('test ! -e scratch && touch scratch', { check: true });
+  appendFileSync(process.env.HB_IDS, web.id + '\\n');
+});
+`,
+    );
+    const ids = join(project, 'ids');
+    for (let run = 0; run < 2; run++) {
+      const proc = spawn(process.execPath, [VITEST, 'run', '--root', project], {
+        env: { ...process.env, HB_DIR: directory, HB_IDS: ids },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      proc.stdout.on('data', (d: Buffer) => (output += String(d)));
+      proc.stderr.on('data', (d: Buffer) => (output += String(d)));
+      expect(await new Promise((r) => proc.on('close', r)), output).toBe(0);
+    }
+    const [first, second] = (await readFile(ids, 'utf8')).trim().split('\n');
+    expect(second).toBe(first);
+    const broker = new Broker({ directory });
+    expect(await broker.inventory()).toMatchObject([{ id: first, pooled: { recipe: expect.any(String) } }]);
+    await broker.emptyPool();
     await broker.close();
   });
 });
