@@ -15,6 +15,7 @@ import { hostname as machineHostname } from 'node:os';
 import type { Host } from '../../hosts/host.js';
 import { HostGroup } from '../../hosts/host-group.js';
 import { waitUntilReady } from '../../hosts/readiness.js';
+import { withDeadline } from '../concurrency.js';
 import { asError } from '../errors.js';
 import type { HostRecord } from '../records.js';
 import { mergeRequest } from '../requests.js';
@@ -24,6 +25,9 @@ import type { BrokerCore } from './core.js';
 import { releaseHostRecord } from './release.js';
 import { sessionFor } from './sessions.js';
 import type { CheckoutOptions, CheckoutRequest, ReuseMark } from './types.js';
+
+/** How long a pooled host has to answer `true` before it is taken for dead. */
+const ALIVE_MS = 5000;
 
 /** JSON with sorted keys, so equal recipes give equal text. */
 function stable(value: unknown): string {
@@ -90,7 +94,10 @@ export async function reuseCheckout<T extends Host>(
   const args = runtime.parseArgs(rawArgs);
   const instance = runtime.instance(req.instance).name;
   const bundles = [...core.settings.checkout.bundles, ...(req.bundles ?? [])];
-  const mark: ReuseMark = { recipe: recipeHash({ provider, instance, args, bundles, bundleVars: req.bundleVars ?? {} }), ...(req.reset ? { reset: req.reset } : {}) };
+  const mark: ReuseMark = {
+    recipe: recipeHash({ provider, instance, args, bundles, bundleVars: req.bundleVars ?? {} }),
+    ...(req.reset ? { reset: req.reset } : {}),
+  };
   const n = req.count ?? 1;
   const records = await core.store.list();
   await expireIdle(core, Date.now(), records);
@@ -110,7 +117,13 @@ export async function reuseCheckout<T extends Host>(
 }
 
 /** Claims up to `n` pooled hosts of the recipe, most recently pooled first, each checked to answer. */
-async function claimPooled<T extends Host>(core: BrokerCore, mark: ReuseMark, n: number, req: CheckoutOptions<T>, records: readonly HostRecord[]): Promise<T[]> {
+async function claimPooled<T extends Host>(
+  core: BrokerCore,
+  mark: ReuseMark,
+  n: number,
+  req: CheckoutOptions<T>,
+  records: readonly HostRecord[],
+): Promise<T[]> {
   const out: T[] = [];
   const matches = (r: HostRecord): boolean => r.pooled?.recipe === mark.recipe && r.owner === core.owner;
   const candidates = records.filter((r) => matches(r) && r.state === 'ready' && !r.kept).sort((a, b) => b.pooled!.at.localeCompare(a.pooled!.at));
@@ -125,9 +138,11 @@ async function claimPooled<T extends Host>(core: BrokerCore, mark: ReuseMark, n:
     const started = Date.now();
     try {
       // A pooled host may have died meanwhile (its container removed, the machine rebooted).
-      const alive = await host.execute('true', { timeout: 10_000, check: false });
+      // A dead host's SSH would be retried for the whole ssh.readyTimeout: a live one answers at once.
+      const alive = await withDeadline(host.execute('true', { timeout: ALIVE_MS, check: false }), ALIVE_MS, `pooled host ${claimed.name} answering \`true\``);
       if (alive.status !== 0) throw new Error(`\`true\` exited ${alive.status}`);
-      if (req.waitFor?.length) await waitUntilReady(host, req.waitFor, { timeout: Math.max(1, timeoutMs - (Date.now() - started)), ...(req.signal ? { signal: req.signal } : {}) });
+      if (req.waitFor?.length)
+        await waitUntilReady(host, req.waitFor, { timeout: Math.max(1, timeoutMs - (Date.now() - started)), ...(req.signal ? { signal: req.signal } : {}) });
       await host.setup();
     } catch (error) {
       core.logger.warn(`pooled host ${claimed.name} is not usable (${asError(error).message}); releasing it`, { id: claimed.id });
@@ -175,11 +190,18 @@ async function toPool(core: BrokerCore, record: HostRecord, mark: ReuseMark): Pr
   return true;
 }
 
+/** Expiry under way per Broker: a checkin of many hosts at once reads the inventory once for it. */
+const expiring = new WeakMap<BrokerCore, Promise<HostRecord[]>>();
+
 /** Releases this owner's pooled hosts idle longer than `checkout.reuseIdle`; the records released. */
-export async function expireIdle(core: BrokerCore, now = Date.now(), records?: readonly HostRecord[]): Promise<HostRecord[]> {
+export function expireIdle(core: BrokerCore, now = Date.now(), records?: readonly HostRecord[]): Promise<HostRecord[]> {
+  const running = expiring.get(core);
+  if (running) return running;
   const idleMs = toMs(core.settings.checkout.reuseIdle);
   const idle = (r: HostRecord): boolean => !!r.pooled && r.owner === core.owner && now - Date.parse(r.pooled.at) >= idleMs;
-  return releasePooled(core, idle, records);
+  const work = releasePooled(core, idle, records).finally(() => expiring.delete(core));
+  expiring.set(core, work);
+  return work;
 }
 
 /** Releases every pooled host of this owner (`checkin --pool`); the records released. */

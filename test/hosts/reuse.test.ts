@@ -126,6 +126,23 @@ describe('warm reuse of local hosts', () => {
     await broker.close();
   });
 
+  it('a pooled host that died is released and a fresh one is made', async () => {
+    const directory = await newDirectory();
+    const broker = new Broker({ directory, settings: { ssh: { readyTimeout: '2s' } } });
+    const first = await broker.checkout({ provider: 'local', reuse: true });
+    const record = first.record;
+    await first.checkin();
+    // The host's SSH server dies while the host waits in the pool.
+    process.kill((record.data as { pid: number }).pid, 'SIGKILL');
+    await broker.close();
+    const later = new Broker({ directory, settings: { ssh: { readyTimeout: '2s' } } });
+    await using second = await later.checkout({ provider: 'local', reuse: true });
+    expect(second.id).not.toBe(record.id);
+    expect((await second.execute('true')).status).toBe(0);
+    expect((await later.inventory()).map((r) => r.id)).toEqual([second.id]);
+    expect(existsSync(join(directory, 'local-hosts', record.id))).toBe(false);
+  });
+
   it('pooled hosts idle longer than checkout.reuseIdle are released by reap and by the next checkin; emptyPool releases the rest', async () => {
     const directory = await newDirectory();
     const broker = new Broker({ directory });
