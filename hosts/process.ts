@@ -44,22 +44,24 @@ export interface ProcessOptions extends OutputOptions, Pick<ExecOptions, 'env' |
 const KEEP = 1 << 20;
 const MARK = 'hbpid ';
 
-/** Runs the command as the leader of its own session and prints its pid first. */
+/** Runs the command as the leader of its own session and prints its pid and start time first. */
 function launcher(command: string): string {
   return (
     'read -r s < /proc/$$/stat 2>/dev/null; s=${s##*) }; set -- $s; g=; ' +
     '[ "$3" = "$$" ] || { command -v setsid >/dev/null 2>&1 && g=setsid; }; ' +
-    `printf '${MARK}%s\\n' $$; exec $g /bin/sh -c ${quote(command)}`
+    `printf '${MARK}%s %s\\n' $$ "\${20}"; exec $g /bin/sh -c ${quote(command)}`
   );
 }
 
 /**
  * Signals the session, the process group and the descendants of `pid` (never PID 1 or itself).
  * With `wait`, waits up to 5 s until they are gone (zombies count as gone: a container's PID 1
- * may never reap them) and prints those left.
+ * may never reap them) and prints those left. When `pid` now belongs to another process (its
+ * start time differs: the number was reused), nothing is ours any more and nothing is signalled.
  */
-export function treeSignalScript(pid: number, signal: RemoteSignal, wait: boolean): string {
+export function treeSignalScript(pid: number, started: string | undefined, signal: RemoteSignal, wait: boolean): string {
   const lines = [
+    ...(started ? [`if read -r s < /proc/${pid}/stat 2>/dev/null; then s=\${s##*) }; set -- $s; [ "\${20}" = ${quote(started)} ] || exit 0; fi`] : []),
     `list=$(for d in /proc/[0-9]*; do read -r s < "$d/stat" 2>/dev/null || continue; s=\${s##*) }; set -- $s; echo "\${d#/proc/} $2 $3 $4"; done |`,
     ` awk -v p=${pid} -v me=$$ '{ id[NR]=$1; pp[NR]=$2; if ($1==p || $3==p || $4==p) t[$1]=1 }`,
     ` END { do { c=0; for (i=1;i<=NR;i++) if (!(id[i] in t) && (pp[i] in t)) { t[id[i]]=1; c=1 } } while (c); for (k in t) if (k!=me && k!=1) print k }')`,
@@ -131,6 +133,8 @@ export class HostProcess implements AsyncDisposable {
   readonly command: string;
   /** The remote pid (the session leader of the command's tree), when the host reported it. */
   readonly pid: number | undefined;
+  /** The start time of `pid` (clock ticks since boot), to tell it from a later process with the same number. */
+  readonly #startedAt: string | undefined;
   /** The command's stdin; end it when done writing. */
   readonly stdin: Writable;
   readonly #transport: Transport;
@@ -155,6 +159,7 @@ export class HostProcess implements AsyncDisposable {
     label: string;
     command: string;
     pid: number | undefined;
+    startedAt: string | undefined;
     options: ProcessOptions;
   }) {
     this.#transport = init.transport;
@@ -164,6 +169,7 @@ export class HostProcess implements AsyncDisposable {
     this.#label = init.label;
     this.command = init.command;
     this.pid = init.pid;
+    this.#startedAt = init.startedAt;
     this.#options = init.options;
     this.stdin = init.raw.stdin;
     this.#exit = init.raw.exit;
@@ -276,7 +282,7 @@ export class HostProcess implements AsyncDisposable {
       this.#raw.kill(signal);
       return;
     }
-    const proc = await this.#transport.spawn(treeSignalScript(this.pid, signal, wait));
+    const proc = await this.#transport.spawn(treeSignalScript(this.pid, this.#startedAt, signal, wait));
     proc.stdin.end();
     proc.stdout.resume();
     proc.stderr.resume();
@@ -325,7 +331,7 @@ export async function startProcess(transport: Transport, label: string, command:
     err.end();
     stderrText?.(undefined);
   });
-  const pid = await new Promise<number | undefined>((resolve) => {
+  const marker = await new Promise<string | undefined>((resolve) => {
     let head: Buffer | undefined = Buffer.alloc(0);
     raw.stdout.on('data', (d: Buffer) => {
       if (head === undefined) {
@@ -339,7 +345,7 @@ export async function startProcess(transport: Transport, label: string, command:
       const first = head.subarray(0, Math.max(nl, 0)).toString();
       const rest = nl >= 0 && first.startsWith(MARK) ? head.subarray(nl + 1) : head;
       head = undefined;
-      resolve(first.startsWith(MARK) ? Number(first.slice(MARK.length)) : undefined);
+      resolve(first.startsWith(MARK) ? first.slice(MARK.length) : undefined);
       if (rest.length) {
         out.push(rest);
         stdoutText?.(rest);
@@ -359,7 +365,19 @@ export async function startProcess(transport: Transport, label: string, command:
       () => resolve(undefined),
     );
   });
-  return new HostProcess({ transport, raw, out, err, label, command, pid: Number.isInteger(pid) ? pid : undefined, options });
+  const [pidText, startedAt] = (marker ?? '').split(' ');
+  const pid = Number(pidText);
+  return new HostProcess({
+    transport,
+    raw,
+    out,
+    err,
+    label,
+    command,
+    pid: pidText && Number.isInteger(pid) && pid > 1 ? pid : undefined,
+    startedAt: startedAt && /^[0-9]+$/.test(startedAt) ? startedAt : undefined,
+    options,
+  });
 }
 
 /** A decoder feeding a text callback; `undefined` flushes it. */

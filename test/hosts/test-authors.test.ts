@@ -10,6 +10,7 @@ import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Host } from '../../hosts/host.js';
+import { treeSignalScript } from '../../hosts/process.js';
 import { Broker } from '../../lib/broker/index.js';
 import { CommandError, PartialFailureError, ReadinessError, UserInputError } from '../../lib/errors.js';
 import { SSHD_IMAGE, containersOfBroker, probeEngine, removeBrokerContainers, skipReason, tempDirectory } from '../helpers/engine.js';
@@ -111,6 +112,9 @@ describe.each(hostKinds)('on a $kind host', ({ container, request }) => {
     await expect(strict.wait()).rejects.toMatchObject({ code: 'COMMAND', status: 3, stderr: 'nope\n' });
 
     const sleeper = await host.spawn('exec sleep 1001');
+    // A pid whose start time is not the recorded one was reused by another process: left alone.
+    await host.execute(treeSignalScript(sleeper.pid!, '1', 'KILL', false), { check: true });
+    expect(await processesWith(host, 'sleep 1001')).toHaveLength(1);
     await sleeper.kill('TERM');
     const ended = await sleeper.wait();
     expect(ended.signal).toBe('TERM');
