@@ -65,6 +65,8 @@ export interface ReadinessTarget {
 interface Outcome {
   ok: boolean;
   detail: string;
+  /** The check inside an `all` that failed, described. */
+  failing?: string;
 }
 
 /** Longest a single try may take. */
@@ -109,7 +111,7 @@ export async function tryCheck(host: ReadinessTarget, check: ReadinessCheck, lim
     if ('all' in check) {
       for (const inner of check.all) {
         const o = await tryCheck(host, inner, limit);
-        if (!o.ok) return { ok: false, detail: `${describeCheck(inner)}: ${o.detail}` };
+        if (!o.ok) return { ok: false, detail: o.detail, failing: o.failing ?? describeCheck(inner) };
       }
       return { ok: true, detail: 'all passed' };
     }
@@ -215,7 +217,7 @@ export async function waitUntilReady(host: ReadinessTarget, given: ReadinessChec
       break;
     }
   }
-  const what = describeCheck(check);
+  const what = last.failing ?? describeCheck(check);
   throw new ReadinessError(
     `${host.name} was not ready within ${timeout} ms: ${what} never passed; last result: ${last.detail}. Check that the service starts, or raise the timeout.`,
     timeout,

@@ -201,7 +201,8 @@ describe('failed readiness on local', () => {
       .checkout({ provider: 'local', timeout: '8s', waitFor: [{ file: 'service.log', contains: 'listening' }, { command: 'true' }] })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ReadinessError);
-    expect(error).toMatchObject({ code: 'TIMEOUT', lastResult: expect.stringContaining('service.log') });
+    // The check of the list that never passed is named, with what it saw.
+    expect(error).toMatchObject({ code: 'TIMEOUT', check: 'service.log contains listening', lastResult: expect.stringContaining('service.log') });
     expect(await broker.inventory()).toEqual([]);
     // The local provider's host folder (its home and server) is gone.
     const root = `${broker.directory}/local-hosts`;
