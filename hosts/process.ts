@@ -223,13 +223,19 @@ export class HostProcess implements AsyncDisposable {
    * `check`, a status other than 0 rejects with a CommandError, unless this object stopped it.
    */
   async wait(): Promise<Result> {
+    const result = await this.#result();
+    if (this.#options.check && result.status !== 0 && !this.#sent) throw commandFailed(result, this.#label);
+    return result;
+  }
+
+  async #result(): Promise<Result> {
     const exit = await this.#exit;
     let signal = exit.signal?.replace(/^SIG/, '');
     let status = exit.status ?? (signal ? 128 + (SIGNAL_NUMBERS[signal] ?? 0) : 255);
     // A wrapper shell turns a signal into 128+N: the signal this object sent is the reason.
     if (!signal && this.#sent && status === 128 + SIGNAL_NUMBERS[this.#sent]!) signal = this.#sent;
     if (signal) status = exit.status ?? 128 + (SIGNAL_NUMBERS[signal] ?? 0);
-    const result: Result = {
+    return {
       command: this.command,
       status,
       stdout: this.#out.text(),
@@ -237,8 +243,6 @@ export class HostProcess implements AsyncDisposable {
       durationMs: Date.now() - this.#started,
       ...(signal ? { signal } : {}),
     };
-    if (this.#options.check && status !== 0 && !this.#sent) throw commandFailed(result, this.#label);
-    return result;
   }
 
   /** Sends a signal (default TERM) to every process of the command's tree; resolves once sent. */
@@ -257,14 +261,15 @@ export class HostProcess implements AsyncDisposable {
   }
 
   async #stop(timeout: number): Promise<Result> {
+    // Each kill command is bounded too: a host that went away must not hold the caller.
     if (!this.#exited) {
-      await this.#signalTree('TERM', false).catch(() => undefined);
-      if (!(await settlesWithin(this.#exit, timeout))) await this.#signalTree('KILL', true).catch(() => undefined);
+      await settlesWithin(this.#signalTree('TERM', false), KILL_COMMAND_MS);
+      if (!(await settlesWithin(this.#exit, timeout))) await settlesWithin(this.#signalTree('KILL', true), KILL_COMMAND_MS);
     }
-    // Whatever the command left running in its session goes too (the connection may be gone: then sshd ends it).
-    if (this.pid !== undefined) await this.#signalTree('KILL', true, false).catch(() => undefined);
+    // Whatever the command left running in its session goes too.
+    if (this.pid !== undefined) await settlesWithin(this.#signalTree('KILL', true, false), KILL_COMMAND_MS);
     if (!(await settlesWithin(this.#exit, 5000))) this.#raw.kill('KILL');
-    return this.wait().catch((error: unknown) => {
+    return this.#result().catch((error: unknown) => {
       // The connection dropped: nothing is left to wait for.
       return {
         command: this.command,
@@ -293,6 +298,9 @@ export class HostProcess implements AsyncDisposable {
     return this.stop().then(() => undefined);
   }
 }
+
+/** Longest one kill command of `stop()` may take. */
+const KILL_COMMAND_MS = 15_000;
 
 const SIGNAL_NUMBERS: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, SEGV: 11, PIPE: 13, ALRM: 14, TERM: 15 };
 

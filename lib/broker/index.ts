@@ -75,7 +75,9 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
 
   /**
    * Checks hosts in: teardown (for live Host objects), release, forget. Concurrent; one failure
-   * never stops the others; a record is removed only when its release succeeded.
+   * never stops the others; a record is removed only when its release succeeded. A live Host
+   * checked out with `reuse` goes back to the warm-reuse pool instead; pooled hosts idle longer
+   * than `checkout.reuseIdle` are released afterwards.
    */
   async checkin(target: HostTarget, options: CheckinOptions = {}): Promise<void> {
     try {
@@ -189,7 +191,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   /**
    * Removes what killed processes left behind: records stuck in `provisioning` whose process is
    * gone (released through their provider), and provider resources tagged by this broker whose
-   * record is gone or whose lease has passed.
+   * record is gone or whose lease has passed. Pooled hosts idle longer than `checkout.reuseIdle`
+   * are released first.
    */
   async reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
     const expired = await this.#expireIdle();
