@@ -116,6 +116,12 @@ export async function reuseCheckout<T extends Host>(
   }
 }
 
+/** Resolves when the host answers `true` within {@link ALIVE_MS}; rejects saying why not. */
+async function answers(host: Host, name: string): Promise<void> {
+  const r = await withDeadline(host.execute('true', { timeout: ALIVE_MS, check: false }), ALIVE_MS, `pooled host ${name} answering \`true\``);
+  if (r.status !== 0) throw new Error(`\`true\` exited ${r.status}`);
+}
+
 /** Claims up to `n` pooled hosts of the recipe, most recently pooled first, each checked to answer. */
 async function claimPooled<T extends Host>(
   core: BrokerCore,
@@ -130,17 +136,24 @@ async function claimPooled<T extends Host>(
   const timeoutMs = toMs(req.timeout ?? core.settings.checkout.timeout);
   for (const candidate of candidates) {
     if (out.length >= n || req.signal?.aborted) break;
+    // A pooled host may have died meanwhile (its container removed, the machine rebooted). The
+    // probe (`true`, harmless on a host another process takes) runs while the claim is written;
+    // a dead host's SSH would be retried for the whole ssh.readyTimeout, a live one answers at once.
+    const probe = answers(core.makeHost(candidate), candidate.name);
     // This checkout's reset command (or none) applies at its checkin.
-    const claimed = await claim(core, candidate.id, matches, { reset: mark.reset });
-    if (!claimed) continue;
+    const claimed = await claim(core, candidate.id, matches, { reset: mark.reset }).catch(async (error: unknown) => {
+      await probe.catch(() => undefined);
+      throw error;
+    });
+    if (!claimed) {
+      probe.catch(() => undefined); // another process took it: its answer no longer matters
+      continue;
+    }
     const host = core.makeHost(claimed, req.hostClass);
     core.held.set(host.id, host);
     const started = Date.now();
     try {
-      // A pooled host may have died meanwhile (its container removed, the machine rebooted).
-      // A dead host's SSH would be retried for the whole ssh.readyTimeout: a live one answers at once.
-      const alive = await withDeadline(host.execute('true', { timeout: ALIVE_MS, check: false }), ALIVE_MS, `pooled host ${claimed.name} answering \`true\``);
-      if (alive.status !== 0) throw new Error(`\`true\` exited ${alive.status}`);
+      await probe;
       if (req.waitFor?.length)
         await waitUntilReady(host, req.waitFor, { timeout: Math.max(1, timeoutMs - (Date.now() - started)), ...(req.signal ? { signal: req.signal } : {}) });
       await host.setup();
