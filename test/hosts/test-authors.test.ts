@@ -82,7 +82,10 @@ describe.each(hostKinds)('on a $kind host', ({ container, request }) => {
           env: { MARK: marker },
         });
         expect(server.pid).toBeGreaterThan(1);
-        await host.waitFor({ http: { port, path: '/index.html', body: `served-${marker}` } }, { timeout: 30_000 });
+        // Composed: the port accepts connections, and one of two checks passes (the command one never does).
+        await host.waitFor([{ port }, { any: [{ command: 'false' }, { http: { port, path: '/index.html', body: `served-${marker}` } }] }], {
+          timeout: 30_000,
+        });
         const address = host.address(port);
         if (container) expect(address.port).not.toBe(8080); // the published host port
         const response = await fetch(`http://${address.host}:${address.port}/index.html`);
