@@ -110,7 +110,9 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
           const released = await ctx.broker().emptyPool();
           return {
             data: released.map((r) => ({ id: r.id, name: r.name })),
-            text: released.length ? `released ${released.length} pooled host(s): ${released.map((r) => r.name).join(', ')}\n` : 'the warm-reuse pool is empty\n',
+            text: released.length
+              ? `released ${released.length} pooled host(s): ${released.map((r) => r.name).join(', ')}\n`
+              : 'the warm-reuse pool is empty\n',
           };
         }
         const records = await selectTargets(ctx, keys, opts, 'check in');
