@@ -4,8 +4,10 @@
  * through the Broker that made them.
  * @module
  */
-import { PartialFailureError, asError, type FailureEntry } from '../lib/errors.js';
+import { PartialFailureError, UserInputError, asError, type FailureEntry } from '../lib/errors.js';
 import type { HostRecord } from '../lib/records.js';
+import type { HostProcess, ProcessOptions } from './process.js';
+import type { Address, ReadinessCheck, WaitOptions } from './readiness.js';
 import type { ApplyConfig, PlanReport, SitePlan } from './config/index.js';
 import type { ExecOptions, Result } from './result.js';
 import type { Session } from './session.js';
@@ -14,8 +16,11 @@ import type { Session } from './session.js';
 export interface HostOwner {
   /** Opens (or reuses) the session for a record. */
   sessionFor(record: HostRecord): Session;
-  /** Releases the host's record through its provider and forgets it (the Host ran its teardown). */
-  release(record: HostRecord): Promise<void>;
+  /**
+   * Releases the host's record through its provider and forgets it (the Host ran its teardown);
+   * `'pooled'` when it went back to the warm-reuse pool instead (its session stays open).
+   */
+  release(record: HostRecord): Promise<void | 'pooled'>;
   /** Extends the host's lease. */
   extend(host: Host, options?: { lease?: string | number }): Promise<void>;
   /** The current record of a host id (after extend, the lease changed). */
@@ -26,7 +31,11 @@ export interface HostOwner {
 export interface HostInit {
   record: HostRecord;
   owner: HostOwner;
+  /** Default of `check` for `execute` (the Broker's `check` option). */
+  check?: boolean;
 }
+
+export type { Address } from './readiness.js';
 
 /** Constructor type for `hostClass`. */
 export type HostClass<H extends Host = Host> = new (init: HostInit) => H;
@@ -39,10 +48,16 @@ export class Host implements AsyncDisposable {
   #disposal: Promise<void> | undefined;
   /** Teardown runs once, even when a release is retried. */
   #tornDown = false;
+  /**
+   * Whether `execute` rejects with a CommandError on a status other than 0 unless told
+   * otherwise per call (`{ check: false }`). Default: the Broker's `check` option, else false.
+   */
+  check: boolean;
 
   constructor(init: HostInit) {
     this.#record = init.record;
     this.#owner = init.owner;
+    this.check = init.check ?? false;
   }
 
   /** Inventory record id. */
@@ -72,9 +87,49 @@ export class Host implements AsyncDisposable {
     return this.#session;
   }
 
-  /** Runs a command; a non-zero status is returned in the Result, not thrown. */
+  /**
+   * Runs a command. A non-zero status is returned in the Result, or, with `check` (per call or
+   * {@link Host.check}), rejects with a CommandError carrying the command, status and output tails.
+   */
   execute(command: string, options?: ExecOptions): Promise<Result> {
-    return this.session.run(command, options);
+    return this.session.run(command, { check: this.check, ...options });
+  }
+
+  /**
+   * Starts a long-running command and returns at once (see {@link HostProcess}):
+   * `await using server = await host.spawn('python3 -m http.server 8080')` stops it, and every
+   * process it started, at the end of the scope.
+   */
+  spawn(command: string, options?: ProcessOptions): Promise<HostProcess> {
+    return this.session.spawn(command, options);
+  }
+
+  /**
+   * Where this process connects to `port` of the host: its published port (containers, VM
+   * forwards), else `hostname:port`. A container port that was not published is a UserInputError.
+   */
+  address(port: number): Address {
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new UserInputError(`address() needs a port number from 1 to 65535, not ${JSON.stringify(port)}.`);
+    const mapped = this.#record.ports?.[String(port)];
+    if (mapped) return { host: mapped.host, port: mapped.port };
+    // A host with a port map (a container, a VM behind forwards) is reachable only through it.
+    if (this.#record.ports) {
+      const published = Object.keys(this.#record.ports ?? {});
+      throw new UserInputError(
+        `port ${port} of ${this.name} is not published, so this process cannot reach it${published.length ? ` (published: ${published.join(', ')})` : ''}; check out with \`ports: [${port}]\`.`,
+      );
+    }
+    return { host: this.#record.connection?.kind === 'ssh' ? this.#record.connection.host : this.hostname, port };
+  }
+
+  /**
+   * Waits until a readiness check passes (`{ port }`, `{ http }`, `{ command }`, `{ file, contains }`,
+   * or `{ all }`/`{ any }` of them); a TimeoutError names the check and its last result.
+   */
+  async waitFor(check: ReadinessCheck | readonly ReadinessCheck[], options?: WaitOptions): Promise<void> {
+    const { waitUntilReady } = await import('./readiness.js');
+    await waitUntilReady(this, check, options);
   }
 
   /** Applies a site plan in a mode (`install`, `clean`, ...); resolves to a report per step. See docs/configuration.md. */
@@ -118,12 +173,16 @@ export class Host implements AsyncDisposable {
         errors.push({ target: `${this.name} teardown`, error: asError(error) });
       }
     }
+    // A server the test forgot to stop would outlive the checkin (and be there for the pool's next user).
+    await this.#session?.stopProcesses().catch(() => undefined);
+    let pooled = false;
     try {
-      await this.#owner.release(this.#record);
+      pooled = (await this.#owner.release(this.#record)) === 'pooled';
     } catch (error) {
       errors.push({ target: `${this.name} release`, error: asError(error) });
     } finally {
-      await this.disconnect().catch(() => undefined);
+      // A pooled host keeps its connection for the next checkout in this process.
+      if (!pooled) await this.disconnect().catch(() => undefined);
     }
     if (errors.length === 1 && errors[0]!.target.endsWith('release')) throw errors[0]!.error;
     if (errors.length) throw new PartialFailureError(`checkin of ${this.name} had ${errors.length} error(s):`, errors);

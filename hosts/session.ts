@@ -12,7 +12,8 @@ import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CommandError, TimeoutError, UserInputError } from '../lib/errors.js';
 import { quote } from './quote.js';
-import type { ExecOptions, Result } from './result.js';
+import { commandFailed, type ExecOptions, type Result } from './result.js';
+import { follow, startProcess, type HostProcess, type ProcessOptions, type RemoteSignal } from './process.js';
 
 /** A process running on a host. */
 export interface RemoteProcess {
@@ -28,7 +29,7 @@ export interface RemoteProcess {
 }
 
 /** Signals a session can send to a remote process (names as SSH sends them, without SIG). */
-export type RemoteSignal = 'TERM' | 'KILL' | 'INT' | 'HUP' | 'QUIT';
+export type { RemoteSignal } from './process.js';
 
 /** Options for {@link Transport.spawn}. */
 export interface SpawnOptions {
@@ -93,6 +94,8 @@ export class Session {
   readonly #given: Transport | TransportFactory;
   #transport: Transport | undefined;
   #connecting: Promise<Transport> | undefined;
+  /** Processes started with `spawn` that still run. */
+  readonly #processes = new Set<HostProcess>();
 
   /** Takes a transport, or a factory that makes one on first use. */
   constructor(transport: Transport | TransportFactory) {
@@ -131,7 +134,9 @@ export class Session {
   /** Runs a command and collects its output. A non-zero status is returned, not thrown. */
   async run(cmd: string, options: ExecOptions = {}): Promise<Result> {
     const raw = await this.runRaw(cmd, options);
-    return { ...raw, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') };
+    const result = { ...raw, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') };
+    if (options.check && result.status !== 0) throw commandFailed(result, this.label);
+    return result;
   }
 
   /** Like {@link run} but keeps stdout and stderr as Buffers. */
@@ -143,6 +148,8 @@ export class Session {
     const err: Buffer[] = [];
     proc.stdout.on('data', (d: Buffer) => out.push(d));
     proc.stderr.on('data', (d: Buffer) => err.push(d));
+    if (options.onStdout) follow(proc.stdout, options.onStdout);
+    if (options.onStderr) follow(proc.stderr, options.onStderr);
     feedInput(proc, options.input);
 
     const exit = await this.waitFor(proc, cmd, options);
@@ -155,6 +162,28 @@ export class Session {
     const status = exit.status ?? (exit.signal ? 128 + (signalNumber(exit.signal) ?? 0) : 255);
     const result = { command: cmd, status, stdout: Buffer.concat(out), stderr, durationMs: Date.now() - started };
     return exit.signal ? { ...result, signal: exit.signal } : result;
+  }
+
+  /**
+   * Starts a long-running command and returns at once: its output as streams (and lines), its
+   * stdin, `wait()` for the Result and `kill()`; disposing it ends and reaps the whole remote
+   * process tree. See docs/hosts.md.
+   */
+  async spawn(cmd: string, options: ProcessOptions = {}): Promise<HostProcess> {
+    if (typeof cmd !== 'string' || !cmd.trim()) throw new UserInputError('spawn needs a command, e.g. `python3 -m http.server 8080`.');
+    const proc = await startProcess(await this.connected(), this.label, cmd, wrapCommand(cmd, options), options);
+    this.#processes.add(proc);
+    const forget = (): boolean => this.#processes.delete(proc);
+    proc.wait().then(forget, forget);
+    return proc;
+  }
+
+  /**
+   * Stops and reaps every process started with {@link spawn} that still runs (a host's checkin
+   * does this): closing a connection alone leaves them running under OpenSSH.
+   */
+  async stopProcesses(): Promise<void> {
+    await Promise.allSettled([...this.#processes].map((p) => p.stop()));
   }
 
   /** Reads a remote file. */

@@ -147,6 +147,25 @@ export class TimeoutError extends BrokerError {
   }
 }
 
+/** A readiness check (`host.waitFor`, checkout `waitFor`) never passed within its limit. */
+export class ReadinessError extends TimeoutError {
+  /** The check that never passed, described (e.g. `http GET :8080/ answers 2xx`). */
+  readonly check: string;
+  /** What the check saw the last time it ran. */
+  readonly lastResult: string;
+  /** The host it waited on. */
+  readonly host: string;
+  constructor(message: string, timeoutMs: number, details: { check: string; lastResult: string; host: string }, options: BrokerErrorOptions = {}) {
+    super(message, timeoutMs, options);
+    this.check = details.check;
+    this.lastResult = details.lastResult;
+    this.host = details.host;
+  }
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), timeoutMs: this.timeoutMs, check: this.check, lastResult: this.lastResult, host: this.host };
+  }
+}
+
 /**
  * An operation was given up through its `signal` (or Ctrl-C in the CLI). Says, as data, what was
  * released, what was kept (its release failed: check it in later) and what never started.
@@ -201,15 +220,33 @@ export class CommandError extends BrokerError {
   readonly status: number;
   readonly stdout: string;
   readonly stderr: string;
-  constructor(message: string, result: { command: string; status: number; stdout: string; stderr: string }, options: BrokerErrorOptions = {}) {
+  /** Signal name when the command was killed by a signal. */
+  readonly signal: string | undefined;
+  /** The host it ran on (its name), when known. */
+  readonly host: string | undefined;
+  constructor(
+    message: string,
+    result: { command: string; status: number; stdout: string; stderr: string; signal?: string; host?: string },
+    options: BrokerErrorOptions = {},
+  ) {
     super(message, options);
     this.command = result.command;
     this.status = result.status;
     this.stdout = result.stdout;
     this.stderr = result.stderr;
+    this.signal = result.signal;
+    this.host = result.host;
   }
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), command: this.command, status: this.status, stdout: this.stdout, stderr: this.stderr };
+    return {
+      ...super.toJSON(),
+      command: this.command,
+      status: this.status,
+      stdout: this.stdout,
+      stderr: this.stderr,
+      ...(this.signal ? { signal: this.signal } : {}),
+      ...(this.host ? { host: this.host } : {}),
+    };
   }
 }
 

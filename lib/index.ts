@@ -33,7 +33,10 @@ export { Session } from '../hosts/session.js';
 export type { HasSession, RemoteProcess, RemoteSignal, SpawnOptions, Tail, Transport, TransportFactory, WriteOptions } from '../hosts/session.js';
 export { SshTransport, fingerprint } from '../hosts/ssh-transport.js';
 export type { SshTransportOptions } from '../hosts/ssh-transport.js';
-export type { ExecOptions, Result } from '../hosts/result.js';
+export type { ExecOptions, OutputOptions, Result } from '../hosts/result.js';
+export { HostProcess } from '../hosts/process.js';
+export type { ProcessOptions } from '../hosts/process.js';
+export type { Address, HttpCheck, ReadinessCheck, WaitOptions } from '../hosts/readiness.js';
 export { quote, command } from '../hosts/quote.js';
 export {
   AbortedError,
@@ -44,6 +47,7 @@ export {
   MissingDependencyError,
   PartialFailureError,
   ProviderError,
+  ReadinessError,
   ScenarioError,
   SettingsError,
   TimeoutError,

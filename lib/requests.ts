@@ -27,6 +27,10 @@ export const CHECKOUT_OPTION_KEYS = [
   'waitForSsh',
   'deployment',
   'signal',
+  'waitFor',
+  'reuse',
+  'reset',
+  'reuseMark',
 ] as const;
 
 /** Reads an args file (JSON or YAML) whose top-level keys become arguments. */

@@ -66,6 +66,8 @@ export const CheckoutSettings = z.object({
   bundles: z.array(z.string()).default([]),
   /** Test fixtures (`hostbroker/vitest`, `hostbroker/jest`) keep a failed test's hosts instead of checking them in. */
   keepOnFailure: z.boolean().default(false),
+  /** Hosts in the warm-reuse pool (`checkout({ reuse: true })`) idle longer than this are released. */
+  reuseIdle: Duration.default('30m'),
 });
 export type CheckoutSettings = z.output<typeof CheckoutSettings>;
 

@@ -7,6 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Host, HostClass } from '../../hosts/host.js';
 import { HostGroup } from '../../hosts/host-group.js';
+import { type ReadinessCheck, validateCheck, waitUntilReady } from '../../hosts/readiness.js';
 import { abortReason, abortedBeforeStart, mapSettled, outcomes, signalOption, withAbort, withDeadline } from '../concurrency.js';
 import { AbortedError, BrokerError, PartialFailureError, ProviderError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { ProviderImplementation, ProvisionedHost } from '../provider.js';
@@ -37,6 +38,8 @@ interface Plan<T extends Host> {
   signal: AbortSignal | undefined;
   /** What this checkout is, for messages. */
   what: string;
+  /** Readiness checks before the host is handed out. */
+  waitFor: readonly ReadinessCheck[];
 }
 
 /** Checks out one host (no count) or a HostGroup. */
@@ -82,12 +85,14 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
     // listener count grows with the concurrency (Node warns past 10 on a signal it does not know to allow).
     signal: signal && unlimited(AbortSignal.any([signal])),
     what,
+    waitFor: (req.waitFor ?? []).map((c) => validateCheck(c, 'checkout waitFor')),
   };
   if (signal?.aborted) throw abortedBeforeStart(what, signal);
 
   const records = Array.from({ length: n }, (_, i) =>
     intentRecord(core, { provider, instance, args, nick, index: i, count: n, leaseMs, deployment: req.deployment }),
   );
+  if (req.reuseMark) for (const r of records) r.data = { ...r.data, reuse: req.reuseMark };
   await core.store.add(records);
   core.logger.info(`checking out ${n} host(s) from ${provider}`, { instance, ids: records.map((r) => r.id) });
 
@@ -154,6 +159,7 @@ function stopped(plan: Plan<Host>): AbortedError {
 /** Provisions one host and hands it out ready: recorded, reachable, bundles applied, set up. */
 async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, record: HostRecord, index: number): Promise<T> {
   const { runtime, impl } = plan;
+  const started = Date.now();
   const aborted = (): AbortedError => stopped(plan);
   const deadline = new AbortController();
   // The provider hears of the caller's abort and of the deadline through one signal.
@@ -204,6 +210,11 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
     if (plan.bundles.length) {
       const { applyBundles } = await import('../bundles.js');
       await withAbort(applyBundles(host, plan.bundles, core.settings, plan.bundleVars, { directory: core.directory }), plan.signal, aborted);
+    }
+    if (plan.waitFor.length) {
+      // Counted in the checkout's timeout: what is left of it after provisioning.
+      const timeout = Math.max(1, plan.timeoutMs - (Date.now() - started));
+      await withAbort(waitUntilReady(host, plan.waitFor, { timeout, ...(plan.signal ? { signal: plan.signal } : {}) }), plan.signal, aborted);
     }
     // setup() is the caller's code: it is not interrupted, only not started after an abort.
     if (plan.signal?.aborted) throw aborted();

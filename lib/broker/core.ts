@@ -29,6 +29,8 @@ export class BrokerCore {
   readonly brokerId: string;
   readonly owner: string;
   readonly hostClass: HostClass;
+  /** Default `check` of the hosts' `execute`. */
+  readonly check: boolean;
   /** Hosts this Broker checked out and still holds (disposing the Broker checks them in). */
   readonly held = new Map<string, Host>();
   /** One session per record, shared by every Host object of it. */
@@ -55,6 +57,7 @@ export class BrokerCore {
     this.owner = this.settings.owner ?? defaultOwner();
     this.hostClass = (options.hostClass as HostClass | undefined) ?? Host;
     this.#onProgress = options.onProgress;
+    this.check = options.check ?? false;
   }
 
   /** The runtime of a provider, or a UserInputError listing the known ones. */
@@ -86,7 +89,7 @@ export class BrokerCore {
   /** A Host object for a record (no provider is asked). */
   makeHost<T extends Host>(record: HostRecord, hostClass?: HostClass<T>): T {
     const Ctor = (hostClass ?? this.hostClass) as HostClass<T>;
-    return new Ctor({ record, owner: this.hostOwner });
+    return new Ctor({ record, owner: this.hostOwner, check: this.check });
   }
 
   /** Closes and forgets a record's session, if this Broker opened one (after checkin, keep or forget). */

@@ -20,7 +20,8 @@ import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
 import { extend } from './leases.js';
 import { reap, sync } from './reconcile.js';
-import { checkin, forget, keep, releaseHostRecord } from './release.js';
+import { checkin, forget, keep } from './release.js';
+import { emptyPool, expireIdle, releaseOrPool, reuseCheckout } from './reuse.js';
 import { sessionFor } from './sessions.js';
 import { findIn, resolveTarget } from './targets.js';
 import { type WatchOptions, watch } from './watch.js';
@@ -48,7 +49,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     this.owner = core.owner;
     core.hostOwner = {
       sessionFor: (record) => sessionFor(core, record),
-      release: (record) => releaseHostRecord(core, record),
+      release: (record) => releaseOrPool(core, record),
       extend: (host, opts) => extend(core, host, opts),
       recordOf: (id) => core.store.get(id),
     };
@@ -68,15 +69,39 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   checkout<T extends Host = H>(request: CheckoutRequest<T> & { count?: undefined }): Promise<T>;
   checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>>;
   checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
-    return checkout<T>(this.#core, request);
+    const core = this.#core;
+    if (request !== null && typeof request === 'object' && request.reuse === true) return reuseCheckout<T>(core, request, (r) => checkout<T>(core, r));
+    return checkout<T>(core, request);
   }
 
   /**
    * Checks hosts in: teardown (for live Host objects), release, forget. Concurrent; one failure
-   * never stops the others; a record is removed only when its release succeeded.
+   * never stops the others; a record is removed only when its release succeeded. A live Host
+   * checked out with `reuse` goes back to the warm-reuse pool instead; pooled hosts idle longer
+   * than `checkout.reuseIdle` are released afterwards.
    */
-  checkin(target: HostTarget, options: CheckinOptions = {}): Promise<void> {
-    return checkin(this.#core, target, options);
+  async checkin(target: HostTarget, options: CheckinOptions = {}): Promise<void> {
+    try {
+      await checkin(this.#core, target, options);
+    } finally {
+      await this.#expireIdle();
+    }
+  }
+
+  /**
+   * Releases every host of this owner waiting in the warm-reuse pool (`hostbroker checkin --pool`);
+   * resolves with their records. Hosts a checkout took meanwhile are left to it.
+   */
+  emptyPool(): Promise<HostRecord[]> {
+    return emptyPool(this.#core);
+  }
+
+  /** Pooled hosts idle longer than `checkout.reuseIdle` are released; a failure is only logged. */
+  async #expireIdle(): Promise<HostRecord[]> {
+    return expireIdle(this.#core).catch((error: unknown) => {
+      this.logger.warn('could not release idle pooled hosts', { error: asError(error).message });
+      return [];
+    });
   }
 
   /**
@@ -167,10 +192,13 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   /**
    * Removes what killed processes left behind: records stuck in `provisioning` whose process is
    * gone (released through their provider), and provider resources tagged by this broker whose
-   * record is gone or whose lease has passed.
+   * record is gone or whose lease has passed. Pooled hosts idle longer than `checkout.reuseIdle`
+   * are released first.
    */
-  reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
-    return reap(this.#core, provider);
+  async reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
+    const expired = await this.#expireIdle();
+    const result = await reap(this.#core, provider);
+    return { ...result, released: [...expired, ...result.released] };
   }
 
   /** Runs a provider action that creates no host. */

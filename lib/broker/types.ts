@@ -11,6 +11,7 @@ import type { ProviderArgs } from '../registry.js';
 import type { ArgumentDoc } from '../requests.js';
 import type { Duration, SettingsInput } from '../settings.js';
 import type { InventoryStore } from '../inventory/store.js';
+import type { ReadinessCheck } from '../../hosts/readiness.js';
 
 /** Most hosts one checkout may ask for. */
 export const MAX_COUNT = 1000;
@@ -33,6 +34,11 @@ export interface BrokerOptions<H extends Host = Host> {
   store?: InventoryStore;
   /** Called as multi-host work progresses (the CLI draws a progress line from it). */
   onProgress?: (event: ProgressEvent) => void;
+  /**
+   * `execute` on the hosts this Broker hands out rejects with a CommandError when a command
+   * exits non-zero (per call `{ check: false }` turns it off). Default false.
+   */
+  check?: boolean;
 }
 
 /** Progress of a multi-host operation. */
@@ -79,8 +85,32 @@ export interface CheckoutOptions<H extends Host = Host> {
    * It wins over `onPartialFailure: 'keep'`. A running `setup()` is not interrupted.
    */
   signal?: AbortSignal;
+  /**
+   * Readiness checks run before the host is handed out (after bundles, before `setup()`), within
+   * the checkout's `timeout`: a check that never passes releases the host and fails the checkout
+   * with a ReadinessError naming it and its last result. See docs/hosts.md.
+   */
+  waitFor?: readonly ReadinessCheck[];
+  /**
+   * Warm reuse: hand out a free, ready pooled host of this owner with the same recipe (provider,
+   * instance, arguments) instead of making one, and return hosts to the pool at checkin instead
+   * of releasing them. See docs/testing.md.
+   */
+  reuse?: boolean;
+  /** With `reuse`: a command run at checkin before the host goes back to the pool (a failure releases it). */
+  reset?: string;
   /** @internal deployment id (topologies). */
   deployment?: string;
+  /** @internal set by warm reuse: hosts made by this checkout return to the pool. */
+  reuseMark?: ReuseMark;
+}
+
+/** @internal What a host checked out with `reuse` carries (`data.reuse`): its recipe hash and reset command. */
+export interface ReuseMark {
+  recipe: string;
+  reset?: string;
+  /** Token of the claim that took it out of the pool last. */
+  claim?: string;
 }
 
 /** `{ provider, ...args }` for each known provider. */

@@ -34,7 +34,7 @@ export function hostTable(records: readonly HostRecord[], indexes: readonly numb
     r.name,
     r.connection?.kind === 'ssh' ? `${r.connection.username}@${r.connection.host}:${r.connection.port}` : r.hostname,
     r.instance && r.instance !== 'default' ? `${r.provider}::${r.instance}` : r.provider,
-    r.kept ? `${r.state} (kept)` : r.state,
+    r.kept ? `${r.state} (kept)` : r.pooled ? `${r.state} (pooled)` : r.state,
     r.owner,
     until(r.leaseExpires),
     r.deployment,

@@ -103,8 +103,18 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--filter <filter>', "only hosts matching, e.g. 'name<web,provider=local'")
     .option('--if-tests-passed <junit.xml>', 'only when this JUnit report has no failures; else keep the hosts')
     .option('--concurrency <n>', 'hosts released at once (default 16)', positiveInt)
-    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string; concurrency?: number }) =>
+    .option('--pool', 'release every host of yours waiting in the warm-reuse pool')
+    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string; concurrency?: number; pool?: boolean }) =>
       act(async () => {
+        if (opts.pool && !keys.length && !opts.all && !opts.filter) {
+          const released = await ctx.broker().emptyPool();
+          return {
+            data: released.map((r) => ({ id: r.id, name: r.name })),
+            text: released.length
+              ? `released ${released.length} pooled host(s): ${released.map((r) => r.name).join(', ')}\n`
+              : 'the warm-reuse pool is empty\n',
+          };
+        }
         const records = await selectTargets(ctx, keys, opts, 'check in');
         if (!records.length) return { data: [], text: 'no hosts matched; nothing checked in\n' };
         if (opts.ifTestsPassed) {

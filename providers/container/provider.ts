@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import type Dockerode from 'dockerode';
 import { ProviderError, TimeoutError, messageOf } from '../../lib/errors.js';
 import { type DiscoveredHost, type ProviderContext, implementProvider } from '../../lib/provider.js';
-import type { Connection, HostRecord } from '../../lib/records.js';
+import type { Connection, HostRecord, PortMap } from '../../lib/records.js';
 import { toMs } from '../../lib/settings.js';
 import { type ContainerArgs, type ContainerInstance, type RunArgs, type RunResult, SshArg, container as definition } from './definition.js';
 import { type Engine, connectEngine, engineError, engineMessage, isEngineGone, statusOf } from './engine.js';
@@ -231,6 +231,33 @@ function mappedPorts(info: Dockerode.ContainerInspectInfo): Record<string, numbe
   return out;
 }
 
+/**
+ * Where this process reaches each published TCP port (`"8080": { host, port }`), for
+ * `host.address()`; a binding on every address is reached at the publish address.
+ */
+export function portMapOf(info: Pick<Dockerode.ContainerInspectInfo, 'NetworkSettings'>, publishAddress: string): PortMap {
+  const out: PortMap = {};
+  for (const [key, bindings] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
+    const [port, protocol] = key.split('/');
+    const binding = bindings?.[0];
+    const hostPort = Number(binding?.HostPort);
+    if (protocol !== 'tcp' || !(hostPort > 0)) continue;
+    const ip = binding?.HostIp && binding.HostIp !== '0.0.0.0' && binding.HostIp !== '::' ? binding.HostIp : publishAddress;
+    out[port!] = { host: ip, port: hostPort };
+  }
+  return out;
+}
+
+/** The same from a container listing (sync). */
+function portMapOfListing(ports: Dockerode.Port[] | undefined, publishAddress: string): PortMap {
+  const out: PortMap = {};
+  for (const p of ports ?? []) {
+    if (p.Type !== 'tcp' || !p.PublicPort || out[String(p.PrivatePort)]) continue;
+    out[String(p.PrivatePort)] = { host: p.IP && p.IP !== '0.0.0.0' && p.IP !== '::' ? p.IP : publishAddress, port: p.PublicPort };
+  }
+  return out;
+}
+
 export default implementProvider(definition, {
   async checkout(args, target, ctx) {
     const instance = ctx.instanceSettings;
@@ -343,6 +370,7 @@ export default implementProvider(definition, {
         name,
         providerId: info.Id,
         connection,
+        ports: portMapOf(info, instance.publishAddress),
         data: { containerId: info.Id, image: args.image, engine: engine.where, ports: mappedPorts(info), ...(args.user ? { user: args.user } : {}) },
       };
     } catch (error) {
@@ -405,6 +433,7 @@ export default implementProvider(definition, {
         name,
         providerId: c.Id,
         connection,
+        ports: portMapOfListing(c.Ports, instance.publishAddress),
         data: { containerId: c.Id, image: c.Image, engine: engine.where, state: c.State },
       };
       if (labels.owner) host.owner = labels.owner;
