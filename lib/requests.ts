@@ -27,6 +27,7 @@ export const CHECKOUT_OPTION_KEYS = [
   'waitForSsh',
   'deployment',
   'signal',
+  'jump',
 ] as const;
 
 /** Reads an args file (JSON or YAML) whose top-level keys become arguments. */

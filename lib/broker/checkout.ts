@@ -10,8 +10,9 @@ import { HostGroup } from '../../hosts/host-group.js';
 import { abortReason, abortedBeforeStart, mapSettled, outcomes, signalOption, withAbort, withDeadline } from '../concurrency.js';
 import { AbortedError, BrokerError, PartialFailureError, ProviderError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { ProviderImplementation, ProvisionedHost } from '../provider.js';
-import type { HostRecord } from '../records.js';
+import type { HostRecord, JumpHost } from '../records.js';
 import { mergeRequest } from '../requests.js';
+import { parseJumpOption, withSshDefaults } from '../ssh-defaults.js';
 import { redact } from '../secrets.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
@@ -37,6 +38,8 @@ interface Plan<T extends Host> {
   signal: AbortSignal | undefined;
   /** What this checkout is, for messages. */
   what: string;
+  /** Jump hosts the request names (they win over the provider's and the settings'). */
+  jump: JumpHost[] | undefined;
 }
 
 /** Checks out one host (no count) or a HostGroup. */
@@ -82,6 +85,7 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
     // listener count grows with the concurrency (Node warns past 10 on a signal it does not know to allow).
     signal: signal && unlimited(AbortSignal.any([signal])),
     what,
+    jump: parseJumpOption(req.jump),
   };
   if (signal?.aborted) throw abortedBeforeStart(what, signal);
 
@@ -174,7 +178,7 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
       (current) => ({
         hostname: provisioned.hostname,
         name: provisioned.name ?? record.name,
-        connection: provisioned.connection,
+        connection: withSshDefaults(provisioned.connection, plan.jump, core.settings, (m) => core.logger.warn(m)),
         // What the provider noted through ctx.checkpoint stays.
         data: { ...current.data, ...redact(provisioned.data ?? {}, 'drop') },
         state: 'ready',

@@ -6,7 +6,7 @@ import type { Host, HostClass } from '../../hosts/host.js';
 import type { Filter } from '../filter.js';
 import type { Logger } from '../logger.js';
 import type { AnyProviderDefinition } from '../provider.js';
-import type { HostRecord } from '../records.js';
+import type { HostRecord, JumpHostInput } from '../records.js';
 import type { ProviderArgs } from '../registry.js';
 import type { ArgumentDoc } from '../requests.js';
 import type { Duration, SettingsInput } from '../settings.js';
@@ -79,6 +79,8 @@ export interface CheckoutOptions<H extends Host = Host> {
   signal?: AbortSignal;
   /** @internal deployment id (topologies). */
   deployment?: string;
+  /** Jump hosts to reach the hosts through, first to last (OpenSSH `ProxyJump`); wins over the provider's and settings `ssh.jump`. */
+  jump?: JumpHostInput[];
 }
 
 /** `{ provider, ...args }` for each known provider. */
