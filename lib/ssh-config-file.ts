@@ -61,7 +61,7 @@ function load(path: string, setting: true | string): SSHConfig | undefined {
 
 type Line = SSHConfig[number];
 
-function valueOf(line: { value: unknown }): string {
+function directiveValue(line: { value: unknown }): string {
   const v = line.value;
   return Array.isArray(v) ? v.map((p: { val: string }) => p.val).join(' ') : String(v);
 }
@@ -97,7 +97,7 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
     for (const line of lines) {
       if (line.type !== SSHConfig.DIRECTIVE || 'config' in line) continue;
       const key = line.param.toLowerCase();
-      if (!values.has(key)) values.set(key, valueOf(line));
+      if (!values.has(key)) values.set(key, directiveValue(line));
     }
   };
   take(config);
@@ -105,7 +105,7 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
     if (line.type !== SSHConfig.DIRECTIVE || !('config' in line)) continue;
     const section = line.param.toLowerCase();
     if (section === 'match') {
-      warn(`${path}: \`Match ${valueOf(line)}\` is ignored (hostbroker reads only Host blocks that name ${alias}); set what it says on the host instead.`);
+      warn(`${path}: \`Match ${directiveValue(line)}\` is ignored (hostbroker reads only Host blocks that name ${alias}); set what it says on the host instead.`);
       continue;
     }
     const patterns = names(line);
@@ -115,7 +115,7 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
     }
     const wild = patterns.filter((p) => /[*?!]/.test(p));
     if (wild.some((p) => !p.startsWith('!') && globMatches(p, alias)))
-      warn(`${path}: \`Host ${valueOf(line)}\` matches ${alias} but patterns are ignored; name ${alias} in a Host line or set what it says on the host.`);
+      warn(`${path}: \`Host ${directiveValue(line)}\` matches ${alias} but patterns are ignored; name ${alias} in a Host line or set what it says on the host.`);
   }
   const entry: SshConfigEntry = {};
   const hostName = values.get('hostname');
