@@ -1,9 +1,10 @@
 /**
  * Jump hosts (OpenSSH `ProxyJump a,b`): a chain of SSH connections, each opened through a channel
- * the previous one forwards, and the last forwarding a channel to the host itself. One chain is
- * shared by every connection to every host behind the same jump hosts in this process (keyed by
- * who logs in where), counted by its users, closed a little after the last one leaves, and
- * replaced by a fresh one once it drops (a bastion restart): the next connection opens it again.
+ * the previous one forwards, and the last forwarding a channel to the host itself. Each jump
+ * connection is shared by every connection in this process that goes through it (keyed by who
+ * logs in where, so `a` is shared by hosts behind `a` and behind `a,b`), counted by its users,
+ * closed a little after the last one leaves, and replaced by a fresh one once it drops (a
+ * bastion restart): the next connection opens it again.
  * @module
  */
 import type { Socket } from 'node:net';
@@ -31,17 +32,22 @@ export interface SeenKey {
   publicKey: string;
 }
 
+/**
+ * A connection to the last of `hops`, made through the chain of the hops before it (its
+ * `parent`, shared with everyone going only that far) or over TCP for the first.
+ */
 interface Chain {
   key: string;
-  clients: Client[];
-  /** The first hop's TCP socket: ref'd while any connection through the chain has work. */
+  client: Client;
+  parent: Chain | undefined;
+  /** The first hop's TCP socket: ref'd while any connection through any chain on it has work. */
   socket: Socket;
+  /** Links with work on this socket (kept on the first chain). */
+  root: { held: number };
   seen: SeenKey[];
   closed: boolean;
-  /** Links alive through the chain. */
+  /** Links and child chains alive through this chain. */
   users: number;
-  /** Links with work (ref'd). */
-  held: number;
   idle: NodeJS.Timeout | undefined;
 }
 
@@ -60,7 +66,7 @@ export function chainKey(hops: readonly JumpHost[]): string {
   return hops.map((h) => [hopLabel(h), h.privateKeyPath ?? '', h.passwordEnv ?? '', h.passphraseEnv ?? '', h.agent ? 'agent' : ''].join('|')).join(',');
 }
 
-/** How many chains are open in this process (for tests and diagnostics). */
+/** How many jump-host connections are open in this process (for tests and diagnostics). */
 export function openChains(): number {
   return chains.size;
 }
@@ -78,7 +84,7 @@ export async function jumpLink(
   for (let attempt = 0; ; attempt++) {
     const chain = await acquireChain(ssh2, hops, options);
     try {
-      const channel = await forward(chain.clients.at(-1)!, target.host, target.port, options.connectTimeout, hopLabel(hops.at(-1)!));
+      const channel = await forward(chain.client, target.host, target.port, options.connectTimeout, hopLabel(hops.at(-1)!));
       return { link: chainLink(chain, channel), seen: chain.seen };
     } catch (error) {
       releaseUser(chain);
@@ -118,58 +124,65 @@ async function acquireChain(ssh2: SshModule, hops: readonly JumpHost[], options:
 }
 
 async function openChain(ssh2: SshModule, key: string, hops: readonly JumpHost[], options: JumpOptions): Promise<Chain> {
-  const clients: Client[] = [];
-  const seen: SeenKey[] = [];
-  const first = tcpLink(hops[0]!.host, hops[0]!.port);
+  const hop = hops.at(-1)!;
+  const label = `jump host ${hopLabel(hop)}`;
+  const parent = hops.length > 1 ? await acquireChain(ssh2, hops.slice(0, -1), options) : undefined;
+  let link: Link;
+  let tcp: (Link & { socket: Socket }) | undefined;
   try {
-    for (const [i, hop] of hops.entries()) {
-      const label = `jump host ${hopLabel(hop)}`;
-      const link: Link = i === 0 ? first : bare(await forward(clients[i - 1]!, hop.host, hop.port, options.connectTimeout, hopLabel(hops[i - 1]!)));
-      const plan = authPlan(hop, options.auth, label, ssh2.utils);
-      let keyError: Error | undefined;
-      const client = await handshake(
-        ssh2.Client,
-        link,
-        {
-          username: hop.username,
-          ...plan.config,
-          hostVerifier: (raw: Buffer) => {
-            const seenFp = fingerprint(raw);
-            const pin = options.hostKeyPolicy === 'ignore' ? undefined : brokenPin(hop.hostKey, hop.hostPublicKey, seenFp);
-            if (pin) {
-              keyError = hostKeyChanged(label, pin, seenFp, hopLabel(hop));
-              return false;
-            }
-            seen[i] = { fingerprint: seenFp, publicKey: publicKeyLine(raw) };
-            return true;
-          },
-        },
-        options.connectTimeout,
-        label,
-        () => keyError,
-      ).catch((error: unknown) => {
-        if (isAuthFailure(error)) throw authError(plan, label, hop.username, error, hopLabel(hop));
-        if (error instanceof HostConnectionError || error instanceof UserInputError) throw error;
-        throw new HostConnectionError(`cannot reach ${label}: ${messageOf(error)}`, { cause: error, reason: 'unreachable', via: hopLabel(hop) });
-      });
-      clients.push(client);
-    }
+    link = parent
+      ? bare(await forward(parent.client, hop.host, hop.port, options.connectTimeout, hopLabel(hops.at(-2)!)))
+      : (tcp = tcpLink(hop.host, hop.port));
   } catch (error) {
-    for (const c of clients.reverse()) c.end();
-    first.destroy();
+    if (parent) releaseUser(parent);
     throw error;
   }
-  const chain: Chain = { key, clients, socket: first.socket, seen, closed: false, users: 0, held: 0, idle: undefined };
-  first.socket.unref();
-  for (const client of clients) {
-    const stop = keepalive(client, first, options.keepaliveInterval, options.keepaliveCountMax, () => closeChain(chain));
-    const drop = () => {
-      stop();
-      closeChain(chain);
-    };
-    client.on('close', drop);
-    client.on('error', drop);
+  const seen: SeenKey[] = [...(parent?.seen ?? [])];
+  const index = hops.length - 1;
+  let keyError: Error | undefined;
+  let client: Client;
+  try {
+    const plan = authPlan(hop, options.auth, label, ssh2.utils);
+    client = await handshake(
+      ssh2.Client,
+      link,
+      {
+        username: hop.username,
+        ...plan.config,
+        hostVerifier: (raw: Buffer) => {
+          const seenFp = fingerprint(raw);
+          const pin = options.hostKeyPolicy === 'ignore' ? undefined : brokenPin(hop.hostKey, hop.hostPublicKey, seenFp);
+          if (pin) {
+            keyError = hostKeyChanged(label, pin, seenFp, hopLabel(hop));
+            return false;
+          }
+          seen[index] = { fingerprint: seenFp, publicKey: publicKeyLine(raw) };
+          return true;
+        },
+      },
+      options.connectTimeout,
+      label,
+      () => keyError,
+    ).catch((error: unknown) => {
+      if (isAuthFailure(error)) throw authError(plan, label, hop.username, error, hopLabel(hop));
+      if (error instanceof HostConnectionError || error instanceof UserInputError) throw error;
+      throw new HostConnectionError(`cannot reach ${label}: ${messageOf(error)}`, { cause: error, reason: 'unreachable', via: hopLabel(hop) });
+    });
+  } catch (error) {
+    link.destroy();
+    if (parent) releaseUser(parent);
+    throw error;
   }
+  const socket = parent ? parent.socket : tcp!.socket;
+  const chain: Chain = { key, client, parent, socket, root: parent ? parent.root : { held: 0 }, seen, closed: false, users: 0, idle: undefined };
+  if (!parent) socket.unref();
+  const stop = keepalive(client, tcp ?? link, options.keepaliveInterval, options.keepaliveCountMax, () => closeChain(chain));
+  const drop = () => {
+    stop();
+    closeChain(chain);
+  };
+  client.on('close', drop);
+  client.on('error', drop);
   return chain;
 }
 
@@ -177,8 +190,9 @@ function closeChain(chain: Chain | undefined): void {
   if (!chain || chain.closed) return;
   chain.closed = true;
   if (chain.idle) clearTimeout(chain.idle);
-  for (const c of [...chain.clients].reverse()) c.end();
-  chain.socket.destroy();
+  chain.client.end();
+  if (chain.parent) releaseUser(chain.parent);
+  else chain.socket.destroy();
 }
 
 function releaseUser(chain: Chain): void {
@@ -199,7 +213,7 @@ function chainLink(chain: Chain, channel: ClientChannel): Link {
   const unref = () => {
     if (!held) return;
     held = false;
-    if (--chain.held === 0) chain.socket.unref();
+    if (--chain.root.held === 0) chain.socket.unref();
   };
   channel.once('close', () => {
     unref();
@@ -211,7 +225,7 @@ function chainLink(chain: Chain, channel: ClientChannel): Link {
     ref: () => {
       if (held || chain.closed) return;
       held = true;
-      chain.held++;
+      chain.root.held++;
       chain.socket.ref();
     },
     unref,

@@ -195,7 +195,10 @@ export class SshTransport implements Transport {
     let signal: string | undefined;
     let fail: (error: Error) => void = () => undefined;
     const exit = new Promise<{ status: number | null; signal?: string }>((resolve, reject) => {
-      fail = (error) => reject(new HostConnectionError(`the connection to ${this.label} dropped while \`${command}\` ran: ${error.message}`, { cause: error }));
+      fail = (error) =>
+        reject(
+          new HostConnectionError(`the connection to ${this.label} dropped while \`${command}\` ran: ${error.message}`, { cause: error, reason: 'dropped' }),
+        );
       conn.pending.add(fail);
       channel.on('exit', (code: number | null, signalName?: string) => {
         status = code;

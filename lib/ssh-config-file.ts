@@ -105,7 +105,9 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
     if (line.type !== SSHConfig.DIRECTIVE || !('config' in line)) continue;
     const section = line.param.toLowerCase();
     if (section === 'match') {
-      warn(`${path}: \`Match ${directiveValue(line)}\` is ignored (hostbroker reads only Host blocks that name ${alias}); set what it says on the host instead.`);
+      warn(
+        `${path}: \`Match ${directiveValue(line)}\` is ignored (hostbroker reads only Host blocks that name ${alias}); set what it says on the host instead.`,
+      );
       continue;
     }
     const patterns = names(line);
@@ -115,7 +117,9 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
     }
     const wild = patterns.filter((p) => /[*?!]/.test(p));
     if (wild.some((p) => !p.startsWith('!') && globMatches(p, alias)))
-      warn(`${path}: \`Host ${directiveValue(line)}\` matches ${alias} but patterns are ignored; name ${alias} in a Host line or set what it says on the host.`);
+      warn(
+        `${path}: \`Host ${directiveValue(line)}\` matches ${alias} but patterns are ignored; name ${alias} in a Host line or set what it says on the host.`,
+      );
   }
   const entry: SshConfigEntry = {};
   const hostName = values.get('hostname');
