@@ -18,6 +18,7 @@ import { SshTransport } from '../../hosts/ssh-transport.js';
 import { Session } from '../../hosts/session.js';
 import { Broker, HostConnectionError } from '../../lib/index.js';
 import type { JumpHost, SshConnection } from '../../lib/records.js';
+import { lookupSshConfig } from '../../lib/ssh-config-file.js';
 import { hostVars, renderSshConfig, type DeploymentMember } from '../../lib/topology/outputs.js';
 import { type Lab, labSkipReason, startLab } from './netns.js';
 
@@ -55,6 +56,30 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
   beforeAll(async () => {
     lab = await startLab();
     dir = await mkdtemp(join(tmpdir(), 'hb-jump-'));
+    // A pattern block first: were patterns applied, its User would win and the login fail.
+    await writeFile(
+      join(dir, 'ssh_config_user'),
+      [
+        'Host hb-lab-*',
+        '  User nobody',
+        'Match host hb-lab-target',
+        '  Port 2222',
+        'Host hb-lab-b1',
+        `  HostName ${lab.bastion1.host}`,
+        `  User ${lab.bastion1.username}`,
+        `  IdentityFile ${lab.bastion1.privateKeyPath}`,
+        'Host hb-lab-b2',
+        `  HostName ${lab.bastion2.host}`,
+        `  User ${lab.bastion2.username}`,
+        `  IdentityFile ${lab.bastion2.privateKeyPath}`,
+        'Host hb-lab-target',
+        `  HostName ${lab.target.host}`,
+        `  User ${lab.target.username}`,
+        `  IdentityFile ${lab.target.privateKeyPath}`,
+        '  ProxyJump hb-lab-b1,hb-lab-b2',
+        '',
+      ].join('\n'),
+    );
     broker = new Broker({
       directory: dir,
       settings: {
@@ -79,6 +104,10 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
               privateKeyPath: lab.target.privateKeyPath,
               jump: [hop(lab.bastion1), hop(lab.bastion2)],
             },
+            // Everything from the OpenSSH config: address, user, key and the two jump hosts.
+            { name: 'aliased', hostname: 'hb-lab-target', sshConfig: join(dir, 'ssh_config_user') },
+            // No jump of its own: the checkout request names it.
+            { name: 'plain', hostname: lab.target.host, username: lab.target.username, privateKeyPath: lab.target.privateKeyPath },
           ],
         },
       },
@@ -191,6 +220,33 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
     );
     expect(viaAnsibleArgs.stdout).toContain(lab.target.host);
   }, 120_000);
+
+  it('reads HostName, User, IdentityFile and ProxyJump from an OpenSSH config, ignoring Host patterns and Match with a warning', async () => {
+    const aliased = await broker.checkout({ provider: 'static', name: 'aliased' });
+    expect(await addressesOf(aliased)).toContain(lab.target.host);
+    const c = (await broker.find(aliased.id))!.connection as SshConnection;
+    expect(c).toMatchObject({ host: lab.target.host, port: 22, username: lab.target.username, privateKeyPath: lab.target.privateKeyPath });
+    expect(c.jump?.map((h) => [h.host, h.username, h.privateKeyPath])).toEqual([
+      [lab.bastion1.host, lab.bastion1.username, lab.bastion1.privateKeyPath],
+      [lab.bastion2.host, lab.bastion2.username, lab.bastion2.privateKeyPath],
+    ]);
+    await broker.checkin(aliased);
+    const warnings: string[] = [];
+    lookupSshConfig('hb-lab-target', join(dir, 'ssh_config_user'), (m) => warnings.push(m));
+    expect(warnings.some((w) => w.includes('Host hb-lab-*'))).toBe(true);
+    expect(warnings.some((w) => w.includes('Match host hb-lab-target'))).toBe(true);
+  });
+
+  it('takes the jump hosts from the checkout request', async () => {
+    await broker.checkin(two);
+    const plain = await broker.checkout({ provider: 'static', name: 'plain', jump: [hop(lab.bastion1), hop(lab.bastion2)] });
+    expect(await addressesOf(plain)).toContain(lab.target.host);
+    expect(((await broker.find(plain.id))!.connection as SshConnection).jump).toHaveLength(2);
+    await broker.checkin(plain);
+    await expect(broker.checkout({ provider: 'static', name: 'plain', jump: [{ host: lab.bastion1.host }] as never })).rejects.toMatchObject({
+      code: 'USER_INPUT',
+    });
+  });
 
   describe('logins', () => {
     let keys: string;
