@@ -131,16 +131,24 @@ export function lookupSshConfig(alias: string, setting: true | string, warn: (me
   const identity = values.get('identityfile');
   if (identity && identity.toLowerCase() !== 'none') entry.identityFile = expandHome(identity.replace(/^"|"$/g, ''));
   const proxyJump = values.get('proxyjump');
-  if (proxyJump) entry.jump = proxyJump.toLowerCase() === 'none' ? [] : proxyJump.split(',').map((hop) => jumpFrom(hop.trim(), setting, warn));
+  if (proxyJump) entry.jump = proxyJump.toLowerCase() === 'none' ? [] : parseProxyJump(proxyJump, setting, warn);
   return entry;
 }
 
+/**
+ * A ProxyJump value (`[user@]host[:port],...`, as `ssh -J` takes) as jump hosts; with `setting`,
+ * each host is also looked up in that OpenSSH config.
+ */
+export function parseProxyJump(value: string, setting?: true | string | false, warn: (message: string) => void = () => undefined): JumpHost[] {
+  return value.split(',').map((hop) => jumpFrom(hop.trim(), setting || undefined, warn));
+}
+
 /** One `[user@]host[:port]` of ProxyJump, its alias looked up in the same config. */
-function jumpFrom(spec: string, setting: true | string, warn: (message: string) => void): JumpHost {
+function jumpFrom(spec: string, setting: true | string | undefined, warn: (message: string) => void): JumpHost {
   const m = /^(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(spec.replace(/^ssh:\/\//, ''));
-  if (!m) throw new UserInputError(`ProxyJump entry \`${spec}\` in ${sshConfigPath(setting)} is not [user@]host[:port].`);
+  if (!m) throw new UserInputError(`jump host \`${spec}\`${setting ? ` in ${sshConfigPath(setting)}` : ''} is not [user@]host[:port].`);
   const alias = m[2]!.replace(/^\[|\]$/g, '');
-  const own = lookupSshConfig(alias, setting, warn);
+  const own = setting ? lookupSshConfig(alias, setting, warn) : {};
   return {
     host: own.hostName ?? alias,
     port: m[3] ? Number(m[3]) : (own.port ?? 22),

@@ -248,6 +248,34 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
     });
   });
 
+  it('takes the jump hosts from `hostbroker checkout --jump` (as ssh -J)', async () => {
+    const cliDir = await mkdtemp(join(tmpdir(), 'hb-jump-cli-'));
+    // One key for every hop: the command line names hosts, settings name the key.
+    const pub = await readFile(`${lab.target.privateKeyPath}.pub`, 'utf8');
+    for (const s of [lab.bastion1, lab.bastion2]) await appendFile(join(s.dir, 'authorized_keys'), pub);
+    await writeFile(
+      join(cliDir, 'broker_settings.yaml'),
+      `ssh: { privateKeyPath: ${lab.target.privateKeyPath} }\nstatic: { hosts: [{ name: plain, hostname: ${lab.target.host}, username: ${lab.target.username} }] }\n`,
+    );
+    const main = join(process.cwd(), process.env.HB_TEST_BUILT === '1' ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
+    const node = process.env.HB_TEST_BUILT === '1' ? [main] : ['--import', 'tsx', main];
+    const hb = (...args: string[]) => run(process.execPath, [...node, ...args], { env: { ...process.env, BROKER_DIRECTORY: cliDir, CI: '' }, timeout: 60_000 });
+    try {
+      const jump = `${lab.bastion1.username}@${lab.bastion1.host}:22,${lab.bastion2.username}@${lab.bastion2.host}`;
+      const [record] = JSON.parse((await hb('checkout', '--provider', 'static', '--name', 'plain', '--jump', jump, '--json')).stdout) as [
+        { connection: SshConnection },
+      ];
+      expect(record.connection.jump?.map((h) => `${h.username}@${h.host}:${h.port}`)).toEqual([
+        `${lab.bastion1.username}@${lab.bastion1.host}:22`,
+        `${lab.bastion2.username}@${lab.bastion2.host}:22`,
+      ]);
+      expect((await hb('ssh', 'plain', 'ip -o -4 addr show')).stdout).toContain(lab.target.host);
+    } finally {
+      await hb('checkin', '--all').catch(() => undefined);
+      await rm(cliDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   describe('logins', () => {
     let keys: string;
     let agent: ReturnType<typeof spawn> | undefined;
