@@ -99,6 +99,8 @@ export class SshTransport implements Transport {
   private everConnected = false;
   /** Recording of a first-seen host key, awaited before the connection is used. */
   private hostKeyWrite: Promise<void> | undefined;
+  /** Jump hosts whose first-seen key was reported (once per transport, not per connection). */
+  private readonly jumpKeysReported = new Set<number>();
   /** The last failed connect, shared with callers queued behind it so a dead host fails fast. */
   private lastFailure: { error: unknown; at: number } | undefined;
 
@@ -358,7 +360,9 @@ export class SshTransport implements Transport {
       if (!key) continue;
       const pin = this.options.hostKeyPolicy === 'ignore' ? undefined : brokenPin(hop.hostKey, hop.hostPublicKey, key.fingerprint);
       if (pin) throw hostKeyChanged(`jump host ${hopLabel(hop)} (for ${this.label})`, pin, key.fingerprint, hopLabel(hop));
-      if (!hop.hostPublicKey) await Promise.resolve(this.options.onJumpHostKey?.(i, key.fingerprint, key.publicKey)).catch(() => undefined);
+      if (hop.hostPublicKey || this.jumpKeysReported.has(i)) continue;
+      this.jumpKeysReported.add(i);
+      await Promise.resolve(this.options.onJumpHostKey?.(i, key.fingerprint, key.publicKey)).catch(() => undefined);
     }
   }
 
