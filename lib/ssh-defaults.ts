@@ -39,3 +39,9 @@ export function withSshDefaults(
   else delete out.jump;
   return out;
 }
+
+/** A provider's fresh view of a connection (sync) keeps the recorded jump hosts when it names none. */
+export function keepRoute(discovered: Connection | undefined, existing: Connection | undefined): Connection | undefined {
+  if (discovered?.kind !== 'ssh' || existing?.kind !== 'ssh' || discovered.jump || !existing.jump) return discovered;
+  return { ...discovered, jump: existing.jump };
+}
