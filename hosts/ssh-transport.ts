@@ -7,15 +7,15 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
-import { homedir, networkInterfaces } from 'node:os';
-import { join } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import type { Client, ClientChannel, ConnectConfig, ServerHostKeyAlgorithm } from 'ssh2';
-import { HostConnectionError, TimeoutError, UserInputError, importOptional, messageOf } from '../lib/errors.js';
-import { fingerprint, lineFingerprint, publicKeyLine } from '../lib/known-hosts.js';
+import { HostConnectionError, UserInputError, importOptional, messageOf } from '../lib/errors.js';
+import { fingerprint, publicKeyLine } from '../lib/known-hosts.js';
 import type { SshConnection } from '../lib/records.js';
 import type { RemoteProcess, RemoteSignal, SpawnOptions, Transport } from './session.js';
+import { authError, authPlan, isAuthFailure } from './ssh-auth.js';
+import { hopLabel, hostKeyChanged, jumpLink, type SeenKey } from './ssh-jump.js';
+import { brokenPin, handshake, keepalive, type Link, tcpLink } from './ssh-link.js';
 
 /** Tuning and credentials for {@link SshTransport}. */
 export interface SshTransportOptions {
@@ -38,6 +38,10 @@ export interface SshTransportOptions {
   defaultPrivateKeyPath?: string;
   /** Password env var used when the connection names none. */
   defaultPasswordEnv?: string;
+  /** Passphrase env var for encrypted keys, used when the connection names none. */
+  defaultPassphraseEnv?: string;
+  /** Log in with the ssh-agent (settings `ssh.agent`), when the connection does not say. */
+  defaultAgent?: boolean;
   /**
    * `record`: check against `connection.hostPublicKey` (else `hostKey`, the fingerprint) and
    * report a key not pinned yet; `ignore`: never check.
@@ -48,6 +52,8 @@ export interface SshTransportOptions {
    * seen that the connection does not pin in full yet (to record it).
    */
   onHostKey?: (fingerprint: string, publicKey: string) => void | Promise<void>;
+  /** Like `onHostKey`, for jump host `index` of `connection.jump` whose key is not pinned yet. */
+  onJumpHostKey?: (index: number, fingerprint: string, publicKey: string) => void | Promise<void>;
   /** Label for messages. */
   label?: string;
 }
@@ -55,7 +61,7 @@ export interface SshTransportOptions {
 interface PooledConnection {
   client: Client;
   /** Unref'd while no channel is open, so an idle connection never keeps the process alive. */
-  socket: Socket;
+  link: Link;
   active: number;
   /** Bulk transfer channels on this connection: parallel transfers go to different connections. */
   bulk: number;
@@ -64,10 +70,16 @@ interface PooledConnection {
   pending: Set<(error: Error) => void>;
 }
 
+type OptionalKeys = 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'defaultPassphraseEnv' | 'defaultAgent' | 'onHostKey' | 'onJumpHostKey';
+
 type SshModule = typeof import('ssh2');
 let ssh2Module: Promise<SshModule> | undefined;
 function loadSsh2(): Promise<SshModule> {
-  ssh2Module ??= importOptional('ssh2', 'SSH sessions', () => import('ssh2'));
+  // ssh2 is CommonJS: ESM sees `utils` only on its default export.
+  ssh2Module ??= importOptional('ssh2', 'SSH sessions', () => import('ssh2')).then((m) => ({
+    ...m,
+    utils: m.utils ?? (m as { default: SshModule }).default.utils,
+  }));
   return ssh2Module;
 }
 
@@ -76,8 +88,7 @@ export { fingerprint };
 /** SSH to one host. */
 export class SshTransport implements Transport {
   readonly label: string;
-  private readonly options: Required<Omit<SshTransportOptions, 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'onHostKey' | 'label'>> &
-    Pick<SshTransportOptions, 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'onHostKey'>;
+  private readonly options: Required<Omit<SshTransportOptions, OptionalKeys | 'label'>> & Pick<SshTransportOptions, OptionalKeys>;
   private readonly pool: PooledConnection[] = [];
   private opening = 0;
   private readonly waiters: Array<() => void> = [];
@@ -88,6 +99,8 @@ export class SshTransport implements Transport {
   private everConnected = false;
   /** Recording of a first-seen host key, awaited before the connection is used. */
   private hostKeyWrite: Promise<void> | undefined;
+  /** Jump hosts whose first-seen key was reported (once per transport, not per connection). */
+  private readonly jumpKeysReported = new Set<number>();
   /** The last failed connect, shared with callers queued behind it so a dead host fails fast. */
   private lastFailure: { error: unknown; at: number } | undefined;
 
@@ -184,7 +197,10 @@ export class SshTransport implements Transport {
     let signal: string | undefined;
     let fail: (error: Error) => void = () => undefined;
     const exit = new Promise<{ status: number | null; signal?: string }>((resolve, reject) => {
-      fail = (error) => reject(new HostConnectionError(`the connection to ${this.label} dropped while \`${command}\` ran: ${error.message}`, { cause: error }));
+      fail = (error) =>
+        reject(
+          new HostConnectionError(`the connection to ${this.label} dropped while \`${command}\` ran: ${error.message}`, { cause: error, reason: 'dropped' }),
+        );
       conn.pending.add(fail);
       channel.on('exit', (code: number | null, signalName?: string) => {
         status = code;
@@ -252,7 +268,7 @@ export class SshTransport implements Transport {
   private releaseSlot(conn: PooledConnection, bulk = false): void {
     conn.active = Math.max(0, conn.active - 1);
     if (bulk) conn.bulk = Math.max(0, conn.bulk - 1);
-    if (conn.active === 0) conn.socket.unref();
+    if (conn.active === 0) conn.link.unref();
     this.wake();
   }
 
@@ -261,16 +277,16 @@ export class SshTransport implements Transport {
   }
 
   private async open(): Promise<PooledConnection> {
-    const { Client } = await loadSsh2();
+    const ssh2 = await loadSsh2();
     const deadline = Date.now() + (this.everConnected ? 0 : this.options.readyTimeout);
     let delay = 200;
     let authFailures = 0;
     for (;;) {
       try {
-        const { client, socket } = await this.connectOnce(Client);
+        const { client, link } = await this.connectOnce(ssh2);
         await this.hostKeyWrite;
         this.everConnected = true;
-        const conn: PooledConnection = { client, socket, active: 0, bulk: 0, closed: false, pending: new Set() };
+        const conn: PooledConnection = { client, link, active: 0, bulk: 0, closed: false, pending: new Set() };
         let stopKeepalive = (): void => undefined;
         const drop = (error?: Error) => {
           stopKeepalive();
@@ -285,20 +301,30 @@ export class SshTransport implements Transport {
         };
         client.on('error', (e: Error) => drop(e));
         client.on('close', () => drop());
-        stopKeepalive = keepalive(client, socket, this.options.keepaliveInterval, this.options.keepaliveCountMax, () => {
+        link.unref();
+        stopKeepalive = keepalive(client, link, this.options.keepaliveInterval, this.options.keepaliveCountMax, () => {
           drop(new Error('Keepalive timeout'));
-          socket.destroy();
+          link.destroy();
         });
         return conn;
       } catch (error) {
         const msg = messageOf(error);
-        if (error instanceof UserInputError || /host key/i.test(msg)) throw error;
-        if (/authentication/i.test(msg) && ++authFailures >= 3) {
-          throw new HostConnectionError(`${this.label} refused the login: ${msg}. Check the username and key/password for this host.`, { cause: error });
-        }
+        const reason = error instanceof HostConnectionError ? error.reason : undefined;
+        if (error instanceof UserInputError || reason === 'passphrase' || reason === 'host-key' || /host key/i.test(msg)) throw error;
+        // A booting host may refuse logins until its keys are in place: a refusal counts only thrice.
+        if (reason === 'auth' && ++authFailures >= 3) throw error;
         if (Date.now() + delay > deadline) {
+          if (reason === 'auth') throw error;
           const waited = this.options.readyTimeout && !this.everConnected ? ` (kept trying for ${Math.round(this.options.readyTimeout / 1000)} s)` : '';
-          throw new HostConnectionError(`cannot connect to ${this.label}${waited}: ${msg}. Check that the host is up and SSH listens there.`, { cause: error });
+          const via = error instanceof HostConnectionError ? error.via : undefined;
+          throw new HostConnectionError(
+            `cannot connect to ${this.label}${waited}: ${msg}. Check that the host${via ? ` and its jump hosts are` : ' is'} up and SSH listens there.`,
+            {
+              cause: error,
+              reason: 'unreachable',
+              ...(via ? { via } : {}),
+            },
+          );
         }
         await sleep(delay);
         delay = Math.min(delay * 1.6, 3000);
@@ -306,101 +332,84 @@ export class SshTransport implements Transport {
     }
   }
 
-  private connectOnce(ClientClass: SshModule['Client']): Promise<{ client: Client; socket: Socket }> {
+  /** The TCP socket to the host, or a channel through its jump hosts (their keys checked). */
+  private async linkTo(ssh2: SshModule): Promise<Link> {
     const c = this.options.connection;
-    return new Promise((resolve, reject) => {
-      const socket: Socket = netConnect({ host: c.host, port: c.port });
-      socket.setNoDelay(true);
-      const client = new ClientClass();
-      let hostKeyError: Error | undefined;
-      const timer = setTimeout(() => {
-        socket.destroy();
-        client.end();
-        reject(new TimeoutError(`no SSH answer from ${this.label} within ${this.options.connectTimeout} ms`, this.options.connectTimeout));
-      }, this.options.connectTimeout);
-      const fail = (error: Error) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(hostKeyError ?? error);
-      };
-      // `on`, not `once`: before the handshake ssh2 may emit a second error (e.g. "Connection lost
-      // before handshake" after a reset), which would otherwise be an uncaught 'error' event.
-      socket.on('error', fail);
-      client.on('error', fail);
-      client.once('ready', () => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        client.off('error', fail);
-        resolve({ client, socket });
-      });
-      // Negotiate the pinned key's type: a host with several keys must show the pinned one.
-      const pinnedAlgorithms = this.options.hostKeyPolicy === 'ignore' ? undefined : hostKeyAlgorithms(this.knownPublicKey);
-      const config: ConnectConfig = {
-        sock: socket,
-        username: c.username,
-        // ssh2's keepalive timer cannot be unref'd: keepalive() below replaces it.
-        keepaliveInterval: 0,
-        readyTimeout: this.options.connectTimeout,
-        hostVerifier: (key: Buffer) => {
-          if (this.options.hostKeyPolicy === 'ignore') return true;
-          const seen = fingerprint(key);
-          // Both pins must hold: the fingerprint and the whole key (a record may carry either or both).
-          const pinned = [this.knownHostKey, this.knownPublicKey && lineFingerprint(this.knownPublicKey)].find((p) => p && p !== seen);
-          if (pinned) {
-            hostKeyError = new HostConnectionError(
-              `the host key of ${this.label} changed: hostbroker pinned ${pinned}, the host now presents ${seen}, so the connection was refused. ` +
-                'If the host was rebuilt on purpose, check it in and out again (or set ssh.hostKeyPolicy: ignore); otherwise someone may be intercepting the connection.',
-            );
-            return false;
-          }
-          if (!this.knownPublicKey) {
-            this.knownHostKey = seen;
-            this.knownPublicKey = publicKeyLine(key);
-            this.hostKeyWrite = Promise.resolve(this.options.onHostKey?.(seen, this.knownPublicKey)).catch(() => undefined);
-          }
-          return true;
-        },
-        ...(pinnedAlgorithms ? { algorithms: { serverHostKey: pinnedAlgorithms } } : {}),
-        ...this.credentials(),
-      };
-      try {
-        client.connect(config);
-      } catch (error) {
-        fail(error as Error);
-      }
+    if (!c.jump?.length) return tcpLink(c.host, c.port);
+    const { link, seen } = await jumpLink(ssh2, c.jump, c, {
+      connectTimeout: this.options.connectTimeout,
+      keepaliveInterval: this.options.keepaliveInterval,
+      keepaliveCountMax: this.options.keepaliveCountMax,
+      hostKeyPolicy: this.options.hostKeyPolicy,
+      auth: this.authDefaults(),
     });
+    try {
+      await this.checkJumpKeys(seen);
+    } catch (error) {
+      link.destroy();
+      throw error;
+    }
+    return link;
   }
 
-  private credentials(): Partial<ConnectConfig> {
+  /** A shared chain was opened with someone's pins: this connection's own must hold too. */
+  private async checkJumpKeys(seen: SeenKey[]): Promise<void> {
+    const hops = this.options.connection.jump ?? [];
+    for (const [i, hop] of hops.entries()) {
+      const key = seen[i];
+      if (!key) continue;
+      const pin = this.options.hostKeyPolicy === 'ignore' ? undefined : brokenPin(hop.hostKey, hop.hostPublicKey, key.fingerprint);
+      if (pin) throw hostKeyChanged(`jump host ${hopLabel(hop)} (for ${this.label})`, pin, key.fingerprint, hopLabel(hop));
+      if (hop.hostPublicKey || this.jumpKeysReported.has(i)) continue;
+      this.jumpKeysReported.add(i);
+      await Promise.resolve(this.options.onJumpHostKey?.(i, key.fingerprint, key.publicKey)).catch(() => undefined);
+    }
+  }
+
+  private authDefaults() {
+    return {
+      privateKeyPath: this.options.defaultPrivateKeyPath,
+      passwordEnv: this.options.defaultPasswordEnv,
+      passphraseEnv: this.options.defaultPassphraseEnv,
+      agent: this.options.defaultAgent,
+    };
+  }
+
+  private async connectOnce(ssh2: SshModule): Promise<{ client: Client; link: Link }> {
     const c = this.options.connection;
-    const keyPath = c.privateKeyPath ?? (c.passwordEnv ? undefined : this.options.defaultPrivateKeyPath);
-    const passwordEnv = c.passwordEnv ?? this.options.defaultPasswordEnv;
-    const out: Partial<ConnectConfig> = {};
-    if (keyPath) {
-      try {
-        out.privateKey = readFileSync(keyPath);
-      } catch (error) {
-        throw new UserInputError(`cannot read the private key ${keyPath} for ${this.label}: ${messageOf(error)}.`, { cause: error });
-      }
-    }
-    if (passwordEnv) {
-      const password = process.env[passwordEnv];
-      if (password === undefined)
-        throw new UserInputError(`the password for ${this.label} should be in the environment variable ${passwordEnv}, which is not set.`);
-      out.password = password;
-    }
-    if (!out.privateKey && !out.password) {
-      if (process.env.SSH_AUTH_SOCK) out.agent = process.env.SSH_AUTH_SOCK;
-      for (const name of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
-        try {
-          out.privateKey = readFileSync(join(homedir(), '.ssh', name));
-          break;
-        } catch {
-          // try the next default key
+    // Keys are read (and decrypted) before anything connects: a wrong passphrase fails at once.
+    const plan = authPlan(c, this.authDefaults(), this.label, ssh2.utils);
+    const link = await this.linkTo(ssh2);
+    let hostKeyError: Error | undefined;
+    // Negotiate the pinned key's type: a host with several keys must show the pinned one.
+    const pinnedAlgorithms = this.options.hostKeyPolicy === 'ignore' ? undefined : hostKeyAlgorithms(this.knownPublicKey);
+    const config: ConnectConfig = {
+      username: c.username,
+      hostVerifier: (key: Buffer) => {
+        if (this.options.hostKeyPolicy === 'ignore') return true;
+        const seen = fingerprint(key);
+        const pinned = brokenPin(this.knownHostKey, this.knownPublicKey, seen);
+        if (pinned) {
+          hostKeyError = hostKeyChanged(this.label, pinned, seen);
+          return false;
         }
-      }
+        if (!this.knownPublicKey) {
+          this.knownHostKey = seen;
+          this.knownPublicKey = publicKeyLine(key);
+          this.hostKeyWrite = Promise.resolve(this.options.onHostKey?.(seen, this.knownPublicKey)).catch(() => undefined);
+        }
+        return true;
+      },
+      ...(pinnedAlgorithms ? { algorithms: { serverHostKey: pinnedAlgorithms } } : {}),
+      ...plan.config,
+    };
+    try {
+      const client = await handshake(ssh2.Client, link, config, this.options.connectTimeout, this.label, () => hostKeyError);
+      return { client, link };
+    } catch (error) {
+      if (isAuthFailure(error)) throw authError(plan, this.label, c.username, error);
+      throw error;
     }
-    return out;
   }
 }
 
@@ -408,45 +417,7 @@ export class SshTransport implements Transport {
 function take(conn: PooledConnection, bulk: boolean): void {
   conn.active++;
   if (bulk) conn.bulk++;
-  conn.socket.ref();
-}
-
-/** The ssh2 client internals keepalive() uses (not in ssh2's types). */
-interface ClientInternals {
-  _protocol?: { ping?(): void };
-  _callbacks?: Array<() => void>;
-}
-
-/**
- * OpenSSH-style keepalive (a `keepalive@openssh.com` request every `intervalMs`; `countMax`
- * unanswered in a row end the connection) on an unref'd timer: ssh2's own timer is re-created on
- * every reply and would keep an idle process alive. Replies are matched in order through ssh2's
- * global-request callback queue, as ssh2 itself does. Stops when called; skipped (TCP keepalive
- * only) if ssh2's internals ever change shape.
- */
-function keepalive(client: Client, socket: Socket, intervalMs: number, countMax: number, onDead: () => void): () => void {
-  const c = client as unknown as ClientInternals;
-  if (!(intervalMs > 0)) return () => undefined;
-  if (typeof c._protocol?.ping !== 'function' || !Array.isArray(c._callbacks)) {
-    socket.setKeepAlive(true, intervalMs);
-    return () => undefined;
-  }
-  let unanswered = 0;
-  const timer = setInterval(() => {
-    if (++unanswered > countMax) {
-      clearInterval(timer);
-      onDead();
-      return;
-    }
-    try {
-      c._callbacks!.push(() => (unanswered = 0));
-      c._protocol!.ping!();
-    } catch {
-      // The connection is closing: its 'close' stops this timer.
-    }
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  conn.link.ref();
 }
 
 function openChannel<T>(client: Client, command: string, options: SpawnOptions, onOpen: (channel: ClientChannel) => T): Promise<T> {

@@ -129,10 +129,41 @@ export interface DanglingHost {
   data?: Record<string, unknown>;
 }
 
+/** Why a {@link HostConnectionError} happened, for callers that branch on it. */
+export type HostConnectionReason = 'auth' | 'passphrase' | 'host-key' | 'unreachable' | 'dropped';
+
+/** What {@link HostConnectionError} may say beyond its message. */
+export interface HostConnectionErrorOptions extends BrokerErrorOptions {
+  reason?: HostConnectionReason;
+  /** Login methods tried, in order (e.g. `agent`, `publickey /path/key`, `password $ENV`): names, never secrets. */
+  methodsTried?: string[];
+  /** Login methods the server still accepted when it refused the last one. */
+  methodsAccepted?: string[];
+  /** The jump host (`user@host:port`) the failure happened at, when it was not the host itself. */
+  via?: string;
+}
+
 /** A host could not be reached, refused the login, or dropped the connection. */
 export class HostConnectionError extends BrokerError {
   override readonly code = 'HOST_CONNECTION' as const;
   static override readonly exitCode = 5;
+  readonly reason: HostConnectionReason | undefined;
+  readonly methodsTried: string[] | undefined;
+  readonly methodsAccepted: string[] | undefined;
+  readonly via: string | undefined;
+
+  constructor(message: string, options: HostConnectionErrorOptions = {}) {
+    super(message, options);
+    this.reason = options.reason;
+    this.methodsTried = options.methodsTried;
+    this.methodsAccepted = options.methodsAccepted;
+    this.via = options.via;
+  }
+
+  override toJSON(): Record<string, unknown> {
+    const extra = { reason: this.reason, methodsTried: this.methodsTried, methodsAccepted: this.methodsAccepted, via: this.via };
+    return { ...super.toJSON(), ...Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined)) };
+  }
 }
 
 /** An operation did not finish within its limit. */

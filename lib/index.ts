@@ -89,7 +89,8 @@ export type { ProviderArgs } from './registry.js';
 export type { ArgumentDoc } from './requests.js';
 export { loadSettings, parseSettings, toMs, SETTINGS_FILE, SettingsSchema } from './settings.js';
 export type { Duration, Settings, SettingsInput } from './settings.js';
-export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, PortMap, Recipe, SshConnection } from './records.js';
+export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, JumpHost, JumpHostInput, PortMap, Recipe, SshConnection } from './records.js';
+export type { HostConnectionReason } from './errors.js';
 // Topologies (broker.up / broker.deployment).
 export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig, MetadataSchema, ProvisioningSchema } from './topology/index.js';
 export type {

@@ -57,8 +57,10 @@ export function renderKnownHosts(records: readonly HostRecord[]): string {
   const lines = new Set<string>();
   for (const r of records) {
     const c = r.connection;
-    if (c?.kind !== 'ssh' || !c.hostPublicKey) continue;
-    lines.add(`${knownHostsPattern(c.host, c.port)} ${c.hostPublicKey}`);
+    if (c?.kind !== 'ssh') continue;
+    if (c.hostPublicKey) lines.add(`${knownHostsPattern(c.host, c.port)} ${c.hostPublicKey}`);
+    // Jump hosts too: `ProxyJump` in the OpenSSH config checks them against this file.
+    for (const hop of c.jump ?? []) if (hop.hostPublicKey) lines.add(`${knownHostsPattern(hop.host, hop.port)} ${hop.hostPublicKey}`);
   }
   const body = [...lines].sort().join('\n');
   return `# Host keys of the hosts in this hostbroker directory; rewritten from the inventory, do not edit.\n${body}${body ? '\n' : ''}`;
@@ -82,6 +84,16 @@ export function pinHostKey(record: HostRecord | undefined, seenFingerprint: stri
     changed = true;
   }
   return changed;
+}
+
+/** Records the key jump host `index` of the record showed (as {@link pinHostKey}). True when something changed. */
+export function pinJumpHostKey(record: HostRecord | undefined, index: number, seenFingerprint: string, publicKey: string): boolean {
+  const c = record?.connection;
+  const hop = c?.kind === 'ssh' ? c.jump?.[index] : undefined;
+  if (!hop || hop.hostPublicKey || (hop.hostKey && hop.hostKey !== seenFingerprint) || lineFingerprint(publicKey) !== seenFingerprint) return false;
+  hop.hostKey = seenFingerprint;
+  hop.hostPublicKey = stripComment(publicKey);
+  return true;
 }
 
 /**

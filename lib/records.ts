@@ -12,6 +12,28 @@ export type HostState = z.infer<typeof HostState>;
 /** A public key in OpenSSH's one-line form without comment: `ssh-ed25519 AAAA...`. */
 export const PUBLIC_KEY_LINE = /^[a-z][a-z0-9@.-]* [A-Za-z0-9+/]+={0,2}$/;
 
+/**
+ * One jump host (bastion) on the way to a host, like one entry of OpenSSH `ProxyJump a,b`.
+ * Secrets are referenced, never stored.
+ */
+export const JumpHost = z.object({
+  host: z.string().min(1),
+  port: z.number().int().positive().default(22),
+  username: z.string().min(1),
+  privateKeyPath: z.string().optional(),
+  passwordEnv: z.string().optional(),
+  /** Log in with the keys of the ssh-agent at `$SSH_AUTH_SOCK`. */
+  agent: z.boolean().optional(),
+  /** Environment variable holding the passphrase of an encrypted `privateKeyPath`. */
+  passphraseEnv: z.string().optional(),
+  /** The jump host's key, pinned like a host's (`SHA256:...` and the key line). */
+  hostKey: z.string().optional(),
+  hostPublicKey: z.string().regex(PUBLIC_KEY_LINE, 'an OpenSSH public key line: `<type> <base64>`').optional(),
+});
+export type JumpHost = z.infer<typeof JumpHost>;
+/** A jump host as written (the port may be left out). */
+export type JumpHostInput = z.input<typeof JumpHost>;
+
 /** How to reach a host over SSH. Secrets are referenced, never stored. */
 export const SshConnection = z.object({
   kind: z.literal('ssh'),
@@ -29,6 +51,14 @@ export const SshConnection = z.object({
    * `<broker directory>/known_hosts` lists and every later connection must present.
    */
   hostPublicKey: z.string().regex(PUBLIC_KEY_LINE, 'an OpenSSH public key line: `<type> <base64>`, e.g. `ssh-ed25519 AAAA...`').optional(),
+  /** Jump hosts to go through, first to last (OpenSSH `ProxyJump`). */
+  jump: z.array(JumpHost).optional(),
+  /** Log in with the keys of the ssh-agent at `$SSH_AUTH_SOCK`. */
+  agent: z.boolean().optional(),
+  /** Forward the ssh-agent to the host (OpenSSH `ForwardAgent yes`). */
+  forwardAgent: z.boolean().optional(),
+  /** Environment variable holding the passphrase of an encrypted `privateKeyPath`. */
+  passphraseEnv: z.string().optional(),
 });
 export type SshConnection = z.infer<typeof SshConnection>;
 

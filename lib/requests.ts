@@ -31,6 +31,7 @@ export const CHECKOUT_OPTION_KEYS = [
   'reuse',
   'reset',
   'reuseMark',
+  'jump',
 ] as const;
 
 /** Reads an args file (JSON or YAML) whose top-level keys become arguments. */

@@ -11,6 +11,7 @@ import { parseYamlStrict as parseYaml } from './yaml.js';
 import { z } from 'zod';
 import { SettingsError } from './errors.js';
 import { BROKER_TOP_LEVEL_KEYS, fromBrokerSettings } from './settings-broker.js';
+import { JumpHost } from './records.js';
 
 /** A duration: milliseconds, or a string like `90s`, `30m`, `4h`, `2d`. */
 export const Duration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'use a number of ms or e.g. 90s, 30m, 4h, 2d')]);
@@ -50,6 +51,17 @@ export const SshSettings = z.object({
   bulkStreams: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
   /** `record`: remember the host key on first use, refuse a changed one. `ignore`: never check. */
   hostKeyPolicy: z.enum(['record', 'ignore']).default('record'),
+  /** Jump hosts for SSH hosts that name none (OpenSSH `ProxyJump`), first to last. */
+  jump: z.array(JumpHost).optional(),
+  /** Log in with the ssh-agent at `$SSH_AUTH_SOCK` (also tried when a host names no key or password). */
+  agent: z.boolean().optional(),
+  /** Environment variable holding the passphrase of encrypted keys that name none. */
+  passphraseEnv: z.string().optional(),
+  /**
+   * Read the OpenSSH client config (`true`: `~/.ssh/config`, or this path) for each SSH host:
+   * HostName, Port, User, IdentityFile and ProxyJump fill what hostbroker was not told.
+   */
+  sshConfig: z.union([z.boolean(), z.string().min(1)]).optional(),
 });
 export type SshSettings = z.output<typeof SshSettings>;
 

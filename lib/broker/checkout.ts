@@ -11,8 +11,9 @@ import { type ReadinessCheck, validateCheck, waitUntilReady } from '../../hosts/
 import { abortReason, abortedBeforeStart, mapSettled, outcomes, signalOption, withAbort, withDeadline } from '../concurrency.js';
 import { AbortedError, BrokerError, PartialFailureError, ProviderError, UserInputError, asError, type FailureEntry } from '../errors.js';
 import type { ProviderImplementation, ProvisionedHost } from '../provider.js';
-import type { HostRecord } from '../records.js';
+import type { HostRecord, JumpHost } from '../records.js';
 import { mergeRequest } from '../requests.js';
+import { parseJumpOption, withSshDefaults } from '../ssh-defaults.js';
 import { redact } from '../secrets.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
@@ -40,6 +41,8 @@ interface Plan<T extends Host> {
   what: string;
   /** Readiness checks before the host is handed out. */
   waitFor: readonly ReadinessCheck[];
+  /** Jump hosts the request names (they win over the provider's and the settings'). */
+  jump: JumpHost[] | undefined;
 }
 
 /** Checks out one host (no count) or a HostGroup. */
@@ -86,6 +89,7 @@ export async function checkout<T extends Host>(core: BrokerCore, request: Checko
     signal: signal && unlimited(AbortSignal.any([signal])),
     what,
     waitFor: (req.waitFor ?? []).map((c) => validateCheck(c, 'checkout waitFor')),
+    jump: parseJumpOption(req.jump),
   };
   if (signal?.aborted) throw abortedBeforeStart(what, signal);
 
@@ -180,7 +184,7 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
       (current) => ({
         hostname: provisioned.hostname,
         name: provisioned.name ?? record.name,
-        connection: provisioned.connection,
+        connection: withSshDefaults(provisioned.connection, plan.jump, core.settings, (m) => core.logger.warn(m)),
         // What the provider noted through ctx.checkpoint stays.
         data: { ...current.data, ...redact(provisioned.data ?? {}, 'drop') },
         state: 'ready',

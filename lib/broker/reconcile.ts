@@ -8,6 +8,7 @@ import { hostname as machineHostname } from 'node:os';
 import { asError } from '../errors.js';
 import { isProcessAlive } from '../identity.js';
 import { keepPinnedKey } from '../known-hosts.js';
+import { keepRoute } from '../ssh-defaults.js';
 import type { HostRecord } from '../records.js';
 import { redact } from '../secrets.js';
 import { toMs, type Duration } from '../settings.js';
@@ -56,7 +57,7 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
             const busy = current.state === 'provisioning' || current.state === 'releasing';
             return {
               hostname: d.hostname,
-              connection: keepPinnedKey(d.connection, current.connection),
+              connection: keepRoute(keepPinnedKey(d.connection, current.connection), current.connection),
               state: busy ? current.state : 'ready',
               ...(d.providerId ? { providerId: d.providerId } : {}),
               ...(d.data ? { data: redact(d.data, 'drop') } : {}),

@@ -6,7 +6,7 @@
 import { Session } from '../../hosts/session.js';
 import { SshTransport } from '../../hosts/ssh-transport.js';
 import { HostConnectionError, asError } from '../errors.js';
-import { knownHostsPath, pinHostKey, syncKnownHosts as writeKnownHosts } from '../known-hosts.js';
+import { knownHostsPath, pinHostKey, pinJumpHostKey, syncKnownHosts as writeKnownHosts } from '../known-hosts.js';
 import type { HostRecord } from '../records.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
@@ -34,8 +34,11 @@ export function sessionFor(core: BrokerCore, record: HostRecord): Session {
         hostKeyPolicy: ssh.hostKeyPolicy,
         ...(ssh.privateKeyPath ? { defaultPrivateKeyPath: ssh.privateKeyPath } : {}),
         ...(ssh.passwordEnv ? { defaultPasswordEnv: ssh.passwordEnv } : {}),
+        ...(ssh.passphraseEnv ? { defaultPassphraseEnv: ssh.passphraseEnv } : {}),
+        ...(ssh.agent !== undefined ? { defaultAgent: ssh.agent } : {}),
         label: `${record.name} (${connection.username}@${connection.host}:${connection.port})`,
         onHostKey: (fp, publicKey) => recordHostKey(core, record.id, fp, publicKey),
+        onJumpHostKey: (index, fp, publicKey) => recordJumpHostKey(core, record.id, index, fp, publicKey),
       }),
     );
   } else {
@@ -57,6 +60,15 @@ async function recordHostKey(core: BrokerCore, id: string, fingerprint: string, 
   await core.store.patch(id, (current) => {
     const next = structuredClone(current);
     return pinHostKey(next, fingerprint, publicKey) ? { connection: next.connection } : undefined;
+  });
+  await syncKnownHosts(core);
+}
+
+/** Pins the key a jump host of the record showed on its first connection through it. */
+async function recordJumpHostKey(core: BrokerCore, id: string, index: number, fingerprint: string, publicKey: string): Promise<void> {
+  await core.store.patch(id, (current) => {
+    const next = structuredClone(current);
+    return pinJumpHostKey(next, index, fingerprint, publicKey) ? { connection: next.connection } : undefined;
   });
   await syncKnownHosts(core);
 }

@@ -6,7 +6,7 @@ import type { Host, HostClass } from '../../hosts/host.js';
 import type { Filter } from '../filter.js';
 import type { Logger, LoggerStyle } from '../logger.js';
 import type { AnyProviderDefinition } from '../provider.js';
-import type { HostRecord } from '../records.js';
+import type { HostRecord, JumpHostInput } from '../records.js';
 import type { ProviderArgs } from '../registry.js';
 import type { ArgumentDoc } from '../requests.js';
 import type { Duration, SettingsInput } from '../settings.js';
@@ -101,6 +101,8 @@ export interface CheckoutOptions<H extends Host = Host> {
   reset?: string;
   /** @internal deployment id (topologies). */
   deployment?: string;
+  /** Jump hosts to reach the hosts through, first to last (OpenSSH `ProxyJump`); wins over the provider's and settings `ssh.jump`. */
+  jump?: JumpHostInput[];
   /** @internal set by warm reuse: hosts made by this checkout return to the pool. */
   reuseMark?: ReuseMark;
 }

@@ -9,6 +9,7 @@ import { applyFilter } from '../filter.js';
 import { junitPassed } from '../junit.js';
 import type { HostRecord } from '../records.js';
 import { readArgsFile } from '../requests.js';
+import { parseProxyJump } from '../ssh-config-file.js';
 import { parseProviderOptions } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
 import { hostTable, yaml } from './format.js';
@@ -25,6 +26,7 @@ interface CheckoutOpts {
   argsFile?: string;
   bundle?: string[];
   keepPartial?: boolean;
+  jump?: string;
 }
 
 interface TargetOpts {
@@ -55,6 +57,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--args-file <file>', 'JSON or YAML file whose top-level keys become arguments')
     .option('--bundle <name>', 'bundle to apply after provisioning (repeatable)', collect)
     .option('--keep-partial', 'keep the hosts that succeeded when some fail (default: release all)')
+    .option('--jump <hops>', 'reach the hosts through these jump hosts: [user@]host[:port],... (as ssh -J)')
     .allowUnknownOption()
     .allowExcessArguments()
     .addHelpText(
@@ -89,6 +92,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
         if (opts.argsFile) request.argsFile = opts.argsFile;
         if (opts.bundle) request.bundles = opts.bundle;
         if (opts.keepPartial) request.onPartialFailure = 'keep';
+        if (opts.jump) request.jump = parseProxyJump(opts.jump, broker.settings.ssh.sshConfig, (m) => ctx.io.stderr.write(`hostbroker: ${m}\n`));
         const result = await ctx.interruptible((signal) => broker.checkout({ ...request, signal } as Parameters<typeof broker.checkout>[0]));
         const hosts = Symbol.iterator in Object(result) ? [...(result as Iterable<{ record: HostRecord }>)] : [result as { record: HostRecord }];
         const records = hosts.map((h) => h.record);

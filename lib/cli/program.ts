@@ -13,6 +13,7 @@ import { scrub } from '../secrets.js';
 import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
 import { registerHostCommands } from './hosts.js';
+import { BACKGROUND_COMMANDS, finishJob, registerJobsCommand, startBackground, takeJobFile } from './jobs.js';
 import { registerProviderCommands } from './providers.js';
 import { registerScenarioCommands } from './scenario.js';
 import { registerSshCommand } from './ssh.js';
@@ -53,6 +54,7 @@ export async function run(
   argv: readonly string[],
   io: CliContext['io'] = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin },
 ): Promise<RunOutcome> {
+  const jobFile = await takeJobFile();
   const program = new Command('hostbroker');
   const ctx = new CliContext(program, io);
   let active: Command = program;
@@ -73,16 +75,18 @@ export async function run(
   addGlobalOptions(program);
 
   const act = async (fn: () => Promise<CommandResult>): Promise<void> => {
-    ctx.result = await fn();
+    ctx.result = active.opts().background ? await startBackground(ctx, argv) : await fn();
   };
   registerHostCommands(program, ctx, act);
   registerProviderCommands(program, ctx, act);
   registerTopologyCommands(program, ctx, act);
   registerSshCommand(program, ctx, act);
   registerScenarioCommands(program, ctx, act);
+  registerJobsCommand(program, ctx, act);
   // Subcommands (`scenario run`) take the global options too.
   for (const cmd of program.commands.flatMap((c) => [c, ...c.commands])) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));
+    if (BACKGROUND_COMMANDS.includes(cmd.name())) cmd.option('-b, --background', 'run in a detached process (see `hostbroker jobs`)');
     cmd.exitOverride().configureOutput(program.configureOutput());
   }
   // Global options may come before or after the command; the command's copy wins.
@@ -130,6 +134,7 @@ export async function run(
       if (exitCode === 0) exitCode = 1;
     }
   }
+  await finishJob(jobFile, exitCode).catch(() => undefined);
   return { exitCode };
 }
 

@@ -5,7 +5,7 @@
  */
 import { stringify as stringifyYaml } from 'yaml';
 import { command } from '../../hosts/quote.js';
-import type { HostRecord } from '../records.js';
+import type { HostRecord, JumpHost } from '../records.js';
 import type { TopologyEntry } from './metadata.js';
 
 /** One host of a deployment: its topology entry and its inventory record. */
@@ -49,7 +49,12 @@ export function hostVars(member: DeploymentMember, options: AnsibleInventoryOpti
     const passwordEnv = c.passwordEnv ?? (key ? undefined : options.defaultPasswordEnv);
     // A lookup, not the password: Ansible reads the variable when it connects.
     if (passwordEnv) vars.ansible_password = `{{ lookup('env', '${passwordEnv}') }}`;
-    if (options.knownHostsFile) vars.ansible_ssh_common_args = sshCommonArgs(options.knownHostsFile);
+    const common = [
+      ...(options.knownHostsFile ? [sshCommonArgs(options.knownHostsFile)] : []),
+      ...(c.jump?.length ? [command('-o', `ProxyCommand=${proxyCommand(c.jump, options)}`)] : []),
+      ...(c.forwardAgent ? ['-o ForwardAgent=yes'] : []),
+    ];
+    if (common.length) vars.ansible_ssh_common_args = common.join(' ');
   } else {
     vars.ansible_host = record.hostname;
   }
@@ -100,6 +105,36 @@ export function sshCommonArgs(file: string): string {
   return command('-o', `UserKnownHostsFile=${quoteArg(file)}`, '-o', 'StrictHostKeyChecking=yes');
 }
 
+/**
+ * An OpenSSH `ProxyCommand` through the jump hosts, each with its own key and the pinned host
+ * keys: Ansible has no config file for the jump hosts, so `ProxyJump` alone would log in to them
+ * with the user's defaults. Each nested level doubles its `%` so that every ssh expands its own
+ * `%h:%p` only.
+ */
+export function proxyCommand(hops: readonly JumpHost[], options: { knownHostsFile?: string; defaultPrivateKeyPath?: string }): string {
+  let inner: string | undefined;
+  for (const hop of hops) {
+    const key = hop.privateKeyPath ?? (hop.passwordEnv || hop.agent ? undefined : options.defaultPrivateKeyPath);
+    inner = command(
+      'ssh',
+      '-W',
+      '%h:%p',
+      '-p',
+      hop.port,
+      ...(options.knownHostsFile ? ['-o', `UserKnownHostsFile=${quoteArg(options.knownHostsFile)}`, '-o', 'StrictHostKeyChecking=yes'] : []),
+      ...(key ? ['-i', key, '-o', 'IdentitiesOnly=yes'] : []),
+      ...(inner ? ['-o', `ProxyCommand=${inner.replace(/%/g, '%%')}`] : []),
+      `${hop.username}@${hop.host}`,
+    );
+  }
+  return inner ?? '';
+}
+
+/** `ProxyJump` value: `user@host:port,...` (IPv6 addresses in brackets). */
+export function proxyJump(hops: readonly JumpHost[]): string {
+  return hops.map((h) => `${h.username}@${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}`).join(',');
+}
+
 /** Finds a group by name anywhere under `node.children`, turning a `null` leaf into an object. */
 function findGroup(node: Group, name: string): Group | undefined {
   const children = node.children;
@@ -134,6 +169,7 @@ export function renderSshConfig(members: readonly DeploymentMember[], options: S
   }
   const lines: string[] = [];
   if (options.title) lines.push(`# ${options.title}`, '');
+  const hops = new Map<string, JumpHost>();
   for (const m of members) {
     const { entry, record } = m;
     const c = record.connection;
@@ -155,9 +191,22 @@ export function renderSshConfig(members: readonly DeploymentMember[], options: S
       lines.push(`  # password login: the password is in $${c.passwordEnv}`);
       lines.push('  PreferredAuthentications keyboard-interactive,password');
     }
+    if (c.jump?.length) {
+      lines.push(`  ProxyJump ${proxyJump(c.jump)}`);
+      for (const hop of c.jump) if (!hops.has(hop.host)) hops.set(hop.host, hop);
+    }
+    if (c.forwardAgent) lines.push('  ForwardAgent yes');
+    if (c.passphraseEnv) lines.push(`  # the key is encrypted (passphrase in $${c.passphraseEnv}): load it into ssh-agent first (ssh-add)`);
     lines.push('  StrictHostKeyChecking yes');
     lines.push(`  UserKnownHostsFile ${quoteArg(options.knownHostsFile)}`);
     lines.push('');
+  }
+  // ProxyJump logs in to each jump host as `ssh <host>` would: these blocks give it the key and the pins.
+  for (const hop of hops.values()) {
+    lines.push(`# jump host`, `Host ${hop.host}`);
+    const key = hop.privateKeyPath ?? (hop.passwordEnv || hop.agent ? undefined : options.defaultPrivateKeyPath);
+    if (key) lines.push(`  IdentityFile ${quoteArg(key)}`, '  IdentitiesOnly yes');
+    lines.push('  StrictHostKeyChecking yes', `  UserKnownHostsFile ${quoteArg(options.knownHostsFile)}`, '');
   }
   return lines.join('\n');
 }

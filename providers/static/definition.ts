@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from 'zod';
+import { JumpHost } from '../../lib/records.js';
 import { defineProvider, pickFlavor, type ImplementationFor, type ProvisioningConfig, type TopologyHost } from '../../lib/provider.js';
 
 /** One existing machine (`static.hosts[]` in broker_settings.yaml). */
@@ -13,12 +14,26 @@ export const StaticMachine = z.strictObject({
   name: z.string().min(1),
   /** Address SSH connects to. */
   hostname: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
+  /** SSH port (default 22, or the OpenSSH config's Port with `sshConfig`). */
+  port: z.number().int().min(1).max(65535).optional(),
   username: z.string().min(1).optional(),
   /** Private key file for SSH (a path, never the key). */
   privateKeyPath: z.string().min(1).optional(),
   /** Environment variable holding the SSH password. */
   passwordEnv: z.string().min(1).optional(),
+  /** Log in with the ssh-agent at `$SSH_AUTH_SOCK`. */
+  agent: z.boolean().optional(),
+  /** Forward the ssh-agent to the machine. */
+  forwardAgent: z.boolean().optional(),
+  /** Environment variable holding the passphrase of an encrypted `privateKeyPath`. */
+  passphraseEnv: z.string().min(1).optional(),
+  /** Jump hosts to reach the machine through, first to last (OpenSSH `ProxyJump`). */
+  jump: z.array(JumpHost).optional(),
+  /**
+   * Read the OpenSSH config (`true`: `~/.ssh/config`, or this path) for `hostname` as an alias:
+   * HostName, Port, User, IdentityFile and ProxyJump fill what is not set here. Default: settings `ssh.sshConfig`.
+   */
+  sshConfig: z.union([z.boolean(), z.string().min(1)]).optional(),
   /** Groups a request can ask for (`group: db`). */
   groups: z.array(z.string().min(1)).default([]),
   /** Labels a request can match (`labels: { arch: arm64 }`). */

@@ -4,23 +4,38 @@
  * sharing the inventory), and checkin frees it with the record.
  * @module
  */
-import { homedir, hostname as machineHostname } from 'node:os';
-import { join } from 'node:path';
+import { hostname as machineHostname } from 'node:os';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, UserInputError } from '../../lib/errors.js';
 import { isProcessAlive } from '../../lib/identity.js';
 import { implementProvider, type ProviderContext } from '../../lib/provider.js';
-import type { HostRecord } from '../../lib/records.js';
+import type { HostRecord, SshConnection } from '../../lib/records.js';
+import { expandHome, lookupSshConfig } from '../../lib/ssh-config-file.js';
 import { type StaticArgs, type StaticInstance, type StaticMachine, staticProvider } from './definition.js';
 
 /** The claim of a machine: its address (two entries for one address are one machine). */
 function addressOf(m: StaticMachine): string {
-  return `${m.hostname}:${m.port}`;
+  return `${m.hostname}:${m.port ?? 22}`;
 }
 
-/** `~/x` in settings means the user's home, as in OpenSSH. */
-function expandHome(path: string): string {
-  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
+/** The SSH connection of a machine: its own settings, then the OpenSSH config's, then the defaults. */
+function connectionOf(m: StaticMachine, ctx: ProviderContext<StaticInstance>): SshConnection {
+  const which = m.sshConfig ?? ctx.settings.ssh.sshConfig;
+  const file = which ? lookupSshConfig(m.hostname, which, (message) => ctx.logger.warn(message)) : {};
+  const privateKeyPath = m.privateKeyPath ?? (m.passwordEnv ? undefined : file.identityFile);
+  const jump = m.jump ?? file.jump;
+  return {
+    kind: 'ssh',
+    host: file.hostName ?? m.hostname,
+    port: m.port ?? file.port ?? 22,
+    username: m.username ?? file.user ?? ctx.settings.ssh.username,
+    ...(privateKeyPath ? { privateKeyPath: expandHome(privateKeyPath) } : {}),
+    ...(m.passwordEnv ? { passwordEnv: m.passwordEnv } : {}),
+    ...(m.passphraseEnv ? { passphraseEnv: m.passphraseEnv } : {}),
+    ...(m.agent !== undefined ? { agent: m.agent } : {}),
+    ...(m.forwardAgent ? { forwardAgent: true } : {}),
+    ...(jump?.length ? { jump: jump.map((h) => (h.privateKeyPath ? { ...h, privateKeyPath: expandHome(h.privateKeyPath) } : h)) } : {}),
+  };
 }
 
 function matches(m: StaticMachine, args: StaticArgs): boolean {
@@ -60,7 +75,7 @@ async function machines(ctx: ProviderContext<StaticInstance>, topic?: string) {
       return {
         name: m.name,
         hostname: m.hostname,
-        port: m.port,
+        port: m.port ?? 22,
         groups: m.groups,
         labels: m.labels,
         heldBy: h ? { owner: h.owner, record: h.id, name: h.name, since: h.createdAt } : null,
@@ -101,14 +116,7 @@ export default implementProvider(staticProvider, {
       hostname: m.hostname,
       name: m.name,
       providerId: m.name,
-      connection: {
-        kind: 'ssh',
-        host: m.hostname,
-        port: m.port,
-        username: m.username ?? ctx.settings.ssh.username,
-        ...(m.privateKeyPath ? { privateKeyPath: expandHome(m.privateKeyPath) } : {}),
-        ...(m.passwordEnv ? { passwordEnv: m.passwordEnv } : {}),
-      },
+      connection: connectionOf(m, ctx),
       data: { address: addressOf(m), machine: m.name, groups: m.groups, labels: m.labels },
     };
   },

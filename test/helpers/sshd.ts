@@ -65,7 +65,9 @@ async function waitForPort(host: string, port: number, ms = 10_000): Promise<voi
 }
 
 /** Starts sshd. `extra` lines are appended to sshd_config; `wrap` prefixes the command (e.g. `ip netns exec ns`). */
-export async function startSshd(options: { extra?: string[]; listen?: string; wrap?: string[]; port?: number } = {}): Promise<Sshd> {
+export async function startSshd(
+  options: { extra?: string[]; listen?: string; wrap?: string[]; port?: number; waitFor?: () => Promise<void> } = {},
+): Promise<Sshd> {
   const dir = await mkdtemp(join(tmpdir(), 'hb-sshd-'));
   const listen = options.listen ?? '127.0.0.1';
   const port = options.port ?? (await freePort());
@@ -125,7 +127,8 @@ export async function startSshd(options: { extra?: string[]; listen?: string; wr
     let stderr = '';
     sshd.process.stderr!.on('data', (d: Buffer) => (stderr += String(d)));
     try {
-      await waitForPort(listen, port);
+      // An sshd in a network namespace this process cannot reach says it listens through `waitFor`.
+      await (options.waitFor ? options.waitFor() : waitForPort(listen, port));
     } catch (error) {
       throw new Error(`${(error as Error).message}: ${stderr}`);
     }
