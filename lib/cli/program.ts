@@ -12,6 +12,7 @@ import { BrokerError } from '../errors.js';
 import { scrub } from '../secrets.js';
 import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
+import { registerForgetCommand } from './forget.js';
 import { registerHostCommands } from './hosts.js';
 import { registerProviderCommands } from './providers.js';
 import { registerSshCommand } from './ssh.js';
@@ -78,6 +79,7 @@ export async function run(
   registerProviderCommands(program, ctx, act);
   registerTopologyCommands(program, ctx, act);
   registerSshCommand(program, ctx, act);
+  registerForgetCommand(program, ctx, act);
   for (const cmd of program.commands) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));
     cmd.exitOverride().configureOutput(program.configureOutput());
