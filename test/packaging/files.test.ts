@@ -27,7 +27,7 @@ describe('npm pack', () => {
   });
 
   it('ships no source map, source, test or API docs build, and ships the licence', () => {
-    expect(files.filter((f) => f.endsWith('.map') || f.endsWith('.ts') && !f.endsWith('.d.ts'))).toEqual([]);
+    expect(files.filter((f) => f.endsWith('.map') || (f.endsWith('.ts') && !f.endsWith('.d.ts')))).toEqual([]);
     expect(files.filter((f) => /^(docs|test|bench|examples|scripts|lib|hosts|providers)\//.test(f))).toEqual([]);
     expect(files).toContain('LICENSE');
   });

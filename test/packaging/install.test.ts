@@ -45,7 +45,8 @@ describe('a fresh install of the packed tarball', { timeout: 300_000 }, () => {
     const names = await installedPackages(project);
     expect(names).toContain('hostbroker');
     expect(names).toContain('ssh2');
-    for (const sdk of ['dockerode', 'tar-stream', '@unraid/libvirt', '@aws-sdk/client-ec2', 'tsx', 'esbuild', 'jest', 'vitest']) expect(names).not.toContain(sdk);
+    for (const sdk of ['dockerode', 'tar-stream', '@unraid/libvirt', '@aws-sdk/client-ec2', 'tsx', 'esbuild', 'jest', 'vitest'])
+      expect(names).not.toContain(sdk);
   });
 
   it('loads every entry point with import and with require (no flags)', async () => {
@@ -109,7 +110,9 @@ async function jestProject(name: string, config: Record<string, unknown>, file: 
   );
 }
 
-const FIXTURE_TEST = (lang: 'js' | 'ts'): string => `${lang === 'ts' ? "import { useHost } from 'hostbroker/jest';\nimport { Broker, type Host } from 'hostbroker';" : "const { useHost } = require('hostbroker/jest');\nconst { Broker } = require('hostbroker');"}
+const FIXTURE_TEST = (
+  lang: 'js' | 'ts',
+): string => `${lang === 'ts' ? "import { useHost } from 'hostbroker/jest';\nimport { Broker, type Host } from 'hostbroker';" : "const { useHost } = require('hostbroker/jest');\nconst { Broker } = require('hostbroker');"}
 
 const web = useHost({ provider: 'local' });
 
@@ -128,7 +131,15 @@ describe('CommonJS jest projects use the jest fixture with no flags', { timeout:
   });
 
   it(`jest with ts-jest ${fromRoot('ts-jest/package.json').version}, type-checking against the shipped declarations`, async () => {
-    const tsconfig = { module: 'commonjs', target: 'es2022', lib: ['es2023', 'esnext.disposable'], strict: true, esModuleInterop: true, types: [], skipLibCheck: true };
+    const tsconfig = {
+      module: 'commonjs',
+      target: 'es2022',
+      lib: ['es2023', 'esnext.disposable'],
+      strict: true,
+      esModuleInterop: true,
+      types: [],
+      skipLibCheck: true,
+    };
     const r = await jestProject(
       'tsjest',
       { transform: { '\\.ts$': [fromRoot.resolve('ts-jest'), { tsconfig }] }, testRegex: '\\.test\\.ts$', moduleFileExtensions: ['ts', 'js', 'json'] },
@@ -151,4 +162,3 @@ describe('CommonJS jest projects use the jest fixture with no flags', { timeout:
     expect(r.out).toMatch(/TS2\d{3}/);
   });
 });
-

@@ -58,5 +58,13 @@ export async function installedProject(tarball: string, type: 'module' | 'common
 /** Package folders under node_modules (scoped ones as `@scope/name`), nested ones included. */
 export async function installedPackages(dir: string): Promise<string[]> {
   const { stdout } = await run('npm', ['ls', '--all', '--parseable'], { cwd: dir, maxBuffer: 16 << 20 }).catch((e: { stdout: string }) => e);
-  return [...new Set(stdout.split('\n').slice(1).filter(Boolean).map((p) => p.slice(p.lastIndexOf('node_modules/') + 13)))].sort();
+  return [
+    ...new Set(
+      stdout
+        .split('\n')
+        .slice(1)
+        .filter(Boolean)
+        .map((p) => p.slice(p.lastIndexOf('node_modules/') + 13)),
+    ),
+  ].sort();
 }
