@@ -17,7 +17,9 @@ fi
 
 # `npm install` may have run before libvirt-dev was installed (the README's two commands): the
 # optional native binding then failed to build, quietly. Rebuild it now that its headers are here.
-if [ -d node_modules/@unraid/libvirt ] && ! node --input-type=module -e "await import('@unraid/libvirt')" 2>/dev/null; then
+# (Importing the package is not enough: it loads the addon on the first `new Hypervisor`.)
+addon=node_modules/@unraid/libvirt/build/Release/libvirt.node
+if [ -d node_modules/@unraid/libvirt ] && ! node -e 'require(require("node:path").resolve(process.argv[1]))' "$addon" 2>/dev/null; then
   if pkg-config --exists libvirt 2>/dev/null; then
     echo "== rebuilding @unraid/libvirt (its native addon did not load; libvirt-dev is installed now)"
     npm rebuild @unraid/libvirt --foreground-scripts
