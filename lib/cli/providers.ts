@@ -58,8 +58,8 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
           return {
             data: all,
             text: table(
-              ['PROVIDER', 'PACKAGES', 'DESCRIPTION'],
-              all.map((p) => [p.name, packagesText(p) ?? '-', p.description]),
+              ['PROVIDER', 'DESCRIPTION', 'PACKAGES'],
+              all.map((p) => [p.name, p.description, packagesText(p)]),
             ),
           };
         }
