@@ -144,6 +144,11 @@ export interface ProviderDefinition<
    * the topology passes `{ name }` plus the host's `args`.
    */
   fromTopology?(host: TopologyHost, provisioning: ProvisioningConfig): Record<string, unknown>;
+  /**
+   * npm packages the implementation imports that the user installs (SDKs, engine clients): the
+   * Broker checks they are installed before it records a checkout, and `providers` lists them.
+   */
+  packages?: readonly string[];
   /** Loads the implementation (dynamic import). */
   load(): Promise<ProviderImplementation<z.output<Args>, InstanceOf<Instance>, Actions>>;
 }

@@ -5,8 +5,8 @@
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import dotenv from 'dotenv';
 import { parseYamlStrict as parseYaml } from './yaml.js';
 import { z } from 'zod';
 import { SettingsError } from './errors.js';
@@ -131,7 +131,7 @@ export function loadSettings(
   const envFile = join(directory, '.env');
   if (existsSync(envFile)) {
     // Fills process.env with keys the real environment lacks; real environment wins.
-    const parsed = dotenv.parse(readFileSync(envFile));
+    const parsed = (createRequire(import.meta.url)('dotenv') as typeof import('dotenv')).parse(readFileSync(envFile));
     for (const [k, v] of Object.entries(parsed)) if (env[k] === undefined) env[k] = v;
   }
   const file = join(directory, SETTINGS_FILE);

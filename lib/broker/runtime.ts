@@ -17,6 +17,7 @@ import {
 } from '../provider.js';
 import type { HostRecord } from '../records.js';
 import { describeArgs, validateArgs, validateInstance } from '../requests.js';
+import { packageStatus, requirePackages } from '../packages.js';
 import { redact, scrub } from '../secrets.js';
 import { resolveInstance, type Settings } from '../settings.js';
 import type { ProviderInfo } from './types.js';
@@ -69,7 +70,10 @@ export class ProviderRuntime {
   /** The implementation, loaded once (a failed load is tried again next time). */
   implementation(): Promise<ProviderImplementation> {
     if (!this.#implementation) {
-      const loading = this.definition.load() as Promise<ProviderImplementation>;
+      // Before the implementation (and so before any record): a missing SDK says what to install.
+      const loading = Promise.resolve()
+        .then(() => requirePackages(this.definition.packages ?? [], `The ${this.name} provider`))
+        .then(() => this.definition.load() as Promise<ProviderImplementation>);
       loading.catch(() => {
         if (this.#implementation === loading) this.#implementation = undefined;
       });
@@ -209,6 +213,7 @@ export class ProviderRuntime {
         Object.entries((d.actions ?? {}) as ProviderActions).map(([k, a]) => [k, { description: a.description, arguments: describeArgs(a.schema) }]),
       ),
       instances: this.instances(),
+      packages: packageStatus(d.packages ?? []),
     };
   }
 

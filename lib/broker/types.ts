@@ -161,6 +161,8 @@ export interface ProviderInfo {
   arguments: ArgumentDoc[];
   actions: Record<string, { description: string; arguments: ArgumentDoc[] }>;
   instances: string[];
+  /** npm packages the provider needs that the user installs, and whether each is installed. */
+  packages: { name: string; installed: boolean }[];
 }
 
 /** A request for a provider action that creates no host. */

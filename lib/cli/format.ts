@@ -2,8 +2,10 @@
  * Human output of the CLI: aligned tables and YAML. Everything printed goes through `scrub`.
  * @module
  */
-import { stringify as stringifyYaml } from 'yaml';
+import { lazyRequire } from '../lazy-require.js';
 import type { HostRecord } from '../records.js';
+
+const yamlModule = lazyRequire<typeof import('yaml')>('yaml');
 
 /** Left-aligned columns with a header row; empty cells show `-`. */
 export function table(headers: readonly string[], rows: ReadonlyArray<readonly (string | number | undefined)[]>): string {
@@ -50,5 +52,5 @@ export function hostTable(records: readonly HostRecord[], indexes: readonly numb
 
 /** YAML for `--details` and results without a table. */
 export function yaml(value: unknown): string {
-  return stringifyYaml(value, { lineWidth: 0 });
+  return yamlModule().stringify(value, { lineWidth: 0 });
 }

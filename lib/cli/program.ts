@@ -12,6 +12,7 @@ import { BrokerError } from '../errors.js';
 import { scrub } from '../secrets.js';
 import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
+import { registerForgetCommand } from './forget.js';
 import { registerHostCommands } from './hosts.js';
 import { BACKGROUND_COMMANDS, finishJob, registerJobsCommand, startBackground, takeJobFile } from './jobs.js';
 import { registerProviderCommands } from './providers.js';
@@ -83,6 +84,7 @@ export async function run(
   registerSshCommand(program, ctx, act);
   registerScenarioCommands(program, ctx, act);
   registerJobsCommand(program, ctx, act);
+  registerForgetCommand(program, ctx, act);
   // Subcommands (`scenario run`) take the global options too.
   for (const cmd of program.commands.flatMap((c) => [c, ...c.commands])) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));

@@ -24,6 +24,12 @@ function argLines(args: readonly ArgumentDoc[]): string {
   );
 }
 
+/** The packages a provider needs, each with `(not installed: npm install …)` when missing. */
+function packagesText(p: ProviderInfo): string | undefined {
+  if (!p.packages.length) return undefined;
+  return p.packages.map((k) => (k.installed ? k.name : `${k.name} (not installed)`)).join(', ');
+}
+
 function providerHelp(p: ProviderInfo): string {
   let out = `${p.name}: ${p.description}\n\nCheckout options (hostbroker checkout --provider ${p.name} ...):\n${argLines(p.arguments)}`;
   const actions = Object.entries(p.actions);
@@ -32,6 +38,8 @@ function providerHelp(p: ProviderInfo): string {
     for (const [name, a] of actions) out += `\n  ${name}: ${a.description}\n${argLines(a.arguments).replace(/^/gm, '  ')}`;
   }
   out += `\nInstances in settings: ${p.instances.join(', ')}\n`;
+  const missing = p.packages.filter((k) => !k.installed).map((k) => k.name);
+  if (p.packages.length) out += `Packages it needs: ${packagesText(p)}${missing.length ? `; install with \`npm install ${missing.join(' ')}\`` : ''}\n`;
   return out;
 }
 
@@ -50,8 +58,8 @@ export function registerProviderCommands(program: Command, ctx: CliContext, act:
           return {
             data: all,
             text: table(
-              ['PROVIDER', 'DESCRIPTION'],
-              all.map((p) => [p.name, p.description]),
+              ['PROVIDER', 'DESCRIPTION', 'PACKAGES'],
+              all.map((p) => [p.name, p.description, packagesText(p)]),
             ),
           };
         }

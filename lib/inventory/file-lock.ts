@@ -10,10 +10,12 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import lockfile from 'proper-lockfile';
+import { lazyRequire } from '../lazy-require.js';
 import { sleep } from '../concurrency.js';
 import { InventoryError } from '../errors.js';
 import { isProcessAlive } from '../identity.js';
+
+const lockfile = lazyRequire<typeof import('proper-lockfile')>('proper-lockfile');
 
 /** How long to wait for a lock, and when a holder that stopped refreshing it counts as gone. */
 export interface LockTimes {
@@ -64,7 +66,7 @@ export class FileLock {
     for (;;) {
       const claim: Claim = { ino: -1, lost: false, keep: false, token: Symbol(this.lockPath) };
       try {
-        const release = await lockfile.lock(this.directory, {
+        const release = await lockfile().lock(this.directory, {
           lockfilePath: this.lockPath,
           fs: lockFs(claim),
           stale: this.times.staleMs,

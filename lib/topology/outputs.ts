@@ -3,7 +3,9 @@
  * config snippet, and JSON. Pure functions of the deployment's members; no I/O.
  * @module
  */
-import { stringify as stringifyYaml } from 'yaml';
+import { lazyRequire } from '../lazy-require.js';
+
+const yaml = lazyRequire<typeof import('yaml')>('yaml');
 import { command } from '../../hosts/quote.js';
 import type { HostRecord, JumpHost } from '../records.js';
 import type { TopologyEntry } from './metadata.js';
@@ -94,7 +96,7 @@ export function renderAnsibleInventory(members: readonly DeploymentMember[], opt
       group.hosts[m.entry.fqdn] = {};
     }
   }
-  return stringifyYaml(layout, { lineWidth: 0 });
+  return yaml().stringify(layout, { lineWidth: 0 });
 }
 
 /**

@@ -159,6 +159,7 @@ export const container = defineProvider({
   args: ContainerArgs,
   instance: ContainerInstance,
   actions: containerActions,
+  packages: ['dockerode', 'tar-stream'],
   fromTopology: (host, provisioning) => {
     const image = pickImage(host, provisioning);
     return { name: host.name, ...(image ? { image } : {}), ...host.args };

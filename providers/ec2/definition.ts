@@ -85,6 +85,7 @@ export const ec2 = defineProvider({
   description: 'Amazon EC2 instances (RunInstances), tagged with the record id, owner and lease; reached over SSH.',
   args: Ec2Args,
   instance: Ec2Instance,
+  packages: ['@aws-sdk/client-ec2'],
   fromTopology(host, provisioning) {
     const out: Record<string, unknown> = { name: host.name };
     const image = pickImage(host, provisioning);

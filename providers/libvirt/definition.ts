@@ -70,6 +70,7 @@ export const libvirt = defineProvider({
   description: 'libvirt domains on a copy-on-write overlay of a base image, keyed with a cloud-init seed; reached over SSH.',
   args: LibvirtArgs,
   instance: LibvirtInstance,
+  packages: ['@unraid/libvirt'],
   fromTopology(host, provisioning) {
     const out: Record<string, unknown> = { name: host.name };
     const image = pickImage(host, provisioning);
