@@ -80,7 +80,40 @@ export const ProviderSection = z
   .catchall(z.unknown());
 export type ProviderSection = z.output<typeof ProviderSection>;
 
-const KNOWN_KEYS = ['logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'provisioning', 'owner', 'providers'] as const;
+/**
+ * Where the inventory lives: the file in the broker directory (default), or an etcd cluster
+ * shared by a team (docs/team.md). `BROKER_INVENTORY__ENDPOINTS` may be a comma-separated list.
+ */
+export const InventorySettings = z.object({
+  store: z.enum(['file', 'etcd']).default('file'),
+  endpoints: z
+    .preprocess(
+      (v) =>
+        typeof v === 'string'
+          ? v
+              .split(',')
+              .map((e) => e.trim())
+              .filter(Boolean)
+          : v,
+      z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'an etcd client URL such as http://127.0.0.1:2379')).min(1),
+    )
+    .default(['http://127.0.0.1:2379']),
+  /** Keys live under it, so several teams can share a cluster. */
+  prefix: z.string().min(1).regex(/\/$/, 'end the prefix with `/`, e.g. hostbroker/').default('hostbroker/'),
+  /** Seconds a dead worker's liveness lasts. */
+  workerTtl: z.number().int().min(2).max(3600).default(10),
+  /** How long one operation may wait for the cluster (a leader election takes ~2 s). */
+  timeout: Duration.default('10s'),
+  username: z.string().optional(),
+  /** Environment variable holding the password (never the password itself). */
+  passwordEnv: z.string().optional(),
+  ca_file: z.string().optional(),
+  cert_file: z.string().optional(),
+  key_file: z.string().optional(),
+});
+export type InventorySettings = z.output<typeof InventorySettings>;
+
+const KNOWN_KEYS = ['logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'provisioning', 'owner', 'providers', 'inventory'] as const;
 
 /** The whole settings object. Provider sections sit under `providers` or at top level by name. */
 export const SettingsSchema = z.object({
@@ -96,6 +129,8 @@ export const SettingsSchema = z.object({
   provisioning: z.record(z.string(), z.unknown()).default({}),
   /** Provider sections by provider name. */
   providers: z.record(z.string(), ProviderSection).default({}),
+  /** Where the inventory lives (file or etcd). */
+  inventory: InventorySettings.default(InventorySettings.parse({})),
 });
 export type Settings = z.output<typeof SettingsSchema>;
 /** Settings as a user writes them. */
