@@ -16,7 +16,7 @@ import { releaseRecord } from './release.js';
 import { recordOf } from './records.js';
 import type { ProviderRuntime } from './runtime.js';
 import { syncKnownHosts } from './sessions.js';
-import { reapable } from './reap-rule.js';
+import { reapable, workerOrphans } from './reap-rule.js';
 import type { SyncResult } from './types.js';
 
 /** Providers (and instances) a sync or reap covers: the one named (`name` or `name::instance`), or every one in use. */
@@ -94,14 +94,12 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
   const released: HostRecord[] = [];
   const removed: string[] = [];
   const here = machineHostname();
-  const stale = (await core.store.list()).filter(
+  const all = (await core.store.list()).filter((h) => !provider || h.provider === provider.split('::')[0]);
+  const orphans = await orphansOf(core, all);
+  const stale = all.filter(
     (h) =>
-      (!provider || h.provider === provider.split('::')[0]) &&
-      h.state !== 'ready' &&
-      h.machine === here &&
-      h.pid !== undefined &&
-      h.pid !== process.pid &&
-      !isProcessAlive(h.pid),
+      orphans.includes(h) ||
+      (h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && h.worker === undefined && !isProcessAlive(h.pid)),
   );
   for (const record of stale) {
     try {
@@ -149,4 +147,16 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
     }
   }
   return { released, removed };
+}
+
+/**
+ * Records of a shared store whose worker is gone (any machine's), in any state: what a dead or
+ * stalled worker held. None on a store without worker liveness.
+ */
+export async function orphansOf(core: BrokerCore, records?: readonly HostRecord[]): Promise<HostRecord[]> {
+  if (!core.store.workers) return [];
+  // Records first, workers after: a record's worker key is written before the record, so a
+  // worker missing from the later read is gone, not new.
+  const all = records ?? (await core.store.list());
+  return workerOrphans(all, await core.store.workers());
 }

@@ -29,6 +29,8 @@ export class Worker {
     private readonly client: () => Promise<Etcd3>,
     private readonly keys: Keys,
     private readonly ttl: number,
+    /** Runs a call through leader elections, failing as the store does when the cluster is gone. */
+    private readonly guarded: <T>(what: string, work: () => Promise<T>) => Promise<T>,
   ) {}
 
   /** The lease id, granting the lease and writing the worker key the first time. */
@@ -66,14 +68,23 @@ export class Worker {
 
   private async grant(): Promise<string> {
     const client = await this.client();
-    const lease = client.lease(this.ttl);
+    const lease = await this.guarded('grant this worker its liveness lease', async () => {
+      const attempt = client.lease(this.ttl);
+      try {
+        await attempt.grant();
+        return attempt;
+      } catch (error) {
+        attempt.release(); // stop its keepalive: a failed grant is tried again with a new lease
+        throw error;
+      }
+    });
     this.#lease = lease;
     lease.on('lost', () => {
       this.#lost ??= new Error('lease lost');
     });
     const id = await lease.grant();
     const info: WorkerInfo = { id, machine: hostname(), pid: process.pid, started: new Date().toISOString() };
-    await client.kv.txn({ success: [put(this.keys.worker(id), JSON.stringify(info), id)] });
+    await this.guarded('register this worker', () => client.kv.txn({ success: [put(this.keys.worker(id), JSON.stringify(info), id)] }));
     return id;
   }
 

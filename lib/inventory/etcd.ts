@@ -49,7 +49,12 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
   constructor(settings: InventorySettings) {
     this.settings = settings;
     this.keys = new Keys(settings.prefix);
-    this.worker = new Worker(() => this.client(), this.keys, settings.workerTtl);
+    this.worker = new Worker(
+      () => this.client(),
+      this.keys,
+      settings.workerTtl,
+      (what, work) => withCluster(settings, what, work),
+    );
   }
 
   get location(): string {
