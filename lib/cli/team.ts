@@ -57,7 +57,9 @@ export async function watchInventory(ctx: CliContext): Promise<CommandResult> {
     { stopping: () => 'stopped watching', exiting: () => 'stopped watching' },
   );
   ctx.interrupted = undefined; // Ctrl-C is how a watch ends: not a failure
-  return { data: undefined, text: `${count} change(s) seen\n` };
+  ctx.io.stderr.write(`${count} change(s) seen\n`);
+  // No result: with --json, stdout stays one JSON document per line (the runner prints none).
+  return undefined as unknown as CommandResult;
 }
 
 /** What a migration did. */

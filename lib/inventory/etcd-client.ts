@@ -74,8 +74,10 @@ export function isTransient(error: unknown): boolean {
   const name = (error as { name?: string })?.name ?? '';
   const message = (error as { message?: string })?.message ?? '';
   return (
-    /GRPC(Unavailable|DeadlineExceeded|Cancelled|Internal|Unknown|ConnectFailed)/.test(name) ||
-    /leader changed|no leader|timed out|too many requests|UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|unhealthy cluster|not capable/i.test(message)
+    /GRPC(Unavailable|DeadlineExceeded|Cancelled|Internal|Unknown|ConnectFailed)|BrokenCircuit/.test(name) ||
+    /leader changed|no leader|timed out|too many requests|UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|unhealthy cluster|not capable|circuit breaker is open/i.test(
+      message,
+    )
   );
 }
 
