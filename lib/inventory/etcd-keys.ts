@@ -13,7 +13,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import type { ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import type { ICompare, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
 import { InventoryError } from '../errors.js';
 
 /** Key names under a prefix. Pools and resources are URI-encoded: `/` may occur in them. */
@@ -93,3 +93,22 @@ export const present = (key: string): ICompare => ({ key: Buffer.from(key), targ
 export const unchanged = (key: string, mod: string): ICompare => ({ key: Buffer.from(key), target: 'Mod', result: 'Equal', mod_revision: mod });
 /** The key holds exactly `value`. */
 export const holds = (key: string, value: string): ICompare => ({ key: Buffer.from(key), target: 'Value', result: 'Equal', value: Buffer.from(value) });
+
+/** The answer of one transaction, without the worker guard's own read. */
+export interface TxnResult {
+  succeeded: boolean;
+  responses: IResponseOp[];
+}
+
+/** What the reservation module needs of the store: guarded writes, consistent reads, backoff. */
+export interface TxnRunner {
+  readonly keys: Keys;
+  txn(what: string, compares: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<TxnResult>;
+  read(what: string, ops: IRequestOp[]): Promise<IResponseOp[]>;
+  conflict(attempt: number, what: string): Promise<void>;
+}
+
+/** The key-values of a range answer. */
+export function kvs(response: IResponseOp | undefined): IKeyValue[] {
+  return response?.response_range?.kvs ?? [];
+}

@@ -7,8 +7,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import { InventoryError } from '../errors.js';
-import type { TxnRunner } from './etcd.js';
-import { absent, del, envelope, get, getPrefix, holds, type Keys, newOp, put, unchanged, unwrap } from './etcd-keys.js';
+import { absent, del, envelope, get, getPrefix, holds, type Keys, kvs, newOp, put, type TxnRunner, unchanged, unwrap } from './etcd-keys.js';
 import { validateRecord } from './operations.js';
 import type { Reservation } from './store.js';
 
@@ -24,12 +23,12 @@ export async function reserveIn(store: TxnRunner, recordId: string, pool: string
   const op = newOp();
   for (let attempt = 1; ; attempt++) {
     const [found, claims] = await store.read(`reserve for ${recordId}`, [get(key), getPrefix(keys.reservations(pool))]);
-    const kv = found?.response_range.kvs[0];
+    const kv = kvs(found)[0];
     if (!kv) throw new InventoryError(`the record ${recordId} is not in the inventory (it was checked in meanwhile); nothing was reserved.`);
     const stored = unwrap(kv);
     const current = validateRecord(stored.value);
     if (stored.op === op) return current.reserved?.resource; // applied, though its answer was cut off
-    const held = new Map(claimsOf(keys, claims?.response_range.kvs ?? []).map((c) => [c.resource, c.recordId]));
+    const held = new Map(claimsOf(keys, kvs(claims)).map((c) => [c.resource, c.recordId]));
     const free = candidates.find((c) => (held.get(c) ?? recordId) === recordId);
     if (free === undefined) return undefined;
     if (current.reserved?.pool === pool && current.reserved.resource === free && held.get(free) === recordId) return free;

@@ -6,12 +6,12 @@
  * lease writes nothing. The client connects on first use: BrokerCore makes stores synchronously.
  * @module
  */
-import type { Etcd3, ICompare, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
+import type { Etcd3, ICompare, IRequestOp, IResponseOp } from 'etcd3';
 import { InventoryError } from '../errors.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { InventorySettings } from '../settings.js';
 import { connect, withCluster } from './etcd-client.js';
-import { absent, del, envelope, get, getPrefix, Keys, newOp, present, put, unchanged, unwrap } from './etcd-keys.js';
+import { absent, del, envelope, get, getPrefix, Keys, kvs, newOp, present, put, type TxnResult, type TxnRunner, unchanged, unwrap } from './etcd-keys.js';
 import { claimsOf, reserveIn } from './etcd-reserve.js';
 import { watchStore } from './etcd-watch.js';
 import { liveWorkers, Worker, type WorkerInfo } from './etcd-worker.js';
@@ -20,20 +20,6 @@ import type { InventoryChange, InventorySnapshot, InventoryStore, RecordPatch, R
 
 /** How often a compare-and-swap that lost to another writer is tried again. */
 const ATTEMPTS = 200;
-
-/** The answer of one transaction, without the worker guard's own read. */
-export interface TxnResult {
-  succeeded: boolean;
-  responses: IResponseOp[];
-}
-
-/** What the reservation module needs of the store. */
-export interface TxnRunner {
-  readonly keys: Keys;
-  txn(what: string, compares: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<TxnResult>;
-  read(what: string, ops: IRequestOp[]): Promise<IResponseOp[]>;
-  conflict(attempt: number, what: string): Promise<void>;
-}
 
 /** An inventory in etcd, under `settings.prefix`. Safe from many processes on many machines. */
 export class EtcdInventoryStore implements InventoryStore, TxnRunner {
@@ -305,9 +291,4 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
   #seen(revision: string): void {
     if (this.#revision === undefined || BigInt(revision) > BigInt(this.#revision)) this.#revision = revision;
   }
-}
-
-/** The key-values of a range answer. */
-export function kvs(response: IResponseOp | undefined): IKeyValue[] {
-  return response?.response_range?.kvs ?? [];
 }
