@@ -96,11 +96,7 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
   const here = machineHostname();
   const all = (await core.store.list()).filter((h) => !provider || h.provider === provider.split('::')[0]);
   const orphans = await orphansOf(core, all);
-  const stale = all.filter(
-    (h) =>
-      orphans.includes(h) ||
-      (h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && h.worker === undefined && !isProcessAlive(h.pid)),
-  );
+  const stale = all.filter((h) => orphans.includes(h) || unfinishedByDeadProcess(h, here));
   for (const record of stale) {
     try {
       await releaseRecord(core, record);
@@ -159,4 +155,12 @@ export async function orphansOf(core: BrokerCore, records?: readonly HostRecord[
   // worker missing from the later read is gone, not new.
   const all = records ?? (await core.store.list());
   return workerOrphans(all, await core.store.workers());
+}
+
+/**
+ * A checkout or release cut off by the death of its process on this machine (records of a
+ * shared store's workers are judged by their worker's liveness instead).
+ */
+export function unfinishedByDeadProcess(h: HostRecord, here = machineHostname()): boolean {
+  return h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && h.worker === undefined && !isProcessAlive(h.pid);
 }

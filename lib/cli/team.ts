@@ -4,11 +4,9 @@
  * the file of the broker directory and the etcd cluster of the `inventory` settings.
  * @module
  */
-import { hostname } from 'node:os';
 import { coreOf } from '../broker/core.js';
-import { orphansOf } from '../broker/reconcile.js';
+import { orphansOf, unfinishedByDeadProcess } from '../broker/reconcile.js';
 import { UserInputError, asError } from '../errors.js';
-import { isProcessAlive } from '../identity.js';
 import { EtcdInventoryStore } from '../inventory/etcd.js';
 import { FileInventoryStore } from '../inventory/file.js';
 import type { InventoryChange, InventoryStore } from '../inventory/store.js';
@@ -22,12 +20,7 @@ import type { CliContext, CommandResult } from './context.js';
 export async function orphanRecords(ctx: CliContext, records: readonly HostRecord[]): Promise<HostRecord[]> {
   const core = coreOf(ctx.broker());
   const byWorker = new Set((await orphansOf(core, records)).map((r) => r.id));
-  const here = hostname();
-  return records.filter(
-    (r) =>
-      byWorker.has(r.id) ||
-      (r.kept === undefined && r.worker === undefined && r.state !== 'ready' && r.machine === here && r.pid !== undefined && !isProcessAlive(r.pid)),
-  );
+  return records.filter((r) => byWorker.has(r.id) || (r.kept === undefined && unfinishedByDeadProcess(r)));
 }
 
 /** One line for a change, for people. */

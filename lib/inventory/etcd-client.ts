@@ -74,7 +74,7 @@ export function isTransient(error: unknown): boolean {
   const name = (error as { name?: string })?.name ?? '';
   const message = (error as { message?: string })?.message ?? '';
   return (
-    /GRPC(Unavailable|DeadlineExceeded|Cancelled|Internal|Unknown|ConnectFailed)|BrokenCircuit/.test(name) ||
+    /GRPC(Unavailable|DeadlineExceeded|Cancelled|ConnectFailed)|BrokenCircuit/.test(name) ||
     /leader changed|no leader|timed out|too many requests|UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|unhealthy cluster|not capable|circuit breaker is open/i.test(
       message,
     )
@@ -104,7 +104,14 @@ export async function withCluster<T>(settings: InventorySettings, what: string, 
           { cause: error },
         );
       }
-      if (!isTransient(error)) throw error;
+      if (!isTransient(error)) {
+        throw new InventoryError(
+          `the etcd inventory (${settings.endpoints.join(', ')}) refused to ${what}: ${(error as Error).message}; nothing was changed.`,
+          {
+            cause: error,
+          },
+        );
+      }
       if (Date.now() + wait >= deadline) throw await unavailable(settings, what, error);
       await new Promise((r) => setTimeout(r, wait));
     }

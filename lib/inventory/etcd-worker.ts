@@ -7,7 +7,7 @@
  * @module
  */
 import { hostname } from 'node:os';
-import type { Etcd3, Lease } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { InventoryError } from '../errors.js';
 import { type Keys, put } from './etcd-keys.js';
 
@@ -19,11 +19,16 @@ export interface WorkerInfo {
   started: string;
 }
 
-/** This process's worker on one store: granted on first write, revoked on close. */
+/**
+ * This process's worker on one store: granted on first write, renewed every third of its TTL
+ * (each renewal a short keep-alive stream, and the timer unref'd, so an unclosed Broker does not
+ * keep the process alive), revoked on close.
+ */
 export class Worker {
-  #lease: Lease | undefined;
   #id: Promise<string> | undefined;
   #lost: Error | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #renewing = false;
 
   constructor(
     private readonly client: () => Promise<Etcd3>,
@@ -55,6 +60,7 @@ export class Worker {
   /** Marks the worker lost when etcd refused a write because its key is gone. */
   lose(): InventoryError {
     this.#lost ??= new Error('worker key gone');
+    clearInterval(this.#timer);
     return this.fenced();
   }
 
@@ -68,31 +74,50 @@ export class Worker {
 
   private async grant(): Promise<string> {
     const client = await this.client();
-    const lease = await this.guarded('grant this worker its liveness lease', async () => {
-      const attempt = client.lease(this.ttl);
-      try {
-        await attempt.grant();
-        return attempt;
-      } catch (error) {
-        attempt.release(); // stop its keepalive: a failed grant is tried again with a new lease
-        throw error;
-      }
-    });
-    this.#lease = lease;
-    lease.on('lost', () => {
-      this.#lost ??= new Error('lease lost');
-    });
-    const id = await lease.grant();
+    const { ID: id } = await this.guarded('grant this worker its liveness lease', () => client.leaseClient.leaseGrant({ TTL: this.ttl }));
     const info: WorkerInfo = { id, machine: hostname(), pid: process.pid, started: new Date().toISOString() };
     await this.guarded('register this worker', () => client.kv.txn({ success: [put(this.keys.worker(id), JSON.stringify(info), id)] }));
+    this.#timer = setInterval(() => void this.renew(client, id), Math.max(300, (this.ttl * 1000) / 3));
+    this.#timer.unref();
     return id;
+  }
+
+  /** One keep-alive; a failed one is tried again at the next tick (the lease outlives two misses). */
+  private async renew(client: Etcd3, id: string): Promise<void> {
+    if (this.#renewing || this.#lost) return;
+    this.#renewing = true;
+    let stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | undefined;
+    try {
+      const open = await client.leaseClient.leaseKeepAlive();
+      stream = open;
+      const answer = await new Promise<{ TTL: string }>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('keep-alive unanswered')), (this.ttl * 1000) / 3);
+        open.on('data', (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+        open.on('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+        open.write({ ID: id });
+      });
+      if (Number(answer.TTL) <= 0) this.lose(); // expired meanwhile: every later write fails fenced
+    } catch {
+      // unreachable now; the next tick tries again
+    } finally {
+      stream?.cancel();
+      this.#renewing = false;
+    }
   }
 
   /** Revokes the lease (the worker key goes with it). */
   async close(): Promise<void> {
-    const lease = this.#lease;
-    this.#lease = undefined;
-    if (lease && !lease.revoked()) await lease.revoke().catch(() => undefined);
+    clearInterval(this.#timer);
+    const id = await this.current();
+    if (!id) return;
+    const client = await this.client().catch(() => undefined);
+    await client?.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
   }
 }
 
