@@ -104,7 +104,8 @@ export class Worker {
       });
       if (Number(answer.TTL) <= 0) this.lose(); // expired meanwhile: every later write fails fenced
     } catch {
-      // unreachable now; the next tick tries again
+      // Unreachable now (a member down, an election): try again soon rather than a tick later.
+      if (!this.#lost) setTimeout(() => void this.renew(client, id), 250).unref();
     } finally {
       stream?.cancel();
       this.#renewing = false;
