@@ -69,15 +69,17 @@ export async function connect(settings: InventorySettings): Promise<Etcd3> {
   return new Etcd3(options);
 }
 
-/** Errors worth retrying: the cluster is electing a leader or a member went away. */
+/**
+ * Errors worth retrying: anything but a request etcd refuses as such (bad argument, too large,
+ * not permitted). An unreachable member, an election, a timeout or an open circuit breaker pass.
+ */
 export function isTransient(error: unknown): boolean {
   const name = (error as { name?: string })?.name ?? '';
   const message = (error as { message?: string })?.message ?? '';
+  if (/InvalidArgument|FailedPrecondition|OutOfRange|NotFound|AlreadyExists|NotImplemented|ClientClosed|ClientRuntime/.test(name)) return false;
+  if (/too large|too many operations|duplicate key|key is not provided|invalid/i.test(message) && !/UNAVAILABLE|DEADLINE/.test(message)) return false;
   return (
-    /GRPC(Unavailable|DeadlineExceeded|Cancelled|ConnectFailed)|BrokenCircuit/.test(name) ||
-    /leader changed|no leader|timed out|too many requests|UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|unhealthy cluster|not capable|circuit breaker is open/i.test(
-      message,
-    )
+    /^GRPC|BrokenCircuit|^EtcdError$/.test(name) || /leader|timed out|UNAVAILABLE|DEADLINE|ECONNREFUSED|unhealthy|circuit breaker|no connection/i.test(message)
   );
 }
 

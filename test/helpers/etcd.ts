@@ -82,7 +82,7 @@ export async function startEtcd(size = 3): Promise<EtcdCluster> {
         for (const n of nodes) {
           if (!n.process || n.process.exitCode !== null || n.process.signalCode !== null) continue;
           const status = await post(n.client, '/v3/maintenance/status');
-          if (status && status.leader && status.leader === status.header?.member_id) return n;
+          if (status?.leader && status.leader === status.header?.member_id) return n;
         }
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -219,7 +219,7 @@ describe.skipIf(!available)(available ? 'team race on etcd' : `team race on etcd
       const broker = new Broker({ directory: dirs[0]!, settings: { inventory: { timeout: '2s' } } });
       try {
         const error = await broker.checkout({ provider: 'static', waitForSsh: false }).catch((e: unknown) => e);
-        expect(error).toBeInstanceOf(EtcdUnavailableError);
+        expect(error, String(error)).toBeInstanceOf(EtcdUnavailableError);
         expect(error).toMatchObject({ code: 'INVENTORY', endpoints: { answered: [cluster.nodes[2]!.client] } });
       } finally {
         await broker.close();
