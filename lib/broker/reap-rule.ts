@@ -4,6 +4,7 @@
  * @module
  */
 import type { DiscoveredHost } from '../provider.js';
+import type { HostRecord } from '../records.js';
 
 /** Why a resource is reaped. */
 export type ReapReason = 'orphaned' | 'expired';
@@ -55,4 +56,12 @@ function passed(leaseExpires: string | undefined, now: number): boolean {
   if (!leaseExpires) return false;
   const t = Date.parse(leaseExpires);
   return Number.isFinite(t) && t < now;
+}
+
+/**
+ * Records whose worker is gone (on a shared store): their Broker died or stalled past its lease,
+ * so any worker may finish them. Kept hosts stay for a person; unstamped records are no one's.
+ */
+export function workerOrphans(records: readonly HostRecord[], live: ReadonlySet<string> | ReadonlyMap<string, unknown>): HostRecord[] {
+  return records.filter((r) => r.worker !== undefined && !live.has(r.worker) && r.kept === undefined);
 }

@@ -17,7 +17,7 @@ import { releaseRecord } from './release.js';
 import { recordOf } from './records.js';
 import type { ProviderRuntime } from './runtime.js';
 import { syncKnownHosts } from './sessions.js';
-import { reapable } from './reap-rule.js';
+import { reapable, workerOrphans } from './reap-rule.js';
 import type { SyncResult } from './types.js';
 
 /** Providers (and instances) a sync or reap covers: the one named (`name` or `name::instance`), or every one in use. */
@@ -95,15 +95,9 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
   const released: HostRecord[] = [];
   const removed: string[] = [];
   const here = machineHostname();
-  const stale = (await core.store.list()).filter(
-    (h) =>
-      (!provider || h.provider === provider.split('::')[0]) &&
-      h.state !== 'ready' &&
-      h.machine === here &&
-      h.pid !== undefined &&
-      h.pid !== process.pid &&
-      !isProcessAlive(h.pid),
-  );
+  const all = (await core.store.list()).filter((h) => !provider || h.provider === provider.split('::')[0]);
+  const orphans = await orphansOf(core, all);
+  const stale = all.filter((h) => orphans.includes(h) || unfinishedByDeadProcess(h, here));
   for (const record of stale) {
     try {
       await releaseRecord(core, record);
@@ -150,4 +144,24 @@ export async function reap(core: BrokerCore, provider?: string): Promise<{ relea
     }
   }
   return { released, removed };
+}
+
+/**
+ * Records of a shared store whose worker is gone (any machine's), in any state: what a dead or
+ * stalled worker held. None on a store without worker liveness.
+ */
+export async function orphansOf(core: BrokerCore, records?: readonly HostRecord[]): Promise<HostRecord[]> {
+  if (!core.store.workers) return [];
+  // Records first, workers after: a record's worker key is written before the record, so a
+  // worker missing from the later read is gone, not new.
+  const all = records ?? (await core.store.list());
+  return workerOrphans(all, await core.store.workers());
+}
+
+/**
+ * A checkout or release cut off by the death of its process on this machine (records of a
+ * shared store's workers are judged by their worker's liveness instead).
+ */
+export function unfinishedByDeadProcess(h: HostRecord, here = machineHostname()): boolean {
+  return h.state !== 'ready' && h.machine === here && h.pid !== undefined && h.pid !== process.pid && h.worker === undefined && !isProcessAlive(h.pid);
 }

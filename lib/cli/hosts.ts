@@ -15,6 +15,7 @@ import type { CliContext, CommandResult } from './context.js';
 import { hostTable, yaml } from './format.js';
 import { collect, duration, positiveInt } from './options.js';
 import { releaseMany } from './release.js';
+import { migrateInventory, orphanRecords, watchInventory } from './team.js';
 
 interface CheckoutOpts {
   nick?: string;
@@ -108,7 +109,8 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--if-tests-passed <junit.xml>', 'only when this JUnit report has no failures; else keep the hosts')
     .option('--concurrency <n>', 'hosts released at once (default 16)', positiveInt)
     .option('--pool', 'release every host of yours waiting in the warm-reuse pool')
-    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string; concurrency?: number; pool?: boolean }) =>
+    .option('--orphans', "only orphans: hosts whose worker is gone (a team's etcd inventory), unfinished checkouts of dead processes here")
+    .action((keys: string[], opts: TargetOpts & { ifTestsPassed?: string; concurrency?: number; pool?: boolean; orphans?: boolean }) =>
       act(async () => {
         if (opts.pool && !keys.length && !opts.all && !opts.filter) {
           const released = await ctx.broker().emptyPool();
@@ -119,7 +121,8 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
               : 'the warm-reuse pool is empty\n',
           };
         }
-        const records = await selectTargets(ctx, keys, opts, 'check in');
+        let records = await selectTargets(ctx, keys, opts, 'check in');
+        if (opts.orphans) records = await orphanRecords(ctx, records);
         if (!records.length) return { data: [], text: 'no hosts matched; nothing checked in\n' };
         if (opts.ifTestsPassed) {
           const verdict = await junitPassed(opts.ifTestsPassed);
@@ -146,13 +149,20 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
     .option('--filter <filter>', "only hosts matching, e.g. 'provider=local'")
     .addOption(new Option('--sync [provider]', 'ask providers first (all, or `name` / `name::instance`)'))
     .option('--details', 'every field of every record, as YAML')
-    .action((opts: { filter?: string; sync?: string | boolean; details?: boolean }) =>
+    .option('--watch', 'then print every change as it happens (anyone, any machine) until Ctrl-C')
+    .option('--store <file|etcd>', 'copy this inventory into the etcd cluster of the `inventory` settings (`etcd`) or back (`file`)')
+    .action((opts: { filter?: string; sync?: string | boolean; details?: boolean; watch?: boolean; store?: string }) =>
       act(async () => {
+        if (opts.store) return migrateInventory(ctx, opts.store);
         const broker = ctx.broker();
         if (opts.sync) await broker.sync(opts.sync === true ? undefined : opts.sync);
         const all = await broker.inventory();
         const records = opts.filter ? applyFilter(all, opts.filter) : all;
         const indexes = records.map((r) => all.indexOf(r));
+        if (opts.watch) {
+          if (!ctx.globals.json) ctx.io.stdout.write(opts.details ? yaml(records) : hostTable(records, indexes));
+          return watchInventory(ctx);
+        }
         return { data: records, text: opts.details ? yaml(records) : hostTable(records, indexes) };
       }),
     );

@@ -110,6 +110,19 @@ export interface InventoryStore {
    * process alive.
    */
   watch?(onChange: (change: InventoryChange) => void): () => void;
+  /**
+   * Live workers of a shared store, by the id records carry in `worker` (a store without worker
+   * liveness has no such method). A record whose worker is not listed is an orphan.
+   */
+  workers?(): Promise<ReadonlyMap<string, WorkerLiveness>>;
   /** Frees clients, watchers and timers (watches stop). */
   close(): Promise<void>;
+}
+
+/** What a shared store knows of a live worker. */
+export interface WorkerLiveness {
+  id: string;
+  machine: string;
+  pid: number;
+  started: string;
 }
