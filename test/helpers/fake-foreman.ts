@@ -179,8 +179,11 @@ export class FakeForeman {
       const search = q.get('search') ?? '';
       let s: RegExpExecArray | null;
       if ((s = /^owner = "(.*)"$/.exec(search))) list = list.filter((h) => h.owner === s![1]);
-      else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) list = list.filter((h) => h.parameters.some((p) => p.name === s![1] && p.value === s![2]));
-      else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
+      // Foreman's search_by_params keeps the key after its last dot: params.a.b matches a parameter named b.
+      else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) {
+        const key = s[1]!.replace(/^.*\./, '');
+        list = list.filter((h) => h.parameters.some((p) => p.name === key && p.value === s![2]));
+      } else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       const withParams = q.getAll('include[]').includes('parameters');
       return sendJson(
         res,
