@@ -48,6 +48,8 @@ export class FakeForeman {
   url = '';
   username = 'jdoe';
   password = 'foreman-pat-0123456789';
+  /** The IP every host created through the API gets (e.g. a real test sshd); default 192.0.2.<id>. */
+  hostIp: string | undefined;
   readonly hostgroups: FakeHostgroup[] = [];
   readonly hosts = new Map<number, FakeForemanHost>();
   readonly deleted: number[] = [];
@@ -162,7 +164,7 @@ export class FakeForeman {
       const host: FakeForemanHost = {
         id,
         name: fqdn,
-        ip: `192.0.2.${id}`,
+        ip: this.hostIp ?? `192.0.2.${id}`,
         hostgroup: group!,
         owner: this.username,
         build: h.build === true,
