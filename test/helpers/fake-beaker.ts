@@ -45,6 +45,8 @@ export class FakeBeaker {
   private nextId = 100;
   private server!: Server;
   url = '';
+  /** The FQDN every scheduled system gets (e.g. a real test sshd's address); default system<id>.lab.example. */
+  systemFqdn: string | undefined;
 
   fail(method: string, path: RegExp, status: number, body = '', times = 1): void {
     this.faults.push({ method, path, status, body, times });
@@ -202,7 +204,7 @@ export class FakeBeaker {
     if (job.stepsLeft > 0) {
       job.stepsLeft--;
       job.recipeStatus = job.status = job.stepsLeft > 1 ? 'Scheduled' : 'Installing';
-      job.fqdn ??= `system${job.id}.lab.example`;
+      job.fqdn ??= this.systemFqdn ?? `system${job.id}.lab.example`;
       return;
     }
     if (job.outcome === 'abort') {
