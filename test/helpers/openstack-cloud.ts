@@ -30,6 +30,8 @@ export interface FakeCloudOptions {
    * the fake's own tokens are then not consulted.
    */
   validateToken?: (token: string) => Promise<boolean>;
+  /** The fixed address every server gets (e.g. a real test sshd); default 10.0.0.<n>. */
+  serverIp?: string;
 }
 
 export interface FakeServer {
@@ -105,6 +107,7 @@ export class FakeOpenStack {
   pageSize: number;
   now: () => number;
   private readonly validateToken: ((token: string) => Promise<boolean>) | undefined;
+  private readonly serverIp: string | undefined;
   private readonly tokens = new Map<string, number>();
   private readonly failures: Failure[] = [];
   private http!: HttpServer;
@@ -118,6 +121,7 @@ export class FakeOpenStack {
     this.pageSize = options.pageSize ?? 1000;
     this.now = options.now ?? Date.now;
     this.validateToken = options.validateToken;
+    this.serverIp = options.serverIp;
     this.limits = { instances: options.limits?.instances ?? 10, cores: options.limits?.cores ?? 20, ram: options.limits?.ram ?? 51200 };
   }
 
@@ -402,7 +406,7 @@ export class FakeOpenStack {
     const nets = (s.body.networks as { uuid: string }[] | undefined) ?? [{ uuid: NETWORKS[0]!.id }];
     for (const n of nets) {
       const name = NETWORKS.find((x) => x.id === n.uuid)?.name ?? n.uuid;
-      (s.addresses[name] ??= []).push({ addr: `10.0.0.${this.ipCounter++}`, version: 4, 'OS-EXT-IPS:type': 'fixed' });
+      (s.addresses[name] ??= []).push({ addr: this.serverIp ?? `10.0.0.${this.ipCounter++}`, version: 4, 'OS-EXT-IPS:type': 'fixed' });
     }
   }
 
