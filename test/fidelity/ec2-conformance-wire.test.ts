@@ -24,17 +24,7 @@ providerConformance({
       directory,
       settings: {
         logLevel: 'silent',
-        ec2: {
-          region: server.region,
-          endpoint: server.url,
-          accessKeyId: server.accessKeyId,
-          secretAccessKey: server.secretAccessKey,
-          address: 'private',
-          pollInterval: 1,
-          retryDelay: 1,
-          retryMaxDelay: 5,
-          runningTimeout: 5000,
-        },
+        ec2: server.settings(),
       },
       providers,
     }),

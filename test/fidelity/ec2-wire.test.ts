@@ -20,18 +20,7 @@ let t: TestContext<Ec2Instance>;
 
 async function context(extra: Record<string, unknown> = {}) {
   t = await testContext(ec2, {
-    instanceSettings: {
-      region: server.region,
-      endpoint: server.url,
-      accessKeyId: server.accessKeyId,
-      secretAccessKey: server.secretAccessKey,
-      address: 'private',
-      pollInterval: 1,
-      retryDelay: 1,
-      retryMaxDelay: 5,
-      runningTimeout: 5000,
-      ...extra,
-    },
+    instanceSettings: server.settings(extra),
     settings: { ssh: { username: 'ec2-user' } },
     owner: 'alice',
   });

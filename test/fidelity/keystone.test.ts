@@ -13,7 +13,7 @@ import { openstack } from '../../providers/openstack/definition.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';
 import { type Keystone, keystoneAvailable, startKeystone } from '../helpers/keystone.js';
 import { FakeOpenStack, PROJECT_ID } from '../helpers/openstack-cloud.js';
-import { on, openstackContext, targets } from '../helpers/openstack-context.js';
+import { fakeInstance, on, openstackContext, targets } from '../helpers/openstack-context.js';
 import { rejection } from '../helpers/rejection.js';
 
 const available = keystoneAvailable();
@@ -151,15 +151,7 @@ describe.skipIf(!available)('the openstack provider against a real Keystone', ()
   });
 
   it('checks out and releases a server through the provider with a Keystone token', async () => {
-    const t = await openstackContext({
-      auth: auth(),
-      region_name: 'RegionOne',
-      image: 'cirros-0.6.2',
-      flavor: 'm1.tiny',
-      network: 'private',
-      pollInterval: 2,
-      retryDelay: 2,
-    });
+    const t = await openstackContext(fakeInstance(cloud, { auth: auth() }));
     try {
       const impl = createOpenStackProvider({ sources: { env: {}, cwd: '/nonexistent', home: '/nonexistent' } });
       const [target] = targets(t, 1);

@@ -71,6 +71,22 @@ export class Ec2QueryServer {
     return closeServer(this.server);
   }
 
+  /** ec2 instance settings that reach this endpoint with its credentials and fast polling. */
+  settings(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      region: this.region,
+      endpoint: this.url,
+      accessKeyId: this.accessKeyId,
+      secretAccessKey: this.secretAccessKey,
+      address: 'private',
+      pollInterval: 1,
+      retryDelay: 1,
+      retryMaxDelay: 5,
+      runningTimeout: 5000,
+      ...extra,
+    };
+  }
+
   /** Answers the next `times` calls of `action` with an EC2 error. */
   fail(action: string, code: string, message: string, status = 400, times = 1): void {
     this.faults.push({ action, code, message, status, times });

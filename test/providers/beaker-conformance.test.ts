@@ -10,7 +10,7 @@ import { Broker } from '../../lib/broker/index.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { beaker } from '../../providers/beaker/definition.js';
 import { FakeBeaker } from '../helpers/fake-beaker.js';
-import { sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
 const available = sshdAvailable();
 const sshd = available ? await startSshd() : undefined;
@@ -31,7 +31,7 @@ providerConformance({
       directory,
       settings: {
         logLevel: 'silent',
-        ...(sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {}),
+        ...sshSettingsOf(sshd),
         beaker: { url: fake.url, username: 'alice', password: 'conformance-password', pollInterval: '5ms', retries: 0 },
       },
       providers,

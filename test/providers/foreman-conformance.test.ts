@@ -11,7 +11,7 @@ import { Broker } from '../../lib/broker/index.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { foreman } from '../../providers/foreman/definition.js';
 import { FakeForeman } from '../helpers/fake-foreman.js';
-import { sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
 const available = sshdAvailable();
 const sshd = available ? await startSshd() : undefined;
@@ -31,7 +31,7 @@ providerConformance({
       directory,
       settings: {
         logLevel: 'silent',
-        ...(sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {}),
+        ...sshSettingsOf(sshd),
         foreman: { baseUrl: fake.url, username: fake.username, password: fake.password, pollInterval: 5, retryDelay: 5, address: 'ip' },
       },
       providers,

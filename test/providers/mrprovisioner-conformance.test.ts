@@ -11,7 +11,7 @@ import { Broker } from '../../lib/broker/index.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { mrprovisioner } from '../../providers/mrprovisioner/definition.js';
 import { FakeMrProvisioner } from '../helpers/fake-mrprovisioner.js';
-import { sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
 const available = sshdAvailable();
 const sshd = available ? await startSshd() : undefined;
@@ -32,7 +32,7 @@ providerConformance({
       directory,
       settings: {
         logLevel: 'silent',
-        ...(sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {}),
+        ...sshSettingsOf(sshd),
         mrprovisioner: { url: fake.url, token: 'conformance-token-1234', retries: 0 },
       },
       providers,

@@ -12,7 +12,7 @@ import { openstack } from '../../providers/openstack/definition.js';
 import { createOpenStackProvider } from '../../providers/openstack/provider.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { FakeOpenStack } from '../helpers/openstack-cloud.js';
-import { sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 import { fakeInstance } from '../helpers/openstack-context.js';
 
 const available = sshdAvailable();
@@ -38,7 +38,7 @@ providerConformance({
     new Broker({
       directory,
       settings: {
-        ...(sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {}),
+        ...sshSettingsOf(sshd),
         providers: { openstack: fakeInstance(cloud) },
       },
       providers,

@@ -13,7 +13,7 @@ import { Broker } from '../../lib/broker/index.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { tower } from '../../providers/tower/definition.js';
 import { FakeTower } from '../helpers/fake-tower.js';
-import { sshdAvailable, startSshd } from '../helpers/sshd.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
 const available = sshdAvailable();
 const sshd = available ? await startSshd() : undefined;
@@ -63,7 +63,7 @@ providerConformance({
       directory,
       settings: {
         logLevel: 'silent',
-        ...(sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {}),
+        ...sshSettingsOf(sshd),
         tower: { baseUrl: fake.url, token: fake.token, inventory: 'jdoe-inventory', pollInterval: 5, retryDelay: 5 },
       },
       providers,
