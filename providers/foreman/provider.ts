@@ -14,9 +14,9 @@ import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
 import { type ForemanInstance, foreman } from './definition.js';
 
-/** Foreman's build status codes (HostStatus::BuildStatus). */
 /** The record id as a host parameter whose name `params.NAME` search can match (no dot). */
 const SEARCHABLE_ID = 'hostbroker_id';
+/** Foreman's build status codes (HostStatus::BuildStatus). */
 const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
 
 const Parameter = z.object({ name: z.string(), value: z.unknown() }).loose();
