@@ -143,9 +143,13 @@ function reservations(xml: string): XmlNode[] {
     .map(({ node }) => node);
 }
 
-/** RESERVETIME (seconds) of the reservesys task in a job XML, if it has one. */
+/** Beaker's reservation when the job names no duration: 24 h (the reservesys task and element alike). */
+const DEFAULT_RESERVE_SECONDS = 86_400;
+
+/** Seconds the job XML reserves for: RESERVETIME, the `<reservesys duration>`, else Beaker's default; undefined without a reservation. */
 export function reserveTimeOf(xml: string): number | undefined {
-  for (const node of reservations(xml)) {
+  const found = reservations(xml);
+  for (const node of found) {
     const duration = node[':@']?.['@_duration'];
     if (nameOf(node) === 'reservesys' && duration !== undefined && /^\d+$/.test(duration)) return Number(duration);
     for (const { name, node: param } of elements(childrenOf(node, nameOf(node)!))) {
@@ -153,7 +157,7 @@ export function reserveTimeOf(xml: string): number | undefined {
       if (name === 'param' && param[':@']?.['@_name'] === 'RESERVETIME' && value !== undefined && /^\d+$/.test(value)) return Number(value);
     }
   }
-  return undefined;
+  return found.length ? DEFAULT_RESERVE_SECONDS : undefined;
 }
 
 /** Whether a job XML asks for a reservation at all. */
