@@ -137,6 +137,7 @@ export async function startKeystone(): Promise<Keystone> {
         child.kill('SIGTERM');
         await exited;
       }
+      // HB_KEEP=1 keeps the dir (config, database, server.log) to look at after a failure.
       if (!process.env.HB_KEEP) await rm(dir, { recursive: true, force: true });
     },
   };
