@@ -181,4 +181,18 @@ else
   say "image $SSHD_IMAGE: built (recipe $image_key)"
 fi
 
+# Keystone ------------------------------------------------------------------------------------
+# python3-keystone: test/fidelity/keystone.test.ts runs a real Keystone (SQLite, fernet tokens,
+# keystone-manage bootstrap, keystone-wsgi-public on loopback); the test writes its own config, so
+# only the package is needed. Its own function so the package list above stays as it was.
+install_keystone() {
+  if dpkg-query -W -f='${Status}' python3-keystone 2>/dev/null | grep -q 'install ok installed'; then
+    say "keystone: present"
+    return
+  fi
+  say "installing: python3-keystone"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-keystone >/dev/null
+}
+install_keystone
+
 say "ready: DOCKER_HOST=unix://$SOCKET (found by hostbroker's engine discovery without setting it)"

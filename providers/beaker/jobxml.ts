@@ -7,7 +7,8 @@
 import { UserInputError } from '../../lib/errors.js';
 import { toMs } from '../../lib/settings.js';
 import type { BeakerArgs } from './definition.js';
-import { cdata, escapeXml, unescapeXml } from './xml.js';
+import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser';
+import { cdata, escapeXml } from './xml.js';
 
 /** The whiteboard tag of a record. */
 export function whiteboardTag(record: { id: string; brokerId: string }): string {
@@ -74,35 +75,92 @@ export function buildJobXml(args: BeakerArgs, record: { id: string; brokerId: st
   ].join('\n');
 }
 
-/** Adds the tag to the job whiteboard of a user's job XML (creating the whiteboard if needed). */
-export function tagJobXml(xml: string, record: { id: string; brokerId: string }): string {
-  const tag = escapeXml(whiteboardTag(record));
-  const job = /<job\b[^>]*?(\/?)>/.exec(xml);
-  if (!job || job[1]) throw new UserInputError('beaker: the job XML has no <job> element with recipe sets; check the file.');
-  const start = job.index + job[0].length;
-  // Only the job's own whiteboard: the part before the first recipe set.
-  const firstSet = xml.indexOf('<recipeSet', start);
-  const head = xml.slice(start, firstSet < 0 ? undefined : firstSet);
-  const full = /<whiteboard\s*>([\s\S]*?)<\/whiteboard\s*>/.exec(head);
-  const empty = /<whiteboard\s*\/>/.exec(head);
-  let newHead: string;
-  if (full) {
-    const text = full[1]!.trim();
-    newHead = head.replace(full[0], `<whiteboard>${text ? `${text} ` : ''}${tag}</whiteboard>`);
-  } else if (empty) newHead = head.replace(empty[0], `<whiteboard>${tag}</whiteboard>`);
-  else newHead = `\n<whiteboard>${tag}</whiteboard>${head}`;
-  return xml.slice(0, start) + newHead + xml.slice(start + head.length);
+type XmlNode = Record<string, unknown> & { ':@'?: Record<string, string> };
+
+const XML_OPTIONS = {
+  preserveOrder: true,
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  commentPropName: '#comment',
+  cdataPropName: '#cdata',
+  trimValues: false,
+  parseTagValue: false,
+  parseAttributeValue: false,
+} as const;
+
+/** The element name of a preserve-order node (not text, comment or CDATA). */
+function nameOf(node: XmlNode): string | undefined {
+  return Object.keys(node).find((k) => k !== ':@' && !k.startsWith('#') && !k.startsWith('?'));
 }
 
-/** RESERVETIME (seconds) of the reservesys task in a job XML, if it has one. */
+const childrenOf = (node: XmlNode, name: string) => node[name] as XmlNode[];
+
+/** Every element in a tree, depth first. */
+function* elements(nodes: XmlNode[]): Generator<{ name: string; node: XmlNode }> {
+  for (const node of nodes) {
+    const name = nameOf(node);
+    if (!name) continue;
+    yield { name, node };
+    yield* elements(childrenOf(node, name));
+  }
+}
+
+/** A user's job XML, parsed; malformed XML is a UserInputError naming the line. */
+function parseJobXml(xml: string): XmlNode[] {
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) {
+    throw new UserInputError(
+      `beaker: the job XML is not well-formed at line ${valid.err.line}, column ${valid.err.col}: ${valid.err.msg} Fix the job XML (jobXml / jobXmlFile).`,
+    );
+  }
+  return new XMLParser(XML_OPTIONS).parse(xml) as XmlNode[];
+}
+
+/** Adds the tag to the job whiteboard of a user's job XML (creating the whiteboard if needed). */
+export function tagJobXml(xml: string, record: { id: string; brokerId: string }): string {
+  const tree = parseJobXml(xml);
+  const job = tree.find((n) => nameOf(n) === 'job');
+  const jobChildren = job ? childrenOf(job, 'job') : [];
+  if (!job || !jobChildren.some((n) => nameOf(n) === 'recipeSet'))
+    throw new UserInputError('beaker: the job XML has no <job> element with recipe sets; check the file.');
+  const tag = whiteboardTag(record);
+  // Only the job's own whiteboard (a direct child), not a recipe's.
+  const board = jobChildren.find((n) => nameOf(n) === 'whiteboard');
+  if (board) {
+    const text = childrenOf(board, 'whiteboard')
+      .map((n) => String(n['#text'] ?? ''))
+      .join('')
+      .trim();
+    board.whiteboard = [{ '#text': text ? `${text} ${tag}` : tag }];
+  } else jobChildren.unshift({ whiteboard: [{ '#text': tag }] });
+  return new XMLBuilder({ ...XML_OPTIONS, suppressEmptyNode: true }).build(tree) as string;
+}
+
+/** The reservesys tasks and elements of a job XML. */
+function reservations(xml: string): XmlNode[] {
+  return [...elements(parseJobXml(xml))]
+    .filter(({ name, node }) => name === 'reservesys' || (name === 'task' && node[':@']?.['@_name'] === '/distribution/reservesys'))
+    .map(({ node }) => node);
+}
+
+/** Beaker's reservation when the job names no duration: 24 h (the reservesys task and element alike). */
+const DEFAULT_RESERVE_SECONDS = 86_400;
+
+/** Seconds the job XML reserves for: RESERVETIME, the `<reservesys duration>`, else Beaker's default; undefined without a reservation. */
 export function reserveTimeOf(xml: string): number | undefined {
-  const m = /<param\s+name="RESERVETIME"\s+value="(\d+)"/.exec(xml);
-  if (m) return Number(m[1]);
-  const r = /<reservesys\b[^>]*duration="(\d+)"/.exec(xml);
-  return r ? Number(r[1]) : undefined;
+  const found = reservations(xml);
+  for (const node of found) {
+    const duration = node[':@']?.['@_duration'];
+    if (nameOf(node) === 'reservesys' && duration !== undefined && /^\d+$/.test(duration)) return Number(duration);
+    for (const { name, node: param } of elements(childrenOf(node, nameOf(node)!))) {
+      const value = param[':@']?.['@_value'];
+      if (name === 'param' && param[':@']?.['@_name'] === 'RESERVETIME' && value !== undefined && /^\d+$/.test(value)) return Number(value);
+    }
+  }
+  return found.length ? DEFAULT_RESERVE_SECONDS : undefined;
 }
 
 /** Whether a job XML asks for a reservation at all. */
 export function reserves(xml: string): boolean {
-  return /\/distribution\/reservesys|<reservesys\b/.test(unescapeXml(xml));
+  return reservations(xml).length > 0;
 }

@@ -174,8 +174,8 @@ export default implementProvider(beaker, {
     if (client.settings.release === 'return') {
       const recipe = recipesOf(job).find(isReserved);
       if (recipe) {
-        // Ends the reservation: the watchdog fires in a minute and Beaker returns the system.
-        await client.watchdog(recipe.id, 60, ctx.signal);
+        // Beaker's own "Return Reservation" (Recipe.return_reservation): a watchdog of 0 ends it now.
+        await client.watchdog(recipe.id, 0, ctx.signal);
         return;
       }
     }

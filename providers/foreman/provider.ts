@@ -15,6 +15,8 @@ import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
 import { type ForemanInstance, foreman } from './definition.js';
 
+/** The record id as a host parameter whose name `params.NAME` search can match (no dot). */
+const SEARCHABLE_ID = 'hostbroker_id';
 /** Foreman's build status codes (HostStatus::BuildStatus). */
 const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
 
@@ -205,7 +207,9 @@ export default implementProvider(foreman, {
     const api = ForemanApi.of(ctx);
     const group = await api.hostgroupId(args.hostgroup);
     const tags = standardTags(record);
-    const parameters = { ...args.parameters, ...tags };
+    // Foreman's `params.NAME` search keeps only the part of NAME after its last dot, so the dotted
+    // tag names cannot be searched: a dot-free copy of the record id can.
+    const parameters = { ...args.parameters, ...tags, [SEARCHABLE_ID]: record.id };
     const organizationId = args.organizationId ?? api.settings.organizationId;
     const locationId = args.locationId ?? api.settings.locationId;
     const body = {
@@ -280,8 +284,10 @@ export default implementProvider(foreman, {
     if (data.danglingHandled) return;
     const id = Number(record.providerId ?? data.foremanId ?? NaN);
     if (Number.isInteger(id) && id > 0) return api.remove(id);
-    // Killed before the host id was noted: find it by the record-id parameter.
-    const found = await api.list('/api/hosts', Host, { search: `params.${TAGS.id} = "${record.id}"`, 'include[]': ['parameters'] });
+    // Killed before the host id was noted: find it by the record-id parameter (hosts made before
+    // that parameter existed: among the user's hosts).
+    let found = await api.list('/api/hosts', Host, { search: `params.${SEARCHABLE_ID} = "${record.id}"`, 'include[]': ['parameters'] });
+    if (found.length === 0) found = await api.list('/api/hosts', Host, { search: `owner = "${api.settings.username}"`, 'include[]': ['parameters'] });
     // Only hosts whose parameter confirms the id: never trust the search alone with a delete.
     for (const host of found) if (paramsOf(host)[TAGS.id] === record.id) await api.remove(host.id);
   },

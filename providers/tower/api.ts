@@ -24,7 +24,7 @@ export interface JobRef {
   id: number;
 }
 
-const Page = <T extends z.ZodType>(item: T) =>
+export const Page = <T extends z.ZodType>(item: T) =>
   z.object({ count: z.number().int().nonnegative().optional(), next: z.string().nullable().optional(), results: z.array(item) });
 
 const UserCapabilities = z.object({ start: z.boolean().optional() }).loose();
@@ -42,8 +42,14 @@ export const Template = z
   .loose();
 export type Template = z.output<typeof Template>;
 
-const LaunchResponse = z
-  .object({ id: z.number().int().optional(), workflow_job: z.number().int().optional(), job: z.number().int().optional() })
+export const LaunchResponse = z
+  .object({
+    id: z.number().int().optional(),
+    workflow_job: z.number().int().optional(),
+    job: z.number().int().optional(),
+    // What the template does not prompt for on launch: AWX drops it and launches anyway.
+    ignored_fields: z.record(z.string(), z.unknown()).optional(),
+  })
   .loose()
   .refine((r) => (r.workflow_job ?? r.job ?? r.id) !== undefined, { message: 'no job id in the launch answer' });
 
@@ -64,7 +70,7 @@ export const Job = z
   .loose();
 export type Job = z.output<typeof Job>;
 
-const WorkflowNode = z
+export const WorkflowNode = z
   .object({
     id: z.number().int(),
     summary_fields: z
@@ -86,7 +92,7 @@ const WorkflowNode = z
   .loose();
 type WorkflowNode = z.output<typeof WorkflowNode>;
 
-const JobEvent = z
+export const JobEvent = z
   .object({
     failed: z.boolean().optional(),
     task: z.string().optional(),
@@ -97,7 +103,9 @@ const JobEvent = z
   })
   .loose();
 
-const Inventory = z.object({ id: z.number().int(), name: z.string() }).loose();
+export const JobListItem = z.object({ id: z.number().int(), extra_vars: z.string().nullable().optional() }).loose();
+
+export const Inventory = z.object({ id: z.number().int(), name: z.string() }).loose();
 export const TowerHost = z
   .object({
     id: z.number().int(),
@@ -228,6 +236,13 @@ export class TowerApi {
     const body: Record<string, unknown> = { extra_vars: JSON.stringify(extraVars) };
     if (inventory !== undefined) body.inventory = inventory;
     const answer = await this.http.json('POST', this.path(`${collection(kind)}/${template.id}/launch/`), LaunchResponse, { json: body, signal: this.signal });
+    const ignored = Object.keys(answer.ignored_fields ?? {});
+    if (ignored.length) {
+      this.logger.warn(
+        `tower: ${template.name} ignored ${ignored.join(', ')} at launch (the template does not prompt for ${ignored.length > 1 ? 'them' : 'it'} on launch); enable "Prompt on launch" for ${ignored.join(' and ')} on the template so hostbroker's arguments reach it`,
+        { template: template.name, ignored },
+      );
+    }
     return { kind, id: (answer.workflow_job ?? answer.job ?? answer.id)! };
   }
 
@@ -335,10 +350,21 @@ export class TowerApi {
     return reasons;
   }
 
-  /** Workflow jobs (or jobs) whose extra vars mention `text`: finds a launch by its record id. */
-  async jobsMentioning(kind: TemplateKind, text: string): Promise<JobRef[]> {
-    const found = await this.get(`${jobCollection(kind)}/`, Page(z.object({ id: z.number().int() }).loose()), { extra_vars__icontains: text, order_by: '-id' });
-    return found.results.map((j) => ({ kind, id: j.id }));
+  /**
+   * Jobs of a template launched for a record (newest first): AWX forbids filtering on
+   * `extra_vars` (it is `prevent_search`), so this lists the template's jobs created since
+   * `since` and matches the `hostbroker_id` in each job's extra vars here.
+   */
+  async launchesFor(kind: TemplateKind, templateName: string, recordId: string, since: string): Promise<JobRef[]> {
+    const found = await this.get(`${collection(kind)}/`, Page(Template), { name: templateName });
+    const template = found.results.find((t) => t.name === templateName);
+    if (!template) return [];
+    const jobs = await this.all(`${jobCollection(kind)}/`, JobListItem, {
+      [kind === 'workflow' ? 'workflow_job_template' : 'job_template']: template.id,
+      created__gte: since,
+      order_by: '-id',
+    });
+    return jobs.filter((j) => parseVariables(j.extra_vars).hostbroker_id === recordId).map((j) => ({ kind, id: j.id }));
   }
 
   /** Names of the workflows (or job templates) the user may launch. */

@@ -34,6 +34,9 @@ interface TowerData {
 
 type Context = ProviderContext<TowerInstance>;
 
+/** How far before a record's creation a launch for it is looked for (clock skew with Tower). */
+const LAUNCH_LOOKBACK_MS = 10 * 60_000;
+
 function apiOf(ctx: Context): TowerApi {
   return TowerApi.fromContext(ctx);
 }
@@ -215,8 +218,10 @@ export default implementProvider(tower, {
     // Still provisioning (or killed mid-checkout): find its launch, stop it, release what it made.
     let job = data.towerJob ? { kind: data.towerJob.kind, id: data.towerJob.id } : undefined;
     if (!job) {
-      const kind: TemplateKind = current.recipe.args.job_template ? 'job_template' : 'workflow';
-      job = (await api.jobsMentioning(kind, current.id))[0];
+      const { kind, name } = targetOf(current.recipe.args as { workflow?: string; job_template?: string });
+      // Clocks differ: look a little before the record was written.
+      const since = new Date(Date.parse(current.createdAt) - LAUNCH_LOOKBACK_MS).toISOString();
+      job = (await api.launchesFor(kind, name, current.id, since))[0];
     }
     if (!job) {
       ctx.logger.info(`tower: no launch found for record ${current.id}; nothing to release`);

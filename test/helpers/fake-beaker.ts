@@ -45,6 +45,8 @@ export class FakeBeaker {
   private nextId = 100;
   private server!: Server;
   url = '';
+  /** The FQDN every scheduled system gets (e.g. a real test sshd's address); default system<id>.lab.example. */
+  systemFqdn: string | undefined;
 
   fail(method: string, path: RegExp, status: number, body = '', times = 1): void {
     this.faults.push({ method, path, status, body, times });
@@ -130,9 +132,11 @@ export class FakeBeaker {
       if (!user) return text(res, 401, 'Authenticated session required');
       const job = [...this.jobs.values()].find((j) => j.recipeId === Number(m![1]));
       if (!job) return text(res, 404, 'Recipe not found');
-      const data = JSON.parse(body || '{}') as Record<string, number>;
-      if (!data.kill_time) return text(res, 400, 'Time not specified');
-      if (['Completed', 'Cancelled', 'Aborted'].includes(job.recipeStatus)) return text(res, 400, 'Cannot extend the watchdog of a finished recipe');
+      const data = JSON.parse(body || '{}') as Record<string, unknown>;
+      // Recipe.extend: a non-number is a TypeError (500); a finished recipe has no watchdog (BX → 400);
+      // 0 means "end the recipe now" (what the web UI's Return Reservation sends).
+      if (typeof data.kill_time !== 'number') return text(res, 500, 'Internal Server Error');
+      if (['Completed', 'Cancelled', 'Aborted'].includes(job.recipeStatus)) return text(res, 400, `No watchdog exists for recipe ${job.recipeId}`);
       job.killTime = data.kill_time;
       return json(res, 200, { seconds: data.kill_time });
     }
@@ -200,7 +204,7 @@ export class FakeBeaker {
     if (job.stepsLeft > 0) {
       job.stepsLeft--;
       job.recipeStatus = job.status = job.stepsLeft > 1 ? 'Scheduled' : 'Installing';
-      job.fqdn ??= `system${job.id}.lab.example`;
+      job.fqdn ??= this.systemFqdn ?? `system${job.id}.lab.example`;
       return;
     }
     if (job.outcome === 'abort') {

@@ -48,6 +48,8 @@ export class FakeForeman {
   url = '';
   username = 'jdoe';
   password = 'foreman-pat-0123456789';
+  /** The IP every host created through the API gets (e.g. a real test sshd); default 192.0.2.<id>. */
+  hostIp: string | undefined;
   readonly hostgroups: FakeHostgroup[] = [];
   readonly hosts = new Map<number, FakeForemanHost>();
   readonly deleted: number[] = [];
@@ -162,7 +164,7 @@ export class FakeForeman {
       const host: FakeForemanHost = {
         id,
         name: fqdn,
-        ip: `192.0.2.${id}`,
+        ip: this.hostIp ?? `192.0.2.${id}`,
         hostgroup: group!,
         owner: this.username,
         build: h.build === true,
@@ -179,8 +181,11 @@ export class FakeForeman {
       const search = q.get('search') ?? '';
       let s: RegExpExecArray | null;
       if ((s = /^owner = "(.*)"$/.exec(search))) list = list.filter((h) => h.owner === s![1]);
-      else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) list = list.filter((h) => h.parameters.some((p) => p.name === s![1] && p.value === s![2]));
-      else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
+      // Foreman's search_by_params keeps the key after its last dot: params.a.b matches a parameter named b.
+      else if ((s = /^params\.(\S+) = "(.*)"$/.exec(search))) {
+        const key = s[1]!.replace(/^.*\./, '');
+        list = list.filter((h) => h.parameters.some((p) => p.name === key && p.value === s![2]));
+      } else if (search) return sendJson(res, 400, { error: { message: `Field '${search}' not recognized for searching!` } });
       const withParams = q.getAll('include[]').includes('parameters');
       return sendJson(
         res,

@@ -209,7 +209,8 @@ export class FakeMrProvisioner {
         if (!mine) return sendJson(res, 403, '');
         if (!machine.bmc) return invalid('power state changes require a BMC');
         machine.power = state;
-        return sendJson(res, 202, '');
+        // machine_power_post answers the power state it set.
+        return sendJson(res, 202, { state: machine.power });
       }
       if ((match = /^\/assignee\/(self|\d+)$/.exec(rest))) {
         const assignee = match[1] === 'self' ? mine : machine.assignments.find((a) => a.id === Number(match![1]));

@@ -33,6 +33,10 @@ export interface FakeTemplate {
   script: Script;
   /** Status GETs a launch answers "running" before it finishes. */
   polls: number;
+  /** `ask_variables_on_launch`: without it AWX drops extra vars not in the survey (ignored_fields). */
+  askVariables: boolean;
+  /** `ask_inventory_on_launch`: without it AWX drops a launch's inventory (ignored_fields). */
+  askInventory: boolean;
 }
 
 interface FakeJob {
@@ -45,11 +49,13 @@ interface FakeJob {
   children: number[];
   pollsLeft: number;
   status: string;
+  created: string;
 }
 
 interface ChildJob {
   id: number;
   name: string;
+  created: string;
   status: string;
   artifacts: Record<string, unknown>;
   explanation: string;
@@ -126,6 +132,8 @@ export class FakeTower {
       extraVars: {},
       canStart: true,
       polls: 1,
+      askVariables: true,
+      askInventory: true,
       ...t,
     };
     this.templates.push(template);
@@ -198,47 +206,41 @@ export class FakeTower {
       if (!t) return sendJson(res, 404, { detail: 'Not found.' });
       if (!t.canStart) return sendJson(res, 403, { detail: 'You do not have permission to perform this action.' });
       const parsed = JSON.parse(body || '{}') as { extra_vars?: string; inventory?: number };
-      const extraVars = parsed.extra_vars ? (JSON.parse(parsed.extra_vars) as Record<string, unknown>) : {};
+      const asked = parsed.extra_vars ? (JSON.parse(parsed.extra_vars) as Record<string, unknown>) : {};
       if (parsed.inventory !== undefined && !this.inventories.some((i) => i.id === parsed.inventory)) {
         return sendJson(res, 400, { inventory: [`Invalid pk "${parsed.inventory}" - object does not exist.`] });
       }
-      this.launches.push({ template: t.name, extraVars, ...(parsed.inventory !== undefined ? { inventory: parsed.inventory } : {}) });
-      const job = this.launch(t, extraVars, parsed.inventory);
-      return sendJson(
-        res,
-        201,
-        t.kind === 'workflow'
-          ? { workflow_job: job.id, id: job.id, type: 'workflow_job', status: 'pending' }
-          : { job: job.id, id: job.id, type: 'job', status: 'pending' },
-      );
+      // AWX keeps what the template prompts for (or its survey asks) and reports the rest as ignored_fields.
+      const ignored: Record<string, unknown> = {};
+      const extraVars: Record<string, unknown> = {};
+      const rejected: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(asked)) {
+        if (t.askVariables || t.survey?.some((question) => question.variable === k)) extraVars[k] = v;
+        else rejected[k] = v;
+      }
+      if (Object.keys(rejected).length) ignored.extra_vars = rejected;
+      let inventory = parsed.inventory;
+      if (inventory !== undefined && !t.askInventory && inventory !== t.inventory) {
+        ignored.inventory = inventory;
+        inventory = undefined;
+      }
+      this.launches.push({ template: t.name, extraVars, ...(inventory !== undefined ? { inventory } : {}) });
+      const job = this.launch(t, extraVars, inventory);
+      const type = t.kind === 'workflow' ? 'workflow_job' : 'job';
+      res.setHeader('Location', `/api/v2/${t.kind === 'workflow' ? 'workflow_jobs' : 'jobs'}/${job.id}/`);
+      return sendJson(res, 201, { [type]: job.id, ignored_fields: ignored, ...jobListJson(job) });
     }
-    if (method === 'GET' && p === '/workflow_jobs/') {
-      let list = [...this.jobs.values()].filter((j) => j.kind === 'workflow');
-      const needle = q.get('extra_vars__icontains');
-      if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).toLowerCase().includes(needle.toLowerCase()));
-      if (q.get('order_by') === '-id') list.sort((a, b) => b.id - a.id);
-      return sendJson(
-        res,
-        200,
-        page(
-          list.map((j) => ({ id: j.id, name: j.template.name, status: j.status })),
-          url,
-          this,
-        ),
-      );
+    if (method === 'GET' && (p === '/workflow_jobs/' || p === '/jobs/')) {
+      const kind = p === '/jobs/' ? 'job_template' : 'workflow';
+      const filtered = this.filterJobs(kind, q);
+      if (typeof filtered === 'string') return sendJson(res, 403, { detail: filtered });
+      return sendJson(res, 200, page(filtered.map(jobListJson), url, this));
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
       if (job?.kind !== 'workflow') return sendJson(res, 404, { detail: 'Not found.' });
       this.tick(job);
-      return sendJson(res, 200, {
-        id: job.id,
-        type: 'workflow_job',
-        name: job.template.name,
-        status: job.status,
-        failed: job.status === 'failed' || job.status === 'error',
-        job_explanation: '',
-      });
+      return sendJson(res, 200, { ...jobListJson(job), job_explanation: '' });
     }
     if (method === 'GET' && (m = /^\/workflow_jobs\/(\d+)\/workflow_nodes\/$/.exec(p))) {
       const job = this.jobs.get(Number(m[1]));
@@ -263,23 +265,10 @@ export class FakeTower {
         job.status = 'canceled';
         job.pollsLeft = 0;
         this.runSteps(job, true);
-        return sendJson(res, 202, {});
+        return sendJson(res, 202, undefined);
       }
-      return sendJson(res, 405, { error: 'Cannot cancel job.' });
-    }
-    if (method === 'GET' && p === '/jobs/') {
-      let list = [...this.jobs.values()].filter((j) => j.kind === 'job_template');
-      const needle = q.get('extra_vars__icontains');
-      if (needle) list = list.filter((j) => JSON.stringify(j.extraVars).includes(needle));
-      return sendJson(
-        res,
-        200,
-        page(
-          list.map((j) => ({ id: j.id })),
-          url,
-          this,
-        ),
-      );
+      // GenericCancelView: a job that cannot be canceled gets DRF's "method not allowed".
+      return sendJson(res, 405, { detail: 'Method "POST" not allowed.' });
     }
     if (method === 'GET' && (m = /^\/jobs\/(\d+)\/$/.exec(p))) {
       const id = Number(m[1]);
@@ -288,11 +277,7 @@ export class FakeTower {
         this.tick(top);
         const c = top.children[0] !== undefined ? this.children.get(top.children[0]) : undefined;
         return sendJson(res, 200, {
-          id,
-          type: 'job',
-          name: top.template.name,
-          status: top.status,
-          failed: top.status === 'failed',
+          ...jobListJson(top),
           artifacts: c?.artifacts ?? {},
           job_explanation: c?.explanation ?? '',
           result_traceback: '',
@@ -303,9 +288,14 @@ export class FakeTower {
       return sendJson(res, 200, {
         id,
         type: 'job',
+        url: `/api/v2/jobs/${id}/`,
         name: c.name,
+        created: c.created,
         status: c.status,
         failed: c.status !== 'successful',
+        launch_type: 'workflow',
+        job_template: null,
+        extra_vars: '{}',
         artifacts: c.artifacts,
         job_explanation: c.explanation,
         result_traceback: c.status === 'error' ? 'Traceback (most recent call last):\n  boom' : '',
@@ -332,7 +322,7 @@ export class FakeTower {
         res,
         200,
         page(
-          list.map((i) => ({ ...i, type: 'inventory', kind: '' })),
+          list.map((i) => ({ ...i, type: 'inventory', url: `/api/v2/inventories/${i.id}/`, kind: '' })),
           url,
           this,
         ),
@@ -340,7 +330,9 @@ export class FakeTower {
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/$/.exec(p))) {
       const inv = this.inventories.find((i) => i.id === Number(m![1]));
-      return inv ? sendJson(res, 200, { ...inv, type: 'inventory' }) : sendJson(res, 404, { detail: 'Not found.' });
+      return inv
+        ? sendJson(res, 200, { ...inv, type: 'inventory', url: `/api/v2/inventories/${inv.id}/`, kind: '' })
+        : sendJson(res, 404, { detail: 'Not found.' });
     }
     if (method === 'GET' && (m = /^\/inventories\/(\d+)\/hosts\/$/.exec(p))) {
       const list = this.hosts.filter((h) => h.inventory === Number(m![1]));
@@ -348,7 +340,14 @@ export class FakeTower {
         res,
         200,
         page(
-          list.map((h) => ({ id: h.id, type: 'host', name: h.name, inventory: h.inventory, variables: JSON.stringify(h.variables) })),
+          list.map((h) => ({
+            id: h.id,
+            type: 'host',
+            name: h.name,
+            inventory: h.inventory,
+            variables: JSON.stringify(h.variables),
+            summary_fields: { inventory: { id: h.inventory, name: this.inventories.find((i) => i.id === h.inventory)?.name ?? '' } },
+          })),
           url,
           this,
         ),
@@ -372,9 +371,26 @@ export class FakeTower {
       children: [],
       pollsLeft: t.polls,
       status: 'pending',
+      created: new Date().toISOString(),
     };
     this.jobs.set(job.id, job);
     return job;
+  }
+
+  /**
+   * The jobs of a list request, filtered as AWX's field lookups do: `prevent_search` fields
+   * (`extra_vars`) are refused with the message AWX gives (returned as a string).
+   */
+  private filterJobs(kind: 'workflow' | 'job_template', q: URLSearchParams): FakeJob[] | string {
+    let list = [...this.jobs.values()].filter((j) => j.kind === kind);
+    for (const [key, value] of q) {
+      const field = key.split('__')[0]!;
+      if (['extra_vars', 'survey_passwords', 'job_args', 'job_env', 'start_args'].includes(field)) return `Filtering on ${field} is not allowed.`;
+      if (key === 'workflow_job_template' || key === 'job_template') list = list.filter((j) => j.template.id === Number(value));
+      if (key === 'created__gte') list = list.filter((j) => j.created >= new Date(value).toISOString());
+    }
+    if (q.get('order_by') === '-id') list.sort((a, b) => b.id - a.id);
+    return list;
   }
 
   /** One status poll: the job runs after `polls` of them. */
@@ -397,6 +413,7 @@ export class FakeTower {
       this.children.set(id, {
         id,
         name: step.name,
+        created: new Date().toISOString(),
         status: step.status,
         artifacts: step.artifacts ?? {},
         explanation: step.explanation ?? '',
@@ -424,7 +441,26 @@ function templateJson(t: FakeTemplate): Record<string, unknown> {
     inventory: t.inventory,
     extra_vars: JSON.stringify(t.extraVars),
     survey_enabled: (t.survey?.length ?? 0) > 0,
+    ask_variables_on_launch: t.askVariables,
+    ask_inventory_on_launch: t.askInventory,
     summary_fields: { user_capabilities: { edit: false, delete: false, start: t.canStart, schedule: t.canStart, copy: false } },
+  };
+}
+
+/** A job as AWX's JobListSerializer / WorkflowJobListSerializer show it (the fields hostbroker reads). */
+function jobListJson(j: FakeJob): Record<string, unknown> {
+  const workflow = j.kind === 'workflow';
+  return {
+    id: j.id,
+    type: workflow ? 'workflow_job' : 'job',
+    url: `/api/v2/${workflow ? 'workflow_jobs' : 'jobs'}/${j.id}/`,
+    name: j.template.name,
+    created: j.created,
+    status: j.status,
+    failed: j.status === 'failed' || j.status === 'error',
+    launch_type: 'manual',
+    [workflow ? 'workflow_job_template' : 'job_template']: j.template.id,
+    extra_vars: JSON.stringify(j.extraVars),
   };
 }
 

@@ -25,6 +25,13 @@ export interface FakeCloudOptions {
   pageSize?: number;
   /** The clock (ms) used for token expiry; share it with the provider to move time. */
   now?: () => number;
+  /**
+   * Checks tokens elsewhere, as keystonemiddleware does against a real Keystone (true = valid);
+   * the fake's own tokens are then not consulted.
+   */
+  validateToken?: (token: string) => Promise<boolean>;
+  /** The fixed address every server gets (e.g. a real test sshd); default 10.0.0.<n>. */
+  serverIp?: string;
 }
 
 export interface FakeServer {
@@ -99,6 +106,8 @@ export class FakeOpenStack {
   buildPolls: number;
   pageSize: number;
   now: () => number;
+  private readonly validateToken: ((token: string) => Promise<boolean>) | undefined;
+  private readonly serverIp: string | undefined;
   private readonly tokens = new Map<string, number>();
   private readonly failures: Failure[] = [];
   private http!: HttpServer;
@@ -111,6 +120,8 @@ export class FakeOpenStack {
     this.buildPolls = options.buildPolls ?? 1;
     this.pageSize = options.pageSize ?? 1000;
     this.now = options.now ?? Date.now;
+    this.validateToken = options.validateToken;
+    this.serverIp = options.serverIp;
     this.limits = { instances: options.limits?.instances ?? 10, cores: options.limits?.cores ?? 20, ram: options.limits?.ram ?? 51200 };
   }
 
@@ -210,7 +221,9 @@ export class FakeOpenStack {
     }
 
     if (path === '/identity/v3/auth/tokens' && method === 'POST') return this.issueToken(body, res);
-    if (!token || !this.tokens.has(token) || this.tokens.get(token)! <= this.now()) return sendJson(res, 401, UNAUTHORIZED);
+    if (this.validateToken) {
+      if (!token || !(await this.validateToken(token))) return sendJson(res, 401, UNAUTHORIZED);
+    } else if (!token || !this.tokens.has(token) || this.tokens.get(token)! <= this.now()) return sendJson(res, 401, UNAUTHORIZED);
     return this.route(method, path, url.searchParams, body, res);
   }
 
@@ -393,7 +406,7 @@ export class FakeOpenStack {
     const nets = (s.body.networks as { uuid: string }[] | undefined) ?? [{ uuid: NETWORKS[0]!.id }];
     for (const n of nets) {
       const name = NETWORKS.find((x) => x.id === n.uuid)?.name ?? n.uuid;
-      (s.addresses[name] ??= []).push({ addr: `10.0.0.${this.ipCounter++}`, version: 4, 'OS-EXT-IPS:type': 'fixed' });
+      (s.addresses[name] ??= []).push({ addr: this.serverIp ?? `10.0.0.${this.ipCounter++}`, version: 4, 'OS-EXT-IPS:type': 'fixed' });
     }
   }
 

@@ -36,6 +36,11 @@ export interface Sshd {
   restart(): Promise<void>;
 }
 
+/** The Broker's `ssh` settings that log in to `sshd` (none without one). */
+export function sshSettingsOf(sshd: Sshd | undefined): { ssh?: { username: string; port: number; privateKeyPath: string } } {
+  return sshd ? { ssh: { username: sshd.username, port: sshd.port, privateKeyPath: sshd.privateKeyPath } } : {};
+}
+
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();

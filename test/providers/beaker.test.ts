@@ -11,7 +11,7 @@ import type { ImplementationOf, ProviderContext } from '../../lib/provider.js';
 import { reapable } from '../../lib/broker/reap-rule.js';
 import type { HostRecord } from '../../lib/records.js';
 import { beaker, BeakerArgs, type BeakerInstance } from '../../providers/beaker/definition.js';
-import { buildJobXml, parseWhiteboard, tagJobXml } from '../../providers/beaker/jobxml.js';
+import { buildJobXml, parseWhiteboard, reserveTimeOf, reserves, tagJobXml } from '../../providers/beaker/jobxml.js';
 import { decodeResponse, encodeCall, parseXml } from '../../providers/beaker/xml.js';
 import { FakeBeaker } from '../helpers/fake-beaker.js';
 import { at, on, providerTestContext, target } from '../helpers/fake-mrprovisioner.js';
@@ -96,11 +96,44 @@ describe('job XML', () => {
       '<whiteboard>mine [hostbroker id=r1 broker=b1]</whiteboard><recipeSet>',
     );
     expect(tagJobXml('<job retention_tag="scratch">\n<recipeSet><recipe><whiteboard>inner</whiteboard></recipe></recipeSet></job>', rec)).toMatch(
-      /^<job retention_tag="scratch">\n<whiteboard>\[hostbroker id=r1 broker=b1\]<\/whiteboard>/,
+      /^<job retention_tag="scratch"><whiteboard>\[hostbroker id=r1 broker=b1\]<\/whiteboard>/,
     );
     expect(tagJobXml('<job><whiteboard/><recipeSet/></job>', rec)).toContain('<whiteboard>[hostbroker id=r1 broker=b1]</whiteboard>');
     expect(() => tagJobXml('<notajob/>', rec)).toThrow(UserInputError);
     expect(parseWhiteboard('x [hostbroker id=r1 broker=b1]')).toEqual({ id: 'r1', brokerId: 'b1' });
+  });
+
+  it('parses user job XML as XML: keeps CDATA, comments and entities, and ignores look-alikes in them', () => {
+    const rec = { id: 'r1', brokerId: 'b1' };
+    const xml = [
+      '<?xml version="1.0"?>',
+      '<job><!-- <whiteboard>not this</whiteboard> --><whiteboard>a &amp; b</whiteboard>',
+      '<recipeSet><recipe><ks_append><![CDATA[echo "<whiteboard>" > /tmp/x]]></ks_append>',
+      '<task name="/distribution/reservesys"><params><param name="RESERVETIME" value="7200"/></params></task></recipe></recipeSet></job>',
+    ].join('\n');
+    const tagged = tagJobXml(xml, rec);
+    expect(tagged).toContain('<whiteboard>a &amp; b [hostbroker id=r1 broker=b1]</whiteboard>');
+    expect(tagged).toContain('<!-- <whiteboard>not this</whiteboard> -->');
+    expect(tagged).toContain('<![CDATA[echo "<whiteboard>" > /tmp/x]]>');
+    expect(parseWhiteboard(tagged)).toEqual({ id: 'r1', brokerId: 'b1' });
+    expect(reserveTimeOf(tagged)).toBe(7200);
+    expect(reserves(tagged)).toBe(true);
+    // A reservesys named only inside a comment is no reservation.
+    expect(reserves('<job><!-- /distribution/reservesys --><recipeSet/></job>')).toBe(false);
+    expect(reserveTimeOf('<job><recipeSet><recipe><reservesys duration="600"/></recipe></recipeSet></job>')).toBe(600);
+  });
+
+  it('refuses malformed job XML with a UserInputError naming the line', () => {
+    const error = (() => {
+      try {
+        tagJobXml('<job>\n<recipeSet>\n<recipe>\n</recipeSet>\n</job>', { id: 'r1', brokerId: 'b1' });
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(UserInputError);
+    expect(error!.message).toMatch(/line 4, column \d+/);
   });
 
   it('XML-RPC round-trips calls and faults', () => {
@@ -306,7 +339,7 @@ describe('release, extend, sync', () => {
       on(ret, { ...t.record, providerId: host.providerId, data: host.data ?? {} }),
     );
     const job = fake.jobs.get(host.data!.jobId as number)!;
-    expect(job.killTime).toBe(60);
+    expect(job.killTime).toBe(0);
     expect(job.status).toBe('Reserved');
     await c();
   });
@@ -319,7 +352,7 @@ describe('release, extend, sync', () => {
     expect(job.killTime).toBeLessThanOrEqual(3 * 3600);
     await expect(impl.extend!(record, new Date(Date.now() - 1000).toISOString(), on(ctx, record))).rejects.toThrow(UserInputError);
     await impl.release(record, on(ctx, record));
-    await expect(impl.extend!(record, new Date(Date.now() + 3600e3).toISOString(), on(ctx, record))).rejects.toThrow(/finished recipe/);
+    await expect(impl.extend!(record, new Date(Date.now() + 3600e3).toISOString(), on(ctx, record))).rejects.toThrow(/No watchdog exists for recipe/);
   });
 
   it("sync lists the user's unfinished tagged jobs of this broker only", async () => {

@@ -94,6 +94,17 @@ describe('foreman checkout', () => {
     expect(stored(ctx, record).data.foremanId).toBe(made.id);
   });
 
+  it('releases a record killed before it noted the host id, by a parameter Foreman can search (no dot in its name)', async () => {
+    const ctx = await context();
+    const { host, record } = await checkout(ctx, { hostgroup: 'base/rhel9' });
+    const other = await checkout(ctx, { hostgroup: 'base/rhel9' }, 1);
+    // The record as the Broker wrote it before checkout: nothing noted.
+    await impl.release(record, testHostContext(ctx, record));
+    expect(fake.hosts.has(Number(host.providerId))).toBe(false);
+    expect(fake.hosts.has(Number(other.host.providerId))).toBe(true);
+    expect(fake.requests.some((r) => r.method === 'GET' && r.url.includes('params.hostbroker_id'))).toBe(true);
+  });
+
   it('reaches hosts at their IP with address: ip, and resolves hostgroups by id', async () => {
     const { host } = await checkout(await context({ address: 'ip' }), { hostgroup: rhel9.id, name: 'db1' });
     expect(host.hostname).toMatch(/^192\.0\.2\.\d+$/);

@@ -2,7 +2,8 @@
  * The provider conformance suite for `tower` through the Broker, against the fake AWX server
  * (test/helpers/fake-tower.ts). Its deploy workflow registers each VM in a Tower inventory with the
  * hostbroker tags it was given (as a real provisioning workflow would), and remove-vm takes it
- * out, extend-vm moves the lease tag. No SSH server answers at the fake names, so there is no session (`session: false`).
+ * out, extend-vm moves the lease tag. Each VM's address is a real test sshd on 127.0.0.1, so the
+ * suite's commands and file round trip run over SSH.
  */
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,9 +13,16 @@ import { Broker } from '../../lib/broker/index.js';
 import { providerConformance } from '../../lib/testing/index.js';
 import { tower } from '../../providers/tower/definition.js';
 import { FakeTower } from '../helpers/fake-tower.js';
+import { sshSettingsOf, sshdAvailable, startSshd } from '../helpers/sshd.js';
 
+const available = sshdAvailable();
+const sshd = available ? await startSshd() : undefined;
 const fake = await FakeTower.start();
-afterAll(() => fake.close());
+afterAll(async () => {
+  await fake.close();
+  await sshd?.stop();
+});
+const address = sshd?.host ?? '127.0.0.1';
 const inventory = fake.addInventory('jdoe-inventory');
 fake.addTemplate({
   name: 'deploy-vm',
@@ -23,10 +31,10 @@ fake.addTemplate({
     fake.addHost({
       name,
       inventory,
-      variables: { fqdn: `${name}.example.test`, hostbroker_tags: extraVars.hostbroker_tags },
+      variables: { fqdn: address, hostbroker_tags: extraVars.hostbroker_tags },
       facts: { ansible_distribution: 'RedHat' },
     });
-    return [{ name: 'deploy', status: 'successful', artifacts: { _broker_facts: { fqdn: `${name}.example.test`, name } } }];
+    return [{ name: 'deploy', status: 'successful', artifacts: { _broker_facts: { fqdn: address, name } } }];
   },
 });
 fake.addTemplate({
@@ -53,10 +61,14 @@ providerConformance({
   broker: ({ providers }) =>
     new Broker({
       directory,
-      settings: { logLevel: 'silent', tower: { baseUrl: fake.url, token: fake.token, inventory: 'jdoe-inventory', pollInterval: 5, retryDelay: 5 } },
+      settings: {
+        logLevel: 'silent',
+        ...sshSettingsOf(sshd),
+        tower: { baseUrl: fake.url, token: fake.token, inventory: 'jdoe-inventory', pollInterval: 5, retryDelay: 5 },
+      },
       providers,
     }),
-  args: { workflow: 'deploy-vm', waitForSsh: false },
+  args: { workflow: 'deploy-vm' },
   exists: async (record) => fake.hosts.some((h) => h.name === record.providerId),
-  session: false,
+  skip: available ? false : 'no OpenSSH sshd on this machine (run scripts/setup-test-env.sh)',
 });

@@ -170,6 +170,33 @@ describe('tower checkout', () => {
     expect(job.status).toBe('canceled');
   });
 
+  it('finds the launch of a record killed before it noted the job by its hostbroker_id, without filtering on extra_vars', async () => {
+    fake.templates.find((t) => t.name === 'deploy-vm')!.polls = 10_000;
+    const ctx = await context({ maxWait: 60, pollInterval: 20 });
+    const args = { workflow: 'deploy-vm' };
+    const other = target(ctx, args, 1, 2);
+    await rejection(impl.checkout(tower.args.parse(args), other, on(ctx, other.record)));
+    const t = target(ctx, args);
+    await rejection(impl.checkout(tower.args.parse(args), t, on(ctx, t.record)));
+    // The record as the Broker wrote it before checkout: no towerJob on it.
+    await impl.release(t.record, on(await context(), t.record));
+    const lookups = fake.requests.filter((r) => r.method === 'GET' && r.url.startsWith('/api/v2/workflow_jobs/?'));
+    expect(lookups.length).toBeGreaterThan(0);
+    expect(lookups.every((r) => !r.url.includes('extra_vars'))).toBe(true);
+    const jobs = [...fake.jobs.values()].filter((j) => j.template.name === 'deploy-vm');
+    // Only the record's own launch was canceled; the other record's still runs.
+    expect(jobs.find((j) => j.extraVars.hostbroker_id === t.record.id)!.status).toBe('canceled');
+    expect(jobs.find((j) => j.extraVars.hostbroker_id === other.record.id)!.status).toBe('running');
+  });
+
+  it('warns when Tower ignored the extra vars because the template does not prompt for them', async () => {
+    fake.templates.find((t) => t.name === 'deploy-vm')!.askVariables = false;
+    const ctx = await context();
+    await checkout(ctx, { workflow: 'deploy-vm', rhel_version: '8' });
+    expect(fake.launchesOf('deploy-vm')[0]!.extraVars).toEqual({});
+    expect(logLines().some((l) => l.includes('ignored extra_vars') && l.includes('Prompt on launch'))).toBe(true);
+  });
+
   it("checks in the hosts a failed workflow did create, and says why it failed in Tower's words", async () => {
     const ctx = await context();
     const args = { workflow: 'deploy-broken' };
