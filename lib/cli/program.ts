@@ -14,6 +14,7 @@ import { CliContext, SIGNAL_EXIT, type CommandResult } from './context.js';
 import { yaml } from './format.js';
 import { registerHostCommands } from './hosts.js';
 import { registerProviderCommands } from './providers.js';
+import { registerServeCommand } from './serve.js';
 import { registerSshCommand } from './ssh.js';
 import { registerTopologyCommands } from './topology.js';
 
@@ -78,6 +79,7 @@ export async function run(
   registerProviderCommands(program, ctx, act);
   registerTopologyCommands(program, ctx, act);
   registerSshCommand(program, ctx, act);
+  registerServeCommand(program, ctx, act);
   for (const cmd of program.commands) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));
     cmd.exitOverride().configureOutput(program.configureOutput());
