@@ -59,6 +59,19 @@ export class LiveInventory {
     this.#listeners.clear();
   }
 
+  /**
+   * Re-reads some records now, after this dashboard changed them, so the page's next read sees the
+   * change (the watch reports it too, a moment later).
+   */
+  async refresh(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      const record = await this.#broker.find(id);
+      const change: InventoryChange = { kind: 'host', id, record: record?.id === id ? record : undefined };
+      this.#apply(change);
+      this.#queue(change);
+    }
+  }
+
   async #follow(changes: AsyncIterableIterator<InventoryChange>): Promise<void> {
     try {
       for await (const change of changes) {

@@ -164,7 +164,14 @@ async function handle(ctx: RouteContext, req: IncomingMessage, res: ServerRespon
   if (ctx.auth.enabled && !who) throw unauthorized('actions');
   const record = ctx.live.hosts.get(decodeURIComponent(m[1]!)) ?? (await ctx.broker.find(decodeURIComponent(m[1]!)));
   if (!record) throw new HttpError(404, 'NOT_FOUND', `no host ${JSON.stringify(m[1])} in the inventory (checked in meanwhile?).`);
-  sendJson(res, 200, await runAction(ctx.broker, record, m[2] as ActionName, body, who ?? 'local'));
+  let result: Awaited<ReturnType<typeof runAction>> | undefined;
+  try {
+    result = await runAction(ctx.broker, record, m[2] as ActionName, body, who ?? 'local');
+  } finally {
+    // Before answering, so the page's next read shows what the action did.
+    await ctx.live.refresh([record.id, ...(result?.created ?? []).map((r) => r.id)]);
+  }
+  sendJson(res, 200, result);
 }
 
 function unauthorized(what: string): HttpError {
