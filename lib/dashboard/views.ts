@@ -56,8 +56,13 @@ const SORT_KEYS: Record<string, (r: HostRow) => string> = {
   deployment: (r) => r.deployment ?? '',
 };
 
+/** Rows already made, per record object (a changed record is a new object). */
+const rowCache = new WeakMap<HostRecord, HostRow>();
+
 /** The row of a record. */
 export function hostRow(r: HostRecord, deploymentNames?: ReadonlyMap<string, string>): HostRow {
+  const cached = rowCache.get(r);
+  if (cached && (!r.deployment || cached.deployment === (deploymentNames?.get(r.deployment) ?? r.deployment))) return cached;
   const c = r.connection;
   const row: HostRow = {
     id: r.id,
@@ -76,7 +81,9 @@ export function hostRow(r: HostRecord, deploymentNames?: ReadonlyMap<string, str
   if (r.pooled) row.pooled = { at: r.pooled.at };
   if (r.deployment) row.deployment = deploymentNames?.get(r.deployment) ?? r.deployment;
   if (r.lastError) row.lastError = r.lastError;
-  return redact(row);
+  const clean = redact(row);
+  rowCache.set(r, clean);
+  return clean;
 }
 
 /** Parses the query string of a host list request; bad values are UserInputErrors. */

@@ -17,7 +17,9 @@ import { chromiumMissing, launchChromium } from './chromium.js';
 import { addRecords, eventually, fakeRecord, newBroker } from './helpers.js';
 
 const skip = chromiumMissing();
-const IMAGES = resolve(import.meta.dirname, '../../docs/images');
+// The README's screenshots are refreshed with UPDATE_SCREENSHOTS=1 (else they go to a temp folder,
+// so a test run leaves the tree clean).
+const IMAGES = process.env.UPDATE_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../docs/images') : join(tmpdir(), 'hostbroker-dashboard-screenshots');
 
 /** The rows the page shows now, as [name, lease text] pairs. */
 function rows(page: Page): Promise<string[][]> {
@@ -236,7 +238,8 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
       const p = await browser.newPage();
       await p.goto(guarded.url);
       await p.waitForSelector(`#hosts tr[data-id="${record.id}"]`);
-      expect(await p.isVisible('#signin')).toBe(true);
+      await p.waitForSelector('#signin:not([hidden])'); // shown once /api/me said actions need the token
+      expect(await p.textContent('#user')).toBe('read-only: sign in to act');
       expect(await p.$$(`#hosts tr[data-id="${record.id}"] button`)).toEqual([]); // no buttons that would fail
       const refused = await p.evaluate(async (id) => {
         const res = await fetch(`/api/hosts/${id}/keep`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"reason":"x"}' });

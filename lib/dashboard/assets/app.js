@@ -17,7 +17,9 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const state = { view: 'hosts', filter: '', owner: '', q: '', sort: 'name', order: 'asc', offset: 0, limit: 100, host: '' };
-let me = { canAct: true };
+// Until /api/me answers, no action buttons (they would fail without a token that may be needed).
+let me = { canAct: false };
+let lastPage;
 
 // ---- URL <-> state, so a reload or a shared link shows the same view.
 function readUrl() {
@@ -149,6 +151,7 @@ function row(r) {
 }
 
 function renderHosts(page) {
+  lastPage = page;
   $('hosts').tBodies[0].replaceChildren(...page.hosts.map(row));
   const from = page.matched ? page.offset + 1 : 0;
   const to = page.offset + page.hosts.length;
@@ -363,6 +366,8 @@ async function run(r, action, body) {
 
 // ---- Loading
 let firstRender = true;
+/** The inventory version of the last read (the stream's `hello` says whether it is still current). */
+let seenVersion;
 async function loadHosts() {
   const p = new URLSearchParams();
   for (const k of ['filter', 'owner', 'q', 'sort', 'order']) if (state[k]) p.set(k, state[k]);
@@ -370,6 +375,7 @@ async function loadHosts() {
   p.set('limit', String(state.limit));
   try {
     const page = await api(`/api/hosts?${p}`);
+    seenVersion = page.version;
     $('filter-error').hidden = true;
     if (page.offset > 0 && page.offset >= page.matched) {
       state.offset = Math.max(0, page.matched - state.limit);
@@ -420,11 +426,12 @@ let source;
 function connect() {
   source?.close();
   source = new EventSource('/api/events');
-  source.addEventListener('hello', () => {
+  source.addEventListener('hello', (e) => {
     $('offline').hidden = true;
     $('conn').textContent = 'live';
     $('conn').className = 'conn live';
-    void refresh();
+    // After a reconnect (or a change since the first read) everything is read again.
+    if (JSON.parse(e.data).version !== seenVersion) void refresh();
   });
   source.addEventListener('change', scheduleRefresh);
   source.onerror = () => {
@@ -446,6 +453,7 @@ async function loadMe() {
   $('user').textContent = me.user ? `signed in as ${me.user}` : me.tokenSet ? 'read-only: sign in to act' : 'local';
   $('signout').hidden = !me.user;
   if (!me.canAct && me.tokenSet) showSignin('Actions here need the dashboard token.');
+  if (me.canAct && lastPage) renderHosts(lastPage); // now with the action buttons
   return !me.readNeedsToken || me.user;
 }
 
@@ -516,11 +524,14 @@ async function start() {
   $('filter').value = state.filter;
   $('search').value = state.q;
   $('limit').value = String(state.limit);
+  // The first read does not wait for /api/me: on loopback it needs no token.
+  const first = refresh();
   try {
     if (!(await loadMe())) return showSignin('Reading this dashboard needs its token.');
   } catch (error) {
     toast(error.message, 'error');
   }
+  await first;
   if (state.view !== 'hosts') showView(state.view);
   if (state.host) void openDetail(state.host);
   connect();
