@@ -12,7 +12,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Broker } from '../broker/index.js';
-import { BrokerError } from '../errors.js';
+import { BrokerError, UserInputError } from '../errors.js';
 import { ACTIONS, type ActionName, runAction } from './actions.js';
 import { DashboardAuth, SESSION_COOKIE, sessionCookie, sessionIdOf } from './auth.js';
 import { checkHost, checkPost, errorBody, HttpError, isLoopback, loopbackHosts, readJson, SECURITY_HEADERS, sendJson } from './guard.js';
@@ -85,7 +85,16 @@ export async function startDashboard(broker: Broker, options: DashboardOptions =
       else res.end();
     });
   });
-  await listen(server, options.port ?? 8040, host);
+  try {
+    await listen(server, options.port ?? 8040, host);
+  } catch (error) {
+    live.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+      throw new UserInputError(`cannot listen on ${host}:${options.port ?? 8040} (${code}); pass another --port (0: any free one) or --host.`);
+    }
+    throw error;
+  }
   const port = (server.address() as AddressInfo).port;
   if (loopback) ctx.allowedHosts = loopbackHosts(host, port);
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;

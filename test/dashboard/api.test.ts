@@ -179,3 +179,14 @@ describe('dashboard API', () => {
     expect((await call(base)).status).toBe(200); // the page itself holds no data
   });
 });
+
+describe('dashboard start', () => {
+  it('says which port is taken instead of failing with a bare EADDRINUSE', async () => {
+    const { broker, dashboard } = await setup();
+    const port = Number(new URL(dashboard.url).port);
+    await expect(startDashboard(broker, { port })).rejects.toMatchObject({
+      code: 'USER_INPUT',
+      message: expect.stringContaining(`127.0.0.1:${port} (EADDRINUSE)`),
+    });
+  });
+});
