@@ -53,7 +53,7 @@ async function act(page: Page, id: string, action: string, fields: Record<string
 
 async function shot(page: Page, name: string): Promise<void> {
   await mkdir(IMAGES, { recursive: true });
-  await page.screenshot({ path: join(IMAGES, name) });
+  await page.screenshot({ path: join(IMAGES, name), animations: 'disabled' }); // finished transitions: no half-faded toast
 }
 
 describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -103,6 +103,8 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
     hosts.db = db;
     await page.waitForSelector(`#hosts tr[data-id="${web.id}"]`);
     await page.waitForSelector(`#hosts tr[data-id="${db.id}"]`);
+    // Rows may show up while still provisioning (the record is written first); then they turn ready.
+    for (const h of [web, db]) await textIs(page, `#hosts tr[data-id="${h.id}"] .state`, /^ready$/);
     const cells = await page.$eval(`#hosts tr[data-id="${web.id}"]`, (tr) => [...tr.querySelectorAll('td')].slice(0, 5).map((td) => td.textContent));
     expect(cells).toEqual([
       'web-a',
@@ -224,7 +226,7 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
     await shot(page, 'dashboard-deployments.png');
     await page.click('nav button[data-view="hosts"]');
     await page.waitForFunction((n) => (globalThis as any).document.querySelectorAll('#hosts tbody tr').length === n, 4);
-    await page.click('th[data-sort="name"]'); // back to ascending
+    if ((await page.getAttribute('th[data-sort="name"]', 'aria-sort')) !== 'ascending') await page.click('th[data-sort="name"]');
     await page.waitForSelector('th[data-sort="name"][aria-sort="ascending"]');
     await shot(page, 'dashboard-hosts.png');
   });
