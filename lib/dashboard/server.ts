@@ -198,7 +198,7 @@ function me(ctx: RouteContext, who: string | undefined): Record<string, unknown>
     tokenSet: ctx.auth.enabled,
     readNeedsToken: ctx.readNeedsToken,
     canAct: !ctx.auth.enabled || Boolean(who),
-    ...(known ? { store: ctx.broker.directory, owner: ctx.broker.owner } : {}),
+    ...(known ? { directory: ctx.broker.directory, owner: ctx.broker.owner } : {}),
   };
 }
 

@@ -186,7 +186,8 @@ export function hostDetail(
     const pin = ['-o', `UserKnownHostsFile=${knownHostsPath(directory)}`, '-o', 'StrictHostKeyChecking=yes'];
     commands.push({ label: 'ssh', command: command('ssh', ...key, ...port, ...pin, `${c.username}@${c.host}`) });
   }
-  const detail: HostDetail = { host: hostRow(record), record: clean, recipe: clean.recipe, commands };
+  const names = new Map(deployments.map((d) => [d.id, d.name]));
+  const detail: HostDetail = { host: hostRow(record, names), record: clean, recipe: clean.recipe, commands };
   const d = record.deployment ? deployments.find((x) => x.id === record.deployment) : undefined;
   if (d) {
     const member = Object.values(d.hosts).find((m) => m.recordId === record.id);
