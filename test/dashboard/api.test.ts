@@ -1,5 +1,5 @@
 // The dashboard's JSON API and its guards, over HTTP (the browser tests drive the page itself).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Broker } from '../../lib/broker/index.js';
@@ -8,13 +8,16 @@ import { type Dashboard, startDashboard } from '../../lib/dashboard/server.js';
 import { addRecords, call, eventually, fakeRecord, newBroker, post } from './helpers.js';
 
 const open: Array<Dashboard | Broker> = [];
+const directories: string[] = [];
 afterEach(async () => {
   for (const x of open.splice(0).reverse()) await x.close();
+  for (const d of directories.splice(0)) await rm(d, { recursive: true, force: true });
 });
 
 async function setup(options: Parameters<typeof startDashboard>[1] = {}): Promise<{ broker: Broker; dashboard: Dashboard; base: string }> {
   const broker = await newBroker();
   open.push(broker);
+  directories.push(broker.directory);
   const dashboard = await startDashboard(broker, { port: 0, ...options });
   open.push(dashboard);
   const port = new URL(dashboard.url).port;

@@ -264,6 +264,7 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
     } finally {
       await guarded.close();
       await other.close();
+      await rm(other.directory, { recursive: true, force: true });
     }
   });
 
