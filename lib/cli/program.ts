@@ -17,6 +17,7 @@ import { registerHostCommands } from './hosts.js';
 import { BACKGROUND_COMMANDS, finishJob, registerJobsCommand, startBackground, takeJobFile } from './jobs.js';
 import { registerProviderCommands } from './providers.js';
 import { registerScenarioCommands } from './scenario.js';
+import { registerServeCommand } from './serve.js';
 import { registerSshCommand } from './ssh.js';
 import { registerTopologyCommands } from './topology.js';
 
@@ -85,6 +86,7 @@ export async function run(
   registerScenarioCommands(program, ctx, act);
   registerJobsCommand(program, ctx, act);
   registerForgetCommand(program, ctx, act);
+  registerServeCommand(program, ctx, act);
   // Subcommands (`scenario run`) take the global options too.
   for (const cmd of program.commands.flatMap((c) => [c, ...c.commands])) {
     addGlobalOptions(cmd, !['up', 'output'].includes(cmd.name()));

@@ -72,6 +72,7 @@ function session(options: { auth?: Record<string, string>; now?: () => number; m
       regionName: 'RegionOne',
       interface: 'public',
       source: 'the test settings',
+      tls: {},
     },
     fetch: counting,
     timeoutMs: 30_000,
