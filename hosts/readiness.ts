@@ -6,9 +6,28 @@
  * @module
  */
 import { connect } from 'node:net';
-import { ReadinessError, UserInputError, messageOf } from '../lib/errors.js';
+import { type BrokerErrorOptions, TimeoutError, UserInputError, messageOf } from '../lib/errors.js';
 import { quote } from './quote.js';
 import type { ExecOptions, Result } from './result.js';
+
+/** A readiness check (`host.waitFor`, checkout `waitFor`) never passed within its limit. */
+export class ReadinessError extends TimeoutError {
+  /** The check that never passed, described (e.g. `http GET :8080/ answers 2xx`). */
+  readonly check: string;
+  /** What the check saw the last time it ran. */
+  readonly lastResult: string;
+  /** The host it waited on. */
+  readonly host: string;
+  constructor(message: string, timeoutMs: number, details: { check: string; lastResult: string; host: string }, options: BrokerErrorOptions = {}) {
+    super(message, timeoutMs, options);
+    this.check = details.check;
+    this.lastResult = details.lastResult;
+    this.host = details.host;
+  }
+  override toJSON(): Record<string, unknown> {
+    return { ...super.toJSON(), timeoutMs: this.timeoutMs, check: this.check, lastResult: this.lastResult, host: this.host };
+  }
+}
 
 /** Where this process connects to a port of a host. */
 export interface Address {

@@ -178,25 +178,6 @@ export class TimeoutError extends BrokerError {
   }
 }
 
-/** A readiness check (`host.waitFor`, checkout `waitFor`) never passed within its limit. */
-export class ReadinessError extends TimeoutError {
-  /** The check that never passed, described (e.g. `http GET :8080/ answers 2xx`). */
-  readonly check: string;
-  /** What the check saw the last time it ran. */
-  readonly lastResult: string;
-  /** The host it waited on. */
-  readonly host: string;
-  constructor(message: string, timeoutMs: number, details: { check: string; lastResult: string; host: string }, options: BrokerErrorOptions = {}) {
-    super(message, timeoutMs, options);
-    this.check = details.check;
-    this.lastResult = details.lastResult;
-    this.host = details.host;
-  }
-  override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), timeoutMs: this.timeoutMs, check: this.check, lastResult: this.lastResult, host: this.host };
-  }
-}
-
 /**
  * An operation was given up through its `signal` (or Ctrl-C in the CLI). Says, as data, what was
  * released, what was kept (its release failed: check it in later) and what never started.
@@ -278,39 +259,6 @@ export class CommandError extends BrokerError {
       ...(this.signal ? { signal: this.signal } : {}),
       ...(this.host ? { host: this.host } : {}),
     };
-  }
-}
-
-/** One thing wrong in a scenario file: where (step and key) and what. */
-export interface ScenarioProblem {
-  /** The step's name (or `#3` when it has none), absent for top-level keys. */
-  step?: string;
-  /** The key within the step or file, dotted: `retry.count`, `arguments.command`. */
-  key: string;
-  message: string;
-}
-
-/**
- * A scenario file is invalid (`problems` lists every error, each naming its step and key), or a
- * step failed and stopped it (`step`, and `cause` the step's own error).
- */
-export class ScenarioError extends BrokerError {
-  override readonly code = 'SCENARIO' as const;
-  static override readonly exitCode = 11;
-  readonly file: string;
-  readonly problems: ScenarioProblem[];
-  /** The step that failed, for a run that stopped. */
-  readonly step: string | undefined;
-  /** What the run did before it stopped (a `ScenarioResult`: every step's status and output). */
-  result: Record<string, unknown> | undefined;
-  constructor(message: string, details: { file: string; problems?: ScenarioProblem[]; step?: string }, options: BrokerErrorOptions = {}) {
-    super(message, options);
-    this.file = details.file;
-    this.problems = details.problems ?? [];
-    this.step = details.step;
-  }
-  override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), file: this.file, step: this.step, problems: this.problems };
   }
 }
 

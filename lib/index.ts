@@ -47,14 +47,15 @@ export {
   MissingDependencyError,
   PartialFailureError,
   ProviderError,
-  ReadinessError,
-  ScenarioError,
   SettingsError,
   TimeoutError,
   UserInputError,
   importOptional,
 } from './errors.js';
-export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry, ScenarioProblem } from './errors.js';
+export type { BrokerErrorCode, BrokerErrorOptions, DanglingHost, FailureEntry } from './errors.js';
+export { ScenarioError } from './scenarios/errors.js';
+export type { ScenarioProblem } from './scenarios/errors.js';
+export { ReadinessError } from '../hosts/readiness.js';
 export { TlsError } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';

@@ -12,19 +12,11 @@ import { z } from 'zod';
 import { SettingsError } from './errors.js';
 import { BROKER_TOP_LEVEL_KEYS, fromBrokerSettings } from './settings-broker.js';
 import { JumpHost } from './records.js';
+import { Duration } from './duration.js';
+import { InventorySettings } from './inventory/settings.js';
 
-/** A duration: milliseconds, or a string like `90s`, `30m`, `4h`, `2d`. */
-export const Duration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'use a number of ms or e.g. 90s, 30m, 4h, 2d')]);
-export type Duration = z.input<typeof Duration>;
-
-/** Milliseconds of a {@link Duration}. */
-export function toMs(value: Duration): number {
-  if (typeof value === 'number') return value;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(value);
-  if (!m) throw new SettingsError(`duration ${JSON.stringify(value)} is not valid: use a number of ms or e.g. 90s, 30m, 4h, 2d.`);
-  const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Math.round(Number(m[1]) * unit);
-}
+export { Duration, toMs } from './duration.js';
+export { InventorySettings } from './inventory/settings.js';
 
 /** SSH defaults for hosts that do not say otherwise. */
 export const SshSettings = z.object({
@@ -94,51 +86,6 @@ export const ProviderSection = z
   })
   .catchall(z.unknown());
 export type ProviderSection = z.output<typeof ProviderSection>;
-
-/**
- * Where the inventory lives: the file in the broker directory (default), or an etcd cluster
- * shared by a team (docs/team.md). `BROKER_INVENTORY__ENDPOINTS` may be a comma-separated list.
- */
-export const InventorySettings = z.preprocess(
-  keysIgnoringCase,
-  z.strictObject({
-    store: z.enum(['file', 'etcd']).default('file'),
-    endpoints: z
-      .preprocess(
-        (v) =>
-          typeof v === 'string'
-            ? v
-                .split(',')
-                .map((e) => e.trim())
-                .filter(Boolean)
-            : v,
-        z.array(z.string().regex(/^https?:\/\/[^/\s]+\/?$/, 'an etcd client URL such as http://127.0.0.1:2379')).min(1),
-      )
-      .default(['http://127.0.0.1:2379']),
-    /** Keys live under it, so several teams can share a cluster. */
-    prefix: z.string().min(1).regex(/\/$/, 'end the prefix with `/`, e.g. hostbroker/').default('hostbroker/'),
-    /** Seconds a dead worker's liveness lasts. */
-    workerTtl: z.number().int().min(2).max(3600).default(10),
-    /** How long one operation may wait for the cluster (a leader election takes ~2 s). */
-    timeout: Duration.default('10s'),
-    username: z.string().optional(),
-    /** Environment variable holding the password (never the password itself). */
-    passwordEnv: z.string().optional(),
-    ca_file: z.string().optional(),
-    cert_file: z.string().optional(),
-    key_file: z.string().optional(),
-  }),
-);
-export type InventorySettings = z.output<typeof InventorySettings>;
-
-const INVENTORY_KEYS = ['store', 'endpoints', 'prefix', 'workerTtl', 'timeout', 'username', 'passwordEnv', 'ca_file', 'cert_file', 'key_file'];
-
-/** `BROKER_INVENTORY__STORE` and `inventory.store` alike: the section's keys in any case. */
-function keysIgnoringCase(value: unknown): unknown {
-  if (!isPlain(value)) return value;
-  const known = new Map(INVENTORY_KEYS.map((k) => [k.toLowerCase(), k]));
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [known.get(k.toLowerCase()) ?? k, v]));
-}
 
 const KNOWN_KEYS = ['logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'provisioning', 'owner', 'providers', 'inventory'] as const;
 

@@ -3,7 +3,8 @@
  * @module
  */
 import type { Command } from 'commander';
-import { ScenarioError, UserInputError } from '../errors.js';
+import { UserInputError } from '../errors.js';
+import { ScenarioError } from '../scenarios/errors.js';
 import type { ScenarioEvent, ScenarioResult } from '../scenarios/index.js';
 import { parseYamlStrict } from '../yaml.js';
 import type { CliContext, CommandResult } from './context.js';

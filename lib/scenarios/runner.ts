@@ -6,7 +6,8 @@
  * @module
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { asError, BrokerError, ScenarioError, TimeoutError } from '../errors.js';
+import { asError, BrokerError, TimeoutError } from '../errors.js';
+import { ScenarioError } from './errors.js';
 import { toMs } from '../settings.js';
 import * as hostActions from './actions/hosts.js';
 import * as otherActions from './actions/other.js';

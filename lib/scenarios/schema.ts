@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from 'zod';
-import type { ScenarioProblem } from '../errors.js';
+import type { ScenarioProblem } from './errors.js';
 import { Duration } from '../settings.js';
 
 /** The actions a step may take, with the names Broker's scenarios also use. */

@@ -12,7 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Host } from '../../hosts/host.js';
 import { treeSignalScript } from '../../hosts/process.js';
 import { Broker } from '../../lib/broker/index.js';
-import { CommandError, PartialFailureError, ReadinessError, UserInputError } from '../../lib/errors.js';
+import { CommandError, PartialFailureError, UserInputError } from '../../lib/errors.js';
+import { ReadinessError } from '../../hosts/readiness.js';
 import { SSHD_IMAGE, containersOfBroker, probeEngine, removeBrokerContainers, skipReason, tempDirectory } from '../helpers/engine.js';
 
 const probe = await probeEngine([SSHD_IMAGE]);

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { stringify } from 'yaml';
 import { Broker } from '../../lib/broker/index.js';
-import { ScenarioError } from '../../lib/errors.js';
+import { ScenarioError } from '../../lib/scenarios/errors.js';
 import { type ImplementationFor, defineProvider, implementProvider } from '../../lib/provider.js';
 import type { ScenarioResult } from '../../lib/scenarios/index.js';
 import { rejection } from '../helpers/rejection.js';
