@@ -103,6 +103,7 @@ lib="$rootdir/usr/local/lib/hostbroker"
 mkdir -p "$lib"
 cp /bin/busybox "$here/sysinit" "$here/late" "$lib/"
 cp "$here/inittab" "$rootdir/etc/inittab"
+cp "$here/sshd.conf" "$rootdir/etc/ssh/sshd_config.d/hostbroker-guest.conf"
 chmod 755 "$lib"/*
 rm -f "$rootdir"/etc/ssh/ssh_host_*
 printf 'hostbroker-guest\n' >"$rootdir/etc/hostname"

@@ -1,8 +1,9 @@
 # Flattens the block YAML of a cloud-init seed into "path<TAB>value" lines, maps by key and
 # sequences by index (users.0.ssh_authorized_keys.0), for a guest that has no YAML library.
 # Covers what cloud-config files use: block maps and sequences (indented or not), plain, 'single'
-# and "double" quoted scalars, flow sequences of scalars ([a, b]), literal and folded block
-# scalars (| and >), comments and document markers. Anchors, tags and flow maps are not read.
+# and "double" quoted scalars, also over several lines (as YAML writers fold long SSH keys),
+# flow sequences of scalars ([a, b]), literal and folded block scalars (| and >), comments and
+# document markers. Anchors, tags and flow maps are not read.
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
 function join(p, k) { return p == "" ? k : p "." k }
 function scalar(v,    out, i, c, n) {
@@ -27,7 +28,9 @@ function scalar(v,    out, i, c, n) {
   if (v == "~" || v == "null") return ""
   return v
 }
-function emit(p, v,    items, n, i) {
+# A scalar is held until the next line shows whether it goes on (more indented than `owner`).
+function emit(p, v, owner,    items, n, i) {
+  flush_held()
   v = trim(v)
   if (v ~ /^\[.*\]$/) {
     v = substr(v, 2, length(v) - 2)
@@ -37,7 +40,12 @@ function emit(p, v,    items, n, i) {
     return
   }
   if (v == "{}") return
-  print p "\t" scalar(v)
+  held = p; hraw = v; hcol = owner
+}
+function flush_held() {
+  if (held == "") return
+  print held "\t" scalar(hraw)
+  held = ""
 }
 # One logical line: `text` starting at column `col`.
 function handle(col, text,    p, rest, rcol, key, val, m) {
@@ -58,7 +66,7 @@ function handle(col, text,    p, rest, rcol, key, val, m) {
     if (rest ~ /^[^'"\[{ #][^:]*:( |$)/) {
       sp++; ind[sp] = rcol; path[sp] = p; kind[sp] = "map"; cnt[sp] = 0
       handle(rcol, rest)
-    } else emit(p, rest)
+    } else emit(p, rest, col)
     return
   }
   if (match(text, /^[^ #][^:]*:( |$)/)) {
@@ -67,7 +75,7 @@ function handle(col, text,    p, rest, rcol, key, val, m) {
     p = join(p, key)
     if (val == "" || val ~ /^#/) { pending = p; pcol = col; pseq = 1; return }
     if (val ~ /^[|>][-+]?$/) { block = p; bcol = col; bfold = (substr(val, 1, 1) == ">"); btext = ""; bind = -1; return }
-    emit(p, val)
+    emit(p, val, col)
   }
 }
 function flush_block() {
@@ -76,7 +84,7 @@ function flush_block() {
   print block "\t" btext
   block = ""
 }
-BEGIN { sp = 0; pending = ""; block = "" }
+BEGIN { sp = 0; pending = ""; block = ""; held = "" }
 {
   sub(/\r$/, "")
   line = $0
@@ -92,6 +100,8 @@ BEGIN { sp = 0; pending = ""; block = "" }
   }
   if (line ~ /^[ \t]*(#.*)?$/ || line ~ /^(---|\.\.\.)([ \t]|$)/) next
   m = match(line, /[^ ]/)
+  if (held != "" && m - 1 > hcol) { hraw = hraw " " trim(substr(line, m)); next }
+  flush_held()
   handle(m - 1, substr(line, m))
 }
-END { flush_block(); if (pending != "") print pending "\t" }
+END { flush_held(); flush_block(); if (pending != "") print pending "\t" }
