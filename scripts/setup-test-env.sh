@@ -41,6 +41,8 @@ SSHD_IMAGE_USER=tester
 PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static debootstrap
   libvirt-dev libvirt-clients libvirt-daemon libvirt-daemon-system qemu-system-x86 pkg-config
   iproute2 dpkg-dev curl genisoimage iptables ansible-core etcd-server etcd-client chromium)
+# qemu-utils, cpio, kmod: scripts/build-guest-image.sh (the libvirt tests' guest).
+PACKAGES+=(qemu-utils cpio kmod)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -178,5 +180,8 @@ else
     "$rootfs_tar" "$SSHD_IMAGE" >/dev/null
   say "image $SSHD_IMAGE: built (recipe $image_key)"
 fi
+
+# 6. Guest image for the libvirt provider's real-hypervisor tests (kernel, initramfs, qcow2 root).
+HOSTBROKER_CACHE="$CACHE" "$(dirname "$0")/build-guest-image.sh" "$CACHE/$SUITE-sshd-rootfs-$rootfs_key.tar"
 
 say "ready: DOCKER_HOST=unix://$SOCKET (found by hostbroker's engine discovery without setting it)"

@@ -135,6 +135,7 @@ describe.skipIf(Boolean(unavailable))(`libvirt provider on qemu:///system with r
           const { updated } = await other.sync('libvirt');
           const synced = updated.find((r) => r.id === stuck!.id);
           expect(synced?.connection).toMatchObject({ kind: 'ssh', host: '127.0.0.1', port: forward.port });
+          expect(synced?.ports).toEqual({ '22': { host: '127.0.0.1', port: forward.port } });
           expect(synced?.data).toMatchObject({ domain: name, network: 'user', forwards: meta.forwards });
 
           // The process that held it is gone: reap releases it.
