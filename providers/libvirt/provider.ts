@@ -389,6 +389,7 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       for (const d of await tagged(conn)) {
         if (d.meta.broker !== ctx.brokerId) continue;
         const running = (await d.domain.getInfo().catch(() => ({ state: 0 }))).state === DOMAIN_RUNNING;
+        const keyPath = s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
         // User mode: the SSH forward in the metadata is the address.
         const ssh = d.meta.forwards?.find((f) => f.guest === 22);
         let hostname = ssh?.host ?? d.name;
@@ -400,7 +401,13 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
           name: d.meta.name || d.name,
           hostname,
           providerId: await d.domain.getUUIDString(),
-          connection: { kind: 'ssh', host: hostname, port: ssh?.port ?? 22, username: s.username ?? ctx.settings.ssh.username },
+          connection: {
+            kind: 'ssh',
+            host: hostname,
+            port: ssh?.port ?? 22,
+            username: s.username ?? ctx.settings.ssh.username,
+            ...(keyPath ? { privateKeyPath: keyPath } : {}),
+          },
           data: {
             uri: s.uri,
             domain: d.name,
