@@ -114,7 +114,7 @@ mkdir "$staging"
 cp "$work/kernel/boot/vmlinuz-$kver" "$staging/vmlinuz"
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6) >"$staging/initrd.img"
 size=$(($(du -sm "$rootdir" | cut -f1) + 256))
-mkfs.ext4 -q -F -L hbroot -E lazy_itable_init=0,lazy_journal_init=0 -d "$rootdir" "$work/root.raw" "${size}M"
+mkfs.ext4 -q -F -L hbroot -E lazy_itable_init=0,lazy_journal_init=0 -d "$rootdir" "$work/root.raw" "${size}M" >/dev/null
 qemu-img convert -f raw -O qcow2 "$work/root.raw" "$staging/rootfs.qcow2"
 printf '%s\n' "$CMDLINE" >"$staging/cmdline"
 printf '{"kernel":"%s","rootfs":"%s","recipe":"%s"}\n' "$kver" "$(basename "$ROOTFS_TAR")" "$key" >"$staging/manifest.json"
