@@ -43,6 +43,8 @@ PACKAGES=(openssh-server openssh-client rsync podman runc busybox-static deboots
   iproute2 dpkg-dev curl genisoimage iptables ansible-core etcd-server etcd-client chromium)
 # openssl: test/http/ makes its CA and server certificates with the CLI.
 PACKAGES+=(openssl)
+# qemu-utils, cpio, kmod: scripts/build-guest-image.sh (the libvirt tests' guest).
+PACKAGES+=(qemu-utils cpio kmod)
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -191,8 +193,14 @@ install_keystone() {
     return
   fi
   say "installing: python3-keystone"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-keystone >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends python3-keystone >/dev/null 2>&1 || {
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-keystone >/dev/null
+  }
 }
 install_keystone
+# 6. Guest image for the libvirt provider's real-hypervisor tests (kernel, initramfs, qcow2 root).
+HOSTBROKER_CACHE="$CACHE" "$(dirname "$0")/build-guest-image.sh" "$CACHE/$SUITE-sshd-rootfs-$rootfs_key.tar"
 
 say "ready: DOCKER_HOST=unix://$SOCKET (found by hostbroker's engine discovery without setting it)"

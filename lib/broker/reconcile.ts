@@ -60,6 +60,7 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
               connection: keepRoute(keepPinnedKey(d.connection, current.connection), current.connection),
               state: busy ? current.state : 'ready',
               ...(d.providerId ? { providerId: d.providerId } : {}),
+              ...(d.ports ? { ports: d.ports } : {}),
               ...(d.data ? { data: redact(d.data, 'drop') } : {}),
             };
           });

@@ -15,7 +15,8 @@ import { toMs } from '../../lib/settings.js';
 import { type LibvirtInstance, libvirt } from './definition.js';
 import { buildSeedIso, cloudInitSeed, readPublicKey } from './seed.js';
 import { Virsh } from './virsh.js';
-import { type DomainMetadata, type OwnedVolume, domainXml, parseMetadata, withLease } from './xml.js';
+import { freeForwards, portMapOf, waitForSshBanner } from './user-net.js';
+import { type DomainMetadata, type Forward, type OwnedVolume, checkDevicesXml, domainXml, parseMetadata, withLease } from './xml.js';
 
 /** The few members of `@unraid/libvirt` this provider uses (so it type-checks without the package). */
 export interface LibvirtDomain {
@@ -43,6 +44,10 @@ const XML_INACTIVE = 2;
 const DOMAIN_RUNNING = 1;
 const NOT_FOUND = /Domain not found|no domain with matching/i;
 const NOT_RUNNING = /not running/i;
+/** QEMU could not bind a forward's host port (taken since it was picked): pick others. */
+const FORWARD_TAKEN = /host forwarding rule|hostfwd/i;
+/** Where user-mode forwards listen: loopback of the hypervisor host. */
+const FORWARD_HOST = '127.0.0.1';
 const PACKAGE = '@unraid/libvirt';
 
 /** Loads the native binding; a missing package or a binding that cannot load says what to install. */
@@ -66,9 +71,12 @@ export type LibvirtRecordData = {
   domain: string;
   uuid: string;
   pool: string;
+  /** The libvirt network, or `user` for QEMU user-mode networking. */
   network: string;
   mac: string;
   volumes: OwnedVolume[];
+  /** User-mode forwards (host port per guest port). */
+  forwards?: Forward[];
   /** `plan`: the volumes were not made by hostbroker (test driver, or pools filled by hand). */
   volumeMode: 'virsh' | 'plan';
   memory: number;
@@ -179,6 +187,29 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
     }
   }
 
+  /** User mode: waits for the guest's SSH banner through its forward. */
+  async function waitForSsh(domain: LibvirtDomain, name: string, ssh: Forward, s: LibvirtInstance, ctx: ProviderContext<LibvirtInstance>): Promise<void> {
+    const limit = toMs(s.addressTimeout);
+    const outcome = await waitForSshBanner({
+      host: ssh.host,
+      port: ssh.port,
+      timeoutMs: limit,
+      intervalMs: Math.min(toMs(s.pollInterval), 1000),
+      signal: ctx.signal,
+      running: async () => (await domain.getInfo().catch(() => ({ state: 0 }))).state === DOMAIN_RUNNING,
+    });
+    if (outcome === 'stopped')
+      throw new ProviderError(
+        'libvirt',
+        `domain ${name} stopped before its SSH answered on ${ssh.host}:${ssh.port}; see QEMU's log (/var/log/libvirt/qemu/${name}.log on the hypervisor) and check that the image boots with this kernel and disk.`,
+      );
+    if (outcome === 'timeout')
+      throw new TimeoutError(
+        `[libvirt] domain ${name} sent no SSH banner on ${ssh.host}:${ssh.port} (forwarded to its port 22) within ${Math.round(limit / 1000)} s; watch its boot with \`virsh console ${name}\`: the image must take its address by DHCP and start sshd. Raise addressTimeout for slow (software-emulated) hypervisors.`,
+        limit,
+      );
+  }
+
   return implementProvider(libvirt, {
     async checkout(args, target, ctx) {
       const s = ctx.instanceSettings;
@@ -190,6 +221,14 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       const name = domainNameOf(record);
       const pool = args.pool ?? s.pool;
       const network = args.network ?? s.network;
+      const user = typeof network === 'string' ? undefined : network;
+      if (user && uri.startsWith('test:'))
+        throw new UserInputError(
+          "[libvirt] network mode 'user' is QEMU's user-mode networking; the test driver has none: use a qemu:// URI or a libvirt network.",
+        );
+      if ((args.initrd || args.cmdline) && !args.kernel)
+        throw new UserInputError('[libvirt] initrd and cmdline are for direct kernel boot: give kernel (a path on the hypervisor) too, or leave them out.');
+      if (args.devices) checkDevicesXml(args.devices);
       const username = args.username ?? s.username ?? ctx.settings.ssh.username;
       const privateKeyPath = args.privateKeyPath ?? s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
       const publicKeyPath = args.publicKeyPath ?? s.publicKeyPath ?? (privateKeyPath ? `${privateKeyPath}.pub` : undefined);
@@ -211,18 +250,24 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       const mac = `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
       const meta: DomainMetadata = { id: record.id, owner: record.owner, broker: record.brokerId, name: record.name, created: record.createdAt, volumes };
       if (record.leaseExpires) meta.lease = record.leaseExpires;
-      const xml = domainXml({
-        type: s.domainType ?? (uri.startsWith('test:') ? 'test' : 'kvm'),
-        name,
-        memoryMiB: args.memory,
-        vcpus: args.vcpus,
-        network,
-        mac,
-        disk,
-        diskFormat: 'qcow2',
-        seed: seedVolume,
-        metadata: meta,
-      });
+      const xmlWith = (forwards: Forward[]) =>
+        domainXml({
+          type: s.domainType ?? (uri.startsWith('test:') ? 'test' : 'kvm'),
+          name,
+          memoryMiB: args.memory,
+          vcpus: args.vcpus,
+          nic: typeof network === 'string' ? { mode: 'network', network } : { mode: 'user', forwards, restrict: network.restrict },
+          mac,
+          disk,
+          diskFormat: 'qcow2',
+          seed: seedVolume,
+          seedBus: args.seedBus ?? s.seedBus,
+          ...(args.kernel
+            ? { boot: { kernel: args.kernel, ...(args.initrd ? { initrd: args.initrd } : {}), ...(args.cmdline ? { cmdline: args.cmdline } : {}) } }
+            : {}),
+          ...(args.devices ? { devices: args.devices } : {}),
+          metadata: forwards.length ? { ...meta, forwards } : meta,
+        });
       const conn = await connect(uri);
       let domain: LibvirtDomain | undefined;
       try {
@@ -240,18 +285,41 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
             { uri },
           );
         }
-        const defined = await conn.domainDefineXML(xml).catch((e: unknown) => Promise.reject(libvirtError(e, `define the domain ${name}`)));
-        domain = defined;
-        await defined.create().catch((e: unknown) => Promise.reject(libvirtError(e, `start the domain ${name}`)));
-        const hostname = s.waitForAddress ? await waitForAddress(virsh, name, s, ctx) : name;
+        let forwards: Forward[] = [];
+        let defined: LibvirtDomain;
+        for (let attempt = 1; ; attempt++) {
+          if (user) forwards = await freeForwards(FORWARD_HOST, user.ports);
+          defined = await conn.domainDefineXML(xmlWith(forwards)).catch((e: unknown) => Promise.reject(libvirtError(e, `define the domain ${name}`)));
+          domain = defined;
+          const started = await defined.create().then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          if (started === undefined) break;
+          if (!(user && attempt < 3 && FORWARD_TAKEN.test(messageOf(started)))) throw libvirtError(started, `start the domain ${name}`);
+          // Another process took a picked port in between: redefine with new ones.
+          await defined.undefine().catch(() => undefined);
+          domain = undefined;
+        }
+        let hostname: string;
+        let port = 22;
+        if (user) {
+          const ssh = forwards[0]!;
+          if (s.waitForAddress) await waitForSsh(defined, name, ssh, s, ctx);
+          hostname = ssh.host;
+          port = ssh.port;
+        } else {
+          hostname = s.waitForAddress ? await waitForAddress(virsh, name, s, ctx) : name;
+        }
         const data: LibvirtRecordData = {
           uri,
           domain: name,
           uuid: await defined.getUUIDString(),
           pool,
-          network,
+          network: typeof network === 'string' ? network : 'user',
           mac,
           volumes,
+          ...(forwards.length ? { forwards } : {}),
           volumeMode: mode,
           memory: args.memory,
           vcpus: args.vcpus,
@@ -259,7 +327,8 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
         return {
           hostname,
           providerId: data.uuid,
-          connection: { kind: 'ssh', host: hostname, port: 22, username, ...(privateKeyPath ? { privateKeyPath } : {}) },
+          connection: { kind: 'ssh', host: hostname, port, username, ...(privateKeyPath ? { privateKeyPath } : {}) },
+          ...(forwards.length ? { ports: portMapOf(forwards) } : {}),
           data,
         };
       } catch (error) {
@@ -320,8 +389,11 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
       for (const d of await tagged(conn)) {
         if (d.meta.broker !== ctx.brokerId) continue;
         const running = (await d.domain.getInfo().catch(() => ({ state: 0 }))).state === DOMAIN_RUNNING;
-        let hostname = d.name;
-        if (running && s.waitForAddress) hostname = (await virsh.addresses(d.name, s.addressSource).catch(() => []))[0] ?? d.name;
+        const keyPath = s.privateKeyPath ?? ctx.settings.ssh.privateKeyPath;
+        // User mode: the SSH forward in the metadata is the address.
+        const ssh = d.meta.forwards?.find((f) => f.guest === 22);
+        let hostname = ssh?.host ?? d.name;
+        if (!ssh && running && s.waitForAddress) hostname = (await virsh.addresses(d.name, s.addressSource).catch(() => []))[0] ?? d.name;
         const host: DiscoveredHost = {
           id: d.meta.id,
           owner: d.meta.owner,
@@ -329,10 +401,24 @@ export function createLibvirtProvider(options: LibvirtProviderOptions = {}): Imp
           name: d.meta.name || d.name,
           hostname,
           providerId: await d.domain.getUUIDString(),
-          connection: { kind: 'ssh', host: hostname, port: 22, username: s.username ?? ctx.settings.ssh.username },
-          data: { uri: s.uri, domain: d.name, volumes: d.meta.volumes, volumeMode: volumeModeOf(s, s.uri), running },
+          connection: {
+            kind: 'ssh',
+            host: hostname,
+            port: ssh?.port ?? 22,
+            username: s.username ?? ctx.settings.ssh.username,
+            ...(keyPath ? { privateKeyPath: keyPath } : {}),
+          },
+          data: {
+            uri: s.uri,
+            domain: d.name,
+            volumes: d.meta.volumes,
+            volumeMode: volumeModeOf(s, s.uri),
+            running,
+            ...(d.meta.forwards ? { network: 'user', forwards: d.meta.forwards } : {}),
+          },
           recipe: { provider: 'libvirt', instance: ctx.instance, args: {} },
         };
+        if (d.meta.forwards) host.ports = portMapOf(d.meta.forwards);
         if (d.meta.lease) host.leaseExpires = d.meta.lease;
         if (d.meta.created) host.createdAt = d.meta.created;
         out.push(host);
