@@ -6,20 +6,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileInventoryStore } from '../lib/inventory/index.js';
 import { sampleRecord } from '../lib/testing/store-suite.js';
-
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
-
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { NODE_ARGS, type Ran } from './helpers/cli-process.js';
 
 let dir: string;
 

@@ -4,26 +4,16 @@
  * without overwriting, `checkin --all --orphans` finishes only the hosts of dead workers, and
  * `inventory --watch` prints changes made elsewhere until Ctrl-C.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EtcdInventoryStore, FileInventoryStore } from '../../lib/inventory/index.js';
 import { InventorySettings } from '../../lib/settings.js';
 import { sampleRecord } from '../../lib/testing/store-suite.js';
+import { startCli } from '../helpers/cli-process.js';
 import { type EtcdCluster, ETCD_SKIP, etcdAvailable, startEtcd } from '../helpers/etcd.js';
-
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
-
-interface Ran {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 const available = etcdAvailable();
 let cluster: EtcdCluster;
@@ -36,22 +26,9 @@ const newDir = async () => {
 
 /** The CLI in `directory` on the etcd prefix; `running` sees output as it comes. */
 function hostbroker(directory: string, prefix: string, args: string[], store = 'etcd') {
-  const child = spawn(process.execPath, [...NODE_ARGS, ...args], {
-    env: {
-      ...process.env,
-      CI: '',
-      BROKER_DIRECTORY: directory,
-      BROKER_INVENTORY__STORE: store,
-      BROKER_INVENTORY__ENDPOINTS: cluster.endpoints.join(','),
-      BROKER_INVENTORY__PREFIX: prefix,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const running: Ran = { status: null, stdout: '', stderr: '' };
-  child.stdout.on('data', (d: Buffer) => (running.stdout += String(d)));
-  child.stderr.on('data', (d: Buffer) => (running.stderr += String(d)));
-  const done = new Promise<Ran>((r) => child.on('close', (status) => r({ ...running, status })));
-  return { child, running, done };
+  const env = { BROKER_INVENTORY__STORE: store, BROKER_INVENTORY__ENDPOINTS: cluster.endpoints.join(','), BROKER_INVENTORY__PREFIX: prefix };
+  const { child, output, done } = startCli(directory, args, { env });
+  return { child, running: output, done };
 }
 
 async function until(check: () => boolean): Promise<void> {
