@@ -20,7 +20,7 @@ import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
 import { extend } from './leases.js';
 import { reap, sync } from './reconcile.js';
-import { checkin, forget, keep } from './release.js';
+import { checkin, forget, keep, unkeep } from './release.js';
 import { emptyPool, expireIdle, releaseOrPool, reuseCheckout } from './reuse.js';
 import { sessionFor } from './sessions.js';
 import { findIn, resolveTarget } from './targets.js';
@@ -110,6 +110,11 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    */
   keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
     return keep(this.#core, target, reason);
+  }
+
+  /** Clears the kept mark that {@link keep} set (the hosts stay checked out). */
+  unkeep(target: HostTarget): Promise<HostRecord[]> {
+    return unkeep(this.#core, target);
   }
 
   /**

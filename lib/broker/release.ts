@@ -131,6 +131,19 @@ export async function keep(core: BrokerCore, target: HostTarget, reason: string)
   return kept;
 }
 
+/** Clears the kept mark, so `checkin --all`, reaping and lease expiry treat the hosts as usual again. */
+export async function unkeep(core: BrokerCore, target: HostTarget): Promise<HostRecord[]> {
+  const items = await resolveTarget(core, target);
+  const cleared: HostRecord[] = [];
+  for (const item of items) {
+    let wasKept = false;
+    const next = await core.store.patch(item.record.id, (current) => ((wasKept = current.kept !== undefined) ? { kept: undefined } : undefined));
+    if (next && wasKept) cleared.push(next);
+  }
+  core.logger.info(`no longer keeping ${cleared.length} host(s)`, { hosts: cleared.map((r) => r.name) });
+  return cleared;
+}
+
 /**
  * Drops records without asking their provider: for a record whose host is known to be gone, or
  * that no provider can release (e.g. its SDK is not installed). What the provider made, if

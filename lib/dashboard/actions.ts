@@ -6,7 +6,6 @@
  */
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { coreOf } from '../broker/core.js';
 import type { Broker } from '../broker/index.js';
 import { asError, UserInputError } from '../errors.js';
 import type { HostRecord } from '../records.js';
@@ -69,8 +68,7 @@ async function perform(broker: Broker, record: HostRecord, action: ActionName, b
       return withHost(broker, record, action);
     }
     case 'unkeep':
-      // The Broker API has keep but no unkeep: clearing the mark is one patch of the record.
-      await coreOf(broker).store.patch(record.id, { kept: undefined });
+      await broker.unkeep(record);
       return withHost(broker, record, action);
     case 'duplicate': {
       const count = body.count ?? 1;
