@@ -60,7 +60,18 @@ export { TlsError } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
-export type { InventoryChange, InventoryOptions, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './inventory/index.js';
+export type {
+  InventoryChange,
+  InventoryOptions,
+  InventorySnapshot,
+  InventoryStore,
+  RecordPatch,
+  Reservation,
+  WorkerLiveness,
+  WriteCondition,
+} from './inventory/index.js';
+// The etcd store is chosen in settings (`inventory.store: etcd`); its error is public.
+export { EtcdUnavailableError } from './inventory/index.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
@@ -91,7 +102,7 @@ export type { ArgumentDoc } from './requests.js';
 export { loadSettings, parseSettings, toMs, SETTINGS_FILE, SettingsSchema } from './settings.js';
 export type { Duration, Settings, SettingsInput } from './settings.js';
 export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, JumpHost, JumpHostInput, PortMap, Recipe, SshConnection } from './records.js';
-export type { HostConnectionReason } from './errors.js';
+export type { HostConnectionErrorOptions, HostConnectionReason } from './errors.js';
 // Topologies (broker.up / broker.deployment).
 export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig, MetadataSchema, ProvisioningSchema } from './topology/index.js';
 export type {

@@ -8,7 +8,7 @@ import { InventoryError } from '../errors.js';
 import type { InventoryChange } from '../inventory/store.js';
 import type { BrokerCore } from './core.js';
 
-/** Options of {@link watch}. */
+/** Options of `broker.watch()`. */
 export interface WatchOptions {
   /** Ends the iteration when aborted. */
   signal?: AbortSignal;

@@ -21,7 +21,7 @@ export type { ScenarioEvent, StepMemory, StepStatus } from './runner.js';
 export type { ScenarioFile, Step, ActionName } from './schema.js';
 export type { ScenarioBroker } from './seam.js';
 
-/** Options of {@link runScenario} (and `broker.scenario()`). */
+/** Options of `broker.scenario()`. */
 export interface ScenarioOptions {
   /** Values over the file's `variables` (the CLI's `--NAME value`). */
   vars?: Record<string, unknown>;
