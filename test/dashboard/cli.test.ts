@@ -3,14 +3,10 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { call } from './helpers.js';
-
-// As test/cli.test.ts: the built CLI under `npm test` (HB_TEST_BUILT=1), else the sources through tsx.
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
+import { NODE_ARGS } from '../helpers/cli-process.js';
 
 it('serve beyond loopback prints a token once and a login link, and stops on SIGINT', async () => {
   const directory = await mkdtemp(join(tmpdir(), 'hb-dash-cli-'));

@@ -6,14 +6,10 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localFolders, localServers } from '../reliability/util.js';
-
-// As test/cli.test.ts: the built CLI under `npm test` (HB_TEST_BUILT=1), else the sources through tsx.
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
+import { NODE_ARGS } from '../helpers/cli-process.js';
 
 let dir: string;
 

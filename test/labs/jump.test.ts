@@ -21,6 +21,7 @@ import type { JumpHost, SshConnection } from '../../lib/records.js';
 import { lookupSshConfig } from '../../lib/ssh-config-file.js';
 import { hostVars, renderSshConfig, type DeploymentMember } from '../../lib/topology/outputs.js';
 import { type Lab, labSkipReason, startLab } from './netns.js';
+import { NODE_ARGS } from '../helpers/cli-process.js';
 
 const run = promisify(execFile);
 const skip = labSkipReason();
@@ -257,9 +258,7 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
       join(cliDir, 'broker_settings.yaml'),
       `ssh: { privateKeyPath: ${lab.target.privateKeyPath} }\nstatic: { hosts: [{ name: plain, hostname: ${lab.target.host}, username: ${lab.target.username} }] }\n`,
     );
-    const main = join(process.cwd(), process.env.HB_TEST_BUILT === '1' ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-    const node = process.env.HB_TEST_BUILT === '1' ? [main] : ['--import', 'tsx', main];
-    const hb = (...args: string[]) => run(process.execPath, [...node, ...args], { env: { ...process.env, BROKER_DIRECTORY: cliDir, CI: '' }, timeout: 60_000 });
+    const hb = (...args: string[]) => run(process.execPath, [...NODE_ARGS, ...args], { env: { ...process.env, BROKER_DIRECTORY: cliDir, CI: '' }, timeout: 60_000 });
     try {
       const jump = `${lab.bastion1.username}@${lab.bastion1.host}:22,${lab.bastion2.username}@${lab.bastion2.host}`;
       const [record] = JSON.parse((await hb('checkout', '--provider', 'static', '--name', 'plain', '--jump', jump, '--json')).stdout) as [
