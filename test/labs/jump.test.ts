@@ -258,7 +258,8 @@ describe.skipIf(Boolean(skip))(`jump hosts, agents and keys against real sshds i
       join(cliDir, 'broker_settings.yaml'),
       `ssh: { privateKeyPath: ${lab.target.privateKeyPath} }\nstatic: { hosts: [{ name: plain, hostname: ${lab.target.host}, username: ${lab.target.username} }] }\n`,
     );
-    const hb = (...args: string[]) => run(process.execPath, [...NODE_ARGS, ...args], { env: { ...process.env, BROKER_DIRECTORY: cliDir, CI: '' }, timeout: 60_000 });
+    const hb = (...args: string[]) =>
+      run(process.execPath, [...NODE_ARGS, ...args], { env: { ...process.env, BROKER_DIRECTORY: cliDir, CI: '' }, timeout: 60_000 });
     try {
       const jump = `${lab.bastion1.username}@${lab.bastion1.host}:22,${lab.bastion2.username}@${lab.bastion2.host}`;
       const [record] = JSON.parse((await hb('checkout', '--provider', 'static', '--name', 'plain', '--jump', jump, '--json')).stdout) as [
