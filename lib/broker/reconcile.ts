@@ -95,11 +95,8 @@ export async function sync(core: BrokerCore, provider?: string): Promise<SyncRes
 export async function reap(core: BrokerCore, provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
   const released: HostRecord[] = [];
   const removed: string[] = [];
-  const here = machineHostname();
   const all = (await core.store.list()).filter((h) => !provider || h.provider === provider.split('::')[0]);
-  const orphans = await orphansOf(core, all);
-  const stale = all.filter((h) => orphans.includes(h) || unfinishedByDeadProcess(h, here));
-  for (const record of stale) {
+  for (const record of await staleRecords(core, all)) {
     try {
       await releaseRecord(core, record);
       released.push(record);
@@ -157,6 +154,17 @@ export async function orphansOf(core: BrokerCore, records?: readonly HostRecord[
   // worker missing from the later read is gone, not new.
   const all = records ?? (await core.store.list());
   return workerOrphans(all, await core.store.workers());
+}
+
+/**
+ * Records nobody will finish, what `reap` releases and `checkin --orphans` picks: on a shared
+ * store, those whose worker is gone (any machine's); on any store, unfinished checkouts and
+ * releases of processes that died on this machine. Kept hosts stay.
+ */
+export async function staleRecords(core: BrokerCore, records: readonly HostRecord[]): Promise<HostRecord[]> {
+  const here = machineHostname();
+  const byWorker = new Set((await orphansOf(core, records)).map((r) => r.id));
+  return records.filter((r) => byWorker.has(r.id) || (r.kept === undefined && unfinishedByDeadProcess(r, here)));
 }
 
 /**

@@ -3,6 +3,7 @@
  * @module
  */
 import { coreOf } from '../broker/core.js';
+import { staleRecords } from '../broker/reconcile.js';
 import { Option, type Command } from 'commander';
 import { UserInputError } from '../errors.js';
 import { applyFilter } from '../filter.js';
@@ -15,7 +16,7 @@ import type { CliContext, CommandResult } from './context.js';
 import { hostTable, yaml } from './format.js';
 import { collect, duration, positiveInt } from './options.js';
 import { releaseMany } from './release.js';
-import { migrateInventory, orphanRecords, watchInventory } from './team.js';
+import { migrateInventory, watchInventory } from './team.js';
 
 interface CheckoutOpts {
   nick?: string;
@@ -122,7 +123,7 @@ export function registerHostCommands(program: Command, ctx: CliContext, act: (fn
           };
         }
         let records = await selectTargets(ctx, keys, opts, 'check in');
-        if (opts.orphans) records = await orphanRecords(ctx, records);
+        if (opts.orphans) records = await staleRecords(coreOf(ctx.broker()), records);
         if (!records.length) return { data: [], text: 'no hosts matched; nothing checked in\n' };
         if (opts.ifTestsPassed) {
           const verdict = await junitPassed(opts.ifTestsPassed);

@@ -1,27 +1,15 @@
 /**
- * Team-mode parts of the host commands: the orphans `checkin --orphans` picks, the live view of
- * `inventory --watch`, and `inventory --store <file|etcd>`, which copies the inventory between
- * the file of the broker directory and the etcd cluster of the `inventory` settings.
+ * Team-mode parts of the host commands: the live view of `inventory --watch`, and
+ * `inventory --store <file|etcd>`, which copies the inventory between the file of the broker
+ * directory and the etcd cluster of the `inventory` settings.
  * @module
  */
 import { coreOf } from '../broker/core.js';
-import { orphansOf, unfinishedByDeadProcess } from '../broker/reconcile.js';
 import { UserInputError, asError } from '../errors.js';
 import { EtcdInventoryStore } from '../inventory/etcd.js';
 import { FileInventoryStore } from '../inventory/file.js';
 import type { InventoryChange, InventoryStore } from '../inventory/store.js';
-import type { HostRecord } from '../records.js';
 import type { CliContext, CommandResult } from './context.js';
-
-/**
- * Records nobody will finish: on a shared store, those whose worker is gone (any machine's);
- * on any store, unfinished checkouts of processes that died on this machine. Kept hosts stay.
- */
-export async function orphanRecords(ctx: CliContext, records: readonly HostRecord[]): Promise<HostRecord[]> {
-  const core = coreOf(ctx.broker());
-  const byWorker = new Set((await orphansOf(core, records)).map((r) => r.id));
-  return records.filter((r) => byWorker.has(r.id) || (r.kept === undefined && unfinishedByDeadProcess(r)));
-}
 
 /** One line for a change, for people. */
 function changeLine(change: InventoryChange): string {
