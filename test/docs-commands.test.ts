@@ -8,19 +8,12 @@
  */
 import { spawn } from 'node:child_process';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { NODE_ARGS } from './helpers/cli-process.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
-
-// As test/cli.test.ts: the built CLI under `npm test` (HB_TEST_BUILT=1), else the sources through tsx.
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
-// Commands run in the broker directory, where a bare `--import tsx` would not resolve.
-const NODE_ARGS = BUILT ? [MAIN] : ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href, MAIN];
 
 /** Documented commands (without trailing comments) that cannot run here, and why. Each must still appear in the docs. */
 const NEEDS_OUTSIDE: Record<string, string> = {

@@ -9,18 +9,15 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { Broker } from '../lib/broker/index.js';
 import { isProcessAlive } from '../lib/identity.js';
+import { BUILT, LIBRARY, SOURCE_LOADER } from './helpers/cli-process.js';
 import { BUSYBOX_IMAGE, SSHD_IMAGE, probeEngine, removeBrokerContainers, skipReason } from './helpers/engine.js';
 import { sshdAvailable, startSshd, type Sshd } from './helpers/sshd.js';
 
-// As test/cli.test.ts: the built library under `npm test` (HB_TEST_BUILT=1), else the sources through tsx.
-const BUILT = process.env.HB_TEST_BUILT === '1';
-const LIBRARY = resolve(BUILT ? 'dist/lib/index.js' : 'lib/index.ts');
-const NODE_ARGS = BUILT ? [] : ['--import', 'tsx'];
 /** Far more than the child needs after its work (it should exit within a second); a hang is killed at this bound. */
 const EXIT_BOUND_MS = 15_000;
 
@@ -76,7 +73,7 @@ describe('a process that checks out and stops using its hosts exits by itself', 
     const directory = await mkdtemp(join(dir, 'broker-'));
     directories.push(directory);
     await writeFile(join(directory, 'broker_settings.yaml'), stringify({ container: { reapGrace: 0 }, ...settings }));
-    const child = spawn(process.execPath, [...NODE_ARGS, script, JSON.stringify(request)], {
+    const child = spawn(process.execPath, [...SOURCE_LOADER, script, JSON.stringify(request)], {
       env: { ...process.env, BROKER_DIRECTORY: directory, CI: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

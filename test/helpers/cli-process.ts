@@ -4,12 +4,19 @@
  * @module
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
-const BUILT = process.env.HB_TEST_BUILT === '1';
+/** Whether tests run the built package (`npm test`) rather than the sources. */
+export const BUILT = process.env.HB_TEST_BUILT === '1';
+/** The `node` options that run TypeScript sources, from any working directory (none when built). */
+export const SOURCE_LOADER = BUILT ? [] : ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href];
+/** The library's entry: what `import 'hostbroker'` loads, built or from source. */
+export const LIBRARY = resolve(BUILT ? 'dist/lib/index.js' : 'lib/index.ts');
 const MAIN = resolve(BUILT ? 'dist/lib/cli/main.js' : 'lib/cli/main.ts');
 /** How to start the CLI with `node`: the built file, or the sources through tsx. */
-export const NODE_ARGS = BUILT ? [MAIN] : ['--import', 'tsx', MAIN];
+export const NODE_ARGS = [...SOURCE_LOADER, MAIN];
 
 export interface Ran {
   status: number | null;
