@@ -365,7 +365,6 @@ async function run(r, action, body) {
 }
 
 // ---- Loading
-let firstRender = true;
 /** The inventory version of the last read (the stream's `hello` says whether it is still current). */
 let seenVersion;
 async function loadHosts() {
@@ -374,24 +373,27 @@ async function loadHosts() {
   p.set('offset', String(state.offset));
   p.set('limit', String(state.limit));
   try {
-    const page = await api(`/api/hosts?${p}`);
-    seenVersion = page.version;
-    $('filter-error').hidden = true;
-    if (page.offset > 0 && page.offset >= page.matched) {
-      state.offset = Math.max(0, page.matched - state.limit);
-      return loadHosts();
-    }
-    renderHosts(page);
-    if (firstRender) {
-      firstRender = false;
-      performance.mark('hostbroker:first-render');
-      document.body.dataset.ready = 'true';
-    }
+    await showHosts(await api(`/api/hosts?${p}`));
   } catch (error) {
     if (error.status === 400) {
       $('filter-error').hidden = false;
       $('filter-error').textContent = error.message;
     } else throw error;
+  }
+}
+
+/** Shows a page of hosts (past the end: the last page instead); the first one makes the page ready. */
+async function showHosts(page) {
+  seenVersion = page.version;
+  $('filter-error').hidden = true;
+  if (page.offset > 0 && page.offset >= page.matched) {
+    state.offset = Math.max(0, page.matched - state.limit);
+    return loadHosts();
+  }
+  renderHosts(page);
+  if (!document.body.dataset.ready) {
+    performance.mark('hostbroker:ready');
+    document.body.dataset.ready = 'true';
   }
 }
 
@@ -448,13 +450,26 @@ function showSignin(why) {
   $('signin').hidden = false;
   $('signin-why').textContent = why;
 }
-async function loadMe() {
-  me = await api('/api/me');
+/** Takes /api/me's answer: who is signed in, what they may do; false when reading needs a sign-in. */
+function applyMe(answer) {
+  me = answer;
   $('user').textContent = me.user ? `signed in as ${me.user}` : me.tokenSet ? 'read-only: sign in to act' : 'local';
   $('signout').hidden = !me.user;
   if (!me.canAct && me.tokenSet) showSignin('Actions here need the dashboard token.');
   if (me.canAct && lastPage) renderHosts(lastPage); // now with the action buttons
-  return !me.readNeedsToken || me.user;
+  return Boolean(!me.readNeedsToken || me.user);
+}
+
+/** What the server drew the page with (`{me, page}`), once: a later start (after a sign-in) reads afresh. */
+function takeInitial() {
+  const el = $('initial');
+  if (!el) return undefined;
+  el.remove();
+  try {
+    return JSON.parse(el.textContent);
+  } catch {
+    return undefined;
+  }
 }
 
 $('signin').addEventListener('submit', async (e) => {
@@ -524,10 +539,13 @@ async function start() {
   $('filter').value = state.filter;
   $('search').value = state.q;
   $('limit').value = String(state.limit);
-  // The first read does not wait for /api/me: on loopback it needs no token.
-  const first = refresh();
+  const given = takeInitial();
+  const known = given ? applyMe(given.me) : undefined;
+  // The rows the server drew are drawn again from its data, now with their handlers: no request.
+  // Without that data, the first read does not wait for /api/me: on loopback it needs no token.
+  const first = given?.page && state.view === 'hosts' ? showHosts(given.page) : refresh();
   try {
-    if (!(await loadMe())) return showSignin('Reading this dashboard needs its token.');
+    if (!(known ?? applyMe(await api('/api/me')))) return showSignin('Reading this dashboard needs its token.');
   } catch (error) {
     toast(error.message, 'error');
   }
