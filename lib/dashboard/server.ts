@@ -173,11 +173,14 @@ async function handle(ctx: RouteContext, req: IncomingMessage, res: ServerRespon
   sendJson(res, 200, result);
 }
 
-/** A page of hosts with the inventory version it shows, and its JSON: made once per query until the inventory changes. */
+/**
+ * A page of hosts with the inventory version it shows, as JSON and as the data the page is drawn
+ * from (both scrubbed): made once per query until the inventory changes.
+ */
 function hostsAnswer(ctx: RouteContext, query: HostQuery): { page: HostPage & { version: number }; json: string } {
   return ctx.live.memo(`hosts ${JSON.stringify(query)}`, () => {
-    const page = { ...hostPage([...ctx.live.hosts.values()], [...ctx.live.deployments.values()], query), version: ctx.live.version };
-    return { page, json: jsonText(page) };
+    const json = jsonText({ ...hostPage([...ctx.live.hosts.values()], [...ctx.live.deployments.values()], query), version: ctx.live.version });
+    return { page: JSON.parse(json), json };
   });
 }
 
