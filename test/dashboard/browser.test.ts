@@ -217,10 +217,16 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
     expect(await still.$$('#hosts tbody img, #hosts tbody script, #hosts tbody b, #kept-list img, #kept-list b')).toEqual([]);
     const server = await drawn(still);
     await bare.close();
-    // The page's own drawing of the same data, once its script has taken over.
+    // The page's own drawing of the same rows: its script keeps the server's, so a new search (the
+    // same two hosts) makes it draw them itself.
     const live = await browser.newPage();
     await live.goto(url);
     await live.waitForSelector('body[data-ready]');
+    await live.evaluate(() => ((globalThis as any).__serverRow = (globalThis as any).document.querySelector('#hosts tbody tr')));
+    await live.fill('#search', 'pwn');
+    await live.waitForFunction(
+      () => !(globalThis as any).__serverRow.isConnected && (globalThis as any).document.querySelectorAll('#hosts tbody tr').length === 2,
+    );
     expect(await drawn(live)).toEqual(server);
     expect(await live.evaluate(() => (globalThis as any).__pwned)).toBeUndefined();
     await live.close();
