@@ -92,9 +92,18 @@ export async function readJson(req: IncomingMessage): Promise<Record<string, unk
   return value as Record<string, unknown>;
 }
 
+/** JSON as the dashboard answers it: secrets scrubbed. */
+export function jsonText(data: unknown): string {
+  return scrub(JSON.stringify(data));
+}
+
 /** Answers with JSON (scrubbed, never cached). */
 export function sendJson(res: ServerResponse, status: number, data: unknown, headers: Record<string, string> = {}): void {
-  const body = scrub(JSON.stringify(data));
+  sendJsonText(res, status, jsonText(data), headers);
+}
+
+/** Answers with JSON text made by {@link jsonText}. */
+export function sendJsonText(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers });
   res.end(body);
 }

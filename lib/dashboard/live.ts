@@ -11,6 +11,8 @@ import type { DeploymentRecord, HostRecord } from '../records.js';
 
 /** How often a store without watch is re-read, in ms. */
 const POLL_MS = 5_000;
+/** Answers kept between changes (pages re-read after each change, mostly the same few views). */
+const MEMO_ENTRIES = 32;
 
 /** What listeners get: the changes of one batch (`reset`: re-read everything). */
 export type LiveListener = (changes: InventoryChange[]) => void;
@@ -25,6 +27,7 @@ export class LiveInventory {
   readonly #listeners = new Set<LiveListener>();
   readonly #stop = new AbortController();
   #pending: InventoryChange[] = [];
+  readonly #memo = new Map<string, unknown>();
   #poll: NodeJS.Timeout | undefined;
 
   private constructor(broker: Broker) {
@@ -50,6 +53,18 @@ export class LiveInventory {
   subscribe(listener: LiveListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * What `make` computes from the inventory as it is, computed once until the next change (or the
+   * next version: answers that carry the version stay true).
+   */
+  memo<T>(key: string, make: () => T): T {
+    if (this.#memo.has(key)) return this.#memo.get(key) as T;
+    const value = make();
+    if (this.#memo.size >= MEMO_ENTRIES) this.#memo.delete(this.#memo.keys().next().value!);
+    this.#memo.set(key, value);
+    return value;
   }
 
   /** Stops following the store. */
@@ -86,6 +101,7 @@ export class LiveInventory {
   }
 
   #apply(change: InventoryChange): void {
+    this.#memo.clear();
     if (change.kind === 'host') {
       if (change.record) this.hosts.set(change.id, change.record);
       else this.hosts.delete(change.id);
@@ -103,12 +119,14 @@ export class LiveInventory {
       const batch = this.#pending;
       this.#pending = [];
       this.version++;
+      this.#memo.clear();
       for (const listener of this.#listeners) listener(batch);
     });
   }
 
   async #reload(): Promise<void> {
     const [hosts, deployments] = await Promise.all([this.#broker.inventory(), this.#broker.deployments()]);
+    this.#memo.clear();
     this.hosts.clear();
     for (const h of hosts) this.hosts.set(h.id, h);
     this.deployments.clear();

@@ -5,20 +5,32 @@
  * needs it, even on loopback.
  * @module
  */
-import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Broker } from '../broker/index.js';
 import { BrokerError, UserInputError } from '../errors.js';
 import { ACTIONS, type ActionName, runAction } from './actions.js';
+import { type Assets, loadAssets, sendAsset } from './assets.js';
 import { DashboardAuth, SESSION_COOKIE, sessionCookie, sessionIdOf } from './auth.js';
-import { checkHost, checkPost, errorBody, HttpError, isLoopback, loopbackHosts, readJson, SECURITY_HEADERS, sendJson } from './guard.js';
+import {
+  checkHost,
+  checkPost,
+  errorBody,
+  HttpError,
+  isLoopback,
+  jsonText,
+  loopbackHosts,
+  readJson,
+  SECURITY_HEADERS,
+  sendJson,
+  sendJsonText,
+} from './guard.js';
 import { LiveInventory } from './live.js';
+import { type PageData, renderPage } from './page.js';
 import { EventStreams } from './sse.js';
-import { deploymentViews, hostDetail, hostPage, parseHostQuery } from './views.js';
+import { deploymentViews, type HostPage, type HostQuery, hostDetail, hostPage, parseHostQuery } from './views.js';
 
 /** Options of {@link startDashboard}. */
 export interface DashboardOptions {
@@ -43,24 +55,6 @@ export interface Dashboard {
   loginUrl(name: string): string;
   /** Stops serving (the Broker stays open). */
   close(): Promise<void>;
-}
-
-const ASSETS: Record<string, { file: string; type: string }> = {
-  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/assets/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
-  '/assets/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
-};
-
-/** The page files, beside this module in both layouts (lib/dashboard/assets, dist/lib/dashboard/assets). */
-function loadAssets(): Map<string, Buffer> {
-  const dir = fileURLToPath(new URL('./assets/', import.meta.url));
-  try {
-    return new Map(Object.values(ASSETS).map((a) => [a.file, readFileSync(join(dir, a.file))]));
-  } catch (error) {
-    throw new BrokerError(
-      `the dashboard's page files are missing from ${dir} (${(error as Error).message}); reinstall hostbroker, or run \`npm run build\` in a checkout.`,
-    );
-  }
 }
 
 /** Starts the dashboard over `broker`'s store. */
@@ -127,7 +121,7 @@ interface RouteContext {
   auth: DashboardAuth;
   live: LiveInventory;
   streams: EventStreams;
-  assets: Map<string, Buffer>;
+  assets: Assets;
   readNeedsToken: boolean;
   allowedHosts: Set<string> | undefined;
 }
@@ -139,20 +133,16 @@ async function handle(ctx: RouteContext, req: IncomingMessage, res: ServerRespon
   const url = new URL(req.url ?? '/', 'http://dashboard');
   const path = url.pathname;
   const who = ctx.auth.whoIs(req.headers);
-  const asset = ASSETS[path];
   if (req.method === 'GET' || req.method === 'HEAD') {
-    if (asset) {
-      res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': asset.type, 'cache-control': 'no-cache' });
-      res.end(req.method === 'HEAD' ? undefined : ctx.assets.get(asset.file));
-      return;
-    }
+    const asset = ctx.assets.files.get(path);
+    if (asset) return sendAsset(req, res, asset, url);
+    if (path === '/') return sendPage(ctx, url, who, req, res);
     if (path === '/login') return login(ctx, url, req, res);
     if (path === '/favicon.ico') return void res.writeHead(204, SECURITY_HEADERS).end();
     if (path === '/api/me') return sendJson(res, 200, me(ctx, who));
     if (ctx.readNeedsToken && !who) throw unauthorized('reading');
     if (path === '/api/events') return ctx.streams.open(req, res, SECURITY_HEADERS);
-    if (path === '/api/hosts')
-      return sendJson(res, 200, hostPage([...ctx.live.hosts.values()], [...ctx.live.deployments.values()], parseHostQuery(url.searchParams)));
+    if (path === '/api/hosts') return sendJsonText(res, 200, hostsAnswer(ctx, parseHostQuery(url.searchParams)).json);
     if (path === '/api/deployments') return sendJson(res, 200, { deployments: deploymentViews([...ctx.live.deployments.values()], ctx.live.hosts) });
     const m = HOST_ROUTE.exec(path);
     if (m && !m[2]) return sendJson(res, 200, detail(ctx, decodeURIComponent(m[1]!)));
@@ -183,6 +173,36 @@ async function handle(ctx: RouteContext, req: IncomingMessage, res: ServerRespon
   sendJson(res, 200, result);
 }
 
+/**
+ * A page of hosts with the inventory version it shows, as JSON and as the data the page is drawn
+ * from (both scrubbed): made once per query until the inventory changes.
+ */
+function hostsAnswer(ctx: RouteContext, query: HostQuery): { page: HostPage & { version: number }; json: string } {
+  return ctx.live.memo(`hosts ${JSON.stringify(query)}`, () => {
+    const json = jsonText({ ...hostPage([...ctx.live.hosts.values()], [...ctx.live.deployments.values()], query), version: ctx.live.version });
+    return { page: JSON.parse(json), json };
+  });
+}
+
+/**
+ * `GET /`: the page, with the hosts its address asks for already drawn (not when reading needs a
+ * sign-in first, nor for the deployments view or a query the API refuses: the page then asks the
+ * API, which says what is wrong).
+ */
+function sendPage(ctx: RouteContext, url: URL, who: string | undefined, req: IncomingMessage, res: ServerResponse): void {
+  let page: PageData['page'];
+  if ((!ctx.readNeedsToken || who) && (url.searchParams.get('view') ?? 'hosts') === 'hosts') {
+    try {
+      page = hostsAnswer(ctx, parseHostQuery(url.searchParams)).page;
+    } catch (error) {
+      if (!(BrokerError.isInstance(error) && error.code === 'USER_INPUT')) throw error;
+    }
+  }
+  const body = renderPage(ctx.assets, { page, me: me(ctx, who) });
+  res.writeHead(200, { ...ctx.assets.pageHeaders, 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
 function unauthorized(what: string): HttpError {
   return new HttpError(
     401,
@@ -191,7 +211,7 @@ function unauthorized(what: string): HttpError {
   );
 }
 
-function me(ctx: RouteContext, who: string | undefined): Record<string, unknown> {
+function me(ctx: RouteContext, who: string | undefined): PageData['me'] {
   const known = who || !ctx.readNeedsToken;
   return {
     user: who ?? null,

@@ -1,4 +1,5 @@
 // The dashboard's JSON API and its guards, over HTTP (the browser tests drive the page itself).
+import { createHash } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -171,7 +172,7 @@ describe('dashboard API', () => {
   });
 
   it('bound beyond loopback, makes a token and needs it for reading too', async () => {
-    const { dashboard, base } = await setup({ host: '0.0.0.0' });
+    const { broker, dashboard, base } = await setup({ host: '0.0.0.0' });
     const token = dashboard.newToken!.token;
     const refused = await call(`${base}api/hosts`);
     expect([refused.status, refused.body.error.code]).toEqual([401, 'UNAUTHORIZED']);
@@ -179,7 +180,50 @@ describe('dashboard API', () => {
     const me = await call(`${base}api/me`);
     expect(me.body).toEqual({ user: null, tokenSet: true, readNeedsToken: true, canAct: false });
     expect((await call(`${base}api/hosts`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
-    expect((await call(base)).status).toBe(200); // the page itself holds no data
+    // The page comes without a token, and then holds no data: no row, no record field, no directory.
+    const record = fakeRecord('secret-project-box');
+    await addRecords(broker, [record]);
+    await eventually(async () => expect((await call(`${base}api/hosts`, { headers: { authorization: `Bearer ${token}` } })).body.total).toBe(1));
+    const bare = await call(base);
+    expect(bare.status).toBe(200);
+    for (const leak of [record.name, record.id, broker.directory]) expect(bare.body).not.toContain(leak);
+    expect(bare.body).not.toContain('<tr data-id=');
+    const signedIn = await call(base, { headers: { authorization: `Bearer ${token}` } });
+    expect(signedIn.body).toContain(`<tr data-id="${record.id}">`);
+  });
+
+  it('sends its page with the first rows drawn, the stylesheet inlined under its CSP hash, and the script cached by version', async () => {
+    const { broker, base } = await setup();
+    const records = [fakeRecord('web-2'), fakeRecord('web-1', { kept: { reason: 'look at me', at: new Date().toISOString() } })];
+    await addRecords(broker, records);
+    await eventually(async () => expect((await call(`${base}api/hosts`)).body.total).toBe(2));
+    const page = await call(`${base}?sort=name&order=desc`);
+    expect(page.headers['cache-control']).toBe('no-store');
+    const html = String(page.body);
+    // Rows in the order asked for, the kept host up top too, and the data for the script to take over.
+    expect([...html.matchAll(/<tr data-id="([^"]+)"/g)].map((m) => m[1])).toEqual([records[0]!.id, records[1]!.id]);
+    expect(html).toMatch(new RegExp(`<li data-id="${records[1]!.id}">`));
+    const initial = JSON.parse(/<script type="application\/json" id="initial">([^<]*)<\/script>/.exec(html)![1]!);
+    expect(initial.page).toMatchObject({ total: 2, matched: 2, version: expect.any(Number) });
+    expect(initial.me).toMatchObject({ canAct: true, user: null });
+    // The only inline style is the one the CSP names by hash; scripts stay 'self' only.
+    const css = /<style>([\s\S]*?)<\/style>/.exec(html)![1]!;
+    const csp = String(page.headers['content-security-policy']);
+    expect(csp).toContain(`style-src 'self' 'sha256-${createHash('sha256').update(css).digest('base64')}'`);
+    expect(csp).toMatch(/script-src 'self';/);
+
+    const src = /<script type="module" src="([^"]+)">/.exec(html)![1]!;
+    expect(src).toMatch(/^\/assets\/app\.js\?v=[\w-]{16}$/);
+    const script = await call(`${base}${src.slice(1)}`);
+    expect([script.status, script.headers['cache-control']]).toEqual([200, 'public, max-age=31536000, immutable']);
+    expect(String(script.body)).toContain('takeInitial');
+    const again = await call(`${base}assets/app.js`, { headers: { 'if-none-match': String(script.headers.etag) } });
+    expect([again.status, again.headers['cache-control'], again.body]).toEqual([304, 'no-cache', '']);
+
+    // A query the API refuses draws no rows: the page asks the API, which says what is wrong.
+    const bad = await call(`${base}?filter=${encodeURIComponent('no operator')}`);
+    expect(bad.status).toBe(200);
+    expect(String(bad.body)).not.toContain('<tr data-id=');
   });
 });
 

@@ -185,6 +185,54 @@ describe.skipIf(skip)(`dashboard in chromium${skip ? ` (skipped: ${skip})` : ''}
     for (const r of records) await page.waitForSelector(`#hosts tr[data-id="${r.id}"]`, { state: 'detached' });
   });
 
+  it('draws the first rows on the server exactly as the page draws them, hostile fields as text', async () => {
+    const hostile = '<img src=x onerror="window.__pwned=4">';
+    const at = new Date(Date.now() - 3_600_000).toISOString(); // "1h ago" for a while: both drawings say the same
+    const records = [
+      fakeRecord(`pwn-1 <script>window.__pwned=5</script>`, { owner: `o'<b>"wner`, worker: hostile, lastError: `"><script>window.__pwned=6</script>` }),
+      fakeRecord(`pwn-2 ${hostile}`, { kept: { reason: `<b onmouseover="window.__pwned=7">&amp; bold</b>`, at }, leaseExpires: '2099-01-01T00:00:00.000Z' }),
+    ];
+    await addRecords(lib, records);
+    const url = `${dashboard.url}?q=pwn-`;
+    // The rows, kept hosts (seconds pass between two drawings: "kept 2s ago") and summary.
+    const drawn = (p: Page) =>
+      p.evaluate(() => {
+        const doc = (globalThis as any).document;
+        return {
+          rows: doc.querySelector('#hosts tbody').innerHTML,
+          kept: doc.querySelector('#kept-list').innerHTML.replace(/kept \d+s ago/g, 'kept Ns ago'),
+          summary: doc.querySelector('#summary').textContent,
+        };
+      });
+    // The server's drawing, with the page's script off.
+    const bare = await browser.newContext({ javaScriptEnabled: false });
+    const still = await bare.newPage();
+    await eventually(async () => {
+      await still.goto(url);
+      expect(await still.$$eval('#hosts tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-id')))).toEqual(records.map((r) => r.id));
+    });
+    expect(await still.$$eval('#hosts tbody .name', (els) => els.map((e) => e.textContent))).toEqual(records.map((r) => r.name));
+    expect(await still.textContent(`#kept-list li[data-id="${records[1]!.id}"] .kept-reason`)).toBe(records[1]!.kept!.reason);
+    expect(await still.textContent(`#hosts tr[data-id="${records[0]!.id}"] .worker`)).toBe(hostile);
+    expect(await still.$$('#hosts tbody img, #hosts tbody script, #hosts tbody b, #kept-list img, #kept-list b')).toEqual([]);
+    const server = await drawn(still);
+    await bare.close();
+    // The page's own drawing of the same rows: its script keeps the server's, so a new search (the
+    // same two hosts) makes it draw them itself.
+    const live = await browser.newPage();
+    await live.goto(url);
+    await live.waitForSelector('body[data-ready]');
+    await live.evaluate(() => ((globalThis as any).__serverRow = (globalThis as any).document.querySelector('#hosts tbody tr')));
+    await live.fill('#search', 'pwn');
+    await live.waitForFunction(
+      () => !(globalThis as any).__serverRow.isConnected && (globalThis as any).document.querySelectorAll('#hosts tbody tr').length === 2,
+    );
+    expect(await drawn(live)).toEqual(server);
+    expect(await live.evaluate(() => (globalThis as any).__pwned)).toBeUndefined();
+    await live.close();
+    await lib.forget(records);
+  });
+
   it('says when the connection is lost, and catches up when it is back', async () => {
     await dashboard.close();
     await page.waitForSelector('#offline:not([hidden])');

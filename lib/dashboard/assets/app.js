@@ -113,12 +113,10 @@ function badges(r) {
 function actionButtons(r) {
   if (r.state !== 'ready' || !me.canAct) return [];
   return [
-    r.leaseExpires ? h('button', { type: 'button', 'data-action': 'extend', onclick: () => confirmAction(r, 'extend') }, 'Extend') : null,
-    h('button', { type: 'button', 'data-action': 'checkin', class: 'danger', onclick: () => confirmAction(r, 'checkin') }, 'Check in'),
-    r.kept
-      ? h('button', { type: 'button', 'data-action': 'unkeep', onclick: () => confirmAction(r, 'unkeep') }, 'Unkeep')
-      : h('button', { type: 'button', 'data-action': 'keep', onclick: () => confirmAction(r, 'keep') }, 'Keep'),
-    h('button', { type: 'button', 'data-action': 'duplicate', onclick: () => confirmAction(r, 'duplicate') }, 'Duplicate'),
+    r.leaseExpires ? h('button', { type: 'button', 'data-action': 'extend' }, 'Extend') : null,
+    h('button', { type: 'button', 'data-action': 'checkin', class: 'danger' }, 'Check in'),
+    r.kept ? h('button', { type: 'button', 'data-action': 'unkeep' }, 'Unkeep') : h('button', { type: 'button', 'data-action': 'keep' }, 'Keep'),
+    h('button', { type: 'button', 'data-action': 'duplicate' }, 'Duplicate'),
   ].filter(Boolean);
 }
 
@@ -131,8 +129,22 @@ function opener(id) {
 }
 
 function hostLink(r) {
-  return h('a', { href: `?host=${encodeURIComponent(r.id)}`, class: 'host-link', onclick: opener(r.id) }, r.name);
+  return h('a', { href: `?host=${encodeURIComponent(r.id)}`, class: 'host-link' }, r.name);
 }
+
+/** The rows shown in the list and the kept box, by id, and the one in detail: what a click acts on. */
+let shown = new Map();
+let detailRow;
+// One listener for every host link and action button (the server's drawing has no handlers of its own).
+document.addEventListener('click', (e) => {
+  const target = e.target instanceof Element ? e.target.closest('a.host-link, button[data-action]') : null;
+  if (!target) return;
+  const r = target.closest('#detail') ? detailRow : shown.get(target.closest('[data-id]')?.getAttribute('data-id'));
+  if (!r) return;
+  e.preventDefault();
+  if (target.matches('a')) void openDetail(r.id);
+  else confirmAction(r, target.getAttribute('data-action'));
+});
 
 function row(r) {
   return h(
@@ -150,9 +162,11 @@ function row(r) {
   );
 }
 
-function renderHosts(page) {
+/** Shows a page of hosts; `drawn`: the server drew these rows already, as {@link row} would. */
+function renderHosts(page, drawn = false) {
   lastPage = page;
-  $('hosts').tBodies[0].replaceChildren(...page.hosts.map(row));
+  shown = new Map([...page.hosts, ...page.kept].map((r) => [r.id, r]));
+  if (!drawn) $('hosts').tBodies[0].replaceChildren(...page.hosts.map(row));
   const from = page.matched ? page.offset + 1 : 0;
   const to = page.offset + page.hosts.length;
   const states = Object.entries(page.counts.states)
@@ -172,7 +186,7 @@ function renderHosts(page) {
     owner.replaceChildren(...owners.map((o) => h('option', { value: o }, o || 'all owners')));
   }
   owner.value = state.owner;
-  renderKept(page.kept);
+  if (!drawn) renderKept(page.kept);
 }
 
 function renderKept(kept) {
@@ -251,6 +265,7 @@ function closeDetail() {
 }
 function renderDetail(d) {
   const r = d.host;
+  detailRow = r;
   $('detail').hidden = false;
   $('detail').dataset.id = r.id;
   $('detail-name').textContent = r.name;
@@ -365,7 +380,6 @@ async function run(r, action, body) {
 }
 
 // ---- Loading
-let firstRender = true;
 /** The inventory version of the last read (the stream's `hello` says whether it is still current). */
 let seenVersion;
 async function loadHosts() {
@@ -374,24 +388,30 @@ async function loadHosts() {
   p.set('offset', String(state.offset));
   p.set('limit', String(state.limit));
   try {
-    const page = await api(`/api/hosts?${p}`);
-    seenVersion = page.version;
-    $('filter-error').hidden = true;
-    if (page.offset > 0 && page.offset >= page.matched) {
-      state.offset = Math.max(0, page.matched - state.limit);
-      return loadHosts();
-    }
-    renderHosts(page);
-    if (firstRender) {
-      firstRender = false;
-      performance.mark('hostbroker:first-render');
-      document.body.dataset.ready = 'true';
-    }
+    await showHosts(await api(`/api/hosts?${p}`));
   } catch (error) {
     if (error.status === 400) {
       $('filter-error').hidden = false;
       $('filter-error').textContent = error.message;
     } else throw error;
+  }
+}
+
+/**
+ * Shows a page of hosts (past the end: the last page instead); the first one makes the page ready.
+ * `drawn`: the server drew it already.
+ */
+async function showHosts(page, drawn = false) {
+  seenVersion = page.version;
+  $('filter-error').hidden = true;
+  if (page.offset > 0 && page.offset >= page.matched) {
+    state.offset = Math.max(0, page.matched - state.limit);
+    return loadHosts();
+  }
+  renderHosts(page, drawn);
+  if (!document.body.dataset.ready) {
+    performance.mark('hostbroker:ready');
+    document.body.dataset.ready = 'true';
   }
 }
 
@@ -448,13 +468,26 @@ function showSignin(why) {
   $('signin').hidden = false;
   $('signin-why').textContent = why;
 }
-async function loadMe() {
-  me = await api('/api/me');
+/** Takes /api/me's answer: who is signed in, what they may do; false when reading needs a sign-in. */
+function applyMe(answer) {
+  me = answer;
   $('user').textContent = me.user ? `signed in as ${me.user}` : me.tokenSet ? 'read-only: sign in to act' : 'local';
   $('signout').hidden = !me.user;
   if (!me.canAct && me.tokenSet) showSignin('Actions here need the dashboard token.');
   if (me.canAct && lastPage) renderHosts(lastPage); // now with the action buttons
-  return !me.readNeedsToken || me.user;
+  return Boolean(!me.readNeedsToken || me.user);
+}
+
+/** What the server drew the page with (`{me, page}`), once: a later start (after a sign-in) reads afresh. */
+function takeInitial() {
+  const el = $('initial');
+  if (!el) return undefined;
+  el.remove();
+  try {
+    return JSON.parse(el.textContent);
+  } catch {
+    return undefined;
+  }
 }
 
 $('signin').addEventListener('submit', async (e) => {
@@ -524,10 +557,13 @@ async function start() {
   $('filter').value = state.filter;
   $('search').value = state.q;
   $('limit').value = String(state.limit);
-  // The first read does not wait for /api/me: on loopback it needs no token.
-  const first = refresh();
+  const given = takeInitial();
+  const known = given ? applyMe(given.me) : undefined;
+  // The rows the server drew stay; its data is what clicks on them act on: no request.
+  // Without that data, the first read does not wait for /api/me: on loopback it needs no token.
+  const first = given?.page && state.view === 'hosts' ? showHosts(given.page, true) : refresh();
   try {
-    if (!(await loadMe())) return showSignin('Reading this dashboard needs its token.');
+    if (!(known ?? applyMe(await api('/api/me')))) return showSignin('Reading this dashboard needs its token.');
   } catch (error) {
     toast(error.message, 'error');
   }
