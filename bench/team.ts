@@ -6,11 +6,12 @@
  * /usr/bin/etcd). Without SSH (waitForSsh: false; static release is a no-op), so the figures are
  * the inventory's own: reservations per second, p50/p99 of checkout and checkin, and of the part
  * of each spent awaiting the store (the latency the store adds; the rest is the worker's own CPU
- * time and, with more processes than cores, waiting for a core). `--json` prints the results.
+ * time and, with more processes than cores, waiting for a core). `--json` prints the results;
+ * BENCH_WORKERS=1,4 runs only those; BENCH_PROF=<dir> has each worker write a CPU profile there.
  */
 import { fork } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd } from '../test/helpers/etcd.js';
@@ -41,6 +42,9 @@ interface Result {
   /** Store calls and cluster requests per checkout+checkin cycle. */
   callsPerCycle: number;
   requestsPerCycle: number;
+  /** CPU per cycle, ms: the worker processes, and the etcd members (0 on the file store). */
+  workerCpuPerCycle: number;
+  etcdCpuPerCycle: number;
   /** Store calls per cycle by method. */
   callsByMethod: Record<string, number>;
 }
@@ -53,7 +57,12 @@ const spread = (values: number[]): Spread => {
 
 async function measure(store: string, workers: number, settings: Record<string, unknown>, directory: string): Promise<Result> {
   const args = [directory, JSON.stringify({ ...settings, static: { hosts: MACHINES } })];
-  const children = Array.from({ length: workers }, () => fork(WORKER, args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const children = Array.from({ length: workers }, () =>
+    fork(WORKER, args, {
+      execArgv: ['--import', 'tsx', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
   const exited = children.map((c) => new Promise<void>((resolve) => c.once('exit', () => resolve())));
   const message = (c: (typeof children)[number], ev: string) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -67,10 +76,12 @@ async function measure(store: string, workers: number, settings: Record<string, 
     });
   try {
     await Promise.all(children.map((c) => message(c, 'ready')));
+    const etcdCpu = store === 'etcd' ? await etcdCpuMs() : 0;
     const start = Date.now();
     const done = children.map((c) => message(c, 'done'));
     for (const c of children) c.send({ end: start + SECONDS * 1000 });
     const samples = (await Promise.all(done)).map((m) => m.samples as WorkerSamples);
+    const etcdUsed = store === 'etcd' ? (await etcdCpuMs()) - etcdCpu : 0;
     await Promise.all(exited);
     const all = (pick: (s: WorkerSamples) => number[]) => samples.flatMap(pick);
     const cycles = all((s) => s.checkout).length;
@@ -87,6 +98,8 @@ async function measure(store: string, workers: number, settings: Record<string, 
       checkinStore: spread(all((s) => s.checkinStore)),
       callsPerCycle: total((s) => s.calls) / cycles,
       requestsPerCycle: total((s) => s.requests) / cycles,
+      workerCpuPerCycle: total((s) => s.cpuMs) / cycles,
+      etcdCpuPerCycle: etcdUsed / cycles,
       callsByMethod: Object.fromEntries(
         [...new Set(samples.flatMap((s) => Object.keys(s.byMethod)))].map((m) => [m, total((s) => s.byMethod[m] ?? 0) / cycles]),
       ),
@@ -96,7 +109,20 @@ async function measure(store: string, workers: number, settings: Record<string, 
   }
 }
 
+const load = loadavg()
+  .map((l) => l.toFixed(1))
+  .join(' ');
 const cluster = await startEtcd();
+/** CPU the etcd members used so far, ms (utime + stime in /proc, 100 ticks a second). */
+async function etcdCpuMs(): Promise<number> {
+  let ticks = 0;
+  for (const n of cluster.nodes) {
+    const stat = await readFile(`/proc/${n.process?.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10;
+}
 const results: Result[] = [];
 try {
   for (const workers of WORKERS) {
@@ -115,7 +141,7 @@ try {
 const single = results.find((r) => r.store === 'file' && r.workers === 1);
 const sixteen = results.find((r) => r.store === 'etcd' && r.workers === 16);
 if (JSON_OUT) {
-  console.log(JSON.stringify({ seconds: SECONDS, cpus: cpus().length, results }, null, 2));
+  console.log(JSON.stringify({ seconds: SECONDS, cpus: cpus().length, loadBefore: load, loadAfter: loadavg(), results }, null, 2));
 } else {
   const ms = (s: Spread) => `${s.p50.toFixed(1)}/${s.p99.toFixed(1)}`;
   const rows = WORKERS.map((w) => {
@@ -134,6 +160,7 @@ if (JSON_OUT) {
       ms(e.checkin),
       `${f.callsPerCycle.toFixed(1)}/${e.callsPerCycle.toFixed(1)}`,
       e.requestsPerCycle.toFixed(1),
+      `${f.workerCpuPerCycle.toFixed(1)}/${e.workerCpuPerCycle.toFixed(1)}+${e.etcdCpuPerCycle.toFixed(1)}`,
     ];
   });
   const headers = [
@@ -149,13 +176,21 @@ if (JSON_OUT) {
     'etcd checkin',
     'store calls f/e',
     'etcd reqs',
+    'cpu ms f/e+etcd',
   ];
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
   console.log(
     `inventory under load: ${SECONDS} s per run, one process per worker on ${cpus().length} CPU(s), static machines without SSH, 3-node etcd on 127.0.0.1`,
   );
-  console.log('latencies p50/p99 ms; "co store": time of a checkout spent awaiting the store; calls and etcd requests per checkout+checkin');
+  console.log(
+    'latencies p50/p99 ms; "co store": time of a checkout spent awaiting the store; calls, etcd requests and CPU (workers + etcd members) per checkout+checkin',
+  );
+  console.log(
+    `load average before ${load}, after ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   console.log(line(headers));
   for (const r of rows) console.log(line(r));
   if (single && sixteen)

@@ -71,7 +71,7 @@ export async function patchIn(store: TxnRunner, id: string, change: RecordPatch,
         `refusing to give ${next.reserved!.resource} of pool ${next.reserved!.pool} to ${id}: ${claim.value.toString()} holds it; nothing was changed.`,
       );
     }
-    if (!cached) await store.conflict(attempt, `change ${id}`);
+    await store.conflict(attempt, `change ${id}`, !cached);
     cached = false;
   }
 }

@@ -132,7 +132,7 @@ export interface TxnRunner {
   readonly cache: { get(id: string): Stored | undefined; set(id: string, stored: Stored | undefined): void };
   txn(what: string, compares: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<TxnResult>;
   read(what: string, ops: IRequestOp[]): Promise<IResponseOp[]>;
-  conflict(attempt: number, what: string): Promise<void>;
+  conflict(attempt: number, what: string, wait?: boolean): Promise<void>;
 }
 
 /** The key-values of a range answer. */

@@ -62,8 +62,10 @@ export async function reserveIn(store: TxnRunner, recordId: string, pool: string
     }
     fresh = [kvs(result.responses[0])[0], kvs(result.responses[1])];
     store.cache.set(recordId, fresh[0] && storedOf(fresh[0]));
-    const wasCached = cached !== undefined;
+    // Only another writer of this record is waited out: a stale cache, or a claim another worker
+    // won, is answered already by what the failed transaction read (the claims as they are now).
+    const contended = cached === undefined && fresh[0]?.mod_revision !== stored.mod;
     cached = undefined;
-    if (!wasCached || fresh[0]?.mod_revision === stored.mod) await store.conflict(attempt, `reserve a resource of ${pool} for ${recordId}`);
+    await store.conflict(attempt, `reserve a resource of ${pool} for ${recordId}`, contended);
   }
 }

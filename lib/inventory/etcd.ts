@@ -228,14 +228,17 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
     return { succeeded: false, responses: response.responses.slice(1), revision };
   }
 
-  /** Waits a little after a lost compare-and-swap (jittered), or gives up after many. */
-  async conflict(attempt: number, what: string): Promise<void> {
+  /**
+   * After a lost compare-and-swap: gives up after many, else waits a little (jittered) when
+   * `wait`, i.e. when another writer changed the same key (not when the answer was already fresh).
+   */
+  async conflict(attempt: number, what: string, wait = true): Promise<void> {
     if (attempt >= ATTEMPTS) {
       throw new InventoryError(
         `could not ${what}: other workers changed it ${ATTEMPTS} times in a row while this one tried; nothing was written. Run the operation again.`,
       );
     }
-    await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 50)));
+    if (wait) await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 50)));
   }
 
   #seen(revision: string): void {
