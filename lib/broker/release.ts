@@ -17,7 +17,17 @@ import type { CheckinOptions, HostTarget } from './types.js';
  * failed release keeps the record (state as before, `lastError` set) and rethrows.
  */
 export async function releaseRecord(core: BrokerCore, record: HostRecord): Promise<void> {
-  const runtime = core.runtime(record.provider);
+  // An unknown provider is an error only for a record still there.
+  const runtime = await Promise.resolve()
+    .then(() => core.runtime(record.provider))
+    .catch(async (error: unknown) => {
+      if (await core.store.has(record.id)) throw error;
+      return undefined;
+    });
+  if (!runtime) {
+    core.held.delete(record.id);
+    return;
+  }
   // Marking it releasing reads it too (no separate read): a record already gone is done.
   const seen: { record?: HostRecord } = {};
   const marked = await core.store.patch(record.id, (r) => {

@@ -36,7 +36,14 @@ export async function patchIn(store: TxnRunner, id: string, change: RecordPatch,
     }
     const current = stored.record;
     if (stored.op === op) return current; // applied, though its answer was cut off
-    const next = meets(current, when) ? patched(current, change) : undefined;
+    let next: HostRecord | undefined;
+    try {
+      next = meets(current, when) ? patched(current, change) : undefined;
+    } catch (error) {
+      if (!cached) throw error; // refused on what may be stale: read it
+      stored = undefined;
+      continue;
+    }
     if (next === undefined || JSON.stringify(next) === JSON.stringify(current)) {
       if (!cached) return meets(current, when) ? current : undefined;
       stored = undefined; // decided on what may be stale: read it
