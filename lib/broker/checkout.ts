@@ -198,7 +198,7 @@ async function provisionOne<T extends Host>(core: BrokerCore, plan: Plan<T>, rec
       await releaseFailed(core, runtime, record, error);
       throw error;
     });
-  await syncKnownHosts(core);
+  await syncKnownHosts(core, [ready]);
   if (!ready) {
     await releaseFailed(core, runtime, record, new Error('record removed'));
     throw new BrokerError(

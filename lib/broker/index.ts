@@ -97,8 +97,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   }
 
   /** Pooled hosts idle longer than `checkout.reuseIdle` are released; a failure is only logged. */
-  async #expireIdle(): Promise<HostRecord[]> {
-    return expireIdle(this.#core).catch((error: unknown) => {
+  async #expireIdle(look = false): Promise<HostRecord[]> {
+    return expireIdle(this.#core, Date.now(), undefined, look).catch((error: unknown) => {
       this.logger.warn('could not release idle pooled hosts', { error: asError(error).message });
       return [];
     });
@@ -201,7 +201,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    * are released first.
    */
   async reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
-    const expired = await this.#expireIdle();
+    const expired = await this.#expireIdle(true);
     const result = await reap(this.#core, provider);
     return { ...result, released: [...expired, ...result.released] };
   }

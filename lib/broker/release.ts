@@ -17,13 +17,28 @@ import type { CheckinOptions, HostTarget } from './types.js';
  * failed release keeps the record (state as before, `lastError` set) and rethrows.
  */
 export async function releaseRecord(core: BrokerCore, record: HostRecord): Promise<void> {
-  const current = await core.store.get(record.id);
-  if (!current) {
+  // An unknown provider is an error only for a record still there.
+  const runtime = await Promise.resolve()
+    .then(() => core.runtime(record.provider))
+    .catch(async (error: unknown) => {
+      if (await core.store.has(record.id)) throw error;
+      return undefined;
+    });
+  if (!runtime) {
+    core.held.delete(record.id);
+    return;
+  }
+  // Marking it releasing reads it too (no separate read): a record already gone is done.
+  const seen: { record?: HostRecord } = {};
+  const marked = await core.store.patch(record.id, (r) => {
+    seen.record = r;
+    return { state: 'releasing' };
+  });
+  const current = seen.record;
+  if (!marked || !current) {
     core.held.delete(record.id);
     return; // already checked in (by another process or call)
   }
-  const runtime = core.runtime(current.provider);
-  await core.store.patch(current.id, { state: 'releasing' });
   try {
     await runtime.call((impl) => impl.release(current, runtime.hostContext(current)));
   } catch (error) {
@@ -31,7 +46,7 @@ export async function releaseRecord(core: BrokerCore, record: HostRecord): Promi
     throw error;
   }
   await core.store.remove([current.id]);
-  await syncKnownHosts(core);
+  await syncKnownHosts(core, [current]);
   core.held.delete(current.id);
   core.logger.info(`checked in ${current.name}`, { id: current.id, provider: current.provider });
 }
@@ -154,7 +169,7 @@ export async function forget(core: BrokerCore, target: HostTarget): Promise<Host
   const removed = new Set(await core.store.remove(items.map((i) => i.record.id)));
   const gone = items.filter((i) => removed.has(i.record.id)).map((i) => i.record);
   for (const item of items) await letGo(core, item);
-  if (gone.length) await syncKnownHosts(core);
+  if (gone.length) await syncKnownHosts(core, gone);
   core.logger.warn(`forgot ${gone.length} record(s) without releasing them; \`hostbroker reap\` finds what their providers still hold`, {
     hosts: gone.map((r) => r.name),
   });

@@ -174,7 +174,8 @@ async function claimPooled<T extends Host>(
  * pooled hosts idle too long are released.
  */
 export async function releaseOrPool(core: BrokerCore, record: HostRecord): Promise<void | 'pooled'> {
-  const current = await core.store.get(record.id);
+  // The mark is written with the intent record and never added later: without one, no read.
+  const current = markOf(record) ? await core.store.get(record.id) : undefined;
   const mark = current ? markOf(current) : undefined;
   let pooled = false;
   if (!current || !mark || current.kept || current.state !== 'ready') {
@@ -205,14 +206,33 @@ async function toPool(core: BrokerCore, record: HostRecord, mark: ReuseMark): Pr
 
 /** Expiry under way per Broker: a checkin of many hosts at once reads the inventory once for it. */
 const expiring = new WeakMap<BrokerCore, Promise<HostRecord[]>>();
+/**
+ * Per Broker, when the next expiry can find something: no pooled host is idle too long before
+ * the earliest `pooled.at + reuseIdle` of those it saw, nor before `reuseIdle` after the look
+ * (a host pooled later is idle too long later still). Until then a checkin reads nothing for it.
+ */
+const nextDue = new WeakMap<BrokerCore, number>();
 
-/** Releases this owner's pooled hosts idle longer than `checkout.reuseIdle`; the records released. */
-export function expireIdle(core: BrokerCore, now = Date.now(), records?: readonly HostRecord[]): Promise<HostRecord[]> {
+/**
+ * Releases this owner's pooled hosts idle longer than `checkout.reuseIdle`; the records released.
+ * `look`: read the inventory even when no host can be due yet (reap: another Broker may have a shorter `reuseIdle`).
+ */
+export function expireIdle(core: BrokerCore, now = Date.now(), records?: readonly HostRecord[], look = false): Promise<HostRecord[]> {
   const running = expiring.get(core);
   if (running) return running;
+  if (!records && !look && now < (nextDue.get(core) ?? 0)) return Promise.resolve([]);
   const idleMs = toMs(core.settings.checkout.reuseIdle);
-  const idle = (r: HostRecord): boolean => !!r.pooled && r.owner === core.owner && now - Date.parse(r.pooled.at) >= idleMs;
-  const work = releasePooled(core, idle, records).finally(() => expiring.delete(core));
+  const mine = (r: HostRecord): boolean => !!r.pooled && r.owner === core.owner;
+  const idle = (r: HostRecord): boolean => mine(r) && now - Date.parse(r.pooled!.at) >= idleMs;
+  const work = (async () => {
+    const all = records ?? (await core.store.list());
+    const waiting = all.filter((r) => mine(r) && !idle(r)).map((r) => Date.parse(r.pooled!.at) + idleMs);
+    const released = await releasePooled(core, idle, all);
+    // A pooled host that could not be released is looked at again at the next checkin.
+    const failed = all.some((r) => idle(r) && !released.some((x) => x.id === r.id));
+    nextDue.set(core, failed ? 0 : Math.min(now + idleMs, ...waiting));
+    return released;
+  })().finally(() => expiring.delete(core));
   expiring.set(core, work);
   return work;
 }

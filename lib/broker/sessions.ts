@@ -6,10 +6,12 @@
 import { Session } from '../../hosts/session.js';
 import { SshTransport } from '../../hosts/ssh-transport.js';
 import { HostConnectionError, asError } from '../errors.js';
-import { knownHostsPath, pinHostKey, pinJumpHostKey, syncKnownHosts as writeKnownHosts } from '../known-hosts.js';
+import { knownHostsPath, pinHostKey, pinJumpHostKey, renderKnownHosts, syncKnownHosts as writeKnownHosts } from '../known-hosts.js';
 import type { HostRecord } from '../records.js';
 import { toMs } from '../settings.js';
 import type { BrokerCore } from './core.js';
+
+const NO_KNOWN_HOSTS = renderKnownHosts([]);
 
 /** The session for a record: SSH, or the provider's own transport (made on first use). */
 export function sessionFor(core: BrokerCore, record: HostRecord): Session {
@@ -76,8 +78,11 @@ async function recordJumpHostKey(core: BrokerCore, id: string, index: number, fi
 /**
  * Rewrites `<directory>/known_hosts` (what OpenSSH clients and Ansible check hosts against) from
  * the inventory. A failure is a warning: no checkout fails for it, the next change writes it again.
+ * Given the records a change touched (as they were before and after it), nothing is read when
+ * none of them has a line in the file: the file is the same with or without that change.
  */
-export async function syncKnownHosts(core: BrokerCore): Promise<void> {
+export async function syncKnownHosts(core: BrokerCore, touched?: readonly (HostRecord | undefined)[]): Promise<void> {
+  if (touched && renderKnownHosts(touched.filter((r) => r !== undefined)) === NO_KNOWN_HOSTS) return;
   await writeKnownHosts(core.directory, () => core.store.list()).catch((error: unknown) =>
     core.logger.warn(`could not update ${knownHostsPath(core.directory)}; OpenSSH clients may not know the newest hosts until the next change`, {
       error: asError(error).message,

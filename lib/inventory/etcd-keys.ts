@@ -15,6 +15,8 @@
 import { randomUUID } from 'node:crypto';
 import type { ICompare, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
 import { InventoryError } from '../errors.js';
+import type { HostRecord } from '../records.js';
+import { validateRecord } from './operations.js';
 
 /** Key names under a prefix. Pools and resources are URI-encoded: `/` may occur in them. */
 export class Keys {
@@ -71,6 +73,27 @@ export function unwrap(kv: IKeyValue): { op: string; value: unknown } {
   );
 }
 
+/** A record as stored at one revision, and the operation that wrote it. */
+export interface Stored {
+  mod: string;
+  op: string;
+  record: HostRecord;
+}
+
+/** The stored record of a key-value. */
+export function storedOf(kv: IKeyValue): Stored {
+  const { op, value } = unwrap(kv);
+  return { mod: kv.mod_revision, op, record: validateRecord(value) };
+}
+
+/** The stored record each single-key range answer found, if any. */
+export function storedAll(responses: readonly IResponseOp[]): (Stored | undefined)[] {
+  return responses.map((r) => {
+    const kv = kvs(r)[0];
+    return kv && storedOf(kv);
+  });
+}
+
 /** The end of the range of every key that starts with `prefix`. */
 export function rangeEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
@@ -98,14 +121,18 @@ export const holds = (key: string, value: string): ICompare => ({ key: Buffer.fr
 export interface TxnResult {
   succeeded: boolean;
   responses: IResponseOp[];
+  /** The store's revision after it: the mod revision of every key a successful one put. */
+  revision: string;
 }
 
 /** What the reservation module needs of the store: guarded writes, consistent reads, backoff. */
 export interface TxnRunner {
   readonly keys: Keys;
+  /** What this instance last wrote or read of each record (etcd-cache.ts). */
+  readonly cache: { get(id: string): Stored | undefined; set(id: string, stored: Stored | undefined): void };
   txn(what: string, compares: ICompare[], success: IRequestOp[], failure?: IRequestOp[]): Promise<TxnResult>;
   read(what: string, ops: IRequestOp[]): Promise<IResponseOp[]>;
-  conflict(attempt: number, what: string): Promise<void>;
+  conflict(attempt: number, what: string, wait?: boolean): Promise<void>;
 }
 
 /** The key-values of a range answer. */

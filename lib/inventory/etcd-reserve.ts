@@ -7,7 +7,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import { InventoryError } from '../errors.js';
-import { absent, del, envelope, get, getPrefix, holds, type Keys, kvs, newOp, put, type TxnRunner, unchanged, unwrap } from './etcd-keys.js';
+import { absent, del, envelope, get, getPrefix, holds, type Keys, kvs, newOp, put, storedOf, type TxnRunner, unchanged } from './etcd-keys.js';
 import { validateRecord } from './operations.js';
 import type { Reservation } from './store.js';
 
@@ -20,27 +20,52 @@ export function claimsOf(keys: Keys, found: readonly IKeyValue[]): Reservation[]
 export async function reserveIn(store: TxnRunner, recordId: string, pool: string, candidates: readonly string[]): Promise<string | undefined> {
   const { keys } = store;
   const key = keys.host(recordId);
+  const claimsKey = keys.reservations(pool);
   const op = newOp();
+  // The record's revision as this instance last saw it saves reading the record; the claims are
+  // read fresh. A failed claim's answer carries both as they are now, for the next attempt.
+  let cached = store.cache.get(recordId);
+  let fresh: [IKeyValue | undefined, IKeyValue[]] | undefined;
   for (let attempt = 1; ; attempt++) {
-    const [found, claims] = await store.read(`reserve for ${recordId}`, [get(key), getPrefix(keys.reservations(pool))]);
-    const kv = kvs(found)[0];
-    if (!kv) throw new InventoryError(`the record ${recordId} is not in the inventory (it was checked in meanwhile); nothing was reserved.`);
-    const stored = unwrap(kv);
-    const current = validateRecord(stored.value);
+    if (!fresh) {
+      const [found, claims] = await store
+        .read(`reserve for ${recordId}`, cached ? [getPrefix(claimsKey)] : [get(key), getPrefix(claimsKey)])
+        .then((r) => (cached ? [undefined, r[0]] : r));
+      fresh = [kvs(found)[0], kvs(claims)];
+    }
+    const [kv, claims] = fresh;
+    fresh = undefined;
+    const stored = cached ?? (kv && storedOf(kv));
+    if (!stored) throw new InventoryError(`the record ${recordId} is not in the inventory (it was checked in meanwhile); nothing was reserved.`);
+    const current = stored.record;
     if (stored.op === op) return current.reserved?.resource; // applied, though its answer was cut off
-    const held = new Map(claimsOf(keys, kvs(claims)).map((c) => [c.resource, c.recordId]));
+    const held = new Map(claimsOf(keys, claims).map((c) => [c.resource, c.recordId]));
     const free = candidates.find((c) => (held.get(c) ?? recordId) === recordId);
     if (free === undefined) return undefined;
-    if (current.reserved?.pool === pool && current.reserved.resource === free && held.get(free) === recordId) return free;
+    if (held.get(free) === recordId && (cached || (current.reserved?.pool === pool && current.reserved.resource === free))) {
+      if (!cached) return free;
+      cached = undefined; // decided on what may be stale: read the record too
+      continue;
+    }
     const claim = keys.reservation(pool, free);
     const old = current.reserved && keys.reservation(current.reserved.pool, current.reserved.resource);
     const next = validateRecord({ ...current, reserved: { pool, resource: free } });
     const result = await store.txn(
       `reserve ${free} of ${pool} for ${recordId}`,
-      [unchanged(key, kv.mod_revision), held.get(free) === recordId ? holds(claim, recordId) : absent(claim)],
+      [unchanged(key, stored.mod), held.get(free) === recordId ? holds(claim, recordId) : absent(claim)],
       [put(key, envelope(op, next)), ...(old && old !== claim ? [del(old)] : []), put(claim, recordId)],
+      [get(key), getPrefix(claimsKey)],
     );
-    if (result.succeeded) return free;
-    await store.conflict(attempt, `reserve a resource of ${pool} for ${recordId}`);
+    if (result.succeeded) {
+      store.cache.set(recordId, { mod: result.revision, op, record: next });
+      return free;
+    }
+    fresh = [kvs(result.responses[0])[0], kvs(result.responses[1])];
+    store.cache.set(recordId, fresh[0] && storedOf(fresh[0]));
+    // Only another writer of this record is waited out: a stale cache, or a claim another worker
+    // won, is answered already by what the failed transaction read (the claims as they are now).
+    const contended = cached === undefined && fresh[0]?.mod_revision !== stored.mod;
+    cached = undefined;
+    await store.conflict(attempt, `reserve a resource of ${pool} for ${recordId}`, contended);
   }
 }

@@ -11,11 +11,13 @@ import { InventoryError } from '../errors.js';
 import type { DeploymentRecord, HostRecord } from '../records.js';
 import type { InventorySettings } from '../settings.js';
 import { connect, withCluster } from './etcd-client.js';
+import { RecordCache } from './etcd-cache.js';
+import { patchIn, readOne, removeIn } from './etcd-change.js';
 import { absent, del, envelope, get, getPrefix, Keys, kvs, newOp, present, put, type TxnResult, type TxnRunner, unchanged, unwrap } from './etcd-keys.js';
 import { claimsOf, reserveIn } from './etcd-reserve.js';
 import { watchStore } from './etcd-watch.js';
 import { liveWorkers, Worker, type WorkerInfo } from './etcd-worker.js';
-import { meets, patched, validateDeployment, validateRecord } from './operations.js';
+import { validateDeployment, validateRecord } from './operations.js';
 import type { InventoryChange, InventorySnapshot, InventoryStore, RecordPatch, Reservation, WriteCondition } from './store.js';
 
 /** How often a compare-and-swap that lost to another writer is tried again. */
@@ -27,6 +29,7 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
   readonly keys: Keys;
   readonly settings: InventorySettings;
   readonly worker: Worker;
+  readonly cache = new RecordCache();
   #client: Promise<Etcd3> | undefined;
   #revision: string | undefined;
   #closed = false;
@@ -66,8 +69,7 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
   }
 
   async get(id: string): Promise<HostRecord | undefined> {
-    const kv = kvs((await this.read(`read ${id}`, [get(this.keys.host(id))]))[0])[0];
-    return kv ? validateRecord(unwrap(kv).value) : undefined;
+    return (await readOne(this, id))?.record;
   }
 
   async snapshot(): Promise<InventorySnapshot> {
@@ -116,7 +118,10 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
       [...valid.map((r) => put(this.keys.host(r.id), envelope(op, r))), ...claims.map((c) => put(c.key, c.record))],
       [...valid.map((r) => get(this.keys.host(r.id))), ...claims.map((c) => get(c.key))],
     );
-    if (result.succeeded) return;
+    if (result.succeeded) {
+      for (const r of valid) this.cache.set(r.id, { mod: result.revision, op, record: r });
+      return;
+    }
     const found = result.responses.map((r) => kvs(r)[0]);
     const hosts = found.slice(0, valid.length);
     // A retried add whose first answer was cut off finds its own records.
@@ -130,68 +135,12 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
     );
   }
 
-  async patch(id: string, change: RecordPatch, when?: WriteCondition): Promise<HostRecord | undefined> {
-    const key = this.keys.host(id);
-    const op = newOp();
-    for (let attempt = 1; ; attempt++) {
-      const kv = kvs((await this.read(`read ${id}`, [get(key)]))[0])[0];
-      if (!kv) return undefined;
-      const stored = unwrap(kv);
-      const current = validateRecord(stored.value);
-      if (stored.op === op) return current; // applied, though its answer was cut off
-      if (!meets(current, when)) return undefined;
-      const next = patched(current, change);
-      if (!next || JSON.stringify(next) === JSON.stringify(current)) return current;
-      const compares = [unchanged(key, kv.mod_revision)];
-      const success = [put(key, envelope(op, next))];
-      const failure: IRequestOp[] = [];
-      const before = current.reserved && this.keys.reservation(current.reserved.pool, current.reserved.resource);
-      const after = next.reserved && this.keys.reservation(next.reserved.pool, next.reserved.resource);
-      if (before !== after) {
-        if (before) success.push(del(before));
-        if (after) {
-          compares.push(absent(after));
-          success.push(put(after, id));
-          failure.push(get(after));
-        }
-      }
-      const result = await this.txn(`change ${id}`, compares, success, failure);
-      if (result.succeeded) return next;
-      const holder = after && before !== after ? kvs(result.responses[0])[0] : undefined;
-      if (holder && holder.value.toString() !== id) {
-        throw new InventoryError(
-          `refusing to give ${next.reserved!.resource} of pool ${next.reserved!.pool} to ${id}: ${holder.value.toString()} holds it; nothing was changed.`,
-        );
-      }
-      await this.conflict(attempt, `change ${id}`);
-    }
+  patch(id: string, change: RecordPatch, when?: WriteCondition): Promise<HostRecord | undefined> {
+    return patchIn(this, id, change, when);
   }
 
-  async remove(ids: readonly string[], when?: WriteCondition): Promise<string[]> {
-    if (!ids.length) return [];
-    for (let attempt = 1; ; attempt++) {
-      const found = await this.read(
-        'read records to remove',
-        ids.map((id) => get(this.keys.host(id))),
-      );
-      const gone = found.flatMap((r) => {
-        const kv = kvs(r)[0];
-        if (!kv) return [];
-        const record = validateRecord(unwrap(kv).value);
-        return meets(record, when) ? [{ record, kv }] : [];
-      });
-      if (!gone.length) return [];
-      const result = await this.txn(
-        `remove ${gone.length} record(s)`,
-        gone.map(({ kv }) => unchanged(kv.key.toString(), kv.mod_revision)),
-        gone.flatMap(({ record, kv }) => [
-          del(kv.key.toString()),
-          ...(record.reserved ? [del(this.keys.reservation(record.reserved.pool, record.reserved.resource))] : []),
-        ]),
-      );
-      if (result.succeeded) return gone.map(({ record }) => record.id);
-      await this.conflict(attempt, 'remove records');
-    }
+  remove(ids: readonly string[], when?: WriteCondition): Promise<string[]> {
+    return removeIn(this, ids, when);
   }
 
   reserve(recordId: string, pool: string, candidates: readonly string[]): Promise<string | undefined> {
@@ -273,19 +222,23 @@ export class EtcdInventoryStore implements InventoryStore, TxnRunner {
       client.kv.txn({ compare: [present(worker), ...compares], success, failure: [get(worker), ...failure] }),
     );
     this.#seen(response.header.revision);
-    if (response.succeeded) return { succeeded: true, responses: response.responses };
+    const revision = response.header.revision;
+    if (response.succeeded) return { succeeded: true, responses: response.responses, revision };
     if (!kvs(response.responses[0]).length) throw this.worker.lose();
-    return { succeeded: false, responses: response.responses.slice(1) };
+    return { succeeded: false, responses: response.responses.slice(1), revision };
   }
 
-  /** Waits a little after a lost compare-and-swap (jittered), or gives up after many. */
-  async conflict(attempt: number, what: string): Promise<void> {
+  /**
+   * After a lost compare-and-swap: gives up after many, else waits a little (jittered) when
+   * `wait`, i.e. when another writer changed the same key (not when the answer was already fresh).
+   */
+  async conflict(attempt: number, what: string, wait = true): Promise<void> {
     if (attempt >= ATTEMPTS) {
       throw new InventoryError(
         `could not ${what}: other workers changed it ${ATTEMPTS} times in a row while this one tried; nothing was written. Run the operation again.`,
       );
     }
-    await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 50)));
+    if (wait) await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 * attempt, 50)));
   }
 
   #seen(revision: string): void {
