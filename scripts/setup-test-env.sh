@@ -201,6 +201,10 @@ install_keystone() {
 }
 install_keystone
 # 6. Guest image for the libvirt provider's real-hypervisor tests (kernel, initramfs, qcow2 root).
+# /dev/kvm as udev makes it (group kvm, which libvirt-qemu is in): a root-only node makes libvirtd
+# probe QEMU as root with KVM, then find KVM unusable as libvirt-qemu and probe again at every
+# domain define (~45 s each under load). The tests still use TCG (domainType: qemu).
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then chgrp kvm /dev/kvm && chmod 660 /dev/kvm; fi
 HOSTBROKER_CACHE="$CACHE" "$(dirname "$0")/build-guest-image.sh" "$CACHE/$SUITE-sshd-rootfs-$rootfs_key.tar"
 
 say "ready: DOCKER_HOST=unix://$SOCKET (found by hostbroker's engine discovery without setting it)"
