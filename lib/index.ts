@@ -71,7 +71,7 @@ export type {
   WriteCondition,
 } from './inventory/store.js';
 // The etcd store is chosen in settings (`inventory.store: etcd`); its error is public.
-export { EtcdUnavailableError } from './inventory/etcd-client.js';
+export { EtcdUnavailableError } from './inventory/etcd-error.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
