@@ -42,17 +42,14 @@ const Host = lazySchema(() =>
 );
 type Host = z.output<typeof Host>;
 
-const List = lazySchema(
-  () =>
-    <T extends z.ZodType>(item: T) =>
-      z.object({
-        total: z.number().int().optional(),
-        subtotal: z.number().int().optional(),
-        page: z.coerce.number().int().optional(),
-        per_page: z.coerce.number().int().optional(),
-        results: z.array(item),
-      }),
-);
+const List = <T extends z.ZodType>(item: T) =>
+  z.object({
+    total: z.number().int().optional(),
+    subtotal: z.number().int().optional(),
+    page: z.coerce.number().int().optional(),
+    per_page: z.coerce.number().int().optional(),
+    results: z.array(item),
+  });
 
 const Hostgroup = lazySchema(() => z.object({ id: z.number().int(), name: z.string(), title: z.string().nullable().optional() }).loose());
 

@@ -24,11 +24,8 @@ export interface JobRef {
   id: number;
 }
 
-export const Page = lazySchema(
-  () =>
-    <T extends z.ZodType>(item: T) =>
-      z.object({ count: z.number().int().nonnegative().optional(), next: z.string().nullable().optional(), results: z.array(item) }),
-);
+export const Page = <T extends z.ZodType>(item: T) =>
+  z.object({ count: z.number().int().nonnegative().optional(), next: z.string().nullable().optional(), results: z.array(item) });
 
 const UserCapabilities = lazySchema(() => z.object({ start: z.boolean().optional() }).loose());
 
