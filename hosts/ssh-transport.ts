@@ -13,9 +13,8 @@ import { HostConnectionError, UserInputError, importOptional, messageOf } from '
 import { fingerprint, publicKeyLine } from '../lib/known-hosts.js';
 import type { SshConnection } from '../lib/records.js';
 import type { RemoteProcess, RemoteSignal, SpawnOptions, Transport } from './session.js';
-import { authError, authPlan, isAuthFailure } from './ssh-auth.js';
-import { hopLabel, hostKeyChanged, jumpLink, type SeenKey } from './ssh-jump.js';
-import { brokenPin, handshake, keepalive, type Link, tcpLink } from './ssh-link.js';
+import type { SeenKey } from './ssh-jump.js';
+import type { Link } from './ssh-link.js';
 
 /** Tuning and credentials for {@link SshTransport}. */
 export interface SshTransportOptions {
@@ -74,12 +73,21 @@ type OptionalKeys = 'defaultPrivateKeyPath' | 'defaultPasswordEnv' | 'defaultPas
 
 type SshModule = typeof import('ssh2');
 let ssh2Module: Promise<SshModule> | undefined;
+// The connection code loads with ssh2, on the first connect: set before any connection exists.
+let auth: typeof import('./ssh-auth.js');
+let jump: typeof import('./ssh-jump.js');
+let links: typeof import('./ssh-link.js');
 function loadSsh2(): Promise<SshModule> {
   // ssh2 is CommonJS: ESM sees `utils` only on its default export.
-  ssh2Module ??= importOptional('ssh2', 'SSH sessions', () => import('ssh2')).then((m) => ({
-    ...m,
-    utils: m.utils ?? (m as { default: SshModule }).default.utils,
-  }));
+  ssh2Module ??= Promise.all([
+    importOptional('ssh2', 'SSH sessions', () => import('ssh2')),
+    import('./ssh-auth.js'),
+    import('./ssh-jump.js'),
+    import('./ssh-link.js'),
+  ]).then(([m, authModule, jumpModule, linkModule]) => {
+    [auth, jump, links] = [authModule, jumpModule, linkModule];
+    return { ...m, utils: m.utils ?? (m as { default: SshModule }).default.utils };
+  });
   return ssh2Module;
 }
 
@@ -302,7 +310,7 @@ export class SshTransport implements Transport {
         client.on('error', (e: Error) => drop(e));
         client.on('close', () => drop());
         link.unref();
-        stopKeepalive = keepalive(client, link, this.options.keepaliveInterval, this.options.keepaliveCountMax, () => {
+        stopKeepalive = links.keepalive(client, link, this.options.keepaliveInterval, this.options.keepaliveCountMax, () => {
           drop(new Error('Keepalive timeout'));
           link.destroy();
         });
@@ -335,8 +343,8 @@ export class SshTransport implements Transport {
   /** The TCP socket to the host, or a channel through its jump hosts (their keys checked). */
   private async linkTo(ssh2: SshModule): Promise<Link> {
     const c = this.options.connection;
-    if (!c.jump?.length) return tcpLink(c.host, c.port);
-    const { link, seen } = await jumpLink(ssh2, c.jump, c, {
+    if (!c.jump?.length) return links.tcpLink(c.host, c.port);
+    const { link, seen } = await jump.jumpLink(ssh2, c.jump, c, {
       connectTimeout: this.options.connectTimeout,
       keepaliveInterval: this.options.keepaliveInterval,
       keepaliveCountMax: this.options.keepaliveCountMax,
@@ -358,8 +366,8 @@ export class SshTransport implements Transport {
     for (const [i, hop] of hops.entries()) {
       const key = seen[i];
       if (!key) continue;
-      const pin = this.options.hostKeyPolicy === 'ignore' ? undefined : brokenPin(hop.hostKey, hop.hostPublicKey, key.fingerprint);
-      if (pin) throw hostKeyChanged(`jump host ${hopLabel(hop)} (for ${this.label})`, pin, key.fingerprint, hopLabel(hop));
+      const pin = this.options.hostKeyPolicy === 'ignore' ? undefined : links.brokenPin(hop.hostKey, hop.hostPublicKey, key.fingerprint);
+      if (pin) throw jump.hostKeyChanged(`jump host ${jump.hopLabel(hop)} (for ${this.label})`, pin, key.fingerprint, jump.hopLabel(hop));
       if (hop.hostPublicKey || this.jumpKeysReported.has(i)) continue;
       this.jumpKeysReported.add(i);
       await Promise.resolve(this.options.onJumpHostKey?.(i, key.fingerprint, key.publicKey)).catch(() => undefined);
@@ -378,7 +386,7 @@ export class SshTransport implements Transport {
   private async connectOnce(ssh2: SshModule): Promise<{ client: Client; link: Link }> {
     const c = this.options.connection;
     // Keys are read (and decrypted) before anything connects: a wrong passphrase fails at once.
-    const plan = authPlan(c, this.authDefaults(), this.label, ssh2.utils);
+    const plan = auth.authPlan(c, this.authDefaults(), this.label, ssh2.utils);
     const link = await this.linkTo(ssh2);
     let hostKeyError: Error | undefined;
     // Negotiate the pinned key's type: a host with several keys must show the pinned one.
@@ -388,9 +396,9 @@ export class SshTransport implements Transport {
       hostVerifier: (key: Buffer) => {
         if (this.options.hostKeyPolicy === 'ignore') return true;
         const seen = fingerprint(key);
-        const pinned = brokenPin(this.knownHostKey, this.knownPublicKey, seen);
+        const pinned = links.brokenPin(this.knownHostKey, this.knownPublicKey, seen);
         if (pinned) {
-          hostKeyError = hostKeyChanged(this.label, pinned, seen);
+          hostKeyError = jump.hostKeyChanged(this.label, pinned, seen);
           return false;
         }
         if (!this.knownPublicKey) {
@@ -404,10 +412,10 @@ export class SshTransport implements Transport {
       ...plan.config,
     };
     try {
-      const client = await handshake(ssh2.Client, link, config, this.options.connectTimeout, this.label, () => hostKeyError);
+      const client = await links.handshake(ssh2.Client, link, config, this.options.connectTimeout, this.label, () => hostKeyError);
       return { client, link };
     } catch (error) {
-      if (isAuthFailure(error)) throw authError(plan, this.label, c.username, error);
+      if (auth.isAuthFailure(error)) throw auth.authError(plan, this.label, c.username, error);
       throw error;
     }
   }

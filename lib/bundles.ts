@@ -19,7 +19,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import { z } from 'zod';
+import { lazySchema, z } from './zod.js';
 import type { ConfigTarget } from '../hosts/config/target.js';
 import { ensureFile } from '../hosts/config/remote.js';
 import { CommandError, SettingsError, UserInputError } from './errors.js';
@@ -28,45 +28,51 @@ import { Duration, formatIssues, toMs, type Settings } from './settings.js';
 
 /** Octal file mode as a quoted string; YAML would read an unquoted 0644 as the decimal 644. */
 const MODE_HINT = 'write the mode as a quoted octal string, e.g. "0644" (unquoted, YAML reads 0644 as the number 644)';
-const Mode = z.string({ error: MODE_HINT }).regex(/^0?[0-7]{3}$|^[0-7]{4}$/, MODE_HINT);
+const Mode = lazySchema(() => z.string({ error: MODE_HINT }).regex(/^0?[0-7]{3}$|^[0-7]{4}$/, MODE_HINT));
 
 /** A file a bundle copies to the host. */
-export const BundleFile = z.strictObject({
-  /** Local file: absolute, `~/...`, or relative to the broker directory. */
-  source: z.string().min(1),
-  /** Remote path; `~/` is the login user's home. */
-  path: z.string().min(1),
-  mode: Mode.optional(),
-  /** Render the file as a template with the bundle variables. */
-  template: z.boolean().default(false),
-});
+export const BundleFile = lazySchema(() =>
+  z.strictObject({
+    /** Local file: absolute, `~/...`, or relative to the broker directory. */
+    source: z.string().min(1),
+    /** Remote path; `~/` is the login user's home. */
+    path: z.string().min(1),
+    mode: Mode.optional(),
+    /** Render the file as a template with the bundle variables. */
+    template: z.boolean().default(false),
+  }),
+);
 export type BundleFile = z.output<typeof BundleFile>;
 
 /** A script a bundle runs: a local file, or inline commands under `run`. */
-export const BundleScript = z.union([
-  z.string().min(1),
-  z
-    .strictObject({
-      source: z.string().min(1).optional(),
-      run: z.string().min(1).optional(),
-      /** Render as a template with the bundle variables (a file may also opt in with a `# hostbroker-template` line). */
-      template: z.boolean().optional(),
-      /** Limit for the script, e.g. `10m`. */
-      timeout: Duration.optional(),
-    })
-    .refine((s) => (s.source === undefined) !== (s.run === undefined), 'give exactly one of `source` (a local file) or `run` (commands)'),
-]);
+export const BundleScript = lazySchema(() =>
+  z.union([
+    z.string().min(1),
+    z
+      .strictObject({
+        source: z.string().min(1).optional(),
+        run: z.string().min(1).optional(),
+        /** Render as a template with the bundle variables (a file may also opt in with a `# hostbroker-template` line). */
+        template: z.boolean().optional(),
+        /** Limit for the script, e.g. `10m`. */
+        timeout: Duration.optional(),
+      })
+      .refine((s) => (s.source === undefined) !== (s.run === undefined), 'give exactly one of `source` (a local file) or `run` (commands)'),
+  ]),
+);
 export type BundleScript = z.output<typeof BundleScript>;
 
 /** One bundle: keys, then files, then scripts, applied in that order. */
-export const Bundle = z.strictObject({
-  description: z.string().optional(),
-  /** Public keys appended to ~/.ssh/authorized_keys: the key text, or a local .pub file (one or more keys). */
-  keys: z.array(z.string().min(1)).default([]),
-  files: z.array(BundleFile).default([]),
-  /** Run in order after the files; the first failure stops the bundle and fails the checkout. */
-  scripts: z.array(BundleScript).default([]),
-});
+export const Bundle = lazySchema(() =>
+  z.strictObject({
+    description: z.string().optional(),
+    /** Public keys appended to ~/.ssh/authorized_keys: the key text, or a local .pub file (one or more keys). */
+    keys: z.array(z.string().min(1)).default([]),
+    files: z.array(BundleFile).default([]),
+    /** Run in order after the files; the first failure stops the bundle and fails the checkout. */
+    scripts: z.array(BundleScript).default([]),
+  }),
+);
 export type Bundle = z.output<typeof Bundle>;
 /** A bundle as written in settings. */
 export type BundleInput = z.input<typeof Bundle>;

@@ -2,11 +2,13 @@
  * Durations in settings and options: milliseconds, or `90s`, `30m`, `4h`, `2d`.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from './zod.js';
 import { SettingsError } from './errors.js';
 
 /** A duration: milliseconds, or a string like `90s`, `30m`, `4h`, `2d`. */
-export const Duration = z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'use a number of ms or e.g. 90s, 30m, 4h, 2d')]);
+export const Duration = lazySchema(() =>
+  z.union([z.number().nonnegative(), z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'use a number of ms or e.g. 90s, 30m, 4h, 2d')]),
+);
 export type Duration = z.input<typeof Duration>;
 
 /** Milliseconds of a {@link Duration}. */

@@ -59,19 +59,19 @@ export { ReadinessError } from '../hosts/readiness.js';
 export { TlsError } from './errors.js';
 // Provider code registers the passwords and tokens it reads, so no log or error shows them.
 export { registerSecret } from './secrets.js';
-export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/index.js';
+export { FileInventoryStore, Inventory, INVENTORY_FILE } from './inventory/file.js';
+export type { InventoryOptions } from './inventory/file.js';
 export type {
   InventoryChange,
-  InventoryOptions,
   InventorySnapshot,
   InventoryStore,
   RecordPatch,
   Reservation,
   WorkerLiveness,
   WriteCondition,
-} from './inventory/index.js';
+} from './inventory/store.js';
 // The etcd store is chosen in settings (`inventory.store: etcd`); its error is public.
-export { EtcdUnavailableError } from './inventory/index.js';
+export { EtcdUnavailableError } from './inventory/etcd-error.js';
 export { compileFilter, applyFilter, parseFilter } from './filter.js';
 export type { Filter, FilterCondition, FilterOperator } from './filter.js';
 export { createLogger } from './logger.js';
@@ -104,7 +104,11 @@ export type { Duration, Settings, SettingsInput } from './settings.js';
 export type { Connection, DeploymentRecord, HostRecord, HostState, InventoryFile, JumpHost, JumpHostInput, PortMap, Recipe, SshConnection } from './records.js';
 export type { HostConnectionErrorOptions, HostConnectionReason } from './errors.js';
 // Topologies (broker.up / broker.deployment).
-export { Deployment, parseMetadata, loadProvisioning, renderAnsibleInventory, renderSshConfig, MetadataSchema, ProvisioningSchema } from './topology/index.js';
+// From each module, not the topology barrel: `up` (broker.up) loads on first use.
+export { Deployment } from './topology/deployment.js';
+export { parseMetadata, MetadataSchema } from './topology/metadata.js';
+export { loadProvisioning, ProvisioningSchema } from './topology/provisioning.js';
+export { renderAnsibleInventory, renderSshConfig } from './topology/outputs.js';
 export type {
   Metadata,
   Provisioning,

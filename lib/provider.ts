@@ -3,7 +3,8 @@
  *
  * A provider comes in two parts so that importing hostbroker stays cheap:
  * - a {@link ProviderDefinition} (name, zod schemas, docs) that is loaded eagerly and is light
- *   (only zod), so `broker.providers()` and argument validation need no SDK;
+ *   (only zod; the built-in ones build their schemas on first use), so `broker.providers()` and
+ *   argument validation need no SDK;
  * - a {@link ProviderImplementation} loaded on first use through `load()`, which may import its SDK
  *   lazily (see {@link importOptional}).
  * The Broker does concurrency, intent records, leases and error policy; a provider creates,

@@ -1,7 +1,7 @@
 /**
  * The built-in providers. Adding a provider means adding its folder under `providers/` and one
  * line here (and one line in {@link ProviderArgs} for typed checkout arguments).
- * Definitions are light (zod only); implementations load on first use.
+ * Definitions are light (their schemas are built on first use); implementations load on first use.
  * @module
  */
 import type { z } from 'zod';

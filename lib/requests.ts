@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseYamlStrict as parseYaml } from './yaml.js';
-import { z } from 'zod';
+import { z } from './zod.js';
 import { SettingsError, UserInputError } from './errors.js';
 import type { ProviderDefinition } from './provider.js';
 import { formatIssues, type Settings } from './settings.js';

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { parseYamlStrict as parseYaml } from './yaml.js';
-import { z } from 'zod';
+import { lazySchema, z } from './zod.js';
 import { SettingsError } from './errors.js';
 import { BROKER_TOP_LEVEL_KEYS, fromBrokerSettings } from './settings-broker.js';
 import { JumpHost } from './records.js';
@@ -19,93 +19,101 @@ export { Duration, toMs } from './duration.js';
 export { InventorySettings } from './inventory/settings.js';
 
 /** SSH defaults for hosts that do not say otherwise. */
-export const SshSettings = z.object({
-  username: z.string().default('root'),
-  port: z.number().int().min(1).max(65535).default(22),
-  /** Private key used when a host names none. */
-  privateKeyPath: z.string().optional(),
-  /** Environment variable holding a password, when password login is used. */
-  passwordEnv: z.string().optional(),
-  /** Limit for one connection attempt. */
-  connectTimeout: Duration.default('10s'),
-  /** How long to keep retrying until SSH answers (a fresh VM boots). */
-  readyTimeout: Duration.default('5m'),
-  keepaliveInterval: Duration.default('15s'),
-  keepaliveCountMax: z.number().int().min(1).default(3),
-  /** Channels opened at once on one connection (OpenSSH allows 10, frees them late). */
-  channelsPerConnection: z.number().int().min(1).max(64).default(5),
-  /** Connections opened to one host at most. */
-  maxConnections: z.number().int().min(1).max(64).default(8),
-  /**
-   * Connections a big file transfer (32 MiB and up) is split over. `auto`: one when the host is
-   * this machine (loopback or one of its addresses), where more only compete for its CPUs; else 4.
-   */
-  bulkStreams: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
-  /** `record`: remember the host key on first use, refuse a changed one. `ignore`: never check. */
-  hostKeyPolicy: z.enum(['record', 'ignore']).default('record'),
-  /** Jump hosts for SSH hosts that name none (OpenSSH `ProxyJump`), first to last. */
-  jump: z.array(JumpHost).optional(),
-  /** Log in with the ssh-agent at `$SSH_AUTH_SOCK` (also tried when a host names no key or password). */
-  agent: z.boolean().optional(),
-  /** Environment variable holding the passphrase of encrypted keys that name none. */
-  passphraseEnv: z.string().optional(),
-  /**
-   * Read the OpenSSH client config (`true`: `~/.ssh/config`, or this path) for each SSH host:
-   * HostName, Port, User, IdentityFile and ProxyJump fill what hostbroker was not told.
-   */
-  sshConfig: z.union([z.boolean(), z.string().min(1)]).optional(),
-});
+export const SshSettings = lazySchema(() =>
+  z.object({
+    username: z.string().default('root'),
+    port: z.number().int().min(1).max(65535).default(22),
+    /** Private key used when a host names none. */
+    privateKeyPath: z.string().optional(),
+    /** Environment variable holding a password, when password login is used. */
+    passwordEnv: z.string().optional(),
+    /** Limit for one connection attempt. */
+    connectTimeout: Duration.default('10s'),
+    /** How long to keep retrying until SSH answers (a fresh VM boots). */
+    readyTimeout: Duration.default('5m'),
+    keepaliveInterval: Duration.default('15s'),
+    keepaliveCountMax: z.number().int().min(1).default(3),
+    /** Channels opened at once on one connection (OpenSSH allows 10, frees them late). */
+    channelsPerConnection: z.number().int().min(1).max(64).default(5),
+    /** Connections opened to one host at most. */
+    maxConnections: z.number().int().min(1).max(64).default(8),
+    /**
+     * Connections a big file transfer (32 MiB and up) is split over. `auto`: one when the host is
+     * this machine (loopback or one of its addresses), where more only compete for its CPUs; else 4.
+     */
+    bulkStreams: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default('auto'),
+    /** `record`: remember the host key on first use, refuse a changed one. `ignore`: never check. */
+    hostKeyPolicy: z.enum(['record', 'ignore']).default('record'),
+    /** Jump hosts for SSH hosts that name none (OpenSSH `ProxyJump`), first to last. */
+    jump: z.array(JumpHost).optional(),
+    /** Log in with the ssh-agent at `$SSH_AUTH_SOCK` (also tried when a host names no key or password). */
+    agent: z.boolean().optional(),
+    /** Environment variable holding the passphrase of encrypted keys that name none. */
+    passphraseEnv: z.string().optional(),
+    /**
+     * Read the OpenSSH client config (`true`: `~/.ssh/config`, or this path) for each SSH host:
+     * HostName, Port, User, IdentityFile and ProxyJump fill what hostbroker was not told.
+     */
+    sshConfig: z.union([z.boolean(), z.string().min(1)]).optional(),
+  }),
+);
 export type SshSettings = z.output<typeof SshSettings>;
 
 /** Defaults for checkouts. */
-export const CheckoutSettings = z.object({
-  /** Hosts provisioned at once. */
-  concurrency: z.number().int().min(1).max(256).default(16),
-  /** Limit for one host's checkout. */
-  timeout: Duration.default('30m'),
-  /** Lease given to hosts when a request names none (providers that support leases). */
-  lease: Duration.optional(),
-  onPartialFailure: z.enum(['abort', 'keep']).default('abort'),
-  /** Bundles applied to every checkout (see docs/configuration.md). */
-  bundles: z.array(z.string()).default([]),
-  /** Test fixtures (`hostbroker/vitest`, `hostbroker/jest`) keep a failed test's hosts instead of checking them in. */
-  keepOnFailure: z.boolean().default(false),
-  /** Hosts in the warm-reuse pool (`checkout({ reuse: true })`) idle longer than this are released. */
-  reuseIdle: Duration.default('30m'),
-});
+export const CheckoutSettings = lazySchema(() =>
+  z.object({
+    /** Hosts provisioned at once. */
+    concurrency: z.number().int().min(1).max(256).default(16),
+    /** Limit for one host's checkout. */
+    timeout: Duration.default('30m'),
+    /** Lease given to hosts when a request names none (providers that support leases). */
+    lease: Duration.optional(),
+    onPartialFailure: z.enum(['abort', 'keep']).default('abort'),
+    /** Bundles applied to every checkout (see docs/configuration.md). */
+    bundles: z.array(z.string()).default([]),
+    /** Test fixtures (`hostbroker/vitest`, `hostbroker/jest`) keep a failed test's hosts instead of checking them in. */
+    keepOnFailure: z.boolean().default(false),
+    /** Hosts in the warm-reuse pool (`checkout({ reuse: true })`) idle longer than this are released. */
+    reuseIdle: Duration.default('30m'),
+  }),
+);
 export type CheckoutSettings = z.output<typeof CheckoutSettings>;
 
 /** A nick: a named checkout request. */
-export const Nick = z.object({ provider: z.string() }).catchall(z.unknown());
+export const Nick = lazySchema(() => z.object({ provider: z.string() }).catchall(z.unknown()));
 export type Nick = z.output<typeof Nick>;
 
 /** One provider's section: shared keys, plus named instances (one may be `default: true`). */
-export const ProviderSection = z
-  .object({
-    instances: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
-  })
-  .catchall(z.unknown());
+export const ProviderSection = lazySchema(() =>
+  z
+    .object({
+      instances: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+    })
+    .catchall(z.unknown()),
+);
 export type ProviderSection = z.output<typeof ProviderSection>;
 
 const KNOWN_KEYS = ['logLevel', 'ssh', 'checkout', 'nicks', 'bundles', 'provisioning', 'owner', 'providers', 'inventory'] as const;
 
 /** The whole settings object. Provider sections sit under `providers` or at top level by name. */
-export const SettingsSchema = z.object({
-  logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug', 'trace']).default('warn'),
-  /** Owner recorded on hosts; defaults to the OS user. */
-  owner: z.string().optional(),
-  ssh: SshSettings.default(SshSettings.parse({})),
-  checkout: CheckoutSettings.default(CheckoutSettings.parse({})),
-  nicks: z.record(z.string(), Nick).default({}),
-  /** Named bundles (keys, files, scripts); validated where they are applied. */
-  bundles: z.record(z.string(), z.unknown()).default({}),
-  /** Topology provisioning config (images, flavors, networks per provider). */
-  provisioning: z.record(z.string(), z.unknown()).default({}),
-  /** Provider sections by provider name. */
-  providers: z.record(z.string(), ProviderSection).default({}),
-  /** Where the inventory lives (file or etcd). */
-  inventory: InventorySettings.default(InventorySettings.parse({})),
-});
+export const SettingsSchema = lazySchema(() =>
+  z.object({
+    logLevel: z.enum(['silent', 'error', 'warn', 'info', 'debug', 'trace']).default('warn'),
+    /** Owner recorded on hosts; defaults to the OS user. */
+    owner: z.string().optional(),
+    ssh: SshSettings.default(SshSettings.parse({})),
+    checkout: CheckoutSettings.default(CheckoutSettings.parse({})),
+    nicks: z.record(z.string(), Nick).default({}),
+    /** Named bundles (keys, files, scripts); validated where they are applied. */
+    bundles: z.record(z.string(), z.unknown()).default({}),
+    /** Topology provisioning config (images, flavors, networks per provider). */
+    provisioning: z.record(z.string(), z.unknown()).default({}),
+    /** Provider sections by provider name. */
+    providers: z.record(z.string(), ProviderSection).default({}),
+    /** Where the inventory lives (file or etcd). */
+    inventory: InventorySettings.default(InventorySettings.parse({})),
+  }),
+);
 export type Settings = z.output<typeof SettingsSchema>;
 /** Settings as a user writes them. */
 export type SettingsInput = z.input<typeof SettingsSchema> & Record<string, unknown>;

@@ -6,7 +6,7 @@
  * other process see the same route.
  * @module
  */
-import { z } from 'zod';
+import { z } from './zod.js';
 import { UserInputError } from './errors.js';
 import { JumpHost, type Connection } from './records.js';
 import type { Settings } from './settings.js';

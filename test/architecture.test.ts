@@ -28,6 +28,24 @@ function importsOf(file: string, lazy = true): string[] {
   return out;
 }
 
+/** What `import(entry)` loads: modules reached by static value imports (not `import type`, not `import()`), with packages as `npm:name`. */
+function loadedBy(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const visit = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    if (file.startsWith('npm:')) return;
+    const text = readFileSync(join(root, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+    for (const m of text.matchAll(/^(?:import|export)\s+(?!type\b)(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm)) {
+      const spec = m[1]!;
+      if (spec.startsWith('.')) visit(relative(root, resolve(root, dirname(file), spec.replace(/\.js$/, '.ts'))));
+      else if (!spec.startsWith('node:')) seen.add(`npm:${spec}`);
+    }
+  };
+  visit(entry);
+  return seen;
+}
+
 /** Every cycle found by a depth-first walk, as module paths. */
 function cycles(files: readonly string[], edges: (file: string) => string[] = importsOf): string[][] {
   const graph = new Map(files.map((f) => [f, edges(f).filter((i) => files.includes(i))]));
@@ -76,6 +94,15 @@ describe('architecture', () => {
   it('gives providers no way to the inventory store', () => {
     const offenders = sources('providers').filter((f) => importsOf(f).some((i) => i.startsWith('lib/inventory')));
     expect(offenders).toEqual([]);
+  });
+
+  it('keeps import("hostbroker") cheap: no zod, SDK, provider implementation, CLI or checkout code loads until used (bench:import)', () => {
+    const loaded = [...loadedBy('lib/index.ts')];
+    expect(loaded).toContain('lib/broker/index.ts'); // the walk itself works
+    expect([...loadedBy('lib/broker/checkout.ts')]).toContain('npm:ssh-config');
+    const heavy =
+      /^npm:|^providers\/[^/]+\/(?!definition\.ts$)|^lib\/(cli\/(?!format\.ts$)|dashboard\/|scenarios\/(?!errors\.ts$)|runners\/|testing\/)|^lib\/broker\/(checkout|release|reuse|reconcile)\.ts$|^lib\/inventory\/etcd(-client)?\.ts$|^lib\/topology\/up\.ts$|^hosts\/ssh-(auth|jump|link)\.ts$/;
+    expect(loaded.filter((f) => heavy.test(f))).toEqual([]);
   });
 
   it('keeps every module in lib/ around 300 lines or less', () => {

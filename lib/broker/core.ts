@@ -10,7 +10,7 @@ import { Host, type HostClass, type HostOwner } from '../../hosts/host.js';
 import type { Session } from '../../hosts/session.js';
 import { UserInputError } from '../errors.js';
 import { brokerIdOf, defaultOwner } from '../identity.js';
-import { openInventoryStore } from '../inventory/index.js';
+import { openInventoryStore } from '../inventory/open.js';
 import type { InventoryStore } from '../inventory/store.js';
 import { createLogger, safeLogger, type Logger } from '../logger.js';
 import type { AnyProviderDefinition } from '../provider.js';

@@ -16,12 +16,8 @@ import type { Duration, Settings, SettingsInput } from '../settings.js';
 import type { TopologyBroker } from '../topology/seam.js';
 import type { ScenarioBroker, ScenarioOptions, ScenarioResult } from '../scenarios/index.js';
 import type { Deployment, TopologyMetadata, UpOptions } from '../topology/index.js';
-import { checkout } from './checkout.js';
 import { attachCore, BrokerCore } from './core.js';
 import { extend } from './leases.js';
-import { reap, sync } from './reconcile.js';
-import { checkin, forget, keep, unkeep } from './release.js';
-import { emptyPool, expireIdle, releaseOrPool, reuseCheckout } from './reuse.js';
 import { sessionFor } from './sessions.js';
 import { findIn, resolveTarget } from './targets.js';
 import { type WatchOptions, watch } from './watch.js';
@@ -29,6 +25,12 @@ import type { BrokerOptions, CheckinOptions, CheckoutRequest, ExecuteRequest, Ho
 
 export type * from './types.js';
 export type { WatchOptions } from './watch.js';
+
+// What a checkout, checkin or reap runs loads on its first call, so importing hostbroker stays cheap.
+const checkoutOps = () => import('./checkout.js');
+const releaseOps = () => import('./release.js');
+const reuseOps = () => import('./reuse.js');
+const reconcileOps = () => import('./reconcile.js');
 
 /** Checks hosts out of providers and keeps track of them. */
 export class Broker<H extends Host = Host> implements AsyncDisposable {
@@ -49,7 +51,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
     this.owner = core.owner;
     core.hostOwner = {
       sessionFor: (record) => sessionFor(core, record),
-      release: (record) => releaseOrPool(core, record),
+      release: async (record) => (await reuseOps()).releaseOrPool(core, record),
       extend: (host, opts) => extend(core, host, opts),
       recordOf: (id) => core.store.get(id),
     };
@@ -68,10 +70,10 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   checkout<T extends Host = H>(request: CheckoutRequest<T> & { count: number }): Promise<HostGroup<T>>;
   checkout<T extends Host = H>(request: CheckoutRequest<T> & { count?: undefined }): Promise<T>;
   checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>>;
-  checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
-    const core = this.#core;
-    if (request !== null && typeof request === 'object' && request.reuse === true) return reuseCheckout<T>(core, request, (r) => checkout<T>(core, r));
-    return checkout<T>(core, request);
+  async checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
+    const [core, { checkout }] = [this.#core, await checkoutOps()];
+    const reuse = request !== null && typeof request === 'object' && request.reuse === true;
+    return reuse ? (await reuseOps()).reuseCheckout<T>(core, request, (r) => checkout<T>(core, r)) : checkout<T>(core, request);
   }
 
   /**
@@ -82,7 +84,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    */
   async checkin(target: HostTarget, options: CheckinOptions = {}): Promise<void> {
     try {
-      await checkin(this.#core, target, options);
+      await (await releaseOps()).checkin(this.#core, target, options);
     } finally {
       await this.#expireIdle();
     }
@@ -92,13 +94,13 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    * Releases every host of this owner waiting in the warm-reuse pool (`hostbroker checkin --pool`);
    * resolves with their records. Hosts a checkout took meanwhile are left to it.
    */
-  emptyPool(): Promise<HostRecord[]> {
-    return emptyPool(this.#core);
+  async emptyPool(): Promise<HostRecord[]> {
+    return (await reuseOps()).emptyPool(this.#core);
   }
 
   /** Pooled hosts idle longer than `checkout.reuseIdle` are released; a failure is only logged. */
   async #expireIdle(look = false): Promise<HostRecord[]> {
-    return expireIdle(this.#core, Date.now(), undefined, look).catch((error: unknown) => {
+    return (await reuseOps()).expireIdle(this.#core, Date.now(), undefined, look).catch((error: unknown) => {
       this.logger.warn('could not release idle pooled hosts', { error: asError(error).message });
       return [];
     });
@@ -108,21 +110,21 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    * Keeps hosts for a person to look at: records `kept: { reason, at }` on their records, closes
    * their sessions and stops holding them, so disposing this Broker does not check them in.
    */
-  keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
-    return keep(this.#core, target, reason);
+  async keep(target: HostTarget, reason: string): Promise<HostRecord[]> {
+    return (await releaseOps()).keep(this.#core, target, reason);
   }
 
   /** Clears the kept mark that {@link keep} set (the hosts stay checked out). */
-  unkeep(target: HostTarget): Promise<HostRecord[]> {
-    return unkeep(this.#core, target);
+  async unkeep(target: HostTarget): Promise<HostRecord[]> {
+    return (await releaseOps()).unkeep(this.#core, target);
   }
 
   /**
    * Drops records without asking their provider (a host known to be gone, or one no provider can
    * release). What the provider made stays findable by `reap` through its tags.
    */
-  forget(target: HostTarget): Promise<HostRecord[]> {
-    return forget(this.#core, target);
+  async forget(target: HostTarget): Promise<HostRecord[]> {
+    return (await releaseOps()).forget(this.#core, target);
   }
 
   /** Extends the lease of hosts whose provider supports it. */
@@ -190,8 +192,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    * Rebuilds the inventory from what providers report (by their tags): hosts created by another
    * process appear, hosts that are gone are removed. `provider` may be `name` or `name::instance`.
    */
-  sync(provider?: string): Promise<SyncResult> {
-    return sync(this.#core, provider);
+  async sync(provider?: string): Promise<SyncResult> {
+    return (await reconcileOps()).sync(this.#core, provider);
   }
 
   /**
@@ -202,7 +204,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
    */
   async reap(provider?: string): Promise<{ released: HostRecord[]; removed: string[] }> {
     const expired = await this.#expireIdle(true);
-    const result = await reap(this.#core, provider);
+    const result = await (await reconcileOps()).reap(this.#core, provider);
     return { ...result, released: [...expired, ...result.released] };
   }
 

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { z } from 'zod';
+import { lazySchema, z } from '../zod.js';
 import { writeAtomic } from '../atomic-file.js';
 import { UserInputError } from '../errors.js';
 import { isProcessAlive } from '../identity.js';
@@ -28,18 +28,20 @@ export const BACKGROUND_COMMANDS = ['checkout', 'checkin', 'duplicate', 'execute
 /** Environment variable that tells a background process its job file (removed once read). */
 const JOB_ENV = 'HOSTBROKER_JOB_FILE';
 
-const JobRecord = z.object({
-  id: z.string(),
-  pid: z.number().int(),
-  machine: z.string(),
-  /** The command line, as given (without `--background`). */
-  command: z.array(z.string()),
-  startedAt: z.string(),
-  state: z.enum(['running', 'succeeded', 'failed']),
-  exitCode: z.number().int().optional(),
-  endedAt: z.string().optional(),
-  log: z.string(),
-});
+const JobRecord = lazySchema(() =>
+  z.object({
+    id: z.string(),
+    pid: z.number().int(),
+    machine: z.string(),
+    /** The command line, as given (without `--background`). */
+    command: z.array(z.string()),
+    startedAt: z.string(),
+    state: z.enum(['running', 'succeeded', 'failed']),
+    exitCode: z.number().int().optional(),
+    endedAt: z.string().optional(),
+    log: z.string(),
+  }),
+);
 type JobRecord = z.infer<typeof JobRecord>;
 
 /** What `jobs` shows: a running job whose process is gone was killed. */

@@ -8,7 +8,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
+import { lazySchema, z } from '../zod.js';
 import { writeAtomic } from '../atomic-file.js';
 import { SettingsError, UserInputError } from '../errors.js';
 import { registerSecret } from '../secrets.js';
@@ -20,10 +20,12 @@ const CODE_TTL_MS = 10 * 60_000;
 /** How long a browser session lasts. */
 const SESSION_TTL_MS = 12 * 3_600_000;
 
-const TokenFile = z.object({
-  version: z.literal(1),
-  tokens: z.array(z.object({ name: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.string() })),
-});
+const TokenFile = lazySchema(() =>
+  z.object({
+    version: z.literal(1),
+    tokens: z.array(z.object({ name: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), createdAt: z.string() })),
+  }),
+);
 type TokenFile = z.infer<typeof TokenFile>;
 
 /** Where the token hashes live. */

@@ -10,18 +10,9 @@ import { request as httpsRequest } from 'node:https';
 import type { Etcd3, IOptions } from 'etcd3';
 import { InventoryError, SettingsError, importOptional } from '../errors.js';
 import { type InventorySettings, toMs } from '../settings.js';
+import { EtcdUnavailableError } from './etcd-error.js';
 
-/** The cluster did not answer as a quorum: which endpoints answered, which did not. */
-export class EtcdUnavailableError extends InventoryError {
-  readonly endpoints: { answered: string[]; healthy: string[]; silent: string[] };
-  constructor(message: string, endpoints: EtcdUnavailableError['endpoints'], options: { cause?: unknown } = {}) {
-    super(message, options);
-    this.endpoints = endpoints;
-  }
-  override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), endpoints: this.endpoints };
-  }
-}
+export { EtcdUnavailableError };
 
 /** The client options for these settings. The password is read from its variable here and kept nowhere else. */
 export function clientOptions(settings: InventorySettings, env: NodeJS.ProcessEnv = process.env): IOptions {

@@ -4,7 +4,7 @@
  * scenario validate` can list them all at once.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../zod.js';
 import type { ScenarioProblem } from './errors.js';
 import { Duration } from '../settings.js';
 
@@ -30,37 +30,43 @@ export type ActionName = (typeof ACTIONS)[number];
 /** Broker's names for the same actions, accepted so its scenario files run unchanged. */
 export const ACTION_ALIASES: Readonly<Record<string, ActionName>> = { ssh: 'run', scp: 'upload', provider_info: 'providers' };
 
-const Identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a name of letters, digits and _ (not starting with a digit)');
+const Identifier = lazySchema(() => z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a name of letters, digits and _ (not starting with a digit)'));
 
-const Loop = z
-  .object({
-    /** A list, a variable or expression (`PACKAGES`, `results.items()`), or hosts (`@scenario_inv[:]`). */
-    iterable: z.union([z.string().min(1), z.array(z.unknown())]),
-    /** The loop variable; `key, value` unpacks pairs (from `.items()`). */
-    iter_var: z
-      .string()
-      .regex(/^\s*[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*\s*$/, 'a name, or names separated by commas')
-      .default('item'),
-    on_error: z.literal('continue').optional(),
-  })
-  .strict();
+const Loop = lazySchema(() =>
+  z
+    .object({
+      /** A list, a variable or expression (`PACKAGES`, `results.items()`), or hosts (`@scenario_inv[:]`). */
+      iterable: z.union([z.string().min(1), z.array(z.unknown())]),
+      /** The loop variable; `key, value` unpacks pairs (from `.items()`). */
+      iter_var: z
+        .string()
+        .regex(/^\s*[A-Za-z_][A-Za-z0-9_]*(\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*\s*$/, 'a name, or names separated by commas')
+        .default('item'),
+      on_error: z.literal('continue').optional(),
+    })
+    .strict(),
+);
 
-const Capture = z
-  .object({
-    as: Identifier,
-    /** An expression over `step.output` whose value is captured instead. */
-    transform: z.string().optional(),
-    /** In a loop: an expression giving each iteration's key (default: the item itself). */
-    key: z.string().optional(),
-  })
-  .strict();
+const Capture = lazySchema(() =>
+  z
+    .object({
+      as: Identifier,
+      /** An expression over `step.output` whose value is captured instead. */
+      transform: z.string().optional(),
+      /** In a loop: an expression giving each iteration's key (default: the item itself). */
+      key: z.string().optional(),
+    })
+    .strict(),
+);
 
-const Retry = z
-  .object({
-    count: z.number().int().min(1).max(100),
-    delay: Duration.default('1s'),
-  })
-  .strict();
+const Retry = lazySchema(() =>
+  z
+    .object({
+      count: z.number().int().min(1).max(100),
+      delay: Duration.default('1s'),
+    })
+    .strict(),
+);
 
 /** One step. */
 export interface Step {
@@ -78,54 +84,60 @@ export interface Step {
   timeout?: Duration;
 }
 
-export const Step: z.ZodType<Step, unknown> = z.lazy(() =>
+export const Step: z.ZodType<Step, unknown> = lazySchema(() =>
+  z.lazy(() =>
+    z
+      .object({
+        name: z.string().min(1),
+        action: z.preprocess((a) => (typeof a === 'string' ? (ACTION_ALIASES[a] ?? a) : a), z.enum(ACTIONS)),
+        arguments: z.record(z.string(), z.unknown()).default({}),
+        with: z
+          .object({
+            hosts: z.union([z.string().min(1), z.number().int(), z.array(z.string().min(1))]),
+            /** A filter in hostbroker's syntax over the hosts selected. */
+            filter: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        when: z.union([z.string().min(1), z.boolean()]).optional(),
+        loop: Loop.optional(),
+        parallel: z.boolean().default(true),
+        capture: Capture.optional(),
+        on_error: z.union([z.literal('continue'), z.array(Step).min(1)]).optional(),
+        exit_on_error: z.boolean().default(true),
+        retry: Retry.optional(),
+        timeout: Duration.optional(),
+      })
+      .strict(),
+  ),
+);
+
+export const ScenarioConfig = lazySchema(() =>
   z
     .object({
-      name: z.string().min(1),
-      action: z.preprocess((a) => (typeof a === 'string' ? (ACTION_ALIASES[a] ?? a) : a), z.enum(ACTIONS)),
-      arguments: z.record(z.string(), z.unknown()).default({}),
-      with: z
-        .object({
-          hosts: z.union([z.string().min(1), z.number().int(), z.array(z.string().min(1))]),
-          /** A filter in hostbroker's syntax over the hosts selected. */
-          filter: z.string().optional(),
-        })
-        .strict()
-        .optional(),
-      when: z.union([z.string().min(1), z.boolean()]).optional(),
-      loop: Loop.optional(),
-      parallel: z.boolean().default(true),
-      capture: Capture.optional(),
-      on_error: z.union([z.literal('continue'), z.array(Step).min(1)]).optional(),
-      exit_on_error: z.boolean().default(true),
-      retry: Retry.optional(),
-      timeout: Duration.optional(),
+      /** Settings over `broker_settings.yaml` for this scenario (as in `new Broker({ settings })`). */
+      settings: z.record(z.string(), z.unknown()).optional(),
+      /** The `inventory` settings (e.g. an etcd store) for this scenario. */
+      inventory: z.record(z.string(), z.unknown()).optional(),
+      /** Another broker directory (settings and inventory) for this scenario. */
+      directory: z.string().min(1).optional(),
+      /** Where the step log goes: a file name (in `<directory>/logs/`), a path, or a directory. */
+      log_file: z.string().min(1).optional(),
     })
     .strict(),
 );
 
-export const ScenarioConfig = z
-  .object({
-    /** Settings over `broker_settings.yaml` for this scenario (as in `new Broker({ settings })`). */
-    settings: z.record(z.string(), z.unknown()).optional(),
-    /** The `inventory` settings (e.g. an etcd store) for this scenario. */
-    inventory: z.record(z.string(), z.unknown()).optional(),
-    /** Another broker directory (settings and inventory) for this scenario. */
-    directory: z.string().min(1).optional(),
-    /** Where the step log goes: a file name (in `<directory>/logs/`), a path, or a directory. */
-    log_file: z.string().min(1).optional(),
-  })
-  .strict();
-
-export const ScenarioFile = z
-  .object({
-    name: z.string().optional(),
-    description: z.string().optional(),
-    config: ScenarioConfig.default({}),
-    variables: z.record(z.string(), z.unknown()).default({}),
-    steps: z.array(Step).min(1, 'a scenario needs at least one step'),
-  })
-  .strict();
+export const ScenarioFile = lazySchema(() =>
+  z
+    .object({
+      name: z.string().optional(),
+      description: z.string().optional(),
+      config: ScenarioConfig.default({}),
+      variables: z.record(z.string(), z.unknown()).default({}),
+      steps: z.array(Step).min(1, 'a scenario needs at least one step'),
+    })
+    .strict(),
+);
 export type ScenarioFile = z.infer<typeof ScenarioFile>;
 
 /** What each action needs in `arguments` (checked before the run; values may be templates). */

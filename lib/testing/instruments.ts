@@ -3,7 +3,7 @@
  * counted action calls) and the bad arguments an action must refuse.
  * @module
  */
-import { z } from 'zod';
+import { z } from '../zod.js';
 import type { AnyProviderDefinition, ProviderImplementation } from '../provider.js';
 
 /** Switches the suite turns on in its wrapped provider. */

@@ -5,71 +5,77 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseYamlStrict as parseYaml } from '../yaml.js';
-import { z } from 'zod';
+import { lazySchema, z } from '../zod.js';
 import { UserInputError } from '../errors.js';
 import type { TopologyHost } from '../provider.js';
 
 /** Ansible variables (host, domain or all). */
-const AnsibleVars = z.record(z.string(), z.unknown());
+const AnsibleVars = lazySchema(() => z.record(z.string(), z.unknown()));
 
 /** One host of the metadata. Keys starting with `meta_` become inventory variables. */
-export const MetadataHostSchema = z
-  .object({
-    name: z
-      .string()
-      .min(1)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (a host name or FQDN)'),
-    role: z.string().min(1).optional(),
-    group: z.string().min(1).optional(),
-    groups: z.array(z.string().min(1)).optional(),
-    os: z.string().min(1).optional(),
-    network: z.string().min(1).optional(),
-    provider: z.string().min(1).optional(),
-    size: z.string().min(1).optional(),
-    /** Provider-specific checkout arguments for this host. */
-    args: z.record(z.string(), z.unknown()).optional(),
-    /** Extra Ansible host variables. */
-    ansible_inventory: AnsibleVars.optional(),
-  })
-  .catchall(z.unknown())
-  .superRefine((host, ctx) => {
-    for (const key of Object.keys(host)) {
-      if (KNOWN_HOST_KEYS.has(key) || key.startsWith('meta_')) continue;
-      ctx.addIssue({
-        code: 'custom',
-        path: [key],
-        message: `unknown host key \`${key}\`; known: ${[...KNOWN_HOST_KEYS].join(', ')}, or any meta_* (provider arguments go under \`args\`, Ansible variables under \`ansible_inventory\`)`,
-      });
-    }
-  });
+export const MetadataHostSchema = lazySchema(() =>
+  z
+    .object({
+      name: z
+        .string()
+        .min(1)
+        .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (a host name or FQDN)'),
+      role: z.string().min(1).optional(),
+      group: z.string().min(1).optional(),
+      groups: z.array(z.string().min(1)).optional(),
+      os: z.string().min(1).optional(),
+      network: z.string().min(1).optional(),
+      provider: z.string().min(1).optional(),
+      size: z.string().min(1).optional(),
+      /** Provider-specific checkout arguments for this host. */
+      args: z.record(z.string(), z.unknown()).optional(),
+      /** Extra Ansible host variables. */
+      ansible_inventory: AnsibleVars.optional(),
+    })
+    .catchall(z.unknown())
+    .superRefine((host, ctx) => {
+      for (const key of Object.keys(host)) {
+        if (KNOWN_HOST_KEYS.has(key) || key.startsWith('meta_')) continue;
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `unknown host key \`${key}\`; known: ${[...KNOWN_HOST_KEYS].join(', ')}, or any meta_* (provider arguments go under \`args\`, Ansible variables under \`ansible_inventory\`)`,
+        });
+      }
+    }),
+);
 
 const KNOWN_HOST_KEYS = new Set(['name', 'role', 'group', 'groups', 'os', 'network', 'provider', 'size', 'args', 'ansible_inventory']);
 
 /** One domain: a DNS domain and the hosts in it. */
-export const MetadataDomainSchema = z.strictObject({
-  name: z.string().min(1),
-  /** Kind of domain (mrack: ipa, ad, linux); recorded as `meta_domain_type`. */
-  type: z.string().optional(),
-  hosts: z.array(MetadataHostSchema).min(1, 'a domain needs at least one host'),
-  ansible_inventory: AnsibleVars.optional(),
-});
+export const MetadataDomainSchema = lazySchema(() =>
+  z.strictObject({
+    name: z.string().min(1),
+    /** Kind of domain (mrack: ipa, ad, linux); recorded as `meta_domain_type`. */
+    type: z.string().optional(),
+    hosts: z.array(MetadataHostSchema).min(1, 'a domain needs at least one host'),
+    ansible_inventory: AnsibleVars.optional(),
+  }),
+);
 
 /** The whole metadata document. */
-export const MetadataSchema = z.strictObject({
-  /** Deployment name (default: the file name, or `deployment-<random>`). */
-  name: z
-    .string()
-    .min(1)
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
-    .optional(),
-  /** Provider of hosts that name none. */
-  provider: z.string().min(1).optional(),
-  /** Network of hosts that name none. */
-  network: z.string().min(1).optional(),
-  domains: z.array(MetadataDomainSchema).min(1, 'metadata needs at least one domain with hosts'),
-  /** Variables for `all` in the Ansible inventory. */
-  ansible_inventory: AnsibleVars.optional(),
-});
+export const MetadataSchema = lazySchema(() =>
+  z.strictObject({
+    /** Deployment name (default: the file name, or `deployment-<random>`). */
+    name: z
+      .string()
+      .min(1)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
+      .optional(),
+    /** Provider of hosts that name none. */
+    provider: z.string().min(1).optional(),
+    /** Network of hosts that name none. */
+    network: z.string().min(1).optional(),
+    domains: z.array(MetadataDomainSchema).min(1, 'metadata needs at least one domain with hosts'),
+    /** Variables for `all` in the Ansible inventory. */
+    ansible_inventory: AnsibleVars.optional(),
+  }),
+);
 
 /** Metadata as a user writes it. */
 export type TopologyMetadata = z.input<typeof MetadataSchema>;

@@ -6,42 +6,46 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseYamlStrict as parseYaml } from '../yaml.js';
-import { z } from 'zod';
+import { lazySchema, z } from '../zod.js';
 import { UserInputError } from '../errors.js';
 import type { ProvisioningConfig } from '../provider.js';
 import { formatIssues } from '../settings.js';
 
-const Strategy = z.enum(['abort', 'retry']);
+const Strategy = lazySchema(() => z.enum(['abort', 'retry']));
 
 /** One provider's section. Unknown keys are kept for the provider's `fromTopology`. */
-export const ProviderProvisioningSchema = z
-  .object({
-    images: z.record(z.string(), z.string()).optional(),
-    flavors: z.record(z.string(), z.string()).optional(),
-    networks: z.record(z.string(), z.string()).optional(),
-    keypair: z.string().optional(),
-    strategy: Strategy.optional(),
-    max_retry: z.number().int().min(0).max(100).optional(),
-  })
-  .catchall(z.unknown());
+export const ProviderProvisioningSchema = lazySchema(() =>
+  z
+    .object({
+      images: z.record(z.string(), z.string()).optional(),
+      flavors: z.record(z.string(), z.string()).optional(),
+      networks: z.record(z.string(), z.string()).optional(),
+      keypair: z.string().optional(),
+      strategy: Strategy.optional(),
+      max_retry: z.number().int().min(0).max(100).optional(),
+    })
+    .catchall(z.unknown()),
+);
 
 const TOP_LEVEL = ['default_provider', 'strategy', 'max_retry', 'python', 'inventory_layout'] as const;
 
 /** The whole provisioning config. Every other top-level key is a provider section. */
-export const ProvisioningSchema = z
-  .object({
-    /** Provider of hosts when neither the host nor the metadata names one. */
-    default_provider: z.string().min(1).optional(),
-    /** Default strategy for providers that name none (`abort`). */
-    strategy: Strategy.optional(),
-    /** Default retries under `retry` (2). */
-    max_retry: z.number().int().min(0).max(100).optional(),
-    /** os → Python interpreter for `ansible_python_interpreter` (`default` for the rest). */
-    python: z.record(z.string(), z.string()).optional(),
-    /** The group tree the Ansible inventory starts from (`all: { children: ... }`). */
-    inventory_layout: z.record(z.string(), z.unknown()).optional(),
-  })
-  .catchall(ProviderProvisioningSchema);
+export const ProvisioningSchema = lazySchema(() =>
+  z
+    .object({
+      /** Provider of hosts when neither the host nor the metadata names one. */
+      default_provider: z.string().min(1).optional(),
+      /** Default strategy for providers that name none (`abort`). */
+      strategy: Strategy.optional(),
+      /** Default retries under `retry` (2). */
+      max_retry: z.number().int().min(0).max(100).optional(),
+      /** os → Python interpreter for `ansible_python_interpreter` (`default` for the rest). */
+      python: z.record(z.string(), z.string()).optional(),
+      /** The group tree the Ansible inventory starts from (`all: { children: ... }`). */
+      inventory_layout: z.record(z.string(), z.unknown()).optional(),
+    })
+    .catchall(ProviderProvisioningSchema),
+);
 
 /** Provisioning config as a user writes it: a few top-level keys, and one section per provider. */
 export interface ProvisioningInput {

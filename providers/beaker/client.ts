@@ -6,7 +6,7 @@
  * watchdog use the HTTP resources (`/jobs/<id>`, `/jobs/<id>/status`, `/recipes/<id>/watchdog`).
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { ProviderError, SettingsError } from '../../lib/errors.js';
 import { HttpClient, type RequestOptions } from '../../lib/http.js';
 import { tlsOptionsOf } from '../../lib/http-settings.js';
@@ -18,25 +18,29 @@ import { decodeResponse, encodeCall, XmlRpcFault, type XmlRpcValue } from './xml
 
 const COOKIE = 'beaker_auth_token';
 
-export const Task = z.looseObject({ id: z.number().int().optional(), name: z.string().nullish(), status: z.string().nullish() });
+export const Task = lazySchema(() => z.looseObject({ id: z.number().int().optional(), name: z.string().nullish(), status: z.string().nullish() }));
 
-export const Recipe = z.looseObject({
-  id: z.number().int(),
-  status: z.string(),
-  result: z.string().nullish(),
-  whiteboard: z.string().nullish(),
-  resource: z.looseObject({ fqdn: z.string().nullish(), system: z.looseObject({ fqdn: z.string().nullish() }).nullish() }).nullish(),
-  tasks: z.array(Task).nullish(),
-});
+export const Recipe = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    status: z.string(),
+    result: z.string().nullish(),
+    whiteboard: z.string().nullish(),
+    resource: z.looseObject({ fqdn: z.string().nullish(), system: z.looseObject({ fqdn: z.string().nullish() }).nullish() }).nullish(),
+    tasks: z.array(Task).nullish(),
+  }),
+);
 export type Recipe = z.infer<typeof Recipe>;
 
-export const Job = z.looseObject({
-  id: z.number().int(),
-  status: z.string(),
-  result: z.string().nullish(),
-  whiteboard: z.string().nullish(),
-  recipesets: z.array(z.looseObject({ id: z.number().int().optional(), recipes: z.array(Recipe) })),
-});
+export const Job = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    status: z.string(),
+    result: z.string().nullish(),
+    whiteboard: z.string().nullish(),
+    recipesets: z.array(z.looseObject({ id: z.number().int().optional(), recipes: z.array(Recipe) })),
+  }),
+);
 export type Job = z.infer<typeof Job>;
 
 /** Statuses after which a recipe or job does nothing more. */

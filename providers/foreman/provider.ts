@@ -5,7 +5,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, SettingsError, TimeoutError, UserInputError, messageOf } from '../../lib/errors.js';
 import { HttpClient, defaultErrorMessage, sleep } from '../../lib/http.js';
@@ -20,24 +20,26 @@ const SEARCHABLE_ID = 'hostbroker_id';
 /** Foreman's build status codes (HostStatus::BuildStatus). */
 const BUILD = { built: 0, pending: 1, tokenExpired: 2, failed: 3 } as const;
 
-const Parameter = z.object({ name: z.string(), value: z.unknown() }).loose();
+const Parameter = lazySchema(() => z.object({ name: z.string(), value: z.unknown() }).loose());
 
-const Host = z
-  .object({
-    id: z.number().int(),
-    name: z.string(),
-    ip: z.string().nullable().optional(),
-    build: z.boolean().optional(),
-    build_status: z.number().int().nullable().optional(),
-    build_status_label: z.string().nullable().optional(),
-    hostgroup_title: z.string().nullable().optional(),
-    hostgroup_name: z.string().nullable().optional(),
-    operatingsystem_name: z.string().nullable().optional(),
-    owner_name: z.string().nullable().optional(),
-    created_at: z.string().nullable().optional(),
-    parameters: z.array(Parameter).optional(),
-  })
-  .loose();
+const Host = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int(),
+      name: z.string(),
+      ip: z.string().nullable().optional(),
+      build: z.boolean().optional(),
+      build_status: z.number().int().nullable().optional(),
+      build_status_label: z.string().nullable().optional(),
+      hostgroup_title: z.string().nullable().optional(),
+      hostgroup_name: z.string().nullable().optional(),
+      operatingsystem_name: z.string().nullable().optional(),
+      owner_name: z.string().nullable().optional(),
+      created_at: z.string().nullable().optional(),
+      parameters: z.array(Parameter).optional(),
+    })
+    .loose(),
+);
 type Host = z.output<typeof Host>;
 
 const List = <T extends z.ZodType>(item: T) =>
@@ -49,7 +51,7 @@ const List = <T extends z.ZodType>(item: T) =>
     results: z.array(item),
   });
 
-const Hostgroup = z.object({ id: z.number().int(), name: z.string(), title: z.string().nullable().optional() }).loose();
+const Hostgroup = lazySchema(() => z.object({ id: z.number().int(), name: z.string(), title: z.string().nullable().optional() }).loose());
 
 interface ForemanData {
   foremanId?: number;

@@ -3,27 +3,31 @@
  * SSH connection to an SSH server hostbroker runs for it on 127.0.0.1. Needs nothing but Node.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 
-export const LocalArgs = z.strictObject({
-  /** Name of the host; a random one when omitted. */
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
-    .optional()
-    .describe('host name (random when omitted)'),
-  /** Files to create in the new home directory, path → content. */
-  files: z.record(z.string(), z.string()).optional().describe('files to create in the home directory: relative path → content'),
-});
+export const LocalArgs = lazySchema(() =>
+  z.strictObject({
+    /** Name of the host; a random one when omitted. */
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
+      .optional()
+      .describe('host name (random when omitted)'),
+    /** Files to create in the new home directory, path → content. */
+    files: z.record(z.string(), z.string()).optional().describe('files to create in the home directory: relative path → content'),
+  }),
+);
 export type LocalArgs = z.output<typeof LocalArgs>;
 
-export const LocalInstance = z.strictObject({
-  /** Where host home directories are made; default `<broker directory>/local-hosts`. */
-  root: z.string().optional(),
-  /** Address the SSH servers listen on. */
-  listen: z.string().default('127.0.0.1'),
-});
+export const LocalInstance = lazySchema(() =>
+  z.strictObject({
+    /** Where host home directories are made; default `<broker directory>/local-hosts`. */
+    root: z.string().optional(),
+    /** Address the SSH servers listen on. */
+    listen: z.string().default('127.0.0.1'),
+  }),
+);
 export type LocalInstance = z.output<typeof LocalInstance>;
 
 export const local = defineProvider({

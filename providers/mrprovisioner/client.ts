@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { ProviderError, SettingsError } from '../../lib/errors.js';
 import { HttpClient } from '../../lib/http.js';
 import { tlsOptionsOf } from '../../lib/http-settings.js';
@@ -14,50 +14,58 @@ import { registerSecret } from '../../lib/secrets.js';
 import { toMs } from '../../lib/settings.js';
 import type { MrProvisionerInstance, PowerState } from './definition.js';
 
-export const Machine = z.looseObject({
-  id: z.number().int(),
-  name: z.string(),
-  hostname: z.string().nullish(),
-  kernel_id: z.number().int().nullish(),
-  initrd_id: z.number().int().nullish(),
-  preseed_id: z.number().int().nullish(),
-  kernel_opts: z.string().nullish(),
-  netboot_enabled: z.boolean().nullish(),
-});
+export const Machine = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    name: z.string(),
+    hostname: z.string().nullish(),
+    kernel_id: z.number().int().nullish(),
+    initrd_id: z.number().int().nullish(),
+    preseed_id: z.number().int().nullish(),
+    kernel_opts: z.string().nullish(),
+    netboot_enabled: z.boolean().nullish(),
+  }),
+);
 export type Machine = z.infer<typeof Machine>;
 
-export const Interface = z.looseObject({
-  id: z.number().int(),
-  mac: z.string().nullish(),
-  identifier: z.string().nullish(),
-  configured_ipv4: z.string().nullish(),
-  lease_ipv4: z.string().nullish(),
-});
+export const Interface = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    mac: z.string().nullish(),
+    identifier: z.string().nullish(),
+    configured_ipv4: z.string().nullish(),
+    lease_ipv4: z.string().nullish(),
+  }),
+);
 
-export const Assignee = z.looseObject({ id: z.number().int(), user: z.string(), reason: z.string().nullish() });
+export const Assignee = lazySchema(() => z.looseObject({ id: z.number().int(), user: z.string(), reason: z.string().nullish() }));
 export type Assignee = z.infer<typeof Assignee>;
 
-export const Image = z.looseObject({
-  id: z.number().int(),
-  name: z.string(),
-  description: z.string().nullish(),
-  type: z.string(),
-  user: z.string().nullish(),
-  known_good: z.boolean().nullish(),
-  public: z.boolean().nullish(),
-});
+export const Image = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    name: z.string(),
+    description: z.string().nullish(),
+    type: z.string(),
+    user: z.string().nullish(),
+    known_good: z.boolean().nullish(),
+    public: z.boolean().nullish(),
+  }),
+);
 export type Image = z.infer<typeof Image>;
 
-export const Preseed = z.looseObject({
-  id: z.number().int(),
-  name: z.string(),
-  description: z.string().nullish(),
-  type: z.string().nullish(),
-  user: z.string().nullish(),
-});
+export const Preseed = lazySchema(() =>
+  z.looseObject({
+    id: z.number().int(),
+    name: z.string(),
+    description: z.string().nullish(),
+    type: z.string().nullish(),
+    user: z.string().nullish(),
+  }),
+);
 export type Preseed = z.infer<typeof Preseed>;
 
-const State = z.looseObject({ state: z.string().nullish() });
+const State = lazySchema(() => z.looseObject({ state: z.string().nullish() }));
 
 /** A thin typed client over one mr-provisioner server. */
 export class MrProvisionerClient {

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { SettingsError } from '../../lib/errors.js';
 import type { TlsOptions } from '../../lib/http-dispatcher.js';
 import { tlsOptionsOf } from '../../lib/http-settings.js';
@@ -41,20 +41,22 @@ export interface ResolvedCloud {
   tls: TlsOptions;
 }
 
-const CloudEntry = z
-  .object({
-    auth: OpenStackAuth.partial().passthrough().optional(),
-    auth_type: z.string().optional(),
-    region_name: z.string().optional(),
-    interface: z.string().optional(),
-    identity_api_version: z.union([z.string(), z.number()]).optional(),
-    /** CA bundle to trust (a path). */
-    cacert: z.string().min(1).optional(),
-    /** `false`: do not verify certificates. */
-    verify: z.boolean().optional(),
-  })
-  .passthrough();
-const CloudsFile = z.object({ clouds: z.record(z.string(), CloudEntry).default({}) }).passthrough();
+const CloudEntry = lazySchema(() =>
+  z
+    .object({
+      auth: OpenStackAuth.partial().passthrough().optional(),
+      auth_type: z.string().optional(),
+      region_name: z.string().optional(),
+      interface: z.string().optional(),
+      identity_api_version: z.union([z.string(), z.number()]).optional(),
+      /** CA bundle to trust (a path). */
+      cacert: z.string().min(1).optional(),
+      /** `false`: do not verify certificates. */
+      verify: z.boolean().optional(),
+    })
+    .passthrough(),
+);
+const CloudsFile = lazySchema(() => z.object({ clouds: z.record(z.string(), CloudEntry).default({}) }).passthrough());
 type CloudEntry = z.output<typeof CloudEntry>;
 
 /** `OS_*` variable → clouds.yaml auth key. */

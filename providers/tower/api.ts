@@ -5,7 +5,7 @@
  * @module
  */
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import { lazySchema, z } from '../../lib/zod.js';
 import { ProviderError, SettingsError, TimeoutError, UserInputError } from '../../lib/errors.js';
 import { HttpClient, sleep } from '../../lib/http.js';
 import { tlsOptionsOf } from '../../lib/http-settings.js';
@@ -27,119 +27,133 @@ export interface JobRef {
 export const Page = <T extends z.ZodType>(item: T) =>
   z.object({ count: z.number().int().nonnegative().optional(), next: z.string().nullable().optional(), results: z.array(item) });
 
-const UserCapabilities = z.object({ start: z.boolean().optional() }).loose();
+const UserCapabilities = lazySchema(() => z.object({ start: z.boolean().optional() }).loose());
 
-export const Template = z
-  .object({
-    id: z.number().int(),
-    name: z.string(),
-    description: z.string().optional().default(''),
-    inventory: z.number().int().nullable().optional(),
-    extra_vars: z.string().nullable().optional(),
-    survey_enabled: z.boolean().optional(),
-    summary_fields: z.object({ user_capabilities: UserCapabilities.optional() }).loose().optional(),
-  })
-  .loose();
+export const Template = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int(),
+      name: z.string(),
+      description: z.string().optional().default(''),
+      inventory: z.number().int().nullable().optional(),
+      extra_vars: z.string().nullable().optional(),
+      survey_enabled: z.boolean().optional(),
+      summary_fields: z.object({ user_capabilities: UserCapabilities.optional() }).loose().optional(),
+    })
+    .loose(),
+);
 export type Template = z.output<typeof Template>;
 
-export const LaunchResponse = z
-  .object({
-    id: z.number().int().optional(),
-    workflow_job: z.number().int().optional(),
-    job: z.number().int().optional(),
-    // What the template does not prompt for on launch: AWX drops it and launches anyway.
-    ignored_fields: z.record(z.string(), z.unknown()).optional(),
-  })
-  .loose()
-  .refine((r) => (r.workflow_job ?? r.job ?? r.id) !== undefined, { message: 'no job id in the launch answer' });
+export const LaunchResponse = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int().optional(),
+      workflow_job: z.number().int().optional(),
+      job: z.number().int().optional(),
+      // What the template does not prompt for on launch: AWX drops it and launches anyway.
+      ignored_fields: z.record(z.string(), z.unknown()).optional(),
+    })
+    .loose()
+    .refine((r) => (r.workflow_job ?? r.job ?? r.id) !== undefined, { message: 'no job id in the launch answer' }),
+);
 
 /** Job statuses that end a job. */
 export const FINISHED = new Set(['successful', 'failed', 'error', 'canceled']);
 
-export const Job = z
-  .object({
-    id: z.number().int(),
-    name: z.string().optional().default(''),
-    // new, pending, waiting, running, successful, failed, error, canceled (kept open for new ones)
-    status: z.string().min(1),
-    failed: z.boolean().optional().default(false),
-    job_explanation: z.string().nullable().optional(),
-    result_traceback: z.string().nullable().optional(),
-    artifacts: z.record(z.string(), z.unknown()).nullable().optional(),
-  })
-  .loose();
+export const Job = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int(),
+      name: z.string().optional().default(''),
+      // new, pending, waiting, running, successful, failed, error, canceled (kept open for new ones)
+      status: z.string().min(1),
+      failed: z.boolean().optional().default(false),
+      job_explanation: z.string().nullable().optional(),
+      result_traceback: z.string().nullable().optional(),
+      artifacts: z.record(z.string(), z.unknown()).nullable().optional(),
+    })
+    .loose(),
+);
 export type Job = z.output<typeof Job>;
 
-export const WorkflowNode = z
-  .object({
-    id: z.number().int(),
-    summary_fields: z
-      .object({
-        job: z
-          .object({
-            id: z.number().int(),
-            name: z.string().optional(),
-            status: z.string().optional(),
-            failed: z.boolean().optional(),
-            type: z.string().optional(),
-          })
-          .loose()
-          .optional(),
-      })
-      .loose()
-      .optional(),
-  })
-  .loose();
+export const WorkflowNode = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int(),
+      summary_fields: z
+        .object({
+          job: z
+            .object({
+              id: z.number().int(),
+              name: z.string().optional(),
+              status: z.string().optional(),
+              failed: z.boolean().optional(),
+              type: z.string().optional(),
+            })
+            .loose()
+            .optional(),
+        })
+        .loose()
+        .optional(),
+    })
+    .loose(),
+);
 type WorkflowNode = z.output<typeof WorkflowNode>;
 
-export const JobEvent = z
-  .object({
-    failed: z.boolean().optional(),
-    task: z.string().optional(),
-    event_data: z
-      .object({ res: z.object({ msg: z.unknown().optional() }).loose().optional(), task: z.string().optional() })
-      .loose()
-      .optional(),
-  })
-  .loose();
+export const JobEvent = lazySchema(() =>
+  z
+    .object({
+      failed: z.boolean().optional(),
+      task: z.string().optional(),
+      event_data: z
+        .object({ res: z.object({ msg: z.unknown().optional() }).loose().optional(), task: z.string().optional() })
+        .loose()
+        .optional(),
+    })
+    .loose(),
+);
 
-export const JobListItem = z.object({ id: z.number().int(), extra_vars: z.string().nullable().optional() }).loose();
+export const JobListItem = lazySchema(() => z.object({ id: z.number().int(), extra_vars: z.string().nullable().optional() }).loose());
 
-export const Inventory = z.object({ id: z.number().int(), name: z.string() }).loose();
-export const TowerHost = z
-  .object({
-    id: z.number().int(),
-    name: z.string(),
-    inventory: z.number().int().optional(),
-    variables: z.string().nullable().optional(),
-    summary_fields: z
-      .object({ inventory: z.object({ name: z.string() }).loose().optional() })
-      .loose()
-      .optional(),
-  })
-  .loose();
+export const Inventory = lazySchema(() => z.object({ id: z.number().int(), name: z.string() }).loose());
+export const TowerHost = lazySchema(() =>
+  z
+    .object({
+      id: z.number().int(),
+      name: z.string(),
+      inventory: z.number().int().optional(),
+      variables: z.string().nullable().optional(),
+      summary_fields: z
+        .object({ inventory: z.object({ name: z.string() }).loose().optional() })
+        .loose()
+        .optional(),
+    })
+    .loose(),
+);
 export type TowerHost = z.output<typeof TowerHost>;
 
-const SurveySpec = z
-  .object({
-    spec: z
-      .array(
-        z
-          .object({
-            variable: z.string(),
-            question_name: z.string().optional(),
-            type: z.string().optional(),
-            default: z.unknown().optional(),
-            required: z.boolean().optional(),
-            choices: z.unknown().optional(),
-          })
-          .loose(),
-      )
-      .default([]),
-  })
-  .loose();
+const SurveySpec = lazySchema(() =>
+  z
+    .object({
+      spec: z
+        .array(
+          z
+            .object({
+              variable: z.string(),
+              question_name: z.string().optional(),
+              type: z.string().optional(),
+              default: z.unknown().optional(),
+              required: z.boolean().optional(),
+              choices: z.unknown().optional(),
+            })
+            .loose(),
+        )
+        .default([]),
+    })
+    .loose(),
+);
 
-const Me = Page(z.object({ username: z.string() }).loose());
+const Me = lazySchema(() => Page(z.object({ username: z.string() }).loose()));
 
 /** One failure reason of a failed job. */
 export interface FailureReason {

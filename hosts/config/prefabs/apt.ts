@@ -3,22 +3,24 @@
  * names or paths to `.deb` files on the host. Only what differs is installed or removed.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { quote } from '../../quote.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
-export const AptConfig = z.object({
-  /** Package names, or paths of `.deb` files on the host (`~/` expands). */
-  packages: z.array(z.string().min(1)).min(1),
-  /** Run `apt-get update` before installing missing packages. */
-  update: z.boolean().default(false),
-  /** Purge configuration files too in `clean`. */
-  purge: z.boolean().default(false),
-  /** Use `sudo -n`; `auto` (default): when the login user is not root. */
-  sudo: z.union([z.boolean(), z.literal('auto')]).default('auto'),
-  /** Seconds to wait for another apt/dpkg run to finish. */
-  lockTimeout: z.number().int().min(0).default(120),
-});
+export const AptConfig = lazySchema(() =>
+  z.object({
+    /** Package names, or paths of `.deb` files on the host (`~/` expands). */
+    packages: z.array(z.string().min(1)).min(1),
+    /** Run `apt-get update` before installing missing packages. */
+    update: z.boolean().default(false),
+    /** Purge configuration files too in `clean`. */
+    purge: z.boolean().default(false),
+    /** Use `sudo -n`; `auto` (default): when the login user is not root. */
+    sudo: z.union([z.boolean(), z.literal('auto')]).default('auto'),
+    /** Seconds to wait for another apt/dpkg run to finish. */
+    lockTimeout: z.number().int().min(0).default(120),
+  }),
+);
 export type AptConfig = z.output<typeof AptConfig>;
 
 /** Makes sure Debian packages are installed (or removed in `clean`). */

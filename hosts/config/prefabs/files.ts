@@ -4,13 +4,13 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { quote } from '../../quote.js';
 import { ensureFile, remoteState } from '../remote.js';
 import { FileModeSchema } from './folder.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
-const Common = {
+const Common = lazySchema(() => ({
   /** Remote path (`~/` is the login user's home). */
   path: z.string().min(1),
   /** Render the content as a template with the config of the whiteprint and `target` facts. */
@@ -22,16 +22,18 @@ const Common = {
   mode: FileModeSchema.optional(),
   /** Remove the file in `clean` (default true). */
   removeOnClean: z.boolean().default(true),
-};
+}));
 
-export const FileFromStringConfig = z.object({ ...Common, content: z.string() });
+export const FileFromStringConfig = lazySchema(() => z.object({ ...Common, content: z.string() }));
 export type FileFromStringConfig = z.output<typeof FileFromStringConfig>;
 
-export const FileFromPathConfig = z.object({
-  ...Common,
-  /** Local file: absolute, or relative to `<resource path>/<whiteprint name>/`. */
-  source: z.string().min(1),
-});
+export const FileFromPathConfig = lazySchema(() =>
+  z.object({
+    ...Common,
+    /** Local file: absolute, or relative to `<resource path>/<whiteprint name>/`. */
+    source: z.string().min(1),
+  }),
+);
 export type FileFromPathConfig = z.output<typeof FileFromPathConfig>;
 
 abstract class FilePrefab<C extends FileFromStringConfig | FileFromPathConfig> extends Prefab<C> {

@@ -2,24 +2,28 @@
  * Folder: a directory with an owner, group and mode; removed in `clean`.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { UserInputError } from '../../../lib/errors.js';
 import { quote } from '../../quote.js';
 import { ensureAttributes, remoteState } from '../remote.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
 /** A file mode: a number (`0o755`) or octal digits (`'0755'`). */
-export const FileModeSchema = z.union([z.number().int().min(0).max(0o7777), z.string().regex(/^[0-7]{1,5}$/, "use octal digits, e.g. '0644'")]);
+export const FileModeSchema = lazySchema(() =>
+  z.union([z.number().int().min(0).max(0o7777), z.string().regex(/^[0-7]{1,5}$/, "use octal digits, e.g. '0644'")]),
+);
 
-export const FolderConfig = z.object({
-  /** Remote path (`~/` is the login user's home). */
-  path: z.string().min(1),
-  owner: z.string().optional(),
-  group: z.string().optional(),
-  mode: FileModeSchema.optional(),
-  /** Remove the folder and everything in it in `clean` (default true). */
-  removeOnClean: z.boolean().default(true),
-});
+export const FolderConfig = lazySchema(() =>
+  z.object({
+    /** Remote path (`~/` is the login user's home). */
+    path: z.string().min(1),
+    owner: z.string().optional(),
+    group: z.string().optional(),
+    mode: FileModeSchema.optional(),
+    /** Remove the folder and everything in it in `clean` (default true). */
+    removeOnClean: z.boolean().default(true),
+  }),
+);
 export type FolderConfig = z.output<typeof FolderConfig>;
 
 /** Makes sure a folder exists with the given owner, group and mode; `clean` removes it. */

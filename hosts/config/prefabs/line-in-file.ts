@@ -2,21 +2,23 @@
  * LineInFile: a line present in a file (appended when missing); removed again in `clean`.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { UserInputError } from '../../../lib/errors.js';
 import { quote } from '../../quote.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
-export const LineInFileConfig = z.object({
-  /** The file (`~/` is the login user's home). */
-  path: z.string().min(1),
-  /** The whole line, without a newline. */
-  line: z.string().refine((l) => !l.includes('\n'), 'must be one line (no newline)'),
-  /** Create the file when it is missing (default true). */
-  create: z.boolean().default(true),
-  /** Remove the line (every copy of it) in `clean` (default true). */
-  removeOnClean: z.boolean().default(true),
-});
+export const LineInFileConfig = lazySchema(() =>
+  z.object({
+    /** The file (`~/` is the login user's home). */
+    path: z.string().min(1),
+    /** The whole line, without a newline. */
+    line: z.string().refine((l) => !l.includes('\n'), 'must be one line (no newline)'),
+    /** Create the file when it is missing (default true). */
+    create: z.boolean().default(true),
+    /** Remove the line (every copy of it) in `clean` (default true). */
+    removeOnClean: z.boolean().default(true),
+  }),
+);
 export type LineInFileConfig = z.output<typeof LineInFileConfig>;
 
 /** Makes sure a file contains a line. */

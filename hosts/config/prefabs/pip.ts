@@ -3,20 +3,22 @@
  * Entries are requirement names or paths of wheel/sdist files on the host.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { quote } from '../../quote.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
-export const Pip3Config = z.object({
-  /** Distribution names (`requests`, `requests==2.31.0`) or paths of `.whl` / `.tar.gz` files on the host. */
-  packages: z.array(z.string().min(1)).min(1),
-  /** The pip command, e.g. `pip3`, `python3 -m pip`, or a virtualenv's `~/venv/bin/pip`. */
-  pip: z.string().default('pip3'),
-  /** Install into the user site (`--user`). */
-  user: z.boolean().default(false),
-  /** More arguments for `pip install`, e.g. `['--no-index', '--find-links', '/srv/wheels']`. */
-  installArgs: z.array(z.string()).default([]),
-});
+export const Pip3Config = lazySchema(() =>
+  z.object({
+    /** Distribution names (`requests`, `requests==2.31.0`) or paths of `.whl` / `.tar.gz` files on the host. */
+    packages: z.array(z.string().min(1)).min(1),
+    /** The pip command, e.g. `pip3`, `python3 -m pip`, or a virtualenv's `~/venv/bin/pip`. */
+    pip: z.string().default('pip3'),
+    /** Install into the user site (`--user`). */
+    user: z.boolean().default(false),
+    /** More arguments for `pip install`, e.g. `['--no-index', '--find-links', '/srv/wheels']`. */
+    installArgs: z.array(z.string()).default([]),
+  }),
+);
 export type Pip3Config = z.output<typeof Pip3Config>;
 
 /** PEP 503 normalized name: lowercase, runs of `-_.` become `-`. */

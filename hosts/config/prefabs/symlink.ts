@@ -2,22 +2,24 @@
  * Symlink: a symbolic link pointing at a target; removed in `clean`.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { UserInputError } from '../../../lib/errors.js';
 import { quote } from '../../quote.js';
 import { remoteState } from '../remote.js';
 import { Prefab, type PrefabAction } from './prefab.js';
 
-export const SymlinkConfig = z.object({
-  /** Where the link is (`~/` is the login user's home). */
-  path: z.string().min(1),
-  /** What it points at (written into the link as given, after `~/` expansion). */
-  target: z.string().min(1),
-  /** Replace a regular file (not a folder) that is in the way. */
-  force: z.boolean().default(false),
-  /** Remove the link in `clean` (default true). */
-  removeOnClean: z.boolean().default(true),
-});
+export const SymlinkConfig = lazySchema(() =>
+  z.object({
+    /** Where the link is (`~/` is the login user's home). */
+    path: z.string().min(1),
+    /** What it points at (written into the link as given, after `~/` expansion). */
+    target: z.string().min(1),
+    /** Replace a regular file (not a folder) that is in the way. */
+    force: z.boolean().default(false),
+    /** Remove the link in `clean` (default true). */
+    removeOnClean: z.boolean().default(true),
+  }),
+);
 export type SymlinkConfig = z.output<typeof SymlinkConfig>;
 
 /** Makes sure `path` is a symlink to `target`. */

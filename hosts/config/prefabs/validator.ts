@@ -2,16 +2,18 @@
  * FileExistsValidator: checks in `validate` that a file exists; changes nothing.
  * @module
  */
-import { z } from 'zod';
+import { lazySchema, z } from '../../../lib/zod.js';
 import { quote } from '../../quote.js';
 import { Whiteprint } from '../whiteprint.js';
 
-export const FileExistsValidatorConfig = z.object({
-  /** The remote path that must exist (`~/` is the login user's home). */
-  path: z.string().min(1),
-  /** Also require a regular file (not a folder). */
-  regularFile: z.boolean().default(false),
-});
+export const FileExistsValidatorConfig = lazySchema(() =>
+  z.object({
+    /** The remote path that must exist (`~/` is the login user's home). */
+    path: z.string().min(1),
+    /** Also require a regular file (not a folder). */
+    regularFile: z.boolean().default(false),
+  }),
+);
 export type FileExistsValidatorConfig = z.output<typeof FileExistsValidatorConfig>;
 
 /** Only validates: drift when the path is missing (in every mode but `clean`). */
