@@ -100,10 +100,7 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
 
   /** Pooled hosts idle longer than `checkout.reuseIdle` are released; a failure is only logged. */
   async #expireIdle(look = false): Promise<HostRecord[]> {
-    return (await reuseOps()).expireIdle(this.#core, Date.now(), undefined, look).catch((error: unknown) => {
-      this.logger.warn('could not release idle pooled hosts', { error: asError(error).message });
-      return [];
-    });
+    return (await reuseOps()).expireIdleLogged(this.#core, look);
   }
 
   /**

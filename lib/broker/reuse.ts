@@ -184,7 +184,7 @@ export async function releaseOrPool(core: BrokerCore, record: HostRecord): Promi
     pooled = await toPool(core, current, mark);
     if (!pooled) await releaseHostRecord(core, current);
   }
-  await expireIdle(core).catch((e: unknown) => core.logger.warn('could not release idle pooled hosts', { error: asError(e).message }));
+  await expireIdleLogged(core);
   return pooled ? 'pooled' : undefined;
 }
 
@@ -202,6 +202,14 @@ async function toPool(core: BrokerCore, record: HostRecord, mark: ReuseMark): Pr
   core.held.delete(record.id);
   core.logger.info(`returned ${record.name} to the warm-reuse pool`, { id: record.id });
   return true;
+}
+
+/** {@link expireIdle} after a checkin or before a reap: a failure is only logged. */
+export function expireIdleLogged(core: BrokerCore, look = false): Promise<HostRecord[]> {
+  return expireIdle(core, Date.now(), undefined, look).catch((error: unknown) => {
+    core.logger.warn('could not release idle pooled hosts', { error: asError(error).message });
+    return [];
+  });
 }
 
 /** Expiry under way per Broker: a checkin of many hosts at once reads the inventory once for it. */
