@@ -59,7 +59,7 @@ async function measure(store: string, workers: number, settings: Record<string, 
   const args = [directory, JSON.stringify({ ...settings, static: { hosts: MACHINES } })];
   const children = Array.from({ length: workers }, () =>
     fork(WORKER, args, {
-      execArgv: ['--import', 'tsx', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])],
+      execArgv: ['--import', 'tsx', ...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : [])],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     }),
   );

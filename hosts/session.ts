@@ -239,7 +239,11 @@ export class Session {
 
   /** Copies a local directory's contents into a remote directory (tar over the session). */
   async upload(localDir: string, remoteDir: string): Promise<void> {
-    const consumer = await (await this.connected()).spawn(`mkdir -p -- ${quote(remoteDir)} && tar -C ${quote(remoteDir)} -xf -`);
+    // The directory first, on its own: a remote side that fails while the tar stream is still being
+    // sent can lose its reason (Podman's exec attach resets and drops the process's stderr).
+    const made = await this.runRaw(`mkdir -p -- ${quote(remoteDir)}`);
+    if (made.status !== 0) throw fileError('upload to', remoteDir, this.label, made);
+    const consumer = await (await this.connected()).spawn(`tar -C ${quote(remoteDir)} -xf -`);
     const producer = localProcess('tar', ['-C', localDir, '-cf', '-', '.']);
     const { failed, ends } = await joinProcesses(producer, consumer);
     if (failed === 'producer')

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { setOwn } from './objects.js';
+
 type Obj = Record<string, unknown>;
 /** A converted value to report as ignored (Broker value with no equivalent here). */
 const IGNORE = Symbol('ignore');
@@ -123,14 +125,14 @@ export function fromBrokerSettings(input: Obj): BrokerTranslation {
       Object.assign(ssh, mapKeys(SSH, SSH_IGNORED, value, ignored, `${key}.`));
     } else if (lower === 'nicks' && isObj(value)) {
       out.nicks = mergeInto(out.nicks, nicksOf(value, key, ignored));
-    } else if (PROVIDERS[lower] && isObj(value)) {
+    } else if (Object.hasOwn(PROVIDERS, lower) && isObj(value)) {
       const spec = PROVIDERS[lower]!;
       out[spec.name] = mergeInto(out[spec.name], providerSection(spec, value, key, ignored));
     } else if (IGNORED_TOP.includes(lower)) {
       ignored.push(key);
     } else {
       // Ours: kept as given, over anything translated into the same section before.
-      out[key] = isObj(value) && isObj(out[key]) ? mergeInto(value, out[key]) : value;
+      setOwn(out, key, isObj(value) && isObj(out[key]) ? mergeInto(value, out[key] as Obj) : value);
     }
   }
   if (Object.keys(legacySsh).length || Object.keys(ssh).length) out.ssh = { ...legacySsh, ...ssh, ...(isObj(out.ssh) ? out.ssh : {}) };
@@ -146,7 +148,8 @@ function mapKeys(map: KeyMap, dropped: readonly string[], source: Obj, ignored: 
   const mapped: Obj = {};
   for (const [key, value] of Object.entries(source)) {
     const lower = key.toLowerCase();
-    const entry = map[lower];
+    // Own keys only: a key named `__proto__` or `constructor` is the user's, not a mapping.
+    const entry = Object.hasOwn(map, lower) ? map[lower] : undefined;
     // Broker's example leaves placeholders empty (`hub_url:`, `network: null`): nothing to carry over or lose.
     if ((entry || dropped.includes(lower)) && value === null) continue;
     if (entry) {
@@ -154,7 +157,7 @@ function mapKeys(map: KeyMap, dropped: readonly string[], source: Obj, ignored: 
       if (converted === IGNORE) ignored.push(`${prefix}${key}`);
       else if (converted !== undefined) mapped[entry[0]] = converted;
     } else if (dropped.includes(lower)) ignored.push(`${prefix}${key}`);
-    else ours[key] = value;
+    else setOwn(ours, key, value);
   }
   return { ...mapped, ...ours };
 }
@@ -185,14 +188,21 @@ function nicksOf(nicks: Obj, name: string, ignored: string[]): Obj {
   const out: Obj = {};
   for (const [nick, value] of Object.entries(nicks)) {
     if (!isObj(value) || typeof value.provider === 'string') {
-      out[nick] = value;
+      setOwn(out, nick, value);
       continue;
     }
     const { container_host, job_xml, ...rest } = value;
-    if ('workflow' in value || 'job_template' in value) out[nick] = { provider: 'tower', ...value };
-    else if (container_host !== undefined) out[nick] = { provider: 'container', image: container_host, ...rest };
-    else if ('hostgroup' in value) out[nick] = { provider: 'foreman', ...value };
-    else if (job_xml !== undefined) out[nick] = { provider: 'beaker', jobXmlFile: job_xml, ...rest };
+    const translated =
+      'workflow' in value || 'job_template' in value
+        ? { provider: 'tower', ...value }
+        : container_host !== undefined
+          ? { provider: 'container', image: container_host, ...rest }
+          : 'hostgroup' in value
+            ? { provider: 'foreman', ...value }
+            : job_xml !== undefined
+              ? { provider: 'beaker', jobXmlFile: job_xml, ...rest }
+              : undefined;
+    if (translated) setOwn(out, nick, translated);
     else ignored.push(`${name}.${nick}`);
   }
   return out;
@@ -207,7 +217,7 @@ function atLeast(version: string, major: number, minor: number): boolean {
 function mergeInto(existing: unknown, added: Obj): Obj {
   if (!isObj(existing)) return added;
   const out: Obj = { ...added };
-  for (const [k, v] of Object.entries(existing)) out[k] = isObj(out[k]) && isObj(v) ? mergeInto(v, out[k] as Obj) : v;
+  for (const [k, v] of Object.entries(existing)) setOwn(out, k, isObj(out[k]) && isObj(v) ? mergeInto(v, out[k] as Obj) : v);
   return out;
 }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parseYamlStrict as parseYaml } from './yaml.js';
 import { lazySchema, z } from './zod.js';
 import { SettingsError } from './errors.js';
+import { setOwn } from './objects.js';
 import { BROKER_TOP_LEVEL_KEYS, fromBrokerSettings } from './settings-broker.js';
 import { JumpHost } from './records.js';
 import { Duration } from './duration.js';
@@ -195,7 +196,7 @@ export function parseSettings(input: Record<string, unknown>, providerNames: rea
   const names = new Map(providerNames.map((n) => [n.toLowerCase(), n]));
   for (const [key, value] of Object.entries(input)) {
     if ((KNOWN_KEYS as readonly string[]).includes(key)) {
-      if (key !== 'providers') normalized[key] = value;
+      if (key !== 'providers') setOwn(normalized, key, value);
       continue;
     }
     const provider = names.get(key.toLowerCase());
@@ -301,7 +302,7 @@ export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k];
-    out[k] = isPlain(prev) && isPlain(v) ? deepMerge(prev, v) : v;
+    setOwn(out, k, isPlain(prev) && isPlain(v) ? deepMerge(prev, v) : v);
   }
   return out;
 }

@@ -15,16 +15,26 @@ else
   echo "npm test: not root, so scripts/setup-test-env.sh was not run; tests that need sshd, Podman or libvirt skip and say why (run 'sudo bash scripts/setup-test-env.sh' once)." >&2
 fi
 
-# `npm install` may have run before libvirt-dev was installed (the README's two commands): the
-# optional native binding then failed to build, quietly. Rebuild it now that its headers are here.
+# The libvirt binding is a native addon that builds only against libvirt-dev, so it is not a
+# devDependency (a fresh `npm install` would fail on it before the set-up above installed the
+# headers). Once libvirt-dev is here it is installed from its own pinned lock in
+# scripts/libvirt-binding and linked into node_modules; a copy the user installed is rebuilt.
 # (Importing the package is not enough: it loads the addon on the first `new Hypervisor`.)
-addon=node_modules/@unraid/libvirt/build/Release/libvirt.node
-if [ -d node_modules/@unraid/libvirt ] && ! node -e 'require(require("node:path").resolve(process.argv[1]))' "$addon" 2>/dev/null; then
-  if pkg-config --exists libvirt 2>/dev/null; then
+loads() { node -e 'require(require("node:path").resolve(process.argv[1], "build/Release/libvirt.node"))' "$1" 2>/dev/null; }
+binding=scripts/libvirt-binding/node_modules/@unraid/libvirt
+if ! loads node_modules/@unraid/libvirt; then
+  if ! pkg-config --exists libvirt 2>/dev/null; then
+    echo "npm test: libvirt-dev is missing, so @unraid/libvirt is not installed; the libvirt tests will say so" >&2
+  elif [ -d node_modules/@unraid/libvirt ] && [ ! -L node_modules/@unraid/libvirt ]; then
     echo "== rebuilding @unraid/libvirt (its native addon did not load; libvirt-dev is installed now)"
     npm rebuild @unraid/libvirt --foreground-scripts
   else
-    echo "npm test: @unraid/libvirt's addon does not load and libvirt-dev is missing; the libvirt tests will say so" >&2
+    if ! loads "$binding"; then
+      echo "== installing @unraid/libvirt from scripts/libvirt-binding (the libvirt provider's optional binding)"
+      npm ci --prefix scripts/libvirt-binding --no-audit --no-fund
+    fi
+    mkdir -p node_modules/@unraid
+    ln -sfn "../../$binding" node_modules/@unraid/libvirt
   fi
 fi
 

@@ -282,4 +282,18 @@ describe('a SatelliteQE Broker settings file', () => {
     expect(own.ssh.username).toBe('me');
     expect(() => loadSettings(dirs[0]!, { providerNames: names, env: {}, overrides: { sshh: {} } })).toThrow(/unknown key `sshh`/);
   });
+
+  it("top-level keys named after Object.prototype's (`__proto__`, `constructor`) are unknown keys, not a crash", async () => {
+    for (const text of ['__proto__:\n  "": ""\n', 'constructor:\n  a: 1\n', 'Constructor: {}\n']) {
+      const dir = await brokerDir(text);
+      let error: unknown;
+      try {
+        loadSettings(dir, { providerNames: names, env: {} });
+      } catch (e) {
+        error = e;
+      }
+      expect(error, text).toMatchObject({ name: 'SettingsError', code: 'SETTINGS' });
+      expect((error as Error).message, text).toMatch(/unknown key `(__proto__|constructor|Constructor)`/);
+    }
+  });
 });
