@@ -24,13 +24,15 @@ let count = 0;
 // The command (bin) stays ESM: its entry awaits at the top level, which CommonJS cannot.
 // hostbroker/testing registers vitest tests, and vitest refuses require(): Node's require(esm) loads its ESM build.
 const testing = join(dist, 'lib', 'testing');
+const assets = join(dist, 'lib', 'dashboard', 'assets');
 const skip = new Set([join(dist, 'lib', 'cli', 'main.js'), join(dist, 'lib', 'cli', 'main.d.ts')]);
 for (const top of ['lib', 'hosts', 'providers']) {
   for (const path of files(join(dist, top))) {
     if (skip.has(path) || path.startsWith(testing)) continue;
     const target = join(out, relative(dist, path));
     mkdirSync(dirname(target), { recursive: true });
-    if (path.endsWith('.d.ts')) {
+    // The dashboard's page files are served as they are (the browser's script is no module of ours).
+    if (path.endsWith('.d.ts') || path.startsWith(assets)) {
       cpSync(path, target);
       continue;
     }
