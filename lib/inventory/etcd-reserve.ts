@@ -2,7 +2,7 @@
  * Reservations on the etcd store: a claim is the key `reservations/<pool>/<resource>` holding the
  * record id, created with `Create == 0` in the same transaction that puts the claim on the
  * record (compared on its mod revision) and drops the record's old claim. Exactly one of any
- * number of workers racing for a resource wins; a loser re-reads and tries the next one.
+ * number of workers racing for a resource wins; a loser re-reads and tries another free one.
  * @module
  */
 import type { IKeyValue } from 'etcd3';
@@ -26,6 +26,7 @@ export async function reserveIn(store: TxnRunner, recordId: string, pool: string
   // read fresh. A failed claim's answer carries both as they are now, for the next attempt.
   let cached = store.cache.get(recordId);
   let fresh: [IKeyValue | undefined, IKeyValue[]] | undefined;
+  let lostRace = false;
   for (let attempt = 1; ; attempt++) {
     if (!fresh) {
       const [found, claims] = await store
@@ -40,7 +41,10 @@ export async function reserveIn(store: TxnRunner, recordId: string, pool: string
     const current = stored.record;
     if (stored.op === op) return current.reserved?.resource; // applied, though its answer was cut off
     const held = new Map(claimsOf(keys, claims).map((c) => [c.resource, c.recordId]));
-    const free = candidates.find((c) => (held.get(c) ?? recordId) === recordId);
+    const open = candidates.filter((c) => (held.get(c) ?? recordId) === recordId);
+    // After a lost race, a random free one: the workers that lost with this one would otherwise
+    // all go for the same next candidate and collide again, one winner per round.
+    const free = lostRace && open.length > 1 ? open[Math.floor(Math.random() * open.length)] : open[0];
     if (free === undefined) return undefined;
     if (held.get(free) === recordId && (cached || (current.reserved?.pool === pool && current.reserved.resource === free))) {
       if (!cached) return free;
@@ -65,6 +69,7 @@ export async function reserveIn(store: TxnRunner, recordId: string, pool: string
     // Only another writer of this record is waited out: a stale cache, or a claim another worker
     // won, is answered already by what the failed transaction read (the claims as they are now).
     const contended = cached === undefined && fresh[0]?.mod_revision !== stored.mod;
+    lostRace = !contended;
     cached = undefined;
     await store.conflict(attempt, `reserve a resource of ${pool} for ${recordId}`, contended);
   }

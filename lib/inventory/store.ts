@@ -91,7 +91,9 @@ export interface InventoryStore {
 
   /**
    * Claims the first of `candidates` (in order) that no other record holds in `pool`, for
-   * `recordId`, atomically, and returns it; undefined when all are held. The record must exist
+   * `recordId`, atomically, and returns it; undefined when all are held. (A shared store that
+   * loses that first one to another worker's claim in the same instant takes a random free one
+   * of the rest, so that racing workers spread out.) The record must exist
    * (an InventoryError otherwise: it was checked in meanwhile). A record holds one resource at a
    * time: a new claim replaces the one it had.
    */
