@@ -47,6 +47,9 @@ export interface ConformanceOptions {
   skip?: string | false;
 }
 
+/** A case for what only some providers have is registered where it applies, not skipped elsewhere. */
+const itWhere = (applies: boolean): typeof it => (applies ? it : ((() => undefined) as unknown as typeof it));
+
 /** Registers the conformance tests for one provider. */
 export function providerConformance(options: ConformanceOptions): void {
   const provider = options.definition.name;
@@ -124,7 +127,7 @@ export function providerConformance(options: ConformanceOptions): void {
       }
     });
 
-    it.skipIf(!session)('round-trips binary files, including empty ones', async () => {
+    itWhere(session)('round-trips binary files, including empty ones', async () => {
       await using host = await broker.checkout(one());
       const data = randomBytes(256 * 1024 + 7);
       await host.session.write(data, 'conformance/bin.dat');
@@ -133,7 +136,14 @@ export function providerConformance(options: ConformanceOptions): void {
       expect((await host.session.read('conformance/empty')).length).toBe(0);
     });
 
-    it.skipIf(!sync)('sync finds a host that is missing from the inventory (made elsewhere)', async () => {
+    itWhere(!sync)('without discover(), sync is refused with a UserInputError that says so, and the inventory is left as it was', async () => {
+      await using host = await broker.checkout(one());
+      expect(impl.discover).toBeUndefined();
+      await expect(broker.sync(provider)).rejects.toMatchObject({ code: 'USER_INPUT' });
+      expect((await recordOf(host.id))?.state).toBe('ready');
+    });
+
+    itWhere(sync)('sync finds a host that is missing from the inventory (made elsewhere)', async () => {
       await using host = await broker.checkout(one());
       await broker.forget(host.id);
       expect(await recordOf(host.id)).toBeUndefined();
@@ -210,9 +220,15 @@ export function providerConformance(options: ConformanceOptions): void {
       if (impl.discover) expect((await impl.discover(t.ctx)).map((d) => d.id)).not.toContain(record.id);
     });
 
-    it('extends the lease (when the provider has leases): the record and what discover() reports follow', async (test) => {
-      if (!impl.extend) return test.skip(`${provider} has no extend`);
+    it('extends the lease where the provider has leases (the record and what discover() reports follow), and refuses where it has none', async () => {
       const host = await broker.checkout(one({ lease: '1h' }));
+      if (!impl.extend) {
+        const before = (await recordOf(host.id))!.leaseExpires;
+        await expect(broker.extend(host, { lease: '3h' })).rejects.toMatchObject({ code: 'USER_INPUT' });
+        expect((await recordOf(host.id))!.leaseExpires).toBe(before);
+        await broker.checkin(host);
+        return;
+      }
       const hours3 = 3 * 3600_000;
       const from = Date.now();
       await broker.extend(host, { lease: '3h' });
@@ -227,7 +243,7 @@ export function providerConformance(options: ConformanceOptions): void {
       await broker.checkin(host);
     });
 
-    it.skipIf(!sync)('discover() reports what the reap rule needs; reap releases what has no record or whose lease passed, and keeps the rest', async () => {
+    itWhere(sync)('discover() reports what the reap rule needs; reap releases what has no record or whose lease passed, and keeps the rest', async () => {
       const keep = await broker.checkout(one(leaseTags ? { lease: '1h' } : {}));
       const lost = await broker.checkout(one(leaseTags ? { lease: '1h' } : {}));
       const expired = leaseTags ? await broker.checkout(one({ lease: 1 })) : undefined;
@@ -269,7 +285,7 @@ export function providerConformance(options: ConformanceOptions): void {
       await broker.checkin(keep);
     });
 
-    it.skipIf(!options.definition.actions)('has a function for every action, and the Broker refuses bad action arguments before calling it', async () => {
+    itWhere(Boolean(options.definition.actions))('has a function for every action, and the Broker refuses bad action arguments before calling it', async () => {
       for (const [name, action] of Object.entries<{ schema: z.ZodType }>(options.definition.actions ?? {})) {
         expect(typeof impl.actions?.[name], `implementation of action ${name}`).toBe('function');
         const bad = badArgsFor(action.schema);
