@@ -9,6 +9,12 @@ import { lazySchema, z } from './zod.js';
 export const HostState = lazySchema(() => z.enum(['provisioning', 'ready', 'releasing']));
 export type HostState = z.infer<typeof HostState>;
 
+/**
+ * A host, domain or deployment name as providers and topologies accept it: letters, digits, `.`,
+ * `_` and `-`, starting with a letter or digit (so it is a valid container, domain and file name).
+ */
+export const HostName = lazySchema(() => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (starting with a letter or digit)'));
+
 /** A public key in OpenSSH's one-line form without comment: `ssh-ed25519 AAAA...`. */
 export const PUBLIC_KEY_LINE = /^[a-z][a-z0-9@.-]* [A-Za-z0-9+/]+={0,2}$/;
 

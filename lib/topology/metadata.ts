@@ -8,6 +8,7 @@ import { parseYamlStrict as parseYaml } from '../yaml.js';
 import { lazySchema, z } from '../zod.js';
 import { UserInputError } from '../errors.js';
 import type { TopologyHost } from '../provider.js';
+import { HostName } from '../records.js';
 
 /** Ansible variables (host, domain or all). */
 const AnsibleVars = lazySchema(() => z.record(z.string(), z.unknown()));
@@ -16,10 +17,7 @@ const AnsibleVars = lazySchema(() => z.record(z.string(), z.unknown()));
 export const MetadataHostSchema = lazySchema(() =>
   z
     .object({
-      name: z
-        .string()
-        .min(1)
-        .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and - (a host name or FQDN)'),
+      name: HostName,
       role: z.string().min(1).optional(),
       group: z.string().min(1).optional(),
       groups: z.array(z.string().min(1)).optional(),
@@ -62,11 +60,7 @@ export const MetadataDomainSchema = lazySchema(() =>
 export const MetadataSchema = lazySchema(() =>
   z.strictObject({
     /** Deployment name (default: the file name, or `deployment-<random>`). */
-    name: z
-      .string()
-      .min(1)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
-      .optional(),
+    name: HostName.optional(),
     /** Provider of hosts that name none. */
     provider: z.string().min(1).optional(),
     /** Network of hosts that name none. */

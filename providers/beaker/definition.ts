@@ -6,6 +6,7 @@
  */
 import { lazySchema, z } from '../../lib/zod.js';
 import { httpTlsFields } from '../../lib/http-settings.js';
+import { sshLoginFields } from '../../lib/ssh-login.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
@@ -84,9 +85,7 @@ export const BeakerInstance = lazySchema(() =>
     /** How many of the user's latest jobs `sync` and tag lookups read. */
     syncLimit: z.number().int().min(1).max(1000).default(100),
     /** SSH login for reserved systems (defaults to the `ssh` settings). */
-    sshUsername: z.string().optional(),
-    sshPrivateKeyPath: z.string().optional(),
-    sshPasswordEnv: z.string().optional(),
+    ...sshLoginFields,
     requestTimeout: Duration.default('60s'),
     retries: z.number().int().min(0).max(10).default(3),
     ...httpTlsFields,

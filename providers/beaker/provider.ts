@@ -4,6 +4,7 @@
  * the reservation's watchdog), extend moves the watchdog, sync reads the user's unfinished jobs.
  * @module
  */
+import { sshLogin } from '../../lib/ssh-login.js';
 import { readFile } from 'node:fs/promises';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, TimeoutError, UserInputError } from '../../lib/errors.js';
@@ -152,14 +153,7 @@ export default implementProvider(beaker, {
       hostname: fqdn,
       name: args.name,
       providerId: `J:${jobId}`,
-      connection: {
-        kind: 'ssh',
-        host: fqdn,
-        port: ssh.port,
-        username: client.settings.sshUsername ?? ssh.username,
-        privateKeyPath: client.settings.sshPrivateKeyPath ?? ssh.privateKeyPath,
-        passwordEnv: client.settings.sshPasswordEnv ?? ssh.passwordEnv,
-      },
+      connection: sshLogin(fqdn, client.settings, ssh),
       data: { jobId, recipeId: recipe.id, url: `${client.settings.url.replace(/\/$/, '')}/jobs/${jobId}` },
       ...(seconds ? { leaseExpires: new Date(Date.now() + seconds * 1000).toISOString() } : {}),
     };

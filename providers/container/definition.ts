@@ -6,10 +6,8 @@
  */
 import { lazySchema, z } from '../../lib/zod.js';
 import { defineProvider, type ImplementationFor, pickImage } from '../../lib/provider.js';
+import { HostName } from '../../lib/records.js';
 import { Duration } from '../../lib/settings.js';
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
-const name = lazySchema(() => z.string().regex(NAME, 'use letters, digits, ., _ and - (starting with a letter or digit)'));
 
 /** A command: a string runs through `/bin/sh -c`, an array runs as is. */
 export const CommandArg = lazySchema(() => z.union([z.string().min(1), z.array(z.string()).min(1)]));
@@ -91,7 +89,7 @@ export const ContainerArgs = lazySchema(() =>
     /** Network to attach to (engine default when omitted). */
     network: z.string().optional().describe('network name'),
     /** Container name; else a random one (prefix `namePrefix` from settings). */
-    name: name.optional().describe('container name (random when omitted)'),
+    name: HostName.optional().describe('container name (random when omitted)'),
     /** User the container (and exec sessions) run as. */
     user: z.string().optional().describe('user (and group) to run as, e.g. "1000" or "app:app"'),
     privileged: z.boolean().default(false).describe('run privileged'),
@@ -121,7 +119,7 @@ export const ContainerInstance = lazySchema(() =>
     tlsCertPath: z.string().optional(),
     tlsKeyPath: z.string().optional(),
     /** Prefix of random container names. */
-    namePrefix: name.optional(),
+    namePrefix: HostName.optional(),
     /** Default wait for SSH login on SSH hosts. */
     sshReadyTimeout: Duration.default('60s'),
     /**

@@ -5,6 +5,7 @@
  */
 import { lazySchema, z } from '../../lib/zod.js';
 import { defineProvider, type ImplementationFor, pickFlavor, pickImage } from '../../lib/provider.js';
+import { HostName } from '../../lib/records.js';
 import { Duration } from '../../lib/settings.js';
 
 /**
@@ -29,11 +30,7 @@ const AbsolutePath = lazySchema(() => z.string().regex(/^\//, 'an absolute path 
 export const LibvirtArgs = lazySchema(() =>
   z.strictObject({
     /** Host name; the domain is named `<name>-<6 hex of the record id>` so names never collide. */
-    name: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
-      .optional()
-      .describe('host name (random when omitted)'),
+    name: HostName.optional().describe('host name (random when omitted)'),
     /** Base image: a volume name in `pool`, or an absolute path of an image file on the hypervisor. */
     baseImage: z.string().min(1).describe('base image: volume name in the pool, or absolute path on the hypervisor'),
     baseFormat: z.enum(['qcow2', 'raw']).default('qcow2').describe('format of the base image'),

@@ -5,15 +5,12 @@
  */
 import { lazySchema, z } from '../../lib/zod.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
+import { HostName } from '../../lib/records.js';
 
 export const LocalArgs = lazySchema(() =>
   z.strictObject({
     /** Name of the host; a random one when omitted. */
-    name: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'use letters, digits, ., _ and -')
-      .optional()
-      .describe('host name (random when omitted)'),
+    name: HostName.optional().describe('host name (random when omitted)'),
     /** Files to create in the new home directory, path → content. */
     files: z.record(z.string(), z.string()).optional().describe('files to create in the home directory: relative path → content'),
   }),

@@ -6,6 +6,7 @@
  */
 import { lazySchema, z } from '../../lib/zod.js';
 import { httpTlsFields } from '../../lib/http-settings.js';
+import { sshLoginFields } from '../../lib/ssh-login.js';
 import { defineProvider, type ImplementationFor } from '../../lib/provider.js';
 import { Duration } from '../../lib/settings.js';
 
@@ -49,9 +50,7 @@ export const MrProvisionerInstance = lazySchema(() =>
     /** Power the machine off before giving it back. */
     powerOffOnRelease: z.boolean().default(true),
     /** SSH login for provisioned machines (defaults to the `ssh` settings). */
-    sshUsername: z.string().optional(),
-    sshPrivateKeyPath: z.string().optional(),
-    sshPasswordEnv: z.string().optional(),
+    ...sshLoginFields,
     /** Limit for one API request. */
     requestTimeout: Duration.default('60s'),
     /** Extra attempts after connection errors and 5xx. */

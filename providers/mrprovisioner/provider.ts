@@ -7,6 +7,7 @@
  * so release of a record still `provisioning` and `sync` find machines by it.
  * @module
  */
+import { sshLogin } from '../../lib/ssh-login.js';
 import { abortedBeforeStart } from '../../lib/concurrency.js';
 import { ProviderError, UserInputError } from '../../lib/errors.js';
 import { type DiscoveredHost, type ProvisionedHost, implementProvider } from '../../lib/provider.js';
@@ -124,14 +125,7 @@ export default implementProvider(mrprovisioner, {
         hostname,
         name: args.name,
         providerId: String(machine.id),
-        connection: {
-          kind: 'ssh',
-          host: hostname,
-          port: ssh.port,
-          username: settings.sshUsername ?? ssh.username,
-          privateKeyPath: settings.sshPrivateKeyPath ?? ssh.privateKeyPath,
-          passwordEnv: settings.sshPasswordEnv ?? ssh.passwordEnv,
-        },
+        connection: sshLogin(hostname, settings, ssh),
         data: {
           machine: machine.name,
           machineId: machine.id,
