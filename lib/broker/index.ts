@@ -71,7 +71,8 @@ export class Broker<H extends Host = Host> implements AsyncDisposable {
   checkout<T extends Host = H>(request: CheckoutRequest<T> & { count?: undefined }): Promise<T>;
   checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>>;
   async checkout<T extends Host = H>(request: CheckoutRequest<T>): Promise<T | HostGroup<T>> {
-    const [core, { checkout }] = [this.#core, await checkoutOps()];
+    const core = this.#core;
+    const { checkout } = await checkoutOps();
     const reuse = request !== null && typeof request === 'object' && request.reuse === true;
     return reuse ? (await reuseOps()).reuseCheckout<T>(core, request, (r) => checkout<T>(core, r)) : checkout<T>(core, request);
   }

@@ -12,8 +12,6 @@ import { InventoryError, SettingsError, importOptional } from '../errors.js';
 import { type InventorySettings, toMs } from '../settings.js';
 import { EtcdUnavailableError } from './etcd-error.js';
 
-export { EtcdUnavailableError };
-
 /** The client options for these settings. The password is read from its variable here and kept nowhere else. */
 export function clientOptions(settings: InventorySettings, env: NodeJS.ProcessEnv = process.env): IOptions {
   const timeoutMs = toMs(settings.timeout);

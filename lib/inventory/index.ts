@@ -6,7 +6,7 @@
 export * from './store.js';
 export { FileInventoryStore, Inventory, INVENTORY_FILE } from './file.js';
 export { EtcdInventoryStore } from './etcd.js';
-export { EtcdUnavailableError } from './etcd-client.js';
+export { EtcdUnavailableError } from './etcd-error.js';
 export { validateRecord } from './operations.js';
 export type { InventoryOptions } from './file.js';
 export { openInventoryStore } from './open.js';
