@@ -20,12 +20,12 @@ const COOKIE = 'beaker_auth_token';
 
 export const Task = lazySchema(() => z.looseObject({ id: z.number().int().optional(), name: z.string().nullish(), status: z.string().nullish() }));
 
+/** The fields Beaker's job and recipe answers share (both are Beaker task objects with a whiteboard). */
+const taskFields = () => ({ id: z.number().int(), status: z.string(), result: z.string().nullish(), whiteboard: z.string().nullish() });
+
 export const Recipe = lazySchema(() =>
   z.looseObject({
-    id: z.number().int(),
-    status: z.string(),
-    result: z.string().nullish(),
-    whiteboard: z.string().nullish(),
+    ...taskFields(),
     resource: z.looseObject({ fqdn: z.string().nullish(), system: z.looseObject({ fqdn: z.string().nullish() }).nullish() }).nullish(),
     tasks: z.array(Task).nullish(),
   }),
@@ -34,10 +34,7 @@ export type Recipe = z.infer<typeof Recipe>;
 
 export const Job = lazySchema(() =>
   z.looseObject({
-    id: z.number().int(),
-    status: z.string(),
-    result: z.string().nullish(),
-    whiteboard: z.string().nullish(),
+    ...taskFields(),
     recipesets: z.array(z.looseObject({ id: z.number().int().optional(), recipes: z.array(Recipe) })),
   }),
 );
